@@ -1,0 +1,145 @@
+//! Server functions: the browser's only way into the server.
+//!
+//! Each one fetches the server's [`ssr::Hub`] from the Leptos context; the server crate provides
+//! it for page rendering and for `/api/*` calls alike.
+
+use crate::error::AppError;
+use crate::model::{DashboardSnapshot, Reading};
+use leptos::prelude::*;
+use leptos::server_fn::codec::{StreamingText, TextStream};
+
+/// Most readings one history call returns.
+pub const HISTORY_LIMIT_MAX: u32 = 10_000;
+
+/// Every device with the readings the server holds in memory for it.
+#[server]
+pub async fn load_dashboard() -> Result<DashboardSnapshot, AppError> {
+    Ok(ssr::hub()?.snapshot())
+}
+
+/// Stored readings of one device received at or after `since_ms`, oldest first, at most the
+/// newest `limit` of them.
+#[server]
+pub async fn device_history(
+    device_id: String,
+    since_ms: i64,
+    limit: u32,
+) -> Result<Vec<Reading>, AppError> {
+    if limit == 0 || limit > HISTORY_LIMIT_MAX {
+        return Err(AppError::BadRequest(format!(
+            "limit must be between 1 and {HISTORY_LIMIT_MAX}"
+        )));
+    }
+    ssr::hub()?.history(&device_id, since_ms, limit).await
+}
+
+/// The live stream: newline-delimited JSON [`crate::model::LiveEvent`]s, starting with a snapshot.
+#[server(output = StreamingText)]
+pub async fn live_updates() -> Result<TextStream<AppError>, AppError> {
+    Ok(ssr::live_stream(ssr::hub()?))
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    //! What the server crate implements, and the server half of the live stream.
+
+    use crate::error::AppError;
+    use crate::model::{DashboardSnapshot, LiveEvent, Reading};
+    use leptos::prelude::*;
+    use leptos::server_fn::codec::TextStream;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::broadcast::{error::RecvError, Receiver};
+    use tokio_util::sync::CancellationToken;
+
+    /// The server as the dashboard needs it.
+    #[async_trait::async_trait]
+    pub trait Hub: Send + Sync + 'static {
+        fn snapshot(&self) -> DashboardSnapshot;
+        /// A snapshot and a receiver for every event after it, taken together so that nothing
+        /// falls between the two.
+        fn subscribe(&self) -> (DashboardSnapshot, Receiver<LiveEvent>);
+        async fn history(
+            &self,
+            device_id: &str,
+            since_ms: i64,
+            limit: u32,
+        ) -> Result<Vec<Reading>, AppError>;
+        /// Cancelled when the server begins to shut down; open streams end then, so a graceful
+        /// stop does not wait on browsers.
+        fn stopping(&self) -> CancellationToken;
+    }
+
+    /// The handle the server provides as Leptos context.
+    pub type SharedHub = Arc<dyn Hub>;
+
+    pub(crate) fn hub() -> Result<SharedHub, AppError> {
+        use_context::<SharedHub>().ok_or_else(|| {
+            tracing::error!("no Hub in the Leptos context: the server must provide one");
+            AppError::Internal
+        })
+    }
+
+    /// With nothing else to send, a heartbeat this often lets both ends notice a dead connection.
+    pub const HEARTBEAT: Duration = Duration::from_secs(15);
+    /// Events queued for a subscriber are sent together, up to this many per chunk.
+    const MAX_EVENTS_PER_CHUNK: usize = 256;
+
+    struct Subscription {
+        hub: SharedHub,
+        rx: Receiver<LiveEvent>,
+        pending: Option<LiveEvent>,
+        stopping: CancellationToken,
+    }
+
+    pub(crate) fn live_stream(hub: SharedHub) -> TextStream<AppError> {
+        let (snapshot, rx) = hub.subscribe();
+        let stopping = hub.stopping();
+        let sub = Subscription {
+            hub,
+            rx,
+            pending: Some(LiveEvent::Snapshot(snapshot)),
+            stopping,
+        };
+        TextStream::new(futures::stream::unfold(sub, next_chunk))
+    }
+
+    async fn next_chunk(mut sub: Subscription) -> Option<(Result<String, AppError>, Subscription)> {
+        if let Some(event) = sub.pending.take() {
+            return Some((Ok(event.to_line()), sub));
+        }
+        let first = tokio::select! {
+            _ = sub.stopping.cancelled() => return None,
+            _ = tokio::time::sleep(HEARTBEAT) => LiveEvent::Heartbeat,
+            received = sub.rx.recv() => match received {
+                Ok(event) => event,
+                Err(RecvError::Lagged(missed)) => return Some((Ok(resync(&mut sub, missed)), sub)),
+                Err(RecvError::Closed) => return None,
+            },
+        };
+        let mut chunk = first.to_line();
+        // Whatever else is already queued goes out in the same chunk: fewer, larger writes
+        // when devices are busy.
+        for _ in 1..MAX_EVENTS_PER_CHUNK {
+            match sub.rx.try_recv() {
+                Ok(event) => chunk.push_str(&event.to_line()),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(missed)) => {
+                    chunk.push_str(&resync(&mut sub, missed));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Some((Ok(chunk), sub))
+    }
+
+    /// A slow browser missed events: tell it, and start it over from a fresh snapshot.
+    fn resync(sub: &mut Subscription, missed: u64) -> String {
+        tracing::debug!(missed, "live subscriber lagged; sending a fresh snapshot");
+        let (snapshot, rx) = sub.hub.subscribe();
+        sub.rx = rx;
+        let mut lines = LiveEvent::Lagged { missed }.to_line();
+        lines.push_str(&LiveEvent::Snapshot(snapshot).to_line());
+        lines
+    }
+}

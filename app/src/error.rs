@@ -1,0 +1,33 @@
+//! The one error type the browser sees. Internal detail stays in the server log; the browser gets
+//! a short, stable message it can show to a person.
+
+use leptos::server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The server is up but a part it needs (the store, say) is not answering.
+    #[error("temporarily unavailable, try again")]
+    Unavailable,
+    /// Something broke on the server; details are in its log.
+    #[error("internal error")]
+    Internal,
+    /// The request never reached the function, or its answer could not be read.
+    #[error("connection problem: {0}")]
+    Transport(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Transport(value.to_string())
+    }
+}

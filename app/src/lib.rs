@@ -1,0 +1,64 @@
+//! What the browser sees: the dashboard's pages, components and server functions, and the data
+//! shapes shared with the server.
+//!
+//! # Layout
+//! - [`model`]: the types that travel between server and browser (device summaries, readings,
+//!   live events) and [`model::DashboardState`], the pure state machine the live stream drives.
+//! - [`api`]: the `#[server]` functions the pages call. Under `ssr`, [`api::ssr::Hub`] is the
+//!   small trait the server implements so this crate never depends on the server crate.
+//! - [`chart`]: draws a series as SVG with `plotters` (same code on server and in the browser).
+//! - [`live`]: the browser end of the live stream: connect, decode, reconnect with backoff.
+//! - `pages/` (one file per page) and `components/` (pieces shared by pages).
+
+pub mod api;
+pub mod chart;
+pub mod error;
+pub mod live;
+pub mod model;
+
+mod components;
+mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    StaticSegment,
+};
+
+/// Name of the wasm/js/css bundle under `/pkg` (matches `name` in the workspace's leptos metadata).
+pub const BUNDLE_NAME: &str = "iothub";
+
+/// The HTML document around the app; the server renders it for every page.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href=format!("/pkg/{BUNDLE_NAME}.css") />
+        <Title text="IoT Hub" />
+        <Router>
+            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
+                <Route path=StaticSegment("") view=pages::dashboard::DashboardPage />
+            </Routes>
+        </Router>
+    }
+}

@@ -1,0 +1,19 @@
+-- One row per device ever seen.
+CREATE TABLE devices (
+    id            TEXT    PRIMARY KEY NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL
+);
+
+-- One row per field of each reading (a "narrow" layout): any number of fields per device, and
+-- a chart of one field reads only that field's rows. `seq` tells apart readings of the same
+-- millisecond.
+CREATE TABLE readings (
+    device_id   TEXT    NOT NULL,
+    received_ms INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    field       TEXT    NOT NULL,
+    value       REAL    NOT NULL
+);
+
+CREATE INDEX readings_by_device_time ON readings (device_id, received_ms, seq);

@@ -1,0 +1,175 @@
+//! Start-up, the shared [`AppState`], and graceful shutdown.
+//!
+//! [`Application::build`] binds the listener (port 0 works, for tests) and opens the store;
+//! [`Application::run_until_stopped`] serves until the shutdown token is cancelled, then stops
+//! accepting, closes device connections, ends live streams and flushes the store.
+
+use crate::config::ServeArgs;
+use crate::device_socket;
+use crate::registry::Registry;
+use crate::simulator::{self, SimulatorArgs};
+use crate::storage::{StorageError, Store, StoreConfig};
+use app::api::ssr::SharedHub;
+use axum::extract::FromRef;
+use axum::routing::get;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How far a live subscriber (a browser tab) may fall behind before it skips to a fresh snapshot.
+const LIVE_EVENT_CAPACITY: usize = 4096;
+
+/// Everything a request handler or server function may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub config: Arc<ServeArgs>,
+    pub registry: Registry,
+    pub store: Store,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Device connections, which outlive their HTTP request; shutdown waits for them.
+    pub tasks: TaskTracker,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: ServeArgs) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(StoreConfig {
+            data_dir: config.data_dir.clone(),
+            flush_interval: Duration::from_millis(config.flush_interval_ms),
+            flush_rows: config.flush_rows as usize,
+        })
+        .await?;
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+
+        let leptos_options = LeptosOptions::builder()
+            .output_name(app::BUNDLE_NAME)
+            .site_root(config.site_root.to_string_lossy().as_ref())
+            .site_pkg_dir("pkg")
+            .site_addr(local_addr)
+            .build();
+        let state = AppState {
+            leptos_options,
+            registry: Registry::new(config.recent_readings as usize, LIVE_EVENT_CAPACITY),
+            config: Arc::new(config),
+            store,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // The listener was bound and its address read in `build`.
+        self.state.leptos_options.site_addr
+    }
+
+    /// Cancel it to stop the server gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application { listener, state } = self;
+        let addr = state.leptos_options.site_addr;
+        let router = router(state.clone());
+
+        if state.config.simulate > 0 {
+            let args = SimulatorArgs {
+                url: format!("ws://127.0.0.1:{}/ws/device", addr.port())
+                    .parse()
+                    .map_err(std::io::Error::other)?,
+                devices: state.config.simulate,
+                rate: state.config.simulate_rate,
+                first_id: 1,
+            };
+            state
+                .tasks
+                .spawn(simulator::run(args, state.shutdown.clone()));
+        }
+
+        tracing::info!("dashboard listening on http://{addr}");
+        let stopping = state.shutdown.clone();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stopping.cancelled().await })
+        .await?;
+
+        tracing::info!("stopping: closing device connections and flushing the store");
+        state.tasks.close();
+        state.tasks.wait().await;
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let routes = generate_route_list(app::App);
+    let hub: SharedHub = Arc::new(state.clone());
+    Router::new()
+        .route("/ws/device", get(device_socket::upgrade))
+        .leptos_routes_with_context(&state, routes, move || provide_context(hub.clone()), {
+            let options = state.leptos_options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,136 @@
+//! Command-line configuration. Every flag falls back to an `IOTHUB_*` environment variable.
+
+use crate::simulator::SimulatorArgs;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iothub",
+    version,
+    about = "Self-hosted IoT device hub with a live web dashboard",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Running `iothub` with no subcommand is `iothub serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: dashboard and device endpoints (the default).
+    Serve(ServeArgs),
+    /// Run simulated devices against a hub (or anything speaking the CSV line protocol).
+    Simulate(SimulatorArgs),
+}
+
+impl Cli {
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address for the dashboard and the device endpoints.
+    #[arg(long, env = "IOTHUB_BIND", default_value = "0.0.0.0:3000")]
+    pub bind: SocketAddr,
+
+    /// Folder for the database; created if missing.
+    #[arg(long, env = "IOTHUB_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Folder with the built web assets (`pkg/iothub.js`, `.wasm`, `.css`, favicon).
+    #[arg(long, env = "IOTHUB_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Also run this many simulated devices against this server.
+    #[arg(long, env = "IOTHUB_SIMULATE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub simulate: u32,
+
+    /// Readings per second each simulated device sends.
+    #[arg(long, env = "IOTHUB_SIMULATE_RATE", default_value_t = 1.0, value_parser = crate::simulator::parse_rate)]
+    pub simulate_rate: f64,
+
+    /// Names for the values of a positional CSV line after the device id (`7,42,23.5`);
+    /// values beyond the list are named `f3`, `f4`, ….
+    #[arg(
+        long,
+        env = "IOTHUB_DEFAULT_FIELDS",
+        value_delimiter = ',',
+        default_value = "counter,temp"
+    )]
+    pub default_fields: Vec<String>,
+
+    /// Most numeric fields one reading may carry.
+    #[arg(long, env = "IOTHUB_MAX_FIELDS", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_fields: u16,
+
+    /// Largest WebSocket message or frame a device may send, in bytes.
+    #[arg(long, env = "IOTHUB_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(128..=16 * 1024 * 1024))]
+    pub max_frame_bytes: u32,
+
+    /// Readings per device kept in memory for the live charts.
+    #[arg(long, env = "IOTHUB_RECENT_READINGS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub recent_readings: u32,
+
+    /// The store writes queued readings at least this often (ms); a crash loses at most this much.
+    #[arg(long, env = "IOTHUB_FLUSH_INTERVAL_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub flush_interval_ms: u64,
+
+    /// …or as soon as this many values are queued.
+    #[arg(long, env = "IOTHUB_FLUSH_ROWS", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub flush_rows: u32,
+}
+
+impl ServeArgs {
+    /// The defaults, as `iothub serve` with no flags and no environment would have them
+    /// (environment variables are ignored here, so tests are not affected by the caller's shell).
+    pub fn defaults() -> Self {
+        let mut cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("iothub"));
+        cmd = cmd.mut_args(|arg| arg.env(None::<&str>));
+        let matches = cmd.get_matches_from(["iothub"]);
+        <ServeArgs as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("the defaults of ServeArgs are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_subcommand_means_serve_with_defaults() {
+        let cli = Cli::try_parse_from(["iothub", "--bind", "127.0.0.1:0"]).unwrap();
+        match cli.into_command() {
+            Command::Serve(args) => {
+                assert_eq!(args.bind.port(), 0);
+                assert_eq!(args.default_fields, ["counter", "temp"]);
+            }
+            other => panic!("expected serve, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        let err = Cli::try_parse_from(["iothub", "--max-fields", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--max-fields"), "{err}");
+        let err = Cli::try_parse_from(["iothub", "serve", "--simulate-rate=-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--simulate-rate"), "{err}");
+    }
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        let args = ServeArgs::defaults();
+        assert_eq!(args.bind.port(), 3000);
+        assert_eq!(args.max_frame_bytes, 65536);
+    }
+}

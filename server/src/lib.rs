@@ -1,0 +1,32 @@
+//! The hub's server: device endpoints, registry, storage, configuration, and the web app.
+//!
+//! # Layout
+//! The path of one reading is a straight line through these modules:
+//!
+//! 1. [`device_socket`]: the `/ws/device` WebSocket endpoint. I/O only: frames in, lines out.
+//! 2. [`protocol`]: pure parsing of a text line (CSV, `key=value`, JSON) into a reading.
+//! 3. [`registry`]: who is online, their latest values and recent readings; publishes every
+//!    change to live subscribers (browsers) through a bounded broadcast channel.
+//! 4. [`storage`]: a writer task batches readings into SQLite transactions.
+//! 5. [`hub`]: what the dashboard's server functions (in the `app` crate) see of all this;
+//!    the `app` crate turns the registry's broadcast into the browser's live stream and charts.
+//!
+//! Around them: [`config`] (flags with environment fallback), [`application`] (the shared
+//! [`application::AppState`], start-up, graceful shutdown) and [`simulator`] (fake devices).
+
+pub mod application;
+pub mod config;
+pub mod device_socket;
+pub mod hub;
+pub mod protocol;
+pub mod registry;
+pub mod simulator;
+pub mod storage;
+
+/// Milliseconds since the Unix epoch, the time unit of every reading.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

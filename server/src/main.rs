@@ -1,0 +1,59 @@
+use anyhow::Context;
+use clap::Parser;
+use server::application::Application;
+use server::config::{Cli, Command};
+use server::simulator;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+
+    match Cli::parse().into_command() {
+        Command::Serve(args) => {
+            let app = Application::build(args)
+                .await
+                .context("cannot start the hub")?;
+            stop_on_signal(app.shutdown_token());
+            app.run_until_stopped().await.context("the server failed")?;
+        }
+        Command::Simulate(args) => {
+            let stop = CancellationToken::new();
+            stop_on_signal(stop.clone());
+            simulator::run(args, stop).await;
+        }
+    }
+    Ok(())
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM (what `systemctl stop` and `docker stop` send).
+fn stop_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+}
