@@ -148,7 +148,8 @@ impl Session {
             }
             (Some(attached), Some(id)) if attached.device() != &id => {
                 let msg = format!(
-                    "device id {id:?} does not match this connection's id {:?}",
+                    "device id {:?} does not match this connection's id {:?}",
+                    id.as_str(),
                     attached.device().as_str()
                 );
                 return self.reply_error(socket, &msg).await;

@@ -1,0 +1,252 @@
+use app::model::{DashboardSnapshot, LiveEvent, Reading};
+use futures::{SinkExt, StreamExt};
+use leptos::server_fn::ServerFn;
+use serde::de::DeserializeOwned;
+use server::application::Application;
+use server::config::ServeArgs;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for something that should take milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub data_dir: TempDir,
+    pub stop: CancellationToken,
+    pub http: reqwest::Client,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+        Self::spawn_in(tempfile::tempdir().expect("temp dir"), configure).await
+    }
+
+    /// Starts a server on an existing data folder (to test restarts).
+    pub async fn spawn_in(data_dir: TempDir, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+        let mut args = ServeArgs::defaults();
+        args.bind = "127.0.0.1:0".parse().unwrap();
+        args.data_dir = data_dir.path().to_path_buf();
+        args.flush_interval_ms = 20;
+        configure(&mut args);
+        let app = Application::build(args).await.expect("server starts");
+        let addr = app.local_addr();
+        let stop = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            addr,
+            data_dir,
+            stop,
+            http: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn device(&self, query: &str) -> Device {
+        let url = format!("ws://{}/ws/device{query}", self.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("device connects");
+        Device { ws }
+    }
+
+    /// Calls a server function the way the browser does: POST, form-encoded arguments, JSON back.
+    pub async fn call<F: ServerFn, T: DeserializeOwned>(
+        &self,
+        args: &[(&str, &str)],
+    ) -> Result<T, (u16, String)> {
+        let res = self
+            .http
+            .post(self.url(F::PATH))
+            .form(args)
+            .send()
+            .await
+            .expect("request sent");
+        let status = res.status();
+        let body = res.text().await.expect("body");
+        if status.is_success() {
+            Ok(serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
+        } else {
+            Err((status.as_u16(), body))
+        }
+    }
+
+    pub async fn dashboard(&self) -> DashboardSnapshot {
+        self.call::<app::api::LoadDashboard, _>(&[])
+            .await
+            .expect("load_dashboard succeeds")
+    }
+
+    pub async fn history(&self, device: &str, limit: u32) -> Vec<Reading> {
+        let limit = limit.to_string();
+        self.call::<app::api::DeviceHistory, _>(&[
+            ("device_id", device),
+            ("since_ms", "0"),
+            ("limit", &limit),
+        ])
+        .await
+        .expect("device_history succeeds")
+    }
+
+    pub async fn live(&self) -> LiveClient {
+        let res = self
+            .http
+            .post(self.url(app::api::LiveUpdates::PATH))
+            .send()
+            .await
+            .expect("stream opens");
+        assert!(
+            res.status().is_success(),
+            "live stream refused: {}",
+            res.status()
+        );
+        LiveClient {
+            body: Box::pin(res.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// Graceful stop, as on SIGTERM; returns the data folder for a restart.
+    pub async fn stop(self) -> TempDir {
+        self.stop.cancel();
+        tokio::time::timeout(PATIENCE, self.server)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("server ran cleanly");
+        self.data_dir
+    }
+}
+
+pub struct Device {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Device {
+    pub async fn send(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("device sends");
+    }
+
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(Message::Binary(bytes.to_vec().into()))
+            .await
+            .expect("device sends");
+    }
+
+    /// The next text line from the server, skipping pings.
+    pub async fn recv_text(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time")
+            {
+                Some(Ok(Message::Text(t))) => return t.to_string(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the server to close this connection and returns the close reason.
+    pub async fn closed(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("closed in time")
+            {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| f.reason.to_string()).unwrap_or_default()
+                }
+                None | Some(Err(_)) => return String::new(),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}
+
+type ByteStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// The live stream as a browser receives it.
+pub struct LiveClient {
+    body: ByteStream,
+    buffer: String,
+}
+
+impl LiveClient {
+    pub async fn next_event(&mut self) -> LiveEvent {
+        loop {
+            if let Some(end) = self.buffer.find('\n') {
+                let line: String = self.buffer.drain(..=end).collect();
+                return serde_json::from_str(line.trim_end())
+                    .unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.body.next())
+                .await
+                .expect("live event in time")
+                .expect("stream still open")
+                .expect("stream readable");
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        }
+    }
+
+    /// Skips events until one matches.
+    pub async fn find<T>(&mut self, mut pick: impl FnMut(LiveEvent) -> Option<T>) -> T {
+        loop {
+            if let Some(found) = pick(self.next_event().await) {
+                return found;
+            }
+        }
+    }
+
+    /// True once the server has ended the stream.
+    pub async fn ended(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.body.next()).await {
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on port 0 with a temporary data folder, real WebSocket
+//! devices, and the dashboard's server functions called over HTTP exactly as the page calls them.
+
+mod helpers;
+
+mod devices;
+mod lifecycle;
+mod live;
