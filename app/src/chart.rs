@@ -38,6 +38,8 @@ fn draw(
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 15))
         .margin(8)
+        // Room for the last time label, which is centred on the right edge.
+        .margin_right(28)
         .x_label_area_size(28)
         .y_label_area_size(52)
         .build_cartesian_2d(x_range, y_range)?;

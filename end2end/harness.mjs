@@ -1,0 +1,90 @@
+// Shared set-up for browser tests: start the real server binary on a free port with a fresh
+// data folder, launch Debian's chromium headless, and act as devices over real WebSockets.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
+
+export const root = path.resolve(import.meta.dirname, '..');
+export const screenshots = path.join(root, 'target', 'screenshots');
+
+const serverBin = path.resolve(root, process.env.IOTHUB_BIN ?? 'target/debug/iothub');
+
+/** Starts `iothub serve` on 127.0.0.1:0 and resolves once it prints where it listens. */
+export async function startServer(extraArgs = []) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-e2e-'));
+  const child = spawn(
+    serverBin,
+    ['serve', '--bind', '127.0.0.1:0', '--data-dir', dataDir, '--site-root', path.join(root, 'target/site'), ...extraArgs],
+    { env: { ...process.env, RUST_LOG: 'info,sqlx=warn', NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let log = '';
+  const baseUrl = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 30_000);
+    const onData = (chunk) => {
+      log += chunk;
+      const m = log.match(/listening on (http:\/\/[0-9.]+:\d+)/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${log}`)); });
+  });
+  child.removeAllListeners('exit');
+  return {
+    baseUrl,
+    wsUrl: baseUrl.replace('http://', 'ws://') + '/ws/device',
+    log: () => log,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    // Playwright gives every launch a fresh, temporary profile (user data dir).
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+/** A page that records every uncaught error: a hydration failure shows up only there. */
+export async function openPage(browser, baseUrl, viewport) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()); });
+  await page.goto(baseUrl);
+  await page.waitForSelector('main[data-hydrated="true"]', { timeout: 15_000 });
+  return { page, errors, context };
+}
+
+/** A device on a real WebSocket connection. */
+export async function connectDevice(wsUrl) {
+  const ws = new WebSocket(wsUrl);
+  const received = [];
+  ws.on('message', (data) => received.push(data.toString()));
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  return {
+    received,
+    send: (line) => new Promise((resolve, reject) => ws.send(line, (err) => (err ? reject(err) : resolve()))),
+    close: () => ws.close(),
+  };
+}
+
+export function saveScreenshot(page, name) {
+  fs.mkdirSync(screenshots, { recursive: true });
+  return page.screenshot({ path: path.join(screenshots, name), fullPage: true });
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the browser bundle into target/site — the layout cargo-leptos produces, without needing
+# cargo-leptos (whose install alone takes a quarter of an hour on a small machine):
+#   target/site/pkg/iothub.js, iothub_bg.wasm   (cargo → wasm-bindgen → wasm-opt -Oz)
+#   target/site/pkg/iothub.css                  (style/main.css)
+#   target/site/*                               (public/)
+# Prints the wasm size, raw and gzipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+name=iothub
+site=target/site
+pkg="$site/pkg"
+cargo_target="${CARGO_TARGET_DIR:-target}"
+
+cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --release
+rm -rf "$site"
+mkdir -p "$pkg"
+wasm-bindgen --target web --no-typescript --out-dir "$pkg" --out-name "$name" \
+  "$cargo_target/wasm32-unknown-unknown/release/frontend.wasm"
+node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  "$pkg/${name}_bg.wasm" -o "$pkg/${name}_bg.wasm"
+cp style/main.css "$pkg/$name.css"
+cp -r public/. "$site/"
+
+raw=$(wc -c <"$pkg/${name}_bg.wasm")
+gz=$(gzip -9 -c "$pkg/${name}_bg.wasm" | wc -c)
+echo "site built in $site: ${name}_bg.wasm $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzip"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, at pinned versions. Safe to run again: each step
+# is skipped when its tool is already there at the right version.
+#
+#   scripts/setup.sh            build tools only (for scripts/start.sh)
+#   scripts/setup.sh --browser  also Debian's chromium, for the browser tests
+#
+# Nothing here downloads a prebuilt binary from outside the package registries: wasm-bindgen is
+# built by cargo, wasm-opt comes from the npm package `binaryen` (Debian's binaryen 108 produces
+# a wasm module that fails to hydrate), chromium comes from Debian.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_BINDGEN_VERSION=0.2.129 # must equal the wasm-bindgen crate pinned in Cargo.toml
+
+want_browser=false
+[[ "${1:-}" == "--browser" ]] && want_browser=true
+
+as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi; }
+apt_packages=()
+command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
+$want_browser && ! command -v chromium >/dev/null && apt_packages+=(chromium)
+if ((${#apt_packages[@]})); then
+  echo "setup: installing ${apt_packages[*]} from Debian"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
+  echo "setup: building wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked
+fi
+
+# npm ci reinstalls from the lock file; skip it when node_modules already matches the lock.
+if ! cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null; then
+  # Nothing here should fetch browsers or binaries at install time.
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+fi
