@@ -1,6 +1,9 @@
 //! Integration tests: the real server on port 0 with a temporary data folder, real WebSocket
 //! devices, and the dashboard's server functions called over HTTP exactly as the page calls them.
 
+// Panicking on the unexpected is what a test is for.
+#![allow(clippy::unwrap_used)]
+
 mod helpers;
 
 mod devices;
