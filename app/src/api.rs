@@ -4,9 +4,9 @@
 //! it for page rendering and for `/api/*` calls alike.
 
 use crate::error::AppError;
-use crate::model::{DashboardSnapshot, Reading};
+use crate::model::{CommandInfo, CommandRequest, DashboardSnapshot, Reading};
 use leptos::prelude::*;
-use leptos::server_fn::codec::{StreamingText, TextStream};
+use leptos::server_fn::codec::{Json, StreamingText, TextStream};
 
 /// Most readings one history call returns.
 pub const HISTORY_LIMIT_MAX: u32 = 10_000;
@@ -14,7 +14,7 @@ pub const HISTORY_LIMIT_MAX: u32 = 10_000;
 /// Every device with the readings the server holds in memory for it.
 #[server]
 pub async fn load_dashboard() -> Result<DashboardSnapshot, AppError> {
-    Ok(ssr::hub()?.snapshot())
+    ssr::respond(ssr::hub().map(|hub| hub.snapshot()))
 }
 
 /// Stored readings of one device received at or after `since_ms`, oldest first, at most the
@@ -25,18 +25,45 @@ pub async fn device_history(
     since_ms: i64,
     limit: u32,
 ) -> Result<Vec<Reading>, AppError> {
-    if limit == 0 || limit > HISTORY_LIMIT_MAX {
-        return Err(AppError::BadRequest(format!(
-            "limit must be between 1 and {HISTORY_LIMIT_MAX}"
-        )));
-    }
-    ssr::hub()?.history(&device_id, since_ms, limit).await
+    let result = async {
+        if limit == 0 || limit > HISTORY_LIMIT_MAX {
+            return Err(AppError::BadRequest(format!(
+                "limit must be between 1 and {HISTORY_LIMIT_MAX}"
+            )));
+        }
+        ssr::hub()?.history(&device_id, since_ms, limit).await
+    };
+    ssr::respond(result.await)
+}
+
+/// Sends a command to one device or to all online devices; one record per device comes back,
+/// and each record's later status changes arrive on the live stream.
+#[server(input = Json)]
+pub async fn send_command(request: CommandRequest) -> Result<Vec<CommandInfo>, AppError> {
+    ssr::respond(ssr::hub().and_then(|hub| hub.send_command(request)))
+}
+
+/// Longest raw line the console may send.
+pub const MAX_CONSOLE_LINE: usize = 1024;
+
+/// Sends a raw text line to an online device (the console's input box).
+#[server]
+pub async fn send_console_line(device_id: String, line: String) -> Result<(), AppError> {
+    let result =
+        if line.is_empty() || line.len() > MAX_CONSOLE_LINE || line.chars().any(char::is_control) {
+            Err(AppError::BadRequest(format!(
+            "a console line is 1 to {MAX_CONSOLE_LINE} bytes of text without control characters"
+        )))
+        } else {
+            ssr::hub().and_then(|hub| hub.send_line(&device_id, &line))
+        };
+    ssr::respond(result)
 }
 
 /// The live stream: newline-delimited JSON [`crate::model::LiveEvent`]s, starting with a snapshot.
 #[server(output = StreamingText)]
 pub async fn live_updates() -> Result<TextStream<AppError>, AppError> {
-    Ok(ssr::live_stream(ssr::hub()?))
+    ssr::respond(ssr::hub().map(ssr::live_stream))
 }
 
 #[cfg(feature = "ssr")]
@@ -44,7 +71,7 @@ pub mod ssr {
     //! What the server crate implements, and the server half of the live stream.
 
     use crate::error::AppError;
-    use crate::model::{DashboardSnapshot, LiveEvent, Reading};
+    use crate::model::{CommandInfo, CommandRequest, DashboardSnapshot, LiveEvent, Reading};
     use leptos::prelude::*;
     use leptos::server_fn::codec::TextStream;
     use std::sync::Arc;
@@ -65,6 +92,8 @@ pub mod ssr {
             since_ms: i64,
             limit: u32,
         ) -> Result<Vec<Reading>, AppError>;
+        fn send_command(&self, request: CommandRequest) -> Result<Vec<CommandInfo>, AppError>;
+        fn send_line(&self, device_id: &str, line: &str) -> Result<(), AppError>;
         /// Cancelled when the server begins to shut down; open streams end then, so a graceful
         /// stop does not wait on browsers.
         fn stopping(&self) -> CancellationToken;
@@ -78,6 +107,17 @@ pub mod ssr {
             tracing::error!("no Hub in the Leptos context: the server must provide one");
             AppError::Internal
         })
+    }
+
+    /// Sets the HTTP status of a failed call to match its error (400, 404, 503…), so that
+    /// clients other than the dashboard can tell a bad request from a broken server.
+    pub(crate) fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+        if let Err(err) = &result {
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(err.status());
+            }
+        }
+        result
     }
 
     /// With nothing else to send, a heartbeat this often lets both ends notice a dead connection.

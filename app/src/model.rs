@@ -20,6 +20,9 @@ pub struct Reading {
     pub seq: u64,
     pub device_id: String,
     pub received_ms: i64,
+    /// The device's own timestamp (JSON `"ts"`), if it sent one; kept, never trusted for ordering.
+    #[serde(default)]
+    pub device_ms: Option<i64>,
     pub values: Vec<FieldValue>,
 }
 
@@ -34,7 +37,177 @@ pub struct DeviceSummary {
     pub last_seen_ms: i64,
     pub readings: u64,
     pub errors: u64,
+    /// Bytes of text received from the device.
+    pub bytes_in: u64,
     pub latest: Vec<FieldValue>,
+    /// What the device said about itself, if it registered.
+    pub registration: Option<Registration>,
+}
+
+/// A device's optional description of itself (sent as a JSON `{"register": {…}}` line).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Names (and units) of its values, in the order a positional CSV line sends them.
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
+    /// Commands it understands.
+    #[serde(default)]
+    pub commands: Vec<CommandSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub name: String,
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// A command a device accepts, e.g. `LED` from 0 to 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    pub name: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// Who a command is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandTarget {
+    Device(String),
+    /// Every device online at the moment it is sent.
+    All,
+}
+
+/// Longest command variable name.
+pub const MAX_VARIABLE_CHARS: usize = 32;
+/// Longest command duration: one day.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+
+/// A command as a person asks for it: set `variable` to `value`, optionally for `duration_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub target: CommandTarget,
+    pub variable: String,
+    pub value: f64,
+    pub duration_ms: Option<u64>,
+}
+
+impl CommandRequest {
+    /// Checks what both the form in the browser and the server must refuse. `spec` is the
+    /// device's declaration of this command, if it made one.
+    pub fn validate(&self, spec: Option<&CommandSpec>) -> Result<(), String> {
+        let v = &self.variable;
+        let valid_name = !v.is_empty()
+            && v.len() <= MAX_VARIABLE_CHARS
+            && v.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(format!(
+                "the variable must be 1–{MAX_VARIABLE_CHARS} letters, digits or _, starting with a letter"
+            ));
+        }
+        if !self.value.is_finite() {
+            return Err("the value must be a number".into());
+        }
+        if let Some(d) = self.duration_ms {
+            if d == 0 || d > MAX_DURATION_MS {
+                return Err(format!(
+                    "the duration must be between 1 and {MAX_DURATION_MS} ms"
+                ));
+            }
+        }
+        if let Some(spec) = spec {
+            if spec.min.is_some_and(|min| self.value < min)
+                || spec.max.is_some_and(|max| self.value > max)
+            {
+                return Err(format!(
+                    "{} accepts values from {} to {}",
+                    spec.name,
+                    spec.min.map_or("any".into(), |m| m.to_string()),
+                    spec.max.map_or("any".into(), |m| m.to_string()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    /// Queued for the device's connection.
+    Pending,
+    /// Written to the device's connection.
+    Delivered,
+    /// The device confirmed it (`ack=<seq>`).
+    Acked,
+    /// No acknowledgement within the configured time.
+    TimedOut,
+    /// Could not be sent, with the reason (e.g. the device is offline).
+    Failed(String),
+}
+
+impl CommandStatus {
+    pub fn label(&self) -> &str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Delivered => "delivered",
+            CommandStatus::Acked => "acked",
+            CommandStatus::TimedOut => "timed out",
+            CommandStatus::Failed(_) => "failed",
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            CommandStatus::Acked | CommandStatus::TimedOut | CommandStatus::Failed(_)
+        )
+    }
+}
+
+/// One command to one device, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// Sequence number, unique per server run; the device acknowledges with it.
+    pub seq: u64,
+    pub device_id: String,
+    pub variable: String,
+    pub value: f64,
+    pub duration_ms: Option<u64>,
+    pub status: CommandStatus,
+    pub sent_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Received from the device.
+    In,
+    /// Sent to the device.
+    Out,
+    /// An error reply the server sent about a line it could not use.
+    Error,
+}
+
+/// A raw line in a device's console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleLine {
+    pub ms: i64,
+    pub direction: Direction,
+    pub text: String,
 }
 
 /// A device and the readings the server still holds in memory for it, oldest first.
@@ -42,6 +215,9 @@ pub struct DeviceSummary {
 pub struct DeviceSnapshot {
     pub summary: DeviceSummary,
     pub recent: Vec<Reading>,
+    /// Its console: recent raw lines in and out, oldest first.
+    #[serde(default)]
+    pub console: Vec<ConsoleLine>,
 }
 
 /// Everything the dashboard needs to draw itself, as of event `seq`.
@@ -49,6 +225,9 @@ pub struct DeviceSnapshot {
 pub struct DashboardSnapshot {
     pub seq: u64,
     pub devices: Vec<DeviceSnapshot>,
+    /// Recent commands, oldest first.
+    #[serde(default)]
+    pub commands: Vec<CommandInfo>,
 }
 
 /// One message of the live stream (newline-delimited JSON on the wire).
@@ -61,6 +240,13 @@ pub enum LiveEvent {
     /// A device connected, disconnected or otherwise changed.
     Device(DeviceSummary),
     Reading(Reading),
+    /// A command was sent or its status changed.
+    Command(CommandInfo),
+    /// A raw line to or from a device, for its console.
+    Console {
+        device_id: String,
+        line: ConsoleLine,
+    },
     /// This subscriber fell behind and `missed` events were dropped for it; a snapshot follows.
     Lagged {
         missed: u64,
@@ -81,6 +267,10 @@ impl LiveEvent {
 
 /// How many points per field the browser keeps for its live charts.
 pub const LIVE_POINTS_PER_FIELD: usize = 600;
+/// Console lines kept per device, in the server and in the browser.
+pub const CONSOLE_LINES: usize = 200;
+/// Recent commands kept, in the server and in the browser.
+pub const RECENT_COMMANDS: usize = 100;
 
 /// A device as the browser holds it: summary plus a bounded series per field.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -88,9 +278,17 @@ pub struct DeviceView {
     pub summary: Option<DeviceSummary>,
     /// Field name → (time, value) points, oldest first. Ordered by first appearance.
     pub series: Vec<(String, VecDeque<(i64, f64)>)>,
+    pub console: VecDeque<ConsoleLine>,
 }
 
 impl DeviceView {
+    fn push_console(&mut self, line: ConsoleLine) {
+        if self.console.len() == CONSOLE_LINES {
+            self.console.pop_front();
+        }
+        self.console.push_back(line);
+    }
+
     fn push(&mut self, reading: &Reading) {
         for FieldValue { field, value } in &reading.values {
             let idx = match self.series.iter().position(|(name, _)| name == field) {
@@ -115,6 +313,8 @@ pub struct DashboardState {
     /// The newest event reflected here; older readings arriving after a re-sync are dropped.
     pub seq: u64,
     pub devices: BTreeMap<String, DeviceView>,
+    /// Recent commands, oldest first.
+    pub commands: VecDeque<CommandInfo>,
 }
 
 impl From<DashboardSnapshot> for DashboardState {
@@ -122,6 +322,7 @@ impl From<DashboardSnapshot> for DashboardState {
         let mut state = DashboardState {
             seq: snapshot.seq,
             devices: BTreeMap::new(),
+            commands: snapshot.commands.into_iter().collect(),
         };
         for device in snapshot.devices {
             let id = device.summary.id.clone();
@@ -130,6 +331,7 @@ impl From<DashboardSnapshot> for DashboardState {
                 view.push(reading);
             }
             view.summary = Some(device.summary);
+            view.console = device.console.into_iter().collect();
             state.devices.insert(id, view);
         }
         state
@@ -157,6 +359,23 @@ impl DashboardState {
                     summary.latest = reading.values;
                 }
             }
+            LiveEvent::Command(info) => {
+                match self.commands.iter_mut().rev().find(|c| c.seq == info.seq) {
+                    Some(known) => *known = info,
+                    None => {
+                        if self.commands.len() == RECENT_COMMANDS {
+                            self.commands.pop_front();
+                        }
+                        self.commands.push_back(info);
+                    }
+                }
+            }
+            LiveEvent::Console { device_id, line } => {
+                self.devices
+                    .entry(device_id)
+                    .or_default()
+                    .push_console(line);
+            }
             LiveEvent::Lagged { .. } | LiveEvent::Heartbeat => {}
         }
     }
@@ -182,7 +401,9 @@ mod tests {
             last_seen_ms: 1,
             readings: 0,
             errors: 0,
+            bytes_in: 0,
             latest: vec![],
+            registration: None,
         }
     }
 
@@ -191,6 +412,7 @@ mod tests {
             seq,
             device_id: id.into(),
             received_ms: ms,
+            device_ms: None,
             values: vec![FieldValue {
                 field: "temp".into(),
                 value: temp,
@@ -223,7 +445,9 @@ mod tests {
             devices: vec![DeviceSnapshot {
                 summary: summary("7"),
                 recent: vec![reading(5, "7", 5000, 1.0)],
+                console: vec![],
             }],
+            commands: vec![],
         }
         .into();
         state.apply(LiveEvent::Reading(reading(5, "7", 5000, 1.0)));
@@ -241,6 +465,66 @@ mod tests {
         let points = &state.devices["7"].series[0].1;
         assert_eq!(points.len(), LIVE_POINTS_PER_FIELD);
         assert_eq!(points.front().unwrap().0, 50);
+    }
+
+    #[test]
+    fn command_updates_replace_the_earlier_status() {
+        let mut state = DashboardState::default();
+        let info = CommandInfo {
+            seq: 1,
+            device_id: "7".into(),
+            variable: "LED".into(),
+            value: 1.0,
+            duration_ms: None,
+            status: CommandStatus::Delivered,
+            sent_ms: 1,
+            updated_ms: 1,
+        };
+        state.apply(LiveEvent::Command(info.clone()));
+        state.apply(LiveEvent::Command(CommandInfo {
+            status: CommandStatus::Acked,
+            ..info
+        }));
+        assert_eq!(state.commands.len(), 1);
+        assert_eq!(state.commands[0].status, CommandStatus::Acked);
+    }
+
+    fn command(variable: &str, value: f64, duration_ms: Option<u64>) -> CommandRequest {
+        CommandRequest {
+            target: CommandTarget::All,
+            variable: variable.into(),
+            value,
+            duration_ms,
+        }
+    }
+
+    #[test]
+    fn command_requests_are_validated() {
+        assert_eq!(command("LED", 1.0, Some(500)).validate(None), Ok(()));
+        assert_eq!(command("motor_2", -3.5, None).validate(None), Ok(()));
+        for bad in [
+            command("", 1.0, None),
+            command("2LED", 1.0, None),
+            command("LED=1", 1.0, None),
+            command("L E D", 1.0, None),
+            command(&"X".repeat(33), 1.0, None),
+            command("LED", f64::NAN, None),
+            command("LED", f64::INFINITY, None),
+            command("LED", 1.0, Some(0)),
+            command("LED", 1.0, Some(MAX_DURATION_MS + 1)),
+        ] {
+            assert!(bad.validate(None).is_err(), "{bad:?}");
+        }
+        let spec = CommandSpec {
+            name: "LED".into(),
+            min: Some(0.0),
+            max: Some(1.0),
+        };
+        assert!(command("LED", 1.0, None).validate(Some(&spec)).is_ok());
+        assert_eq!(
+            command("LED", 2.0, None).validate(Some(&spec)),
+            Err("LED accepts values from 0 to 1".into())
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ CREATE TABLE readings (
     device_id   TEXT    NOT NULL,
     received_ms INTEGER NOT NULL,
     seq         INTEGER NOT NULL,
+    device_ms   INTEGER,            -- the device's own timestamp, when it sent one
     field       TEXT    NOT NULL,
     value       REAL    NOT NULL
 );

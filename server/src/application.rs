@@ -6,7 +6,7 @@
 
 use crate::config::ServeArgs;
 use crate::device_socket;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryConfig};
 use crate::simulator::{self, SimulatorArgs};
 use crate::storage::{StorageError, Store, StoreConfig};
 use app::api::ssr::SharedHub;
@@ -99,7 +99,11 @@ impl Application {
             .build();
         let state = AppState {
             leptos_options,
-            registry: Registry::new(config.recent_readings as usize, LIVE_EVENT_CAPACITY),
+            registry: Registry::new(RegistryConfig {
+                recent_per_device: config.recent_readings as usize,
+                event_capacity: LIVE_EVENT_CAPACITY,
+                command_timeout: Duration::from_millis(config.command_timeout_ms),
+            }),
             config: Arc::new(config),
             store,
             shutdown: CancellationToken::new(),
@@ -135,11 +139,18 @@ impl Application {
                 devices: state.config.simulate,
                 rate: state.config.simulate_rate,
                 first_id: 1,
+                dialect: simulator::SimDialect::Mixed,
+                no_register: false,
             };
             state
                 .tasks
                 .spawn(simulator::run(args, state.shutdown.clone()));
         }
+
+        state.tasks.spawn(expire_commands(
+            state.registry.clone(),
+            state.shutdown.clone(),
+        ));
 
         tracing::info!("dashboard listening on http://{addr}");
         let stopping = state.shutdown.clone();
@@ -156,6 +167,19 @@ impl Application {
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often unacknowledged commands are checked against their deadline.
+const COMMAND_SWEEP: Duration = Duration::from_millis(200);
+
+async fn expire_commands(registry: Registry, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(COMMAND_SWEEP);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => registry.expire_overdue(crate::now_ms()),
+        }
     }
 }
 

@@ -74,6 +74,23 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(128..=16 * 1024 * 1024))]
     pub max_frame_bytes: u32,
 
+    /// Most readings per second one device may send (short bursts of one second's worth are
+    /// fine); extra readings are refused with an error line.
+    #[arg(long, env = "IOTHUB_MAX_READINGS_PER_SEC", default_value_t = 100.0, value_parser = parse_positive)]
+    pub max_readings_per_sec: f64,
+
+    /// A device silent for this long is pinged (ms).
+    #[arg(long, env = "IOTHUB_PING_AFTER_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub ping_after_ms: u64,
+
+    /// …and disconnected (marked offline) if it stays silent this much longer (ms).
+    #[arg(long, env = "IOTHUB_KEEPALIVE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub keepalive_timeout_ms: u64,
+
+    /// How long a device has to acknowledge a command before it counts as timed out (ms).
+    #[arg(long, env = "IOTHUB_COMMAND_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub command_timeout_ms: u64,
+
     /// Readings per device kept in memory for the live charts.
     #[arg(long, env = "IOTHUB_RECENT_READINGS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub recent_readings: u32,
@@ -85,6 +102,13 @@ pub struct ServeArgs {
     /// …or as soon as this many values are queued.
     #[arg(long, env = "IOTHUB_FLUSH_ROWS", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub flush_rows: u32,
+}
+
+fn parse_positive(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{raw:?} is not a positive number")),
+    }
 }
 
 impl ServeArgs {

@@ -1,12 +1,15 @@
 //! `/ws/device`: the WebSocket endpoint devices connect to. I/O only: text frames in, parsed by
 //! [`crate::protocol`], recorded in the [`crate::registry`], queued for [`crate::storage`];
-//! error lines and close frames out.
+//! commands, error lines, pings and close frames out.
 //!
-//! A device is known by the id in its first reading, or by `?id=` in the URL. A bad line gets an
-//! `error: …` line back and counts as an error for the device; the connection stays open.
+//! A device is known by the id in its first line, or by `?id=` in the URL. A bad line gets an
+//! `error: …` line back and counts as an error for the device; the connection stays open unless
+//! errors persist ([`ERROR_BUDGET`] within [`ERROR_WINDOW`]). A silent device is pinged after
+//! `--ping-after-ms` and dropped after `--keepalive-timeout-ms` more.
 
 use crate::application::AppState;
-use crate::protocol::{self, DeviceId, ParseRules};
+use crate::limits::{ErrorBudget, RateLimit};
+use crate::protocol::{self, DeviceId, DeviceMessage, ParseRules};
 use crate::registry::{Attachment, Outbound};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
@@ -14,15 +17,27 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite;
 
 /// Read/write buffers per connection. tungstenite's defaults (128 KiB read) would cost
 /// gigabytes with thousands of idle devices; readings are a few dozen bytes.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
-/// Close code for "server going away" (RFC 6455).
+/// More errors than this within [`ERROR_WINDOW`] close the connection.
+pub const ERROR_BUDGET: usize = 100;
+pub const ERROR_WINDOW: Duration = Duration::from_secs(10);
+/// Commands and console lines queued for one connection.
+const OUTBOUND_QUEUE: usize = 64;
+
+// Close codes (RFC 6455 and the application range 4000–4999).
 const CLOSE_GOING_AWAY: u16 = 1001;
-/// Close code for a connection replaced by a newer one for the same device (application range).
+const CLOSE_INVALID_DATA: u16 = 1007;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_REPLACED: u16 = 4000;
+const CLOSE_SILENT: u16 = 4001;
 
 #[derive(Debug, Deserialize)]
 pub struct ConnectParams {
@@ -51,29 +66,51 @@ pub async fn upgrade(
 /// One device connection, from upgrade to close.
 struct Session {
     state: AppState,
+    socket: WebSocket,
     rules: ParseRules,
     transport: String,
     outbound: mpsc::Sender<Outbound>,
     attachment: Option<Attachment>,
+    rate: RateLimit,
+    errors: ErrorBudget,
+}
+
+/// Why the loop ended, for the log and the close frame.
+struct Ending {
+    code: Option<u16>,
+    reason: String,
+}
+
+impl Ending {
+    fn quiet(reason: impl Into<String>) -> Self {
+        Ending {
+            code: None,
+            reason: reason.into(),
+        }
+    }
+    fn close(code: u16, reason: impl Into<String>) -> Self {
+        Ending {
+            code: Some(code),
+            reason: reason.into(),
+        }
+    }
 }
 
 #[tracing::instrument(name = "device", skip_all, fields(%remote, id = tracing::field::Empty))]
-async fn serve(
-    mut socket: WebSocket,
-    remote: SocketAddr,
-    url_id: Option<DeviceId>,
-    state: AppState,
-) {
-    let (outbound, mut commands) = mpsc::channel(32);
-    let rules = ParseRules {
-        csv_fields: state.config.default_fields.clone(),
-        max_fields: state.config.max_fields as usize,
-    };
+async fn serve(socket: WebSocket, remote: SocketAddr, url_id: Option<DeviceId>, state: AppState) {
+    let (outbound, mut commands) = mpsc::channel(OUTBOUND_QUEUE);
+    let config = state.config.clone();
     let stopping = state.shutdown.clone();
     let mut session = Session {
-        state,
-        rules,
+        rules: ParseRules {
+            csv_fields: config.default_fields.clone(),
+            max_fields: config.max_fields as usize,
+        },
         transport: format!("websocket {remote}"),
+        rate: RateLimit::new(config.max_readings_per_sec, std::time::Instant::now()),
+        errors: ErrorBudget::new(ERROR_BUDGET, ERROR_WINDOW),
+        state,
+        socket,
         outbound,
         attachment: None,
     };
@@ -82,43 +119,72 @@ async fn serve(
     }
     tracing::info!("device connected");
 
-    let reason = loop {
+    let ping_after = Duration::from_millis(config.ping_after_ms);
+    let give_up_after = Duration::from_millis(config.keepalive_timeout_ms);
+    let mut heard = Instant::now();
+    let mut pinged = false;
+
+    let ending = loop {
+        let quiet_until = if pinged {
+            heard + ping_after + give_up_after
+        } else {
+            heard + ping_after
+        };
         tokio::select! {
-            _ = stopping.cancelled() => {
-                close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
-                break "server shutting down".to_string();
+            _ = stopping.cancelled() => break Ending::close(CLOSE_GOING_AWAY, "server shutting down"),
+            _ = tokio::time::sleep_until(quiet_until) => {
+                if pinged {
+                    break Ending::close(CLOSE_SILENT, "no data or pong: keepalive timeout");
+                }
+                pinged = true;
+                if session.socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break Ending::quiet("ping failed");
+                }
             }
-            Some(command) = commands.recv() => match command {
+            Some(out) = commands.recv() => match out {
                 Outbound::Line(line) => {
-                    if socket.send(Message::Text(line.into())).await.is_err() {
-                        break "send failed".into();
+                    if session.socket.send(Message::Text(line.into())).await.is_err() {
+                        break Ending::quiet("send failed");
                     }
                 }
-                Outbound::Close(reason) => {
-                    close(&mut socket, CLOSE_REPLACED, &reason).await;
-                    break reason;
+                Outbound::Command { seq, line } => {
+                    if session.socket.send(Message::Text(line.into())).await.is_err() {
+                        break Ending::quiet("send failed");
+                    }
+                    session.state.registry.command_delivered(seq);
                 }
+                Outbound::Close(reason) => break Ending::close(CLOSE_REPLACED, reason),
             },
-            frame = socket.recv() => match frame {
-                None => break "closed by the device".into(),
-                Some(Err(err)) => break format!("connection error: {err}"),
-                Some(Ok(Message::Text(text))) => {
-                    for line in text.as_str().lines() {
-                        if !line.trim().is_empty() {
-                            session.handle_line(line, &mut socket).await;
+            frame = session.socket.recv() => {
+                heard = Instant::now();
+                pinged = false;
+                match frame {
+                    None | Some(Ok(Message::Close(_))) => break Ending::quiet("closed by the device"),
+                    Some(Err(err)) => break session.read_failed(err).await,
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(ending) = session.handle_text(text.as_str()).await {
+                            break ending;
                         }
                     }
+                    Some(Ok(Message::Binary(_))) => {
+                        if let Some(ending) = session.refuse("binary frames are not supported; send text lines").await {
+                            break ending;
+                        }
+                    }
+                    // axum answers pings itself; any frame at all proves the device is alive.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 }
-                Some(Ok(Message::Binary(_))) => {
-                    session.reply_error(&mut socket, "binary frames are not supported; send text lines").await;
-                }
-                Some(Ok(Message::Close(_))) => break "closed by the device".into(),
-                // axum answers pings itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            },
+            }
         }
     };
-    tracing::info!(%reason, "device disconnected");
+    if let Some(code) = ending.code {
+        let frame = CloseFrame {
+            code,
+            reason: ending.reason.clone().into(),
+        };
+        let _ = session.socket.send(Message::Close(Some(frame))).await;
+    }
+    tracing::info!(reason = %ending.reason, "device disconnected");
 }
 
 impl Session {
@@ -131,55 +197,126 @@ impl Session {
         ));
     }
 
-    async fn handle_line(&mut self, line: &str, socket: &mut WebSocket) {
-        let parsed = match protocol::parse_line(line, &self.rules) {
-            Ok(parsed) => parsed,
-            Err(err) => return self.reply_error(socket, &err.to_string()).await,
-        };
-        match (&self.attachment, parsed.device_id) {
-            (None, Some(id)) => self.attach(id),
-            (None, None) => {
-                return self
-                    .reply_error(
-                        socket,
-                        "no device id: start the line with it, or connect with ?id=",
-                    )
-                    .await;
+    async fn handle_text(&mut self, text: &str) -> Option<Ending> {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if let Some(ending) = self.handle_line(line).await {
+                return Some(ending);
             }
-            (Some(attached), Some(id)) if attached.device() != &id => {
+        }
+        None
+    }
+
+    async fn handle_line(&mut self, line: &str) -> Option<Ending> {
+        let parsed = protocol::parse_line(line, &self.rules);
+        // The first line that names a device identifies the connection.
+        if self.attachment.is_none() {
+            if let Some(id) = parsed.as_ref().ok().and_then(DeviceMessage::device_id) {
+                self.attach(id.clone());
+            }
+        }
+        if let Some(attachment) = &self.attachment {
+            self.state.registry.line_in(attachment, line);
+        }
+        let message = match parsed {
+            Ok(message) => message,
+            Err(err) => return self.refuse(&err.to_string()).await,
+        };
+        let Some(attachment) = &self.attachment else {
+            return self
+                .refuse("no device id: start the line with it, or connect with ?id=")
+                .await;
+        };
+        if let Some(id) = message.device_id() {
+            if id != attachment.device() {
                 let msg = format!(
                     "device id {:?} does not match this connection's id {:?}",
                     id.as_str(),
-                    attached.device().as_str()
+                    attachment.device().as_str()
                 );
-                return self.reply_error(socket, &msg).await;
+                return self.refuse(&msg).await;
             }
-            (Some(_), _) => {}
         }
-        let Some(attachment) = &self.attachment else {
-            return;
-        };
-        let reading = self.state.registry.record(attachment, parsed.values);
-        if let Err(err) = self.state.store.append(reading).await {
-            tracing::warn!(%err, "reading not stored");
+        let registry = &self.state.registry;
+        match message {
+            DeviceMessage::Reading(reading) => {
+                if !self.rate.allow(std::time::Instant::now()) {
+                    let msg = format!(
+                        "rate limit: at most {} readings per second; reading dropped",
+                        self.state.config.max_readings_per_sec
+                    );
+                    return self.refuse(&msg).await;
+                }
+                let reading = registry.record(
+                    attachment,
+                    reading.dialect,
+                    reading.device_ms,
+                    reading.values,
+                );
+                if let Err(err) = self.state.store.append(reading).await {
+                    tracing::warn!(%err, "reading not stored");
+                }
+            }
+            DeviceMessage::Ack { seq, .. } => {
+                if let Err(err) = registry.acknowledge(attachment, seq) {
+                    return self.refuse(&err.to_string()).await;
+                }
+            }
+            DeviceMessage::Register { registration, .. } => {
+                // Registered field names name the values of this device's CSV lines.
+                if !registration.fields.is_empty() {
+                    self.rules.csv_fields =
+                        registration.fields.iter().map(|f| f.name.clone()).collect();
+                }
+                registry.register(attachment, registration);
+            }
         }
+        None
     }
 
-    async fn reply_error(&mut self, socket: &mut WebSocket, message: &str) {
+    /// Tells the device what was wrong with its input; ends the connection when errors persist.
+    async fn refuse(&mut self, message: &str) -> Option<Ending> {
         if let Some(attachment) = &self.attachment {
-            self.state.registry.record_error(attachment);
+            self.state.registry.error_out(attachment, message);
         }
         tracing::debug!(message, "bad input from device");
-        let _ = socket
+        let _ = self
+            .socket
             .send(Message::Text(format!("error: {message}").into()))
             .await;
+        self.errors
+            .exhausted_after_error(std::time::Instant::now())
+            .then(|| Ending::close(CLOSE_POLICY, "too many errors"))
     }
-}
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.to_string().into(),
-    };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    /// A frame could not be read. After an oversized frame or invalid UTF-8 the stream cannot be
+    /// resynchronised, so the device is told why and the connection closes.
+    async fn read_failed(&mut self, err: axum::Error) -> Ending {
+        let (code, message) = match err
+            .into_inner()
+            .downcast::<tungstenite::Error>()
+            .map(|e| *e)
+        {
+            Ok(tungstenite::Error::Capacity(_)) => (
+                CLOSE_TOO_BIG,
+                format!(
+                    "message larger than {} bytes",
+                    self.state.config.max_frame_bytes
+                ),
+            ),
+            Ok(tungstenite::Error::Utf8(_)) => (
+                CLOSE_INVALID_DATA,
+                "text frame is not valid UTF-8".to_string(),
+            ),
+            Ok(other) => return Ending::quiet(format!("connection error: {other}")),
+            Err(other) => return Ending::quiet(format!("connection error: {other}")),
+        };
+        if let Some(attachment) = &self.attachment {
+            self.state.registry.error_out(attachment, &message);
+        }
+        let _ = self
+            .socket
+            .send(Message::Text(format!("error: {message}").into()))
+            .await;
+        Ending::close(code, message)
+    }
 }

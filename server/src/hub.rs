@@ -2,9 +2,10 @@
 //! implementation over the registry and the store.
 
 use crate::application::AppState;
+use crate::registry::CommandError;
 use app::api::ssr::Hub;
 use app::error::AppError;
-use app::model::{DashboardSnapshot, LiveEvent, Reading};
+use app::model::{CommandInfo, CommandRequest, DashboardSnapshot, LiveEvent, Reading};
 use tokio::sync::broadcast::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +34,24 @@ impl Hub for AppState {
             })
     }
 
+    fn send_command(&self, request: CommandRequest) -> Result<Vec<CommandInfo>, AppError> {
+        self.registry.send_command(&request).map_err(command_error)
+    }
+
+    fn send_line(&self, device_id: &str, line: &str) -> Result<(), AppError> {
+        self.registry
+            .send_line(device_id, line)
+            .map_err(command_error)
+    }
+
     fn stopping(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+fn command_error(err: CommandError) -> AppError {
+    match err {
+        CommandError::UnknownDevice(_) => AppError::NotFound(err.to_string()),
+        _ => AppError::BadRequest(err.to_string()),
     }
 }

@@ -4,9 +4,11 @@
 //! The path of one reading is a straight line through these modules:
 //!
 //! 1. [`device_socket`]: the `/ws/device` WebSocket endpoint. I/O only: frames in, lines out.
-//! 2. [`protocol`]: pure parsing of a text line (CSV, `key=value`, JSON) into a reading.
+//! 2. [`protocol`]: pure parsing of a text line (CSV, `key=value`, JSON) into a reading, an
+//!    acknowledgement or a registration; [`limits`] keeps each device within its rate.
 //! 3. [`registry`]: who is online, their latest values and recent readings; publishes every
-//!    change to live subscribers (browsers) through a bounded broadcast channel.
+//!    change to live subscribers (browsers) through a bounded broadcast channel. Commands to
+//!    devices are numbered and tracked here too.
 //! 4. [`storage`]: a writer task batches readings into SQLite transactions.
 //! 5. [`hub`]: what the dashboard's server functions (in the `app` crate) see of all this;
 //!    the `app` crate turns the registry's broadcast into the browser's live stream and charts.
@@ -18,6 +20,7 @@ pub mod application;
 pub mod config;
 pub mod device_socket;
 pub mod hub;
+pub mod limits;
 pub mod protocol;
 pub mod registry;
 pub mod simulator;

@@ -5,10 +5,14 @@
 //! - `key=value` pairs, `id=7,temp=23.5,hum=40` (the id may instead come from the connection);
 //! - a JSON object, `{"id":"7","temp":23.5}`.
 //!
+//! Besides readings a device may acknowledge a command (`ack=12`, `{"ack":12}`) and describe
+//! itself with a JSON registration line (`{"register":{"name":…,"fields":[…],"commands":[…]}}`).
+//! Commands go back in the dialect the device speaks ([`format_command`]).
+//!
 //! Everything here is hostile input: lengths are bounded, numbers must be finite, and names may
 //! not hold control characters. No I/O happens here, so every case is a unit test.
 
-use app::model::FieldValue;
+use app::model::{FieldValue, Registration};
 use std::fmt;
 
 /// Longest device id or field name, in characters.
@@ -42,12 +46,42 @@ pub enum Dialect {
     Json,
 }
 
+/// Everything a device may send on one line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceMessage {
+    Reading(ParsedReading),
+    /// The device confirms command `seq`.
+    Ack {
+        device_id: Option<DeviceId>,
+        seq: u64,
+        dialect: Dialect,
+    },
+    Register {
+        device_id: Option<DeviceId>,
+        registration: Registration,
+    },
+}
+
+impl DeviceMessage {
+    /// The device id the line names, if any.
+    pub fn device_id(&self) -> Option<&DeviceId> {
+        match self {
+            DeviceMessage::Reading(r) => r.device_id.as_ref(),
+            DeviceMessage::Ack { device_id, .. } | DeviceMessage::Register { device_id, .. } => {
+                device_id.as_ref()
+            }
+        }
+    }
+}
+
 /// A line that parsed as a reading.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedReading {
     pub dialect: Dialect,
     /// Absent when a `key=value` or JSON line leaves it to the connection.
     pub device_id: Option<DeviceId>,
+    /// The device's own timestamp (JSON `"ts"`, ms since the epoch), if given.
+    pub device_ms: Option<i64>,
     pub values: Vec<FieldValue>,
 }
 
@@ -63,6 +97,7 @@ pub struct ParseRules {
 pub enum NameKind {
     DeviceId,
     Field,
+    DisplayName,
 }
 
 impl fmt::Display for NameKind {
@@ -70,6 +105,7 @@ impl fmt::Display for NameKind {
         f.write_str(match self {
             NameKind::DeviceId => "device id",
             NameKind::Field => "field name",
+            NameKind::DisplayName => "display name",
         })
     }
 }
@@ -98,10 +134,16 @@ pub enum ProtocolError {
     Json(String),
     #[error("a JSON reading must be an object")]
     JsonNotAnObject,
+    #[error("ack must be a command sequence number, got {0:?}")]
+    BadAck(String),
+    #[error("\"ts\" must be milliseconds since the epoch")]
+    BadTimestamp,
+    #[error("invalid registration: {0}")]
+    BadRegistration(String),
 }
 
 /// Parses one line (without its line ending).
-pub fn parse_line(line: &str, rules: &ParseRules) -> Result<ParsedReading, ProtocolError> {
+pub fn parse_line(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolError> {
     let line = line.trim();
     if line.is_empty() {
         return Err(ProtocolError::Empty);
@@ -111,7 +153,7 @@ pub fn parse_line(line: &str, rules: &ParseRules) -> Result<ParsedReading, Proto
     } else if line.contains('=') {
         parse_key_value(line, rules)
     } else {
-        parse_csv(line, rules)
+        parse_csv(line, rules).map(DeviceMessage::Reading)
     }
 }
 
@@ -138,12 +180,14 @@ fn parse_csv(line: &str, rules: &ParseRules) -> Result<ParsedReading, ProtocolEr
     Ok(ParsedReading {
         dialect: Dialect::Csv,
         device_id: Some(id),
+        device_ms: None,
         values,
     })
 }
 
-fn parse_key_value(line: &str, rules: &ParseRules) -> Result<ParsedReading, ProtocolError> {
+fn parse_key_value(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolError> {
     let mut device_id = None;
+    let mut ack = None;
     let mut values: Vec<FieldValue> = Vec::new();
     for pair in line.split(',') {
         let (key, value) = pair
@@ -152,44 +196,75 @@ fn parse_key_value(line: &str, rules: &ParseRules) -> Result<ParsedReading, Prot
         let key = key.trim();
         if key.eq_ignore_ascii_case("id") {
             device_id = Some(DeviceId::parse(value)?);
-            continue;
+        } else if key.eq_ignore_ascii_case("ack") {
+            let seq = value
+                .trim()
+                .parse()
+                .map_err(|_| ProtocolError::BadAck(truncate(value)))?;
+            ack = Some(seq);
+        } else {
+            let field = validate_name(key, NameKind::Field)?;
+            push_value(&mut values, field, parse_number(field, value)?, rules)?;
         }
-        let field = validate_name(key, NameKind::Field)?;
-        push_value(&mut values, field, parse_number(field, value)?, rules)?;
+    }
+    if let Some(seq) = ack {
+        return Ok(DeviceMessage::Ack {
+            device_id,
+            seq,
+            dialect: Dialect::KeyValue,
+        });
     }
     if values.is_empty() {
         return Err(ProtocolError::NoValues);
     }
-    Ok(ParsedReading {
+    Ok(DeviceMessage::Reading(ParsedReading {
         dialect: Dialect::KeyValue,
         device_id,
+        device_ms: None,
         values,
-    })
+    }))
 }
 
-fn parse_json(line: &str, rules: &ParseRules) -> Result<ParsedReading, ProtocolError> {
+fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolError> {
     let parsed: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| ProtocolError::Json(e.to_string()))?;
-    let serde_json::Value::Object(object) = parsed else {
+        serde_json::from_str(line).map_err(|e| ProtocolError::Json(truncate(&e.to_string())))?;
+    let serde_json::Value::Object(mut object) = parsed else {
         return Err(ProtocolError::JsonNotAnObject);
     };
-    let mut device_id = None;
+    let device_id = match object.remove("id") {
+        None => None,
+        Some(serde_json::Value::String(s)) => Some(DeviceId::parse(&s)?),
+        Some(serde_json::Value::Number(n)) => Some(DeviceId::parse(&n.to_string())?),
+        Some(other) => {
+            return Err(ProtocolError::NotANumber {
+                field: "id".into(),
+                value: truncate(&other.to_string()),
+            });
+        }
+    };
+    if let Some(registration) = object.remove("register") {
+        return parse_registration(registration, device_id, rules);
+    }
+    if let Some(ack) = object.remove("ack") {
+        let seq = ack
+            .as_u64()
+            .ok_or_else(|| ProtocolError::BadAck(truncate(&ack.to_string())))?;
+        return Ok(DeviceMessage::Ack {
+            device_id,
+            seq,
+            dialect: Dialect::Json,
+        });
+    }
+    let device_ms = match object.remove("ts") {
+        None => None,
+        Some(ts) => Some(
+            ts.as_i64()
+                .filter(|ms| *ms >= 0)
+                .ok_or(ProtocolError::BadTimestamp)?,
+        ),
+    };
     let mut values: Vec<FieldValue> = Vec::new();
     for (key, value) in &object {
-        if key == "id" {
-            let raw = match value {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                other => {
-                    return Err(ProtocolError::NotANumber {
-                        field: "id".into(),
-                        value: truncate(&other.to_string()),
-                    })
-                }
-            };
-            device_id = Some(DeviceId::parse(&raw)?);
-            continue;
-        }
         let field = validate_name(key, NameKind::Field)?;
         let number =
             value
@@ -204,11 +279,108 @@ fn parse_json(line: &str, rules: &ParseRules) -> Result<ParsedReading, ProtocolE
     if values.is_empty() {
         return Err(ProtocolError::NoValues);
     }
-    Ok(ParsedReading {
+    Ok(DeviceMessage::Reading(ParsedReading {
         dialect: Dialect::Json,
         device_id,
+        device_ms,
         values,
+    }))
+}
+
+/// Longest unit, display-name and command-list lengths a registration may use.
+const MAX_UNIT_CHARS: usize = 16;
+const MAX_COMMANDS: usize = 32;
+
+fn parse_registration(
+    raw: serde_json::Value,
+    device_id: Option<DeviceId>,
+    rules: &ParseRules,
+) -> Result<DeviceMessage, ProtocolError> {
+    let bad = |msg: String| ProtocolError::BadRegistration(msg);
+    let registration: Registration =
+        serde_json::from_value(raw).map_err(|e| bad(truncate(&e.to_string())))?;
+    if let Some(name) = &registration.name {
+        validate_name(name, NameKind::DisplayName)?;
+    }
+    check_field_count(registration.fields.len(), rules)?;
+    for (i, field) in registration.fields.iter().enumerate() {
+        validate_name(&field.name, NameKind::Field)?;
+        if registration.fields[..i]
+            .iter()
+            .any(|f| f.name == field.name)
+        {
+            return Err(ProtocolError::DuplicateField(field.name.clone()));
+        }
+        if let Some(unit) = &field.unit {
+            if unit.chars().count() > MAX_UNIT_CHARS || unit.chars().any(char::is_control) {
+                return Err(bad(format!(
+                    "unit of {:?}: at most {MAX_UNIT_CHARS} characters, no control characters",
+                    field.name
+                )));
+            }
+        }
+    }
+    if registration.commands.len() > MAX_COMMANDS {
+        return Err(bad(format!("at most {MAX_COMMANDS} commands")));
+    }
+    for command in &registration.commands {
+        let probe = app::model::CommandRequest {
+            target: app::model::CommandTarget::All,
+            variable: command.name.clone(),
+            value: 0.0,
+            duration_ms: None,
+        };
+        probe
+            .validate(None)
+            .map_err(|e| bad(format!("command {:?}: {e}", truncate(&command.name))))?;
+        let finite = |v: Option<f64>| v.is_none_or(f64::is_finite);
+        if !finite(command.min)
+            || !finite(command.max)
+            || command.min.zip(command.max).is_some_and(|(lo, hi)| lo > hi)
+        {
+            return Err(bad(format!(
+                "command {:?}: min and max must be numbers with min ≤ max",
+                command.name
+            )));
+        }
+    }
+    Ok(DeviceMessage::Register {
+        device_id,
+        registration,
     })
+}
+
+/// The line that carries command `seq` to a device speaking `dialect`:
+/// `LED=1,seq=12,dur=500` for CSV and key=value devices, `{"cmd":"LED","value":1,"seq":12,"dur":500}`
+/// for JSON devices. Whole numbers are written without a decimal point.
+pub fn format_command(
+    dialect: Dialect,
+    seq: u64,
+    variable: &str,
+    value: f64,
+    duration_ms: Option<u64>,
+) -> String {
+    // Rust prints floats without exponents, which is valid JSON too.
+    let value = if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        value.to_string()
+    };
+    // `variable` passed CommandRequest::validate: letters, digits and `_` only, nothing to escape.
+    let mut line = match dialect {
+        Dialect::Csv | Dialect::KeyValue => format!("{variable}={value},seq={seq}"),
+        Dialect::Json => format!(r#"{{"cmd":"{variable}","value":{value},"seq":{seq}"#),
+    };
+    if let Some(ms) = duration_ms {
+        line.push_str(&match dialect {
+            Dialect::Csv | Dialect::KeyValue => format!(",dur={ms}"),
+            Dialect::Json => format!(r#","dur":{ms}"#),
+        });
+    }
+    if dialect == Dialect::Json {
+        line.push('}');
+    }
+    line
 }
 
 fn push_value(
@@ -282,6 +454,13 @@ mod tests {
         }
     }
 
+    fn reading(line: &str) -> ParsedReading {
+        match parse_line(line, &rules()) {
+            Ok(DeviceMessage::Reading(r)) => r,
+            other => panic!("{line:?} should be a reading, got {other:?}"),
+        }
+    }
+
     fn fields(r: &ParsedReading) -> Vec<(&str, f64)> {
         r.values
             .iter()
@@ -291,7 +470,7 @@ mod tests {
 
     #[test]
     fn classic_mbed_line() {
-        let r = parse_line("7,42,23.5", &rules()).unwrap();
+        let r = reading("7,42,23.5");
         assert_eq!(r.dialect, Dialect::Csv);
         assert_eq!(r.device_id.as_ref().unwrap().as_str(), "7");
         assert_eq!(fields(&r), [("counter", 42.0), ("temp", 23.5)]);
@@ -299,27 +478,28 @@ mod tests {
 
     #[test]
     fn csv_values_beyond_the_named_list_are_numbered() {
-        let r = parse_line(" 7 , 1, 2 ,3\r", &rules()).unwrap();
+        let r = reading(" 7 , 1, 2 ,3\r");
         assert_eq!(fields(&r), [("counter", 1.0), ("temp", 2.0), ("f3", 3.0)]);
     }
 
     #[test]
     fn key_value_line() {
-        let r = parse_line("id=7,temp=23.5,hum=40", &rules()).unwrap();
+        let r = reading("id=7,temp=23.5,hum=40");
         assert_eq!(r.dialect, Dialect::KeyValue);
         assert_eq!(r.device_id.as_ref().unwrap().as_str(), "7");
         assert_eq!(fields(&r), [("temp", 23.5), ("hum", 40.0)]);
-        let r = parse_line("temp=1", &rules()).unwrap();
+        let r = reading("temp=1");
         assert_eq!(r.device_id, None);
     }
 
     #[test]
     fn json_line() {
-        let r = parse_line(r#"{"id":"7","temp":23.5,"hum":40}"#, &rules()).unwrap();
+        let r = reading(r#"{"id":"7","temp":23.5,"hum":40,"ts":1700000000000}"#);
         assert_eq!(r.dialect, Dialect::Json);
         assert_eq!(r.device_id.as_ref().unwrap().as_str(), "7");
-        assert_eq!(fields(&r).len(), 2);
-        let r = parse_line(r#"{"id":7,"temp":1}"#, &rules()).unwrap();
+        assert_eq!(fields(&r).len(), 2, "ts is not a field");
+        assert_eq!(r.device_ms, Some(1_700_000_000_000));
+        let r = reading(r#"{"id":7,"temp":1}"#);
         assert_eq!(r.device_id.as_ref().unwrap().as_str(), "7");
     }
 
@@ -339,6 +519,29 @@ mod tests {
             ("{nope", "invalid JSON"),
             ("[1,2]", "\"2]\" is not a finite number"),
             ("{\"id\":\"7\"}", "no values after the device id"),
+            ("ack=x", "ack must be a command sequence number"),
+            ("{\"ack\":-1}", "ack must be a command sequence number"),
+            ("{\"ts\":\"now\",\"t\":1}", "\"ts\" must be milliseconds"),
+            (
+                "{\"register\":{\"nme\":\"x\"}}",
+                "invalid registration: unknown field `nme`",
+            ),
+            (
+                "{\"register\":{\"commands\":[{\"name\":\"L=D\"}]}}",
+                "invalid registration: command \"L=D\"",
+            ),
+            (
+                "{\"register\":{\"commands\":[{\"name\":\"LED\",\"min\":2,\"max\":1}]}}",
+                "min ≤ max",
+            ),
+            (
+                "{\"register\":{\"fields\":[{\"name\":\"a\"},{\"name\":\"a\"}]}}",
+                "field \"a\" appears twice",
+            ),
+            (
+                "{\"register\":{\"fields\":[{\"name\":\"t\",\"unit\":\"\\u0007\"}]}}",
+                "unit of \"t\"",
+            ),
         ];
         for (line, expected) in cases {
             let err = parse_line(line, &rules()).unwrap_err().to_string();
@@ -347,6 +550,66 @@ mod tests {
                 "{line:?}: {err:?} should contain {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn acks_in_both_dialects() {
+        assert_eq!(
+            parse_line("ack=12", &rules()),
+            Ok(DeviceMessage::Ack {
+                device_id: None,
+                seq: 12,
+                dialect: Dialect::KeyValue
+            })
+        );
+        let msg = parse_line(r#"{"id":"7","ack":12}"#, &rules()).unwrap();
+        assert!(matches!(
+            msg,
+            DeviceMessage::Ack {
+                seq: 12,
+                dialect: Dialect::Json,
+                ..
+            }
+        ));
+        assert_eq!(msg.device_id().map(DeviceId::as_str), Some("7"));
+    }
+
+    #[test]
+    fn registration() {
+        let line = r#"{"id":"7","register":{"name":"Kitchen","fields":[{"name":"counter"},{"name":"temp","unit":"°C"}],"commands":[{"name":"LED","min":0,"max":1}]}}"#;
+        let DeviceMessage::Register {
+            device_id,
+            registration,
+        } = parse_line(line, &rules()).unwrap()
+        else {
+            panic!("a registration")
+        };
+        assert_eq!(device_id.unwrap().as_str(), "7");
+        assert_eq!(registration.name.as_deref(), Some("Kitchen"));
+        assert_eq!(registration.fields[1].unit.as_deref(), Some("°C"));
+        assert_eq!(registration.commands[0].max, Some(1.0));
+    }
+
+    #[test]
+    fn commands_go_out_in_the_device_dialect() {
+        assert_eq!(
+            format_command(Dialect::Csv, 12, "LED", 1.0, None),
+            "LED=1,seq=12"
+        );
+        assert_eq!(
+            format_command(Dialect::KeyValue, 3, "PWM", 0.25, Some(500)),
+            "PWM=0.25,seq=3,dur=500"
+        );
+        assert_eq!(
+            format_command(Dialect::Json, 12, "LED", 1.0, None),
+            r#"{"cmd":"LED","value":1,"seq":12}"#
+        );
+        let json = format_command(Dialect::Json, 4, "T", -1e-7, Some(9));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            (v["value"].as_f64(), v["dur"].as_u64()),
+            (Some(-1e-7), Some(9))
+        );
     }
 
     #[test]

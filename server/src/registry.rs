@@ -1,27 +1,67 @@
-//! Who is connected, what they last sent, and who wants to know.
+//! Who is connected, what they last sent, what was sent to them, and who wants to know.
 //!
 //! One [`Registry`] is shared by every transport. A connection [`Registry::attach`]es under a
 //! device id and gets an [`Attachment`]; dropping it marks the device offline (unless a newer
 //! connection has replaced it meanwhile). Every change is published on a bounded broadcast
 //! channel: a subscriber that falls behind loses events (and is told so), but never slows
 //! ingest or other subscribers.
+//!
+//! Commands are numbered here, handed to the device's connection as [`Outbound::Command`], and
+//! tracked until the device acknowledges them, they time out ([`Registry::expire_overdue`]), or
+//! they fail because the device is offline.
 
 use crate::now_ms;
-use crate::protocol::DeviceId;
+use crate::protocol::{format_command, DeviceId, Dialect};
 use app::model::{
-    DashboardSnapshot, DeviceSnapshot, DeviceSummary, FieldValue, LiveEvent, Reading,
+    CommandInfo, CommandRequest, CommandStatus, CommandTarget, ConsoleLine, DashboardSnapshot,
+    DeviceSnapshot, DeviceSummary, Direction, FieldValue, LiveEvent, Reading, Registration,
+    CONSOLE_LINES, RECENT_COMMANDS,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
+
+/// Longest console line kept; longer lines are cut (the full line was parsed, not stored).
+const CONSOLE_LINE_CHARS: usize = 256;
+/// Commands tracked at once (for acks and timeouts); a command to "all" creates one per device.
+const MAX_TRACKED_COMMANDS: usize = 20_000;
 
 /// What the registry (or another part of the server) asks a connection to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
-    /// Send this text line to the device.
+    /// Send this raw text line to the device.
     Line(String),
+    /// Send command `seq`, already formatted for the device's dialect, and report delivery.
+    Command { seq: u64, line: String },
     /// Close the connection, telling the device why.
     Close(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Readings kept in memory per device for the live charts.
+    pub recent_per_device: usize,
+    /// How far a live subscriber may fall behind before it lags.
+    pub event_capacity: usize,
+    /// How long a device has to acknowledge a command.
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("invalid command: {0}")]
+    Invalid(String),
+    #[error("unknown device {0:?}")]
+    UnknownDevice(String),
+    #[error("no device is online")]
+    NobodyOnline,
+    #[error("device {0:?} is offline")]
+    Offline(String),
+    #[error("device {0:?} is not keeping up; try again")]
+    Busy(String),
+    #[error("no command {0} is waiting for this device")]
+    UnknownAck(u64),
 }
 
 #[derive(Clone)]
@@ -34,7 +74,7 @@ struct Shared {
     // map operations, so an async mutex would only add overhead.
     state: Mutex<State>,
     events: broadcast::Sender<LiveEvent>,
-    recent_per_device: usize,
+    config: RegistryConfig,
 }
 
 #[derive(Default)]
@@ -43,17 +83,28 @@ struct State {
     /// Number of the last published reading; see [`Reading::seq`].
     seq: u64,
     next_connection: u64,
+    next_command: u64,
+    /// Tracked commands in `seq` order (so lookups are binary searches).
+    commands: VecDeque<Tracked>,
 }
 
 struct Entry {
     summary: DeviceSummary,
     recent: VecDeque<Reading>,
+    console: VecDeque<ConsoleLine>,
+    /// The dialect of its last reading: commands go out in it.
+    dialect: Dialect,
     connection: Option<Connection>,
 }
 
 struct Connection {
     id: u64,
     outbound: mpsc::Sender<Outbound>,
+}
+
+struct Tracked {
+    info: CommandInfo,
+    deadline_ms: i64,
 }
 
 /// Proof that a connection speaks for a device. Dropping it marks the device offline.
@@ -76,15 +127,16 @@ impl Drop for Attachment {
 }
 
 impl Registry {
-    /// `recent_per_device`: readings kept in memory per device for the live charts;
-    /// `event_capacity`: how far a live subscriber may fall behind before it lags.
-    pub fn new(recent_per_device: usize, event_capacity: usize) -> Self {
-        let (events, _) = broadcast::channel(event_capacity);
+    pub fn new(config: RegistryConfig) -> Self {
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
         Registry {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 events,
-                recent_per_device: recent_per_device.max(1),
+                config: RegistryConfig {
+                    recent_per_device: config.recent_per_device.max(1),
+                    ..config
+                },
             }),
         }
     }
@@ -129,9 +181,13 @@ impl Registry {
                     last_seen_ms: now,
                     readings: 0,
                     errors: 0,
+                    bytes_in: 0,
                     latest: Vec::new(),
+                    registration: None,
                 },
                 recent: VecDeque::new(),
+                console: VecDeque::new(),
+                dialect: Dialect::Csv,
                 connection: None,
             });
         if let Some(old) = entry.connection.replace(Connection {
@@ -160,18 +216,26 @@ impl Registry {
 
     /// Stamps a reading with the receive time and the next sequence number, updates the device
     /// and publishes the reading.
-    pub fn record(&self, attachment: &Attachment, values: Vec<FieldValue>) -> Reading {
+    pub fn record(
+        &self,
+        attachment: &Attachment,
+        dialect: Dialect,
+        device_ms: Option<i64>,
+        values: Vec<FieldValue>,
+    ) -> Reading {
         let now = now_ms();
-        let recent_cap = self.shared.recent_per_device;
+        let recent_cap = self.shared.config.recent_per_device;
         let mut state = self.lock();
         state.seq += 1;
         let reading = Reading {
             seq: state.seq,
             device_id: attachment.device.to_string(),
             received_ms: now,
+            device_ms,
             values,
         };
         if let Some(entry) = state.devices.get_mut(&attachment.device) {
+            entry.dialect = dialect;
             entry.summary.last_seen_ms = now;
             entry.summary.readings += 1;
             entry.summary.latest = reading.values.clone();
@@ -184,10 +248,52 @@ impl Registry {
         reading
     }
 
-    /// Counts a bad line from this device.
-    pub fn record_error(&self, attachment: &Attachment) {
-        if let Some(entry) = self.lock().devices.get_mut(&attachment.device) {
+    /// A raw line arrived from this device: console, byte count, last seen.
+    pub fn line_in(&self, attachment: &Attachment, text: &str) {
+        let mut state = self.lock();
+        if let Some(entry) = state.devices.get_mut(&attachment.device) {
+            entry.summary.bytes_in += text.len() as u64 + 1;
+            entry.summary.last_seen_ms = now_ms();
+            self.push_console(&attachment.device, entry, Direction::In, text);
+        }
+    }
+
+    /// The server refused a line from this device with `message`.
+    pub fn error_out(&self, attachment: &Attachment, message: &str) {
+        let mut state = self.lock();
+        if let Some(entry) = state.devices.get_mut(&attachment.device) {
             entry.summary.errors += 1;
+            self.push_console(&attachment.device, entry, Direction::Error, message);
+        }
+    }
+
+    fn push_console(&self, device: &DeviceId, entry: &mut Entry, direction: Direction, text: &str) {
+        let text = match text.char_indices().nth(CONSOLE_LINE_CHARS) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_string(),
+        };
+        let line = ConsoleLine {
+            ms: now_ms(),
+            direction,
+            text,
+        };
+        if entry.console.len() >= CONSOLE_LINES {
+            entry.console.pop_front();
+        }
+        entry.console.push_back(line.clone());
+        self.publish(LiveEvent::Console {
+            device_id: device.to_string(),
+            line,
+        });
+    }
+
+    /// Stores what the device said about itself and publishes the updated summary.
+    pub fn register(&self, attachment: &Attachment, registration: Registration) {
+        let mut state = self.lock();
+        if let Some(entry) = state.devices.get_mut(&attachment.device) {
+            entry.summary.registration = Some(registration);
+            let summary = entry.summary.clone();
+            self.publish(LiveEvent::Device(summary));
         }
     }
 
@@ -210,6 +316,182 @@ impl Registry {
         }
     }
 
+    /// Sends a command to one device or to every online device; returns one record per device.
+    /// A command to a known but offline device is recorded as failed.
+    pub fn send_command(&self, request: &CommandRequest) -> Result<Vec<CommandInfo>, CommandError> {
+        let now = now_ms();
+        let timeout_ms = self.shared.config.command_timeout.as_millis() as i64;
+        let mut state = self.lock();
+        let targets: Vec<DeviceId> = match &request.target {
+            CommandTarget::Device(id) => {
+                let id = DeviceId::parse(id).map_err(|e| CommandError::Invalid(e.to_string()))?;
+                let entry = state
+                    .devices
+                    .get(&id)
+                    .ok_or_else(|| CommandError::UnknownDevice(id.to_string()))?;
+                let spec = entry
+                    .summary
+                    .registration
+                    .as_ref()
+                    .and_then(|r| r.commands.iter().find(|c| c.name == request.variable));
+                request.validate(spec).map_err(CommandError::Invalid)?;
+                vec![id]
+            }
+            CommandTarget::All => {
+                request.validate(None).map_err(CommandError::Invalid)?;
+                let mut online: Vec<DeviceId> = state
+                    .devices
+                    .iter()
+                    .filter(|(_, e)| e.connection.is_some())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if online.is_empty() {
+                    return Err(CommandError::NobodyOnline);
+                }
+                online.sort();
+                online
+            }
+        };
+
+        let mut sent = Vec::with_capacity(targets.len());
+        for id in targets {
+            state.next_command += 1;
+            let seq = state.next_command;
+            let Some(entry) = state.devices.get_mut(&id) else {
+                continue;
+            };
+            let status = match &entry.connection {
+                None => CommandStatus::Failed(CommandError::Offline(id.to_string()).to_string()),
+                Some(connection) => {
+                    let line = format_command(
+                        entry.dialect,
+                        seq,
+                        &request.variable,
+                        request.value,
+                        request.duration_ms,
+                    );
+                    match connection.outbound.try_send(Outbound::Command {
+                        seq,
+                        line: line.clone(),
+                    }) {
+                        Ok(()) => {
+                            self.push_console(&id, entry, Direction::Out, &line);
+                            CommandStatus::Pending
+                        }
+                        Err(_) => {
+                            CommandStatus::Failed(CommandError::Busy(id.to_string()).to_string())
+                        }
+                    }
+                }
+            };
+            let info = CommandInfo {
+                seq,
+                device_id: id.to_string(),
+                variable: request.variable.clone(),
+                value: request.value,
+                duration_ms: request.duration_ms,
+                status,
+                sent_ms: now,
+                updated_ms: now,
+            };
+            if state.commands.len() >= MAX_TRACKED_COMMANDS {
+                state.commands.pop_front();
+            }
+            state.commands.push_back(Tracked {
+                info: info.clone(),
+                deadline_ms: now + timeout_ms,
+            });
+            self.publish(LiveEvent::Command(info.clone()));
+            sent.push(info);
+        }
+        Ok(sent)
+    }
+
+    /// Sends a raw text line (from the console) to an online device.
+    pub fn send_line(&self, device: &str, line: &str) -> Result<(), CommandError> {
+        let id = DeviceId::parse(device).map_err(|e| CommandError::Invalid(e.to_string()))?;
+        let mut state = self.lock();
+        let entry = state
+            .devices
+            .get_mut(&id)
+            .ok_or_else(|| CommandError::UnknownDevice(id.to_string()))?;
+        let connection = entry
+            .connection
+            .as_ref()
+            .ok_or_else(|| CommandError::Offline(id.to_string()))?;
+        connection
+            .outbound
+            .try_send(Outbound::Line(line.to_string()))
+            .map_err(|_| CommandError::Busy(id.to_string()))?;
+        self.push_console(&id, entry, Direction::Out, line);
+        Ok(())
+    }
+
+    fn update_command(
+        &self,
+        state: &mut State,
+        seq: u64,
+        update: impl FnOnce(&mut CommandInfo) -> bool,
+    ) -> bool {
+        let Ok(index) = state.commands.binary_search_by_key(&seq, |c| c.info.seq) else {
+            return false;
+        };
+        let info = &mut state.commands[index].info;
+        if !update(info) {
+            return false;
+        }
+        info.updated_ms = now_ms();
+        self.publish(LiveEvent::Command(info.clone()));
+        true
+    }
+
+    /// The connection wrote command `seq` to the device.
+    pub fn command_delivered(&self, seq: u64) {
+        let mut state = self.lock();
+        self.update_command(&mut state, seq, |info| {
+            let pending = info.status == CommandStatus::Pending;
+            if pending {
+                info.status = CommandStatus::Delivered;
+            }
+            pending
+        });
+    }
+
+    /// The device acknowledged command `seq`. Only its own, not yet final, commands count.
+    pub fn acknowledge(&self, attachment: &Attachment, seq: u64) -> Result<(), CommandError> {
+        let device = attachment.device.as_str();
+        let mut state = self.lock();
+        let acked = self.update_command(&mut state, seq, |info| {
+            let mine = info.device_id == device && !info.status.is_final();
+            if mine {
+                info.status = CommandStatus::Acked;
+            }
+            mine
+        });
+        if acked {
+            Ok(())
+        } else {
+            Err(CommandError::UnknownAck(seq))
+        }
+    }
+
+    /// Marks commands not acknowledged by their deadline as timed out. Called periodically.
+    pub fn expire_overdue(&self, now_ms: i64) {
+        let mut state = self.lock();
+        let overdue: Vec<u64> = state
+            .commands
+            .iter()
+            .filter(|c| c.deadline_ms <= now_ms && !c.info.status.is_final())
+            .map(|c| c.info.seq)
+            .collect();
+        for seq in overdue {
+            self.update_command(&mut state, seq, |info| {
+                info.status = CommandStatus::TimedOut;
+                true
+            });
+        }
+    }
+
     pub fn snapshot(&self) -> DashboardSnapshot {
         snapshot_of(&self.lock())
     }
@@ -222,6 +504,15 @@ impl Registry {
     pub fn summary(&self, device: &DeviceId) -> Option<DeviceSummary> {
         self.lock().devices.get(device).map(|e| e.summary.clone())
     }
+
+    pub fn command(&self, seq: u64) -> Option<CommandInfo> {
+        let state = self.lock();
+        let index = state
+            .commands
+            .binary_search_by_key(&seq, |c| c.info.seq)
+            .ok()?;
+        Some(state.commands[index].info.clone())
+    }
 }
 
 fn snapshot_of(state: &State) -> DashboardSnapshot {
@@ -231,18 +522,35 @@ fn snapshot_of(state: &State) -> DashboardSnapshot {
         .map(|e| DeviceSnapshot {
             summary: e.summary.clone(),
             recent: e.recent.iter().cloned().collect(),
+            console: e.console.iter().cloned().collect(),
         })
         .collect();
     devices.sort_by(|a, b| a.summary.id.cmp(&b.summary.id));
+    let skip = state.commands.len().saturating_sub(RECENT_COMMANDS);
+    let commands = state
+        .commands
+        .iter()
+        .skip(skip)
+        .map(|c| c.info.clone())
+        .collect();
     DashboardSnapshot {
         seq: state.seq,
         devices,
+        commands,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn registry(recent: usize, events: usize) -> Registry {
+        Registry::new(RegistryConfig {
+            recent_per_device: recent,
+            event_capacity: events,
+            command_timeout: Duration::from_secs(5),
+        })
+    }
 
     fn id(s: &str) -> DeviceId {
         DeviceId::parse(s).unwrap()
@@ -255,12 +563,21 @@ mod tests {
         }]
     }
 
+    fn led(target: CommandTarget, value: f64) -> CommandRequest {
+        CommandRequest {
+            target,
+            variable: "LED".into(),
+            value,
+            duration_ms: None,
+        }
+    }
+
     #[test]
     fn attach_record_detach() {
-        let registry = Registry::new(10, 16);
+        let registry = registry(10, 16);
         let (tx, _rx) = mpsc::channel(4);
         let att = registry.attach(id("7"), "test".into(), tx);
-        let r = registry.record(&att, temp(23.5));
+        let r = registry.record(&att, Dialect::Csv, None, temp(23.5));
         assert_eq!(r.seq, 1);
         let s = registry.summary(&id("7")).unwrap();
         assert!(s.online);
@@ -271,7 +588,7 @@ mod tests {
 
     #[test]
     fn a_new_connection_replaces_the_old_one() {
-        let registry = Registry::new(10, 16);
+        let registry = registry(10, 16);
         let (old_tx, mut old_rx) = mpsc::channel(4);
         let old = registry.attach(id("7"), "a".into(), old_tx);
         let (new_tx, _new_rx) = mpsc::channel(4);
@@ -289,27 +606,44 @@ mod tests {
     }
 
     #[test]
-    fn recent_readings_are_bounded() {
-        let registry = Registry::new(3, 16);
+    fn recent_readings_and_console_lines_are_bounded() {
+        let registry = registry(3, 16);
         let (tx, _rx) = mpsc::channel(4);
         let att = registry.attach(id("7"), "t".into(), tx);
-        for i in 0..10 {
-            registry.record(&att, temp(i as f64));
+        for i in 0..(CONSOLE_LINES + 10) {
+            registry.line_in(&att, &format!("7,{i}"));
+            registry.record(&att, Dialect::Csv, None, temp(i as f64));
         }
         let snap = registry.snapshot();
+        let n = (CONSOLE_LINES + 10) as u64;
         let recent: Vec<u64> = snap.devices[0].recent.iter().map(|r| r.seq).collect();
-        assert_eq!(recent, [8, 9, 10]);
-        assert_eq!(snap.seq, 10);
+        assert_eq!(recent, [n - 2, n - 1, n]);
+        assert_eq!(snap.devices[0].console.len(), CONSOLE_LINES);
+        assert_eq!(
+            snap.devices[0].console.last().unwrap().text,
+            format!("7,{}", CONSOLE_LINES + 9)
+        );
+        registry.line_in(&att, &"x".repeat(10_000));
+        assert!(
+            registry.snapshot().devices[0]
+                .console
+                .last()
+                .unwrap()
+                .text
+                .chars()
+                .count()
+                <= CONSOLE_LINE_CHARS + 1
+        );
     }
 
     #[test]
     fn subscribers_see_each_event_in_the_snapshot_or_the_stream_exactly_once() {
-        let registry = Registry::new(100, 1024);
+        let registry = registry(100, 1024);
         let (tx, _rx) = mpsc::channel(4);
         let att = registry.attach(id("7"), "t".into(), tx);
-        registry.record(&att, temp(1.0));
+        registry.record(&att, Dialect::Csv, None, temp(1.0));
         let (snap, mut rx) = registry.subscribe();
-        registry.record(&att, temp(2.0));
+        registry.record(&att, Dialect::Csv, None, temp(2.0));
         assert_eq!(snap.seq, 1);
         match rx.try_recv().unwrap() {
             LiveEvent::Reading(r) => assert_eq!(r.seq, 2),
@@ -320,17 +654,151 @@ mod tests {
 
     #[test]
     fn a_slow_subscriber_lags_without_blocking_ingest() {
-        let registry = Registry::new(10, 4);
+        let registry = registry(10, 4);
         let (tx, _rx) = mpsc::channel(4);
         let att = registry.attach(id("7"), "t".into(), tx);
         let (_, mut slow) = registry.subscribe();
         for i in 0..100 {
-            registry.record(&att, temp(i as f64));
+            registry.record(&att, Dialect::Csv, None, temp(i as f64));
         }
         assert!(matches!(
             slow.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(_))
         ));
         assert_eq!(registry.snapshot().seq, 100);
+    }
+
+    #[test]
+    fn a_command_goes_out_in_the_device_dialect_and_is_acked() {
+        let registry = registry(10, 64);
+        let (tx, mut rx) = mpsc::channel(4);
+        let att = registry.attach(id("7"), "t".into(), tx);
+        registry.record(&att, Dialect::Json, None, temp(1.0));
+        let sent = registry
+            .send_command(&led(CommandTarget::Device("7".into()), 1.0))
+            .unwrap();
+        let seq = sent[0].seq;
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Outbound::Command {
+                seq,
+                line: format!(r#"{{"cmd":"LED","value":1,"seq":{seq}}}"#)
+            }
+        );
+        registry.command_delivered(seq);
+        assert_eq!(
+            registry.command(seq).unwrap().status,
+            CommandStatus::Delivered
+        );
+        registry.acknowledge(&att, seq).unwrap();
+        assert_eq!(registry.command(seq).unwrap().status, CommandStatus::Acked);
+        assert_eq!(
+            registry.acknowledge(&att, seq),
+            Err(CommandError::UnknownAck(seq)),
+            "acked once only"
+        );
+        assert_eq!(
+            registry.acknowledge(&att, 999),
+            Err(CommandError::UnknownAck(999))
+        );
+    }
+
+    #[test]
+    fn commands_to_all_reach_every_online_device_only() {
+        let registry = registry(10, 64);
+        let (a_tx, mut a_rx) = mpsc::channel(4);
+        let (b_tx, mut b_rx) = mpsc::channel(4);
+        let (c_tx, _c_rx) = mpsc::channel(4);
+        let _a = registry.attach(id("a"), "t".into(), a_tx);
+        let _b = registry.attach(id("b"), "t".into(), b_tx);
+        drop(registry.attach(id("c"), "t".into(), c_tx));
+        let sent = registry
+            .send_command(&led(CommandTarget::All, 0.0))
+            .unwrap();
+        let devices: Vec<&str> = sent.iter().map(|c| c.device_id.as_str()).collect();
+        assert_eq!(devices, ["a", "b"]);
+        assert!(
+            matches!(a_rx.try_recv(), Ok(Outbound::Command { line, .. }) if line.starts_with("LED=0,seq="))
+        );
+        assert!(b_rx.try_recv().is_ok());
+        assert_ne!(sent[0].seq, sent[1].seq);
+    }
+
+    #[test]
+    fn offline_unknown_and_out_of_range_commands() {
+        let registry = registry(10, 64);
+        assert_eq!(
+            registry.send_command(&led(CommandTarget::All, 1.0)),
+            Err(CommandError::NobodyOnline)
+        );
+        assert_eq!(
+            registry.send_command(&led(CommandTarget::Device("nope".into()), 1.0)),
+            Err(CommandError::UnknownDevice("nope".into()))
+        );
+        let (tx, _rx) = mpsc::channel(4);
+        let att = registry.attach(id("7"), "t".into(), tx);
+        registry.register(
+            &att,
+            Registration {
+                commands: vec![app::model::CommandSpec {
+                    name: "LED".into(),
+                    min: Some(0.0),
+                    max: Some(1.0),
+                }],
+                ..Registration::default()
+            },
+        );
+        assert!(matches!(
+            registry.send_command(&led(CommandTarget::Device("7".into()), 5.0)),
+            Err(CommandError::Invalid(msg)) if msg.contains("from 0 to 1")
+        ));
+        drop(att);
+        let sent = registry
+            .send_command(&led(CommandTarget::Device("7".into()), 1.0))
+            .unwrap();
+        assert_eq!(
+            sent[0].status,
+            CommandStatus::Failed("device \"7\" is offline".into())
+        );
+    }
+
+    #[test]
+    fn unacknowledged_commands_time_out() {
+        let registry = registry(10, 64);
+        let (tx, _rx) = mpsc::channel(4);
+        let _att = registry.attach(id("7"), "t".into(), tx);
+        let seq = registry
+            .send_command(&led(CommandTarget::Device("7".into()), 1.0))
+            .unwrap()[0]
+            .seq;
+        registry.command_delivered(seq);
+        registry.expire_overdue(now_ms());
+        assert_eq!(
+            registry.command(seq).unwrap().status,
+            CommandStatus::Delivered,
+            "not yet"
+        );
+        registry.expire_overdue(now_ms() + 5_001);
+        assert_eq!(
+            registry.command(seq).unwrap().status,
+            CommandStatus::TimedOut
+        );
+    }
+
+    #[test]
+    fn a_device_cannot_ack_another_devices_command() {
+        let registry = registry(10, 64);
+        let (a_tx, _a_rx) = mpsc::channel(4);
+        let (b_tx, _b_rx) = mpsc::channel(4);
+        let _a = registry.attach(id("a"), "t".into(), a_tx);
+        let b = registry.attach(id("b"), "t".into(), b_tx);
+        let seq = registry
+            .send_command(&led(CommandTarget::Device("a".into()), 1.0))
+            .unwrap()[0]
+            .seq;
+        assert_eq!(
+            registry.acknowledge(&b, seq),
+            Err(CommandError::UnknownAck(seq))
+        );
     }
 }

@@ -1,8 +1,10 @@
-//! Simulated devices: each connects to a hub's `/ws/device` URL and sends the classic mbed line
-//! `id,counter,temperature` at a fixed rate, reconnecting with backoff when the connection drops.
-//! Also usable against any server that speaks the CSV line protocol.
+//! Simulated devices: each connects to a hub's `/ws/device` URL, registers, and sends
+//! `counter`, `temp` and `led` at a fixed rate in its dialect (the classic mbed CSV line
+//! `id,counter,temp,led`, key=value, or JSON). It obeys `LED` commands, acknowledges every
+//! command, and reconnects with backoff when the connection drops. With `--dialect csv
+//! --no-register` it speaks only the plain CSV line protocol, for any server that does.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -27,6 +29,20 @@ pub struct SimulatorArgs {
     /// Id of the first device; the others count up from it.
     #[arg(long, default_value_t = 1)]
     pub first_id: u32,
+    /// Line format; `mixed` gives each device the next format in turn.
+    #[arg(long, value_enum, default_value_t = SimDialect::Mixed)]
+    pub dialect: SimDialect,
+    /// Do not send a registration line on connect.
+    #[arg(long)]
+    pub no_register: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimDialect {
+    Csv,
+    Kv,
+    Json,
+    Mixed,
 }
 
 /// Readings per second: a finite number in (0, 1000].
@@ -47,7 +63,14 @@ pub async fn run(args: SimulatorArgs, stop: CancellationToken) {
     let period = Duration::from_secs_f64(1.0 / args.rate);
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..args.devices {
-        let device = SimulatedDevice::new(args.first_id.saturating_add(n));
+        let dialect = match args.dialect {
+            SimDialect::Mixed => {
+                [SimDialect::Csv, SimDialect::Kv, SimDialect::Json][n as usize % 3]
+            }
+            fixed => fixed,
+        };
+        let mut device = SimulatedDevice::new(args.first_id.saturating_add(n), dialect);
+        device.register = !args.no_register;
         tasks.spawn(device.run(args.url.clone(), period, stop.clone()));
     }
     while tasks.join_next().await.is_some() {}
@@ -55,27 +78,77 @@ pub async fn run(args: SimulatorArgs, stop: CancellationToken) {
 
 struct SimulatedDevice {
     id: u32,
+    dialect: SimDialect,
+    register: bool,
     counter: u64,
     phase: f64,
+    led: f64,
 }
 
 impl SimulatedDevice {
-    fn new(id: u32) -> Self {
+    fn new(id: u32, dialect: SimDialect) -> Self {
         SimulatedDevice {
             id,
+            dialect,
+            register: true,
             counter: 0,
             phase: fastrand::f64() * std::f64::consts::TAU,
+            led: 0.0,
         }
     }
 
-    /// `id,counter,temperature`: a slow sine around 21 °C with a little noise.
+    fn registration(&self) -> String {
+        serde_json::json!({
+            "id": self.id.to_string(),
+            "register": {
+                "name": format!("Simulated sensor {}", self.id),
+                "fields": [{"name": "counter"}, {"name": "temp", "unit": "°C"}, {"name": "led"}],
+                "commands": [{"name": "LED", "min": 0, "max": 1}],
+            }
+        })
+        .to_string()
+    }
+
+    /// The next reading: a slow sine around 21 °C with a little noise, and the LED state.
     fn next_line(&mut self) -> String {
         self.counter += 1;
         let t = self.counter as f64;
         let temp = 21.0
             + 3.0 * (t / 60.0 * std::f64::consts::TAU / 2.0 + self.phase).sin()
             + (fastrand::f64() - 0.5) * 0.4;
-        format!("{},{},{:.2}", self.id, self.counter, temp)
+        let (id, counter, led) = (self.id, self.counter, self.led);
+        match self.dialect {
+            SimDialect::Kv => format!("id={id},counter={counter},temp={temp:.2},led={led}"),
+            SimDialect::Json => {
+                format!(r#"{{"id":"{id}","counter":{counter},"temp":{temp:.2},"led":{led}}}"#)
+            }
+            SimDialect::Csv | SimDialect::Mixed => format!("{id},{counter},{temp:.2},{led}"),
+        }
+    }
+
+    /// Obeys a command line from the hub and returns the acknowledgement to send, if any.
+    /// Understands `LED=1,seq=12,dur=500` and `{"cmd":"LED","value":1,"seq":12}`.
+    fn obey(&mut self, line: &str) -> Option<String> {
+        let (variable, value, seq) = if line.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            (
+                v["cmd"].as_str()?.to_string(),
+                v["value"].as_f64()?,
+                v["seq"].as_u64()?,
+            )
+        } else {
+            let mut parts = line.split(',');
+            let (variable, value) = parts.next()?.split_once('=')?;
+            let seq = parts.find_map(|p| p.strip_prefix("seq="))?.parse().ok()?;
+            (variable.to_string(), value.parse().ok()?, seq)
+        };
+        if variable == "LED" {
+            self.led = value;
+        }
+        Some(match self.dialect {
+            SimDialect::Json => format!(r#"{{"ack":{seq}}}"#),
+            _ => format!("ack={seq}"),
+        })
     }
 
     async fn run(mut self, url: Url, period: Duration, stop: CancellationToken) {
@@ -105,6 +178,14 @@ impl SimulatedDevice {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         let (mut tx, mut rx) = socket.split();
+        if self.register
+            && tx
+                .send(Message::Text(self.registration().into()))
+                .await
+                .is_err()
+        {
+            return;
+        }
         let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
@@ -119,6 +200,15 @@ impl SimulatedDevice {
                 }
                 incoming = rx.next() => match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(Message::Text(text))) => {
+                        for line in text.lines() {
+                            if let Some(ack) = self.obey(line) {
+                                if tx.send(Message::Text(ack.into())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
                     Some(Ok(_)) => {}
                 },
             }
@@ -129,21 +219,70 @@ impl SimulatedDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{parse_line, ParseRules};
+    use crate::protocol::{format_command, parse_line, DeviceMessage, Dialect, ParseRules};
+
+    fn rules() -> ParseRules {
+        ParseRules {
+            csv_fields: vec!["counter".into(), "temp".into(), "led".into()],
+            max_fields: 64,
+        }
+    }
 
     #[test]
-    fn simulated_lines_parse_as_the_classic_format() {
-        let rules = ParseRules {
-            csv_fields: vec!["counter".into(), "temp".into()],
-            max_fields: 64,
-        };
-        let mut device = SimulatedDevice::new(7);
-        for expected_counter in 1..=100 {
-            let parsed = parse_line(&device.next_line(), &rules).unwrap();
-            assert_eq!(parsed.device_id.unwrap().as_str(), "7");
-            assert_eq!(parsed.values[0].value, expected_counter as f64);
-            assert!((17.0..=25.0).contains(&parsed.values[1].value));
+    fn every_dialect_parses_with_the_same_values() {
+        for dialect in [SimDialect::Csv, SimDialect::Kv, SimDialect::Json] {
+            let mut device = SimulatedDevice::new(7, dialect);
+            for expected_counter in 1..=50 {
+                let line = device.next_line();
+                let Ok(DeviceMessage::Reading(r)) = parse_line(&line, &rules()) else {
+                    panic!("{line}")
+                };
+                assert_eq!(r.device_id.unwrap().as_str(), "7");
+                let get = |name: &str| r.values.iter().find(|v| v.field == name).map(|v| v.value);
+                assert_eq!(get("counter"), Some(expected_counter as f64), "{line}");
+                assert!((17.0..=25.0).contains(&get("temp").unwrap()), "{line}");
+                assert_eq!(get("led"), Some(0.0));
+            }
         }
+    }
+
+    #[test]
+    fn registration_is_accepted_by_the_parser() {
+        let device = SimulatedDevice::new(3, SimDialect::Csv);
+        let Ok(DeviceMessage::Register { registration, .. }) =
+            parse_line(&device.registration(), &rules())
+        else {
+            panic!("registration refused")
+        };
+        assert_eq!(registration.commands[0].name, "LED");
+    }
+
+    #[test]
+    fn obeys_led_and_acks_in_its_dialect() {
+        let mut csv = SimulatedDevice::new(1, SimDialect::Csv);
+        assert_eq!(
+            csv.obey(&format_command(Dialect::Csv, 12, "LED", 1.0, Some(500)))
+                .as_deref(),
+            Some("ack=12")
+        );
+        assert_eq!(csv.led, 1.0);
+        assert!(csv.next_line().ends_with(",1"));
+        let mut json = SimulatedDevice::new(2, SimDialect::Json);
+        assert_eq!(
+            json.obey(&format_command(Dialect::Json, 3, "LED", 1.0, None))
+                .as_deref(),
+            Some(r#"{"ack":3}"#)
+        );
+        assert_eq!(json.led, 1.0);
+        assert_eq!(json.obey("error: something"), None);
+        let ack = json
+            .obey(&format_command(Dialect::Json, 4, "FAN", 0.5, None))
+            .unwrap();
+        assert!(matches!(
+            parse_line(&ack, &rules()),
+            Ok(DeviceMessage::Ack { seq: 4, .. })
+        ));
+        assert_eq!(json.led, 1.0, "other commands leave the LED alone");
     }
 
     #[test]

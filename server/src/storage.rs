@@ -122,8 +122,8 @@ impl Store {
         since_ms: i64,
         limit: u32,
     ) -> Result<Vec<Reading>, StorageError> {
-        let rows: Vec<(i64, i64, String, f64)> = sqlx::query_as(
-            "SELECT r.received_ms, r.seq, r.field, r.value
+        let rows: Vec<(i64, i64, Option<i64>, String, f64)> = sqlx::query_as(
+            "SELECT r.received_ms, r.seq, r.device_ms, r.field, r.value
                FROM readings r
                JOIN (SELECT DISTINCT received_ms, seq FROM readings
                       WHERE device_id = ?1 AND received_ms >= ?2
@@ -140,7 +140,7 @@ impl Store {
         .await?;
 
         let mut readings: Vec<Reading> = Vec::new();
-        for (received_ms, seq, field, value) in rows {
+        for (received_ms, seq, device_ms, field, value) in rows {
             let seq = seq as u64;
             let same = readings
                 .last()
@@ -150,6 +150,7 @@ impl Store {
                     seq,
                     device_id: device_id.to_string(),
                     received_ms,
+                    device_ms,
                     values: Vec::new(),
                 });
             }
@@ -261,14 +262,18 @@ async fn write_batch(pool: &SqlitePool, batch: &[Reading]) -> Result<(), sqlx::E
     }
     for r in batch {
         for v in &r.values {
-            sqlx::query("INSERT INTO readings (device_id, received_ms, seq, field, value) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .bind(&r.device_id)
-                .bind(r.received_ms)
-                .bind(r.seq as i64)
-                .bind(&v.field)
-                .bind(v.value)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO readings (device_id, received_ms, seq, device_ms, field, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(&r.device_id)
+            .bind(r.received_ms)
+            .bind(r.seq as i64)
+            .bind(r.device_ms)
+            .bind(&v.field)
+            .bind(v.value)
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await
@@ -283,6 +288,7 @@ mod tests {
             seq,
             device_id: "7".into(),
             received_ms: ms,
+            device_ms: Some(ms + 1),
             values: fields
                 .iter()
                 .map(|(f, v)| FieldValue {

@@ -1,4 +1,7 @@
-use app::model::{DashboardSnapshot, LiveEvent, Reading};
+use app::model::{
+    CommandInfo, CommandRequest, CommandStatus, CommandTarget, DashboardSnapshot, LiveEvent,
+    Reading,
+};
 use futures::{SinkExt, StreamExt};
 use leptos::server_fn::ServerFn;
 use serde::de::DeserializeOwned;
@@ -87,6 +90,65 @@ impl TestApp {
         }
     }
 
+    /// Calls a server function that takes JSON (`#[server(input = Json)]`).
+    pub async fn call_json<F: ServerFn, T: DeserializeOwned>(
+        &self,
+        args: &serde_json::Value,
+    ) -> Result<T, (u16, String)> {
+        let res = self
+            .http
+            .post(self.url(F::PATH))
+            .json(args)
+            .send()
+            .await
+            .expect("request sent");
+        let status = res.status();
+        let body = res.text().await.expect("body");
+        if status.is_success() {
+            Ok(serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
+        } else {
+            Err((status.as_u16(), body))
+        }
+    }
+
+    /// Sends a command the way the dashboard's form does.
+    pub async fn command(
+        &self,
+        target: CommandTarget,
+        variable: &str,
+        value: f64,
+        duration_ms: Option<u64>,
+    ) -> Result<Vec<CommandInfo>, (u16, String)> {
+        let request = CommandRequest {
+            target,
+            variable: variable.into(),
+            value,
+            duration_ms,
+        };
+        self.call_json::<app::api::SendCommand, _>(&serde_json::json!({ "request": request }))
+            .await
+    }
+
+    /// Waits until command `seq` reaches `status` (as the dashboard sees it).
+    pub async fn command_status(&self, seq: u64, status: CommandStatus) -> CommandInfo {
+        eventually(&format!("command {seq} {status:?}"), || async {
+            let snap = self.dashboard().await;
+            snap.commands
+                .into_iter()
+                .find(|c| c.seq == seq && c.status == status)
+        })
+        .await
+    }
+
+    pub async fn device_summary(&self, id: &str) -> Option<app::model::DeviceSummary> {
+        self.dashboard()
+            .await
+            .devices
+            .into_iter()
+            .map(|d| d.summary)
+            .find(|s| s.id == id)
+    }
+
     pub async fn dashboard(&self) -> DashboardSnapshot {
         self.call::<app::api::LoadDashboard, _>(&[])
             .await
@@ -163,6 +225,22 @@ impl Device {
                 Some(Ok(Message::Text(t))) => return t.to_string(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
+    /// True if no text line arrives within `wait` (pings are answered and skipped).
+    pub async fn silent_for(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    eprintln!("unexpected line: {t}");
+                    return false;
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(_) => return false,
             }
         }
     }

@@ -3,7 +3,11 @@ use crate::helpers::{eventually, TestApp};
 #[tokio::test]
 async fn a_graceful_stop_stores_every_reading_the_server_received() {
     // A flush interval far longer than the test: only the shutdown flush can write these.
-    let app = TestApp::spawn_with(|args| args.flush_interval_ms = 3_600_000).await;
+    let app = TestApp::spawn_with(|args| {
+        args.flush_interval_ms = 3_600_000;
+        args.max_readings_per_sec = 10_000.0;
+    })
+    .await;
     let mut device = app.device("").await;
     for i in 0..200 {
         device

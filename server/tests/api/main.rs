@@ -7,5 +7,6 @@
 mod helpers;
 
 mod devices;
+mod gateway;
 mod lifecycle;
 mod live;
