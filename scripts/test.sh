@@ -19,6 +19,12 @@ cargo clippy --locked -p server -p app --all-targets -- -D warnings
 step "clippy: browser side (hydrate, wasm32)"
 cargo clippy --locked -p frontend -p app --target wasm32-unknown-unknown -- -D warnings
 
+step "PostgreSQL for the storage tests"
+# The storage tests run on SQLite and on this server; the outage test stops and restarts it.
+IOTHUB_TEST_POSTGRES_URL=$(bash scripts/postgres-for-tests.sh)
+export IOTHUB_TEST_POSTGRES_URL
+export IOTHUB_TEST_POSTGRES_CTL="pg_ctlcluster $(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')"
+
 step "rust tests"
 cargo test --locked -p server -p app
 

@@ -4,7 +4,7 @@
 //! it for page rendering and for `/api/*` calls alike.
 
 use crate::error::AppError;
-use crate::model::{CommandInfo, CommandRequest, DashboardSnapshot, Reading};
+use crate::model::{CommandInfo, CommandRequest, DashboardSnapshot, HistoryWindow, Reading};
 use leptos::prelude::*;
 use leptos::server_fn::codec::{Json, StreamingText, TextStream};
 
@@ -32,6 +32,38 @@ pub async fn device_history(
             )));
         }
         ssr::hub()?.history(&device_id, since_ms, limit).await
+    };
+    ssr::respond(result.await)
+}
+
+/// Most points per series one history window returns.
+pub const SERIES_POINTS_MAX: u32 = 2_000;
+/// Longest history window: 400 days.
+pub const WINDOW_MAX_MS: i64 = 400 * 86_400_000;
+
+/// A device's stored history over `[from_ms, to_ms)` for charts: every field downsampled by
+/// the database to at most `max_points` buckets (min, max, average per bucket).
+#[server]
+pub async fn device_series(
+    device_id: String,
+    from_ms: i64,
+    to_ms: i64,
+    max_points: u32,
+) -> Result<HistoryWindow, AppError> {
+    let result = async {
+        if max_points == 0 || max_points > SERIES_POINTS_MAX {
+            return Err(AppError::BadRequest(format!(
+                "max_points must be between 1 and {SERIES_POINTS_MAX}"
+            )));
+        }
+        if to_ms <= from_ms || to_ms - from_ms > WINDOW_MAX_MS {
+            return Err(AppError::BadRequest(
+                "the window must end after it starts and span at most 400 days".into(),
+            ));
+        }
+        ssr::hub()?
+            .series(&device_id, from_ms, to_ms, max_points)
+            .await
     };
     ssr::respond(result.await)
 }
@@ -71,7 +103,9 @@ pub mod ssr {
     //! What the server crate implements, and the server half of the live stream.
 
     use crate::error::AppError;
-    use crate::model::{CommandInfo, CommandRequest, DashboardSnapshot, LiveEvent, Reading};
+    use crate::model::{
+        CommandInfo, CommandRequest, DashboardSnapshot, HistoryWindow, LiveEvent, Reading,
+    };
     use leptos::prelude::*;
     use leptos::server_fn::codec::TextStream;
     use std::sync::Arc;
@@ -92,6 +126,13 @@ pub mod ssr {
             since_ms: i64,
             limit: u32,
         ) -> Result<Vec<Reading>, AppError>;
+        async fn series(
+            &self,
+            device_id: &str,
+            from_ms: i64,
+            to_ms: i64,
+            max_points: u32,
+        ) -> Result<HistoryWindow, AppError>;
         fn send_command(&self, request: CommandRequest) -> Result<Vec<CommandInfo>, AppError>;
         fn send_line(&self, device_id: &str, line: &str) -> Result<(), AppError>;
         /// Cancelled when the server begins to shut down; open streams end then, so a graceful

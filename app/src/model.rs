@@ -26,6 +26,34 @@ pub struct Reading {
     pub values: Vec<FieldValue>,
 }
 
+/// One time bucket of a downsampled series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    /// Middle of the bucket.
+    pub t_ms: i64,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    pub count: u64,
+}
+
+/// One field of a device over a time window, at most a bounded number of points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub field: String,
+    pub points: Vec<SeriesPoint>,
+}
+
+/// A device's stored history over `[from_ms, to_ms)`, downsampled into buckets of `bucket_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryWindow {
+    pub device_id: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub bucket_ms: i64,
+    pub series: Vec<Series>,
+}
+
 /// What the device list shows about one device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSummary {
@@ -140,6 +168,42 @@ impl CommandRequest {
             }
         }
         Ok(())
+    }
+}
+
+impl CommandRequest {
+    /// Builds a request from the command form's text fields (`target` is `all` or
+    /// `device:<id>`), refusing what is not a number before anything is sent.
+    pub fn from_form(
+        target: &str,
+        variable: &str,
+        value: &str,
+        duration_ms: &str,
+    ) -> Result<Self, String> {
+        let target = match target.strip_prefix("device:") {
+            Some(id) if !id.is_empty() => CommandTarget::Device(id.to_string()),
+            _ if target == "all" => CommandTarget::All,
+            _ => return Err("choose a device or All devices".into()),
+        };
+        let value = value.trim();
+        let value: f64 = value
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| format!("the value must be a number, not {value:?}"))?;
+        let duration_ms = match duration_ms.trim() {
+            "" => None,
+            raw => Some(
+                raw.parse::<u64>()
+                    .map_err(|_| format!("the duration must be whole milliseconds, not {raw:?}"))?,
+            ),
+        };
+        Ok(CommandRequest {
+            target,
+            variable: variable.trim().to_string(),
+            value,
+            duration_ms,
+        })
     }
 }
 
@@ -525,6 +589,36 @@ mod tests {
             command("LED", 2.0, None).validate(Some(&spec)),
             Err("LED accepts values from 0 to 1".into())
         );
+    }
+
+    #[test]
+    fn the_command_form_is_parsed_strictly() {
+        let ok = CommandRequest::from_form("device:7", " LED ", " 1.5 ", "500").unwrap();
+        assert_eq!(ok.target, CommandTarget::Device("7".into()));
+        assert_eq!(
+            (ok.variable.as_str(), ok.value, ok.duration_ms),
+            ("LED", 1.5, Some(500))
+        );
+        assert_eq!(
+            CommandRequest::from_form("all", "LED", "0", "")
+                .unwrap()
+                .target,
+            CommandTarget::All
+        );
+        for (target, value, duration) in [
+            ("all", "", ""),
+            ("all", "abc", ""),
+            ("all", "NaN", ""),
+            ("all", "1", "-5"),
+            ("all", "1", "1.5"),
+            ("device:", "1", ""),
+            ("nobody", "1", ""),
+        ] {
+            assert!(
+                CommandRequest::from_form(target, "LED", value, duration).is_err(),
+                "{target} {value} {duration}"
+            );
+        }
     }
 
     #[test]

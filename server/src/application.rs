@@ -5,10 +5,10 @@
 //! accepting, closes device connections, ends live streams and flushes the store.
 
 use crate::config::ServeArgs;
-use crate::device_socket;
 use crate::registry::{Registry, RegistryConfig};
 use crate::simulator::{self, SimulatorArgs};
-use crate::storage::{StorageError, Store, StoreConfig};
+use crate::storage::{Database, StorageError, Store, StoreConfig};
+use crate::{device_socket, export};
 use app::api::ssr::SharedHub;
 use axum::extract::FromRef;
 use axum::routing::get;
@@ -60,6 +60,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("--default-fields: {0}")]
+    DefaultFields(String),
 }
 
 pub struct Application {
@@ -69,12 +71,15 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: ServeArgs) -> Result<Self, StartupError> {
+        check_default_fields(&config.default_fields).map_err(StartupError::DefaultFields)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+        let database = Database::from_config(config.database_url.as_deref(), &config.data_dir)?;
+        tracing::info!(%database, "opening the store");
         let store = Store::open(StoreConfig {
-            data_dir: config.data_dir.clone(),
+            database,
             flush_interval: Duration::from_millis(config.flush_interval_ms),
             flush_rows: config.flush_rows as usize,
         })
@@ -151,6 +156,14 @@ impl Application {
             state.registry.clone(),
             state.shutdown.clone(),
         ));
+        if state.config.retention_days > 0 {
+            let keep = Duration::from_secs(u64::from(state.config.retention_days) * 86_400);
+            state.tasks.spawn(apply_retention(
+                state.store.clone(),
+                keep,
+                state.shutdown.clone(),
+            ));
+        }
 
         tracing::info!("dashboard listening on http://{addr}");
         let stopping = state.shutdown.clone();
@@ -170,6 +183,25 @@ impl Application {
     }
 }
 
+/// The configured CSV names must be valid field names and must not repeat.
+fn check_default_fields(fields: &[String]) -> Result<(), String> {
+    for (i, name) in fields.iter().enumerate() {
+        let probe = format!("{name}=0");
+        crate::protocol::parse_line(
+            &probe,
+            &crate::protocol::ParseRules {
+                csv_fields: vec![],
+                max_fields: 1,
+            },
+        )
+        .map_err(|e| format!("{name:?}: {e}"))?;
+        if fields[..i].contains(name) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
 /// How often unacknowledged commands are checked against their deadline.
 const COMMAND_SWEEP: Duration = Duration::from_millis(200);
 
@@ -183,11 +215,32 @@ async fn expire_commands(registry: Registry, stop: CancellationToken) {
     }
 }
 
+/// How often old readings are looked for, when a retention period is set.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+
+async fn apply_retention(store: Store, keep: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(RETENTION_SWEEP);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let cutoff = crate::now_ms() - keep.as_millis() as i64;
+                match store.delete_older_than(cutoff).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "retention: deleted old readings"),
+                    Err(err) => tracing::error!(%err, "retention: deleting old readings failed"),
+                }
+            }
+        }
+    }
+}
+
 fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let hub: SharedHub = Arc::new(state.clone());
     Router::new()
         .route("/ws/device", get(device_socket::upgrade))
+        .route("/export/{device}", get(export::csv))
         .leptos_routes_with_context(&state, routes, move || provide_context(hub.clone()), {
             let options = state.leptos_options.clone();
             move || app::shell(options.clone())

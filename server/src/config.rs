@@ -44,6 +44,15 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
+    /// Store readings in PostgreSQL (`postgres://user:password@host/db`) instead of the
+    /// embedded SQLite file in the data folder (`sqlite:///path/file.db` names another file).
+    #[arg(long, env = "IOTHUB_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Delete readings older than this many days (checked hourly); 0 keeps everything.
+    #[arg(long, env = "IOTHUB_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub retention_days: u32,
+
     /// Folder with the built web assets (`pkg/iothub.js`, `.wasm`, `.css`, favicon).
     #[arg(long, env = "IOTHUB_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

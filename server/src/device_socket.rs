@@ -159,7 +159,13 @@ async fn serve(socket: WebSocket, remote: SocketAddr, url_id: Option<DeviceId>, 
                 heard = Instant::now();
                 pinged = false;
                 match frame {
-                    None | Some(Ok(Message::Close(_))) => break Ending::quiet("closed by the device"),
+                    None => break Ending::quiet("connection lost"),
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite has queued the close reply (RFC 6455 §5.5.1); flushing
+                        // sends it, so the device sees a clean close rather than a reset.
+                        let _ = futures::SinkExt::close(&mut session.socket).await;
+                        break Ending::quiet("closed by the device");
+                    }
                     Some(Err(err)) => break session.read_failed(err).await,
                     Some(Ok(Message::Text(text))) => {
                         if let Some(ending) = session.handle_text(text.as_str()).await {

@@ -5,7 +5,9 @@ use crate::application::AppState;
 use crate::registry::CommandError;
 use app::api::ssr::Hub;
 use app::error::AppError;
-use app::model::{CommandInfo, CommandRequest, DashboardSnapshot, LiveEvent, Reading};
+use app::model::{
+    CommandInfo, CommandRequest, DashboardSnapshot, HistoryWindow, LiveEvent, Reading,
+};
 use tokio::sync::broadcast::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +32,22 @@ impl Hub for AppState {
             .await
             .map_err(|err| {
                 tracing::error!(%err, device_id, "history query failed");
+                AppError::Unavailable
+            })
+    }
+
+    async fn series(
+        &self,
+        device_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        max_points: u32,
+    ) -> Result<HistoryWindow, AppError> {
+        self.store
+            .series(device_id, from_ms, to_ms, max_points)
+            .await
+            .map_err(|err| {
+                tracing::error!(%err, device_id, "series query failed");
                 AppError::Unavailable
             })
     }

@@ -13,12 +13,16 @@
 //! 5. [`hub`]: what the dashboard's server functions (in the `app` crate) see of all this;
 //!    the `app` crate turns the registry's broadcast into the browser's live stream and charts.
 //!
+//! History leaves the store through the `device_series` server function (downsampled by the
+//! database) and [`export`] (CSV downloads, streamed).
+//!
 //! Around them: [`config`] (flags with environment fallback), [`application`] (the shared
 //! [`application::AppState`], start-up, graceful shutdown) and [`simulator`] (fake devices).
 
 pub mod application;
 pub mod config;
 pub mod device_socket;
+pub mod export;
 pub mod hub;
 pub mod limits;
 pub mod protocol;

@@ -122,19 +122,19 @@ pub enum ProtocolError {
     ControlCharacters(NameKind),
     #[error("no values after the device id")]
     NoValues,
-    #[error("field {field:?}: {value:?} is not a finite number")]
+    #[error("field {field}: {value} is not a finite number")]
     NotANumber { field: String, value: String },
     #[error("{count} fields, more than the {max} allowed")]
     TooManyFields { count: usize, max: usize },
-    #[error("field {0:?} appears twice")]
+    #[error("field {0} appears twice")]
     DuplicateField(String),
-    #[error("{0:?} is not a key=value pair")]
+    #[error("{0} is not a key=value pair")]
     NotAPair(String),
     #[error("invalid JSON: {0}")]
     Json(String),
     #[error("a JSON reading must be an object")]
     JsonNotAnObject,
-    #[error("ack must be a command sequence number, got {0:?}")]
+    #[error("ack must be a command sequence number, got {0}")]
     BadAck(String),
     #[error("\"ts\" must be milliseconds since the epoch")]
     BadTimestamp,
@@ -167,22 +167,36 @@ fn parse_csv(line: &str, rules: &ParseRules) -> Result<ParsedReading, ProtocolEr
     check_field_count(raw.len(), rules)?;
     let values = raw
         .iter()
-        .enumerate()
-        .map(|(i, value)| {
-            let field = rules
-                .csv_fields
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("f{}", i + 1));
-            parse_number(&field, value).map(|value| FieldValue { field, value })
-        })
+        .zip(csv_names(&rules.csv_fields, raw.len()))
+        .map(|(value, field)| parse_number(&field, value).map(|value| FieldValue { field, value }))
         .collect::<Result<Vec<_>, _>>()?;
+    // Only possible with a configured list that repeats a name; registrations cannot.
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].iter().any(|earlier| earlier.field == v.field) {
+            return Err(ProtocolError::DuplicateField(quote(&v.field)));
+        }
+    }
     Ok(ParsedReading {
         dialect: Dialect::Csv,
         device_id: Some(id),
         device_ms: None,
         values,
     })
+}
+
+/// Names for `count` positional values: the configured (or registered) names in order, then
+/// `f<position>` — skipping any `f<n>` the list already uses, so names never repeat.
+pub fn csv_names(named: &[String], count: usize) -> Vec<String> {
+    let mut names: Vec<String> = named.iter().take(count).cloned().collect();
+    let mut n = names.len() + 1;
+    while names.len() < count {
+        let candidate = format!("f{n}");
+        n += 1;
+        if !named.contains(&candidate) && !names.contains(&candidate) {
+            names.push(candidate);
+        }
+    }
+    names
 }
 
 fn parse_key_value(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolError> {
@@ -192,7 +206,7 @@ fn parse_key_value(line: &str, rules: &ParseRules) -> Result<DeviceMessage, Prot
     for pair in line.split(',') {
         let (key, value) = pair
             .split_once('=')
-            .ok_or_else(|| ProtocolError::NotAPair(truncate(pair)))?;
+            .ok_or_else(|| ProtocolError::NotAPair(quote(pair)))?;
         let key = key.trim();
         if key.eq_ignore_ascii_case("id") {
             device_id = Some(DeviceId::parse(value)?);
@@ -200,7 +214,7 @@ fn parse_key_value(line: &str, rules: &ParseRules) -> Result<DeviceMessage, Prot
             let seq = value
                 .trim()
                 .parse()
-                .map_err(|_| ProtocolError::BadAck(truncate(value)))?;
+                .map_err(|_| ProtocolError::BadAck(quote(value)))?;
             ack = Some(seq);
         } else {
             let field = validate_name(key, NameKind::Field)?;
@@ -227,7 +241,7 @@ fn parse_key_value(line: &str, rules: &ParseRules) -> Result<DeviceMessage, Prot
 
 fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolError> {
     let parsed: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| ProtocolError::Json(truncate(&e.to_string())))?;
+        serde_json::from_str(line).map_err(|e| ProtocolError::Json(cut(&e.to_string())))?;
     let serde_json::Value::Object(mut object) = parsed else {
         return Err(ProtocolError::JsonNotAnObject);
     };
@@ -237,8 +251,8 @@ fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolE
         Some(serde_json::Value::Number(n)) => Some(DeviceId::parse(&n.to_string())?),
         Some(other) => {
             return Err(ProtocolError::NotANumber {
-                field: "id".into(),
-                value: truncate(&other.to_string()),
+                field: quote("id"),
+                value: quote(&other.to_string()),
             });
         }
     };
@@ -248,7 +262,7 @@ fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolE
     if let Some(ack) = object.remove("ack") {
         let seq = ack
             .as_u64()
-            .ok_or_else(|| ProtocolError::BadAck(truncate(&ack.to_string())))?;
+            .ok_or_else(|| ProtocolError::BadAck(quote(&ack.to_string())))?;
         return Ok(DeviceMessage::Ack {
             device_id,
             seq,
@@ -271,8 +285,8 @@ fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolE
                 .as_f64()
                 .filter(|v| v.is_finite())
                 .ok_or_else(|| ProtocolError::NotANumber {
-                    field: field.to_string(),
-                    value: truncate(&value.to_string()),
+                    field: quote(field),
+                    value: quote(&value.to_string()),
                 })?;
         push_value(&mut values, field, number, rules)?;
     }
@@ -298,7 +312,7 @@ fn parse_registration(
 ) -> Result<DeviceMessage, ProtocolError> {
     let bad = |msg: String| ProtocolError::BadRegistration(msg);
     let registration: Registration =
-        serde_json::from_value(raw).map_err(|e| bad(truncate(&e.to_string())))?;
+        serde_json::from_value(raw).map_err(|e| bad(cut(&e.to_string())))?;
     if let Some(name) = &registration.name {
         validate_name(name, NameKind::DisplayName)?;
     }
@@ -309,13 +323,13 @@ fn parse_registration(
             .iter()
             .any(|f| f.name == field.name)
         {
-            return Err(ProtocolError::DuplicateField(field.name.clone()));
+            return Err(ProtocolError::DuplicateField(quote(&field.name)));
         }
         if let Some(unit) = &field.unit {
             if unit.chars().count() > MAX_UNIT_CHARS || unit.chars().any(char::is_control) {
                 return Err(bad(format!(
-                    "unit of {:?}: at most {MAX_UNIT_CHARS} characters, no control characters",
-                    field.name
+                    "unit of {}: at most {MAX_UNIT_CHARS} characters, no control characters",
+                    quote(&field.name)
                 )));
             }
         }
@@ -332,15 +346,15 @@ fn parse_registration(
         };
         probe
             .validate(None)
-            .map_err(|e| bad(format!("command {:?}: {e}", truncate(&command.name))))?;
+            .map_err(|e| bad(format!("command {}: {e}", quote(&command.name))))?;
         let finite = |v: Option<f64>| v.is_none_or(f64::is_finite);
         if !finite(command.min)
             || !finite(command.max)
             || command.min.zip(command.max).is_some_and(|(lo, hi)| lo > hi)
         {
             return Err(bad(format!(
-                "command {:?}: min and max must be numbers with min ≤ max",
-                command.name
+                "command {}: min and max must be numbers with min ≤ max",
+                quote(&command.name)
             )));
         }
     }
@@ -390,7 +404,7 @@ fn push_value(
     rules: &ParseRules,
 ) -> Result<(), ProtocolError> {
     if values.iter().any(|v| v.field == field) {
-        return Err(ProtocolError::DuplicateField(field.to_string()));
+        return Err(ProtocolError::DuplicateField(quote(field)));
     }
     check_field_count(values.len() + 1, rules)?;
     values.push(FieldValue {
@@ -416,8 +430,8 @@ fn parse_number(field: &str, raw: &str) -> Result<f64, ProtocolError> {
         .ok()
         .filter(|v| v.is_finite())
         .ok_or_else(|| ProtocolError::NotANumber {
-            field: field.to_string(),
-            value: truncate(raw),
+            field: quote(field),
+            value: quote(raw),
         })
 }
 
@@ -434,12 +448,24 @@ fn validate_name(name: &str, kind: NameKind) -> Result<&str, ProtocolError> {
     Ok(name)
 }
 
-/// Error messages quote device input; keep the quote short.
-fn truncate(raw: &str) -> String {
-    const MAX: usize = 40;
-    match raw.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &raw[..cut]),
-        None => raw.to_string(),
+/// Quotes device input for an error message: escaped (so control and invisible characters
+/// show), and cut so that a message stays short whatever the input — escaping can make one
+/// character ten, so the cut comes after escaping.
+fn quote(raw: &str) -> String {
+    const MAX_CHARS: usize = 48;
+    let escaped = format!("{raw:?}");
+    match escaped.char_indices().nth(MAX_CHARS) {
+        Some((at, _)) => format!("{}…\"", &escaped[..at]),
+        None => escaped,
+    }
+}
+
+/// Shortens a message from a library (which may quote input) to a bounded length.
+fn cut(message: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    match message.char_indices().nth(MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &message[..at]),
+        None => message.to_string(),
     }
 }
 
@@ -480,6 +506,14 @@ mod tests {
     fn csv_values_beyond_the_named_list_are_numbered() {
         let r = reading(" 7 , 1, 2 ,3\r");
         assert_eq!(fields(&r), [("counter", 1.0), ("temp", 2.0), ("f3", 3.0)]);
+    }
+
+    #[test]
+    fn generated_csv_names_skip_registered_ones() {
+        let named = vec!["f2".to_string()];
+        assert_eq!(csv_names(&named, 3), ["f2", "f3", "f4"]);
+        assert_eq!(csv_names(&[], 2), ["f1", "f2"]);
+        assert_eq!(csv_names(&["a".into(), "b".into()], 1), ["a"]);
     }
 
     #[test]

@@ -231,3 +231,23 @@ async fn history_refuses_an_out_of_range_limit() {
     assert!(err.1.contains("limit must be between 1 and"), "{err:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_closing_gets_a_clean_close_reply() {
+    use futures::{SinkExt, StreamExt};
+    let app = TestApp::spawn().await;
+    let mut device = app.device("?id=7").await;
+    device.ws.close(None).await.unwrap();
+    // RFC 6455: the server answers a close frame with one; without it the client sees a reset.
+    let reply = tokio::time::timeout(crate::helpers::PATIENCE, device.ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            reply,
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+        ),
+        "{reply:?}"
+    );
+    app.stop().await;
+}

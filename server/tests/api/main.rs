@@ -10,3 +10,4 @@ mod devices;
 mod gateway;
 mod lifecycle;
 mod live;
+mod storage;

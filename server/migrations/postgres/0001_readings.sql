@@ -1,0 +1,20 @@
+-- One row per device ever seen.
+CREATE TABLE devices (
+    id            TEXT   PRIMARY KEY NOT NULL,
+    first_seen_ms BIGINT NOT NULL,
+    last_seen_ms  BIGINT NOT NULL
+);
+
+-- One row per field of each reading (a "narrow" layout): any number of fields per device, and
+-- a chart of one field reads only that field's rows. `seq` tells apart readings of the same
+-- millisecond.
+CREATE TABLE readings (
+    device_id   TEXT             NOT NULL,
+    received_ms BIGINT           NOT NULL,
+    seq         BIGINT           NOT NULL,
+    device_ms   BIGINT,
+    field       TEXT             NOT NULL,
+    value       DOUBLE PRECISION NOT NULL
+);
+
+CREATE INDEX readings_by_device_time ON readings (device_id, received_ms, seq);

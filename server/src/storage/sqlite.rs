@@ -1,0 +1,184 @@
+//! The SQLite back end: one file, WAL mode. Each function has a twin in `postgres.rs`.
+
+use super::{pump, spawn_rows, BucketRow, Row, RowStream};
+use app::model::Reading;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite};
+use std::path::Path;
+use std::time::Duration;
+
+/// Rows per multi-row INSERT: 6 parameters each stays far below SQLite's limit of 32,766.
+const ROWS_PER_INSERT: usize = 500;
+/// Rows deleted per statement by retention, so the writer is never locked out for long.
+const DELETE_CHUNK: i64 = 5_000;
+
+pub(super) async fn open(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // With WAL, NORMAL survives a process crash; only an OS crash or power loss may lose
+        // the last commits.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5));
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+}
+
+pub(super) async fn write_batch(pool: &SqlitePool, batch: &[Reading]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for (device, first, last) in super::device_spans(batch) {
+        sqlx::query(
+            "INSERT INTO devices (id, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+        )
+        .bind(device)
+        .bind(first)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let rows: Vec<_> = batch
+        .iter()
+        .flat_map(|r| r.values.iter().map(move |v| (r, v)))
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO readings (device_id, received_ms, seq, device_ms, field, value) ",
+        );
+        insert.push_values(chunk, |mut row, (reading, value)| {
+            row.push_bind(&reading.device_id)
+                .push_bind(reading.received_ms)
+                .push_bind(reading.seq as i64)
+                .push_bind(reading.device_ms)
+                .push_bind(&value.field)
+                .push_bind(value.value);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+pub(super) async fn newest(
+    pool: &SqlitePool,
+    device_id: &str,
+    since_ms: i64,
+    limit: u32,
+) -> Result<Vec<Row>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.received_ms, r.seq, r.device_ms, r.field, r.value
+           FROM readings r
+           JOIN (SELECT DISTINCT received_ms, seq FROM readings
+                  WHERE device_id = ?1 AND received_ms >= ?2
+                  ORDER BY received_ms DESC, seq DESC
+                  LIMIT ?3) newest
+             ON r.received_ms = newest.received_ms AND r.seq = newest.seq
+          WHERE r.device_id = ?1
+          ORDER BY r.received_ms, r.seq, r.field",
+    )
+    .bind(device_id)
+    .bind(since_ms)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub(super) async fn buckets(
+    pool: &SqlitePool,
+    device_id: &str,
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+) -> Result<Vec<BucketRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT field, (received_ms - ?2) / ?4 AS bucket,
+                MIN(value) AS min, MAX(value) AS max, AVG(value) AS avg, COUNT(*) AS count
+           FROM readings
+          WHERE device_id = ?1 AND received_ms >= ?2 AND received_ms < ?3
+          GROUP BY field, bucket
+          ORDER BY field, bucket",
+    )
+    .bind(device_id)
+    .bind(from_ms)
+    .bind(to_ms)
+    .bind(bucket_ms)
+    .fetch_all(pool)
+    .await
+}
+
+pub(super) async fn fields(
+    pool: &SqlitePool,
+    device_id: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT field FROM readings
+          WHERE device_id = ?1 AND received_ms >= ?2 AND received_ms < ?3
+          ORDER BY field",
+    )
+    .bind(device_id)
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(pool)
+    .await
+}
+
+pub(super) fn rows(pool: SqlitePool, device_id: String, from_ms: i64, to_ms: i64) -> RowStream {
+    spawn_rows(move |tx| {
+        Box::pin(async move {
+            let rows = sqlx::query_as::<_, Row>(
+                "SELECT received_ms, seq, device_ms, field, value FROM readings
+                  WHERE device_id = ?1 AND received_ms >= ?2 AND received_ms < ?3
+                  ORDER BY received_ms, seq, field",
+            )
+            .bind(&device_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch(&pool);
+            pump(rows, tx).await;
+        })
+    })
+}
+
+pub(super) async fn delete_older_than(
+    pool: &SqlitePool,
+    cutoff_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let devices: Vec<String> = sqlx::query_scalar("SELECT id FROM devices")
+        .fetch_all(pool)
+        .await?;
+    let mut deleted = 0;
+    for device in devices {
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM readings WHERE rowid IN
+                   (SELECT rowid FROM readings WHERE device_id = ?1 AND received_ms < ?2 LIMIT ?3)",
+            )
+            .bind(&device)
+            .bind(cutoff_ms)
+            .bind(DELETE_CHUNK)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            deleted += done;
+            if done < DELETE_CHUNK as u64 {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+pub(super) async fn count_readings(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT device_id, received_ms, seq FROM readings)",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(n as u64)
+}

@@ -1,0 +1,257 @@
+//! Every test runs on SQLite, and on PostgreSQL when `IOTHUB_TEST_POSTGRES_URL` is set (CI
+//! always sets it).
+
+use super::test_support::TestPostgres;
+use super::*;
+use app::model::FieldValue;
+use futures::StreamExt;
+
+fn reading(seq: u64, ms: i64, fields: &[(&str, f64)]) -> Reading {
+    Reading {
+        seq,
+        device_id: "7".into(),
+        received_ms: ms,
+        device_ms: Some(ms + 1),
+        values: fields
+            .iter()
+            .map(|(f, v)| FieldValue {
+                field: (*f).into(),
+                value: *v,
+            })
+            .collect(),
+    }
+}
+
+async fn open(database: &Database, flush_interval: Duration) -> Store {
+    Store::open(StoreConfig {
+        database: database.clone(),
+        flush_interval,
+        flush_rows: 1_000,
+    })
+    .await
+    .expect("store opens")
+}
+
+/// Runs `test` once per back end.
+async fn on_each_backend<F, Fut>(test: F)
+where
+    F: Fn(Database) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    test(Database::Sqlite(dir.path().join(DATABASE_FILE))).await;
+    if let Some(pg) = TestPostgres::create().await {
+        test(Database::Postgres(pg.url.clone())).await;
+        pg.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn close_flushes_everything_queued_and_history_reads_it_back() {
+    on_each_backend(|db| async move {
+        // A flush interval far longer than the test: only `close` can have written these.
+        let store = open(&db, Duration::from_secs(3600)).await;
+        for i in 0..50u64 {
+            let r = reading(
+                i + 1,
+                1_000 + i as i64,
+                &[("temp", 20.0), ("counter", i as f64)],
+            );
+            store.append(r).await.unwrap();
+        }
+        store.close().await;
+        assert!(matches!(
+            store.append(reading(99, 1, &[("x", 1.0)])).await,
+            Err(StorageError::Closed)
+        ));
+
+        let store = open(&db, Duration::from_millis(10)).await;
+        assert_eq!(store.count_readings().await.unwrap(), 50, "{db}");
+        let newest = store.history("7", 0, 3).await.unwrap();
+        assert_eq!(
+            newest.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [48, 49, 50]
+        );
+        // Values come back ordered by field name.
+        assert_eq!(
+            newest[2].values,
+            reading(50, 0, &[("counter", 49.0), ("temp", 20.0)]).values
+        );
+        assert_eq!(
+            newest[2].device_ms,
+            Some(1_050),
+            "the device's own timestamp is kept"
+        );
+        assert_eq!(store.history("7", 1_045, 100).await.unwrap().len(), 5);
+        assert!(store.history("nope", 0, 10).await.unwrap().is_empty());
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn series_are_downsampled_in_the_database() {
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        // One reading a second for an hour; temp counts up, hum is constant.
+        for i in 0..3600u64 {
+            store
+                .append(reading(
+                    i + 1,
+                    i as i64 * 1000,
+                    &[("temp", i as f64), ("hum", 40.0)],
+                ))
+                .await
+                .unwrap();
+        }
+        store.close().await;
+        let store = open(&db, Duration::from_millis(10)).await;
+
+        let window = store.series("7", 0, 3_600_000, 60).await.unwrap();
+        assert_eq!(window.bucket_ms, 60_000);
+        let fields: Vec<&str> = window.series.iter().map(|s| s.field.as_str()).collect();
+        assert_eq!(fields, ["hum", "temp"]);
+        let temp = &window.series[1].points;
+        assert_eq!(temp.len(), 60, "{db}");
+        assert_eq!(
+            (temp[0].min, temp[0].max, temp[0].avg, temp[0].count),
+            (0.0, 59.0, 29.5, 60)
+        );
+        assert_eq!(
+            temp[0].t_ms, 30_000,
+            "a point sits in the middle of its bucket"
+        );
+        assert_eq!((temp[59].min, temp[59].max), (3540.0, 3599.0));
+
+        // A window that asks for more points than there are readings gets every reading.
+        let fine = store.series("7", 0, 10_000, 1000).await.unwrap();
+        assert_eq!(fine.series[1].points.len(), 10);
+        // Windows are half-open and limited to the device.
+        assert!(store
+            .series("7", 3_600_000, 7_200_000, 100)
+            .await
+            .unwrap()
+            .series
+            .is_empty());
+        assert!(store
+            .series("8", 0, 3_600_000, 100)
+            .await
+            .unwrap()
+            .series
+            .is_empty());
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn export_streams_every_reading_in_order() {
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        for i in 0..2500u64 {
+            store
+                .append(reading(
+                    i + 1,
+                    i as i64,
+                    &[("a", i as f64), ("b", -(i as f64))],
+                ))
+                .await
+                .unwrap();
+        }
+        store.close().await;
+        let store = open(&db, Duration::from_millis(10)).await;
+        let exported: Vec<Reading> = store
+            .export("7", 100, 2100)
+            .map(|r| r.expect("row"))
+            .collect::<Vec<_>>()
+            .await;
+        assert_eq!(exported.len(), 2000, "{db}");
+        assert_eq!(exported[0].received_ms, 100);
+        assert_eq!(exported[1999].received_ms, 2099);
+        assert!(exported
+            .iter()
+            .all(|r| r.values.len() == 2 && r.values[0].value == -r.values[1].value));
+        assert_eq!(store.fields("7", 0, 10).await.unwrap(), ["a", "b"]);
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retention_deletes_only_old_readings() {
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        for i in 0..12_000u64 {
+            store
+                .append(reading(i + 1, i as i64, &[("t", 1.0)]))
+                .await
+                .unwrap();
+        }
+        store.close().await;
+        let store = open(&db, Duration::from_millis(10)).await;
+        // More than one delete chunk's worth goes.
+        assert_eq!(
+            store.delete_older_than(11_000).await.unwrap(),
+            11_000,
+            "{db}"
+        );
+        assert_eq!(store.count_readings().await.unwrap(), 1_000);
+        assert_eq!(
+            store.history("7", 0, 1).await.unwrap()[0].received_ms,
+            11_999
+        );
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let config = |database| StoreConfig {
+        database,
+        flush_interval: Duration::from_secs(1),
+        flush_rows: 10,
+    };
+    let err = Store::open(config(Database::Sqlite(not_a_dir.join(DATABASE_FILE))))
+        .await
+        .err()
+        .expect("fails");
+    assert!(
+        err.to_string()
+            .starts_with("cannot open the database (SQLite "),
+        "{err}"
+    );
+
+    let unreachable = Database::Postgres("postgres://user:secret@127.0.0.1:1/iothub".into());
+    let err = Store::open(config(unreachable)).await.err().expect("fails");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot open the database (PostgreSQL 127.0.0.1:1/iothub)"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("secret"),
+        "the password must not appear in errors"
+    );
+}
+
+#[test]
+fn database_urls() {
+    let dir = std::path::Path::new("/data");
+    assert_eq!(
+        Database::from_config(None, dir).unwrap(),
+        Database::Sqlite(dir.join(DATABASE_FILE))
+    );
+    assert_eq!(
+        Database::from_config(Some("postgres://u:p@h/db"), dir).unwrap(),
+        Database::Postgres("postgres://u:p@h/db".into())
+    );
+    assert_eq!(
+        Database::from_config(Some("sqlite:///tmp/x.db"), dir).unwrap(),
+        Database::Sqlite("/tmp/x.db".into())
+    );
+    assert!(Database::from_config(Some("mysql://x"), dir).is_err());
+}
