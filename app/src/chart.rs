@@ -98,6 +98,21 @@ pub fn format_utc_time(ms: i64) -> String {
     )
 }
 
+/// `YYYY-MM-DD` of a UTC time (civil-from-days, valid for any date after 1970).
+pub fn format_utc_date(ms: i64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// Short labels: no trailing zeros, at most 3 decimals.
 pub fn format_value(v: f64) -> String {
     let s = format!("{v:.3}");
@@ -162,6 +177,9 @@ mod tests {
         assert_eq!(format_utc_time(0), "00:00:00");
         assert_eq!(format_utc_time(86_399_000), "23:59:59");
         assert_eq!(format_utc_time(-1000), "23:59:59");
+        assert_eq!(format_utc_date(0), "1970-01-01");
+        assert_eq!(format_utc_date(1_763_769_600_123), "2025-11-22");
+        assert_eq!(format_utc_date(951_782_400_000), "2000-02-29");
         assert_eq!(format_value(23.5), "23.5");
         assert_eq!(format_value(40.0), "40");
         assert_eq!(format_value(-0.0001), "0");

@@ -4,10 +4,7 @@ use leptos::prelude::*;
 
 /// One row per known device: online badge, id, latest values, last seen. Clicking selects it.
 #[component]
-pub fn DeviceList(
-    state: RwSignal<DashboardState>,
-    selected: RwSignal<Option<String>>,
-) -> impl IntoView {
+pub fn DeviceList(state: RwSignal<DashboardState>, selected: RwSignal<Option<String>>) -> AnyView {
     let summaries = Memo::new(move |_| {
         state.with(|s| {
             s.devices
@@ -43,10 +40,11 @@ pub fn DeviceList(
             </Show>
         </section>
     }
+    .into_any()
 }
 
 #[component]
-fn DeviceRow(device: DeviceSummary, selected: RwSignal<Option<String>>) -> impl IntoView {
+fn DeviceRow(device: DeviceSummary, selected: RwSignal<Option<String>>) -> AnyView {
     let id = device.id.clone();
     let is_selected = {
         let id = id.clone();
@@ -80,4 +78,5 @@ fn DeviceRow(device: DeviceSummary, selected: RwSignal<Option<String>>) -> impl 
             </button>
         </li>
     }
+    .into_any()
 }

@@ -1,13 +1,11 @@
 use crate::chart::render_series_svg;
+use crate::components::Console;
 use crate::model::DashboardState;
 use leptos::prelude::*;
 
 /// The selected device (or the first one): one live chart per field.
 #[component]
-pub fn DevicePanel(
-    state: RwSignal<DashboardState>,
-    selected: RwSignal<Option<String>>,
-) -> impl IntoView {
+pub fn DevicePanel(state: RwSignal<DashboardState>, selected: RwSignal<Option<String>>) -> AnyView {
     let current = Memo::new(move |_| {
         selected
             .get()
@@ -44,12 +42,51 @@ pub fn DevicePanel(
                 current
                     .get()
                     .map(|id| {
+                        let csv = csv_link(state, &id);
                         view! {
-                            <h2 class="panel-title" data-testid="panel-title">{id}</h2>
+                            <div class="panel-head">
+                                <h2 class="panel-title" data-testid="panel-title">{id.clone()}</h2>
+                                {csv}
+                            </div>
                             <div class="charts">{charts}</div>
+                            <Console state device_id=id />
                         }
                     })
             }}
         </section>
     }
+    .into_any()
+}
+
+/// Download link for the day of the device's newest reading (UTC), as stored.
+fn csv_link(state: RwSignal<DashboardState>, id: &str) -> impl IntoView {
+    let newest = state.with(|s| {
+        s.devices.get(id).and_then(|d| {
+            d.series
+                .iter()
+                .filter_map(|(_, p)| p.back().map(|(t, _)| *t))
+                .max()
+        })
+    });
+    newest.map(|ms| {
+        let day = crate::chart::format_utc_date(ms);
+        let href = format!("/export/{}.csv?day={day}", encode_path_segment(id));
+        view! {
+            <a class="csv-link" href=href download="">
+                {format!("CSV {day}")}
+            </a>
+        }
+    })
+}
+
+/// Percent-encodes everything but unreserved characters, so any device id is one path segment.
+fn encode_path_segment(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! The overview: device list, the selected device's live charts, and the stream's status.
 
 use crate::api::load_dashboard;
-use crate::components::{ConnectionBadge, DeviceList, DevicePanel};
+use crate::components::{CommandForm, ConnectionBadge, DeviceList, DevicePanel, RecentCommands};
 use crate::live::{self, LinkStatus};
 use crate::model::DashboardState;
 use leptos::prelude::*;
@@ -44,7 +44,11 @@ pub fn DashboardPage() -> impl IntoView {
                                 }
                             });
                             view! {
-                                <DeviceList state selected />
+                                <div class="side">
+                                    <DeviceList state selected />
+                                    <CommandForm state />
+                                    <RecentCommands state />
+                                </div>
                                 <DevicePanel state selected />
                             }
                                 .into_any()

@@ -1,0 +1,169 @@
+use crate::api::send_command;
+use crate::model::{CommandRequest, CommandTarget, DashboardState};
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+
+/// Send a command to one device or to all: address picker, variable (suggested from the
+/// device's declared commands), value, optional duration. Invalid input is refused here and
+/// nothing is sent; the server checks again.
+#[component]
+pub fn CommandForm(state: RwSignal<DashboardState>) -> AnyView {
+    let target = RwSignal::new("all".to_string());
+    let variable = RwSignal::new("LED".to_string());
+    let value = RwSignal::new(String::new());
+    let duration = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let send = Action::new(|request: &CommandRequest| {
+        let request = request.clone();
+        async move { send_command(request).await }
+    });
+
+    let device_ids = move || state.with(|s| s.devices.keys().cloned().collect::<Vec<_>>());
+    // The declared commands of the chosen device, for suggestions and range checks.
+    let declared = move || {
+        let id = target.get();
+        let id = id.strip_prefix("device:")?.to_string();
+        state.with(|s| {
+            s.devices
+                .get(&id)?
+                .summary
+                .as_ref()?
+                .registration
+                .as_ref()
+                .map(|r| r.commands.clone())
+        })
+    };
+
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let checked = CommandRequest::from_form(
+            &target.get(),
+            &variable.get(),
+            &value.get(),
+            &duration.get(),
+        )
+        .and_then(|request| {
+            let specs = match &request.target {
+                CommandTarget::Device(_) => declared().unwrap_or_default(),
+                CommandTarget::All => Vec::new(),
+            };
+            request.validate(specs.iter().find(|c| c.name == request.variable))?;
+            Ok(request)
+        });
+        match checked {
+            Ok(request) => {
+                error.set(None);
+                send.dispatch(request);
+            }
+            Err(message) => error.set(Some(message)),
+        }
+    };
+    let server_error = move || {
+        send.value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| e.to_string())
+    };
+
+    view! {
+        <form class="command-form" on:submit=on_submit aria-label="Send a command" novalidate>
+            <h2>"Send a command"</h2>
+            <label>
+                "Device"
+                <select
+                    name="target"
+                    prop:value=move || target.get()
+                    on:change=move |ev| target.set(event_target_value(&ev))
+                >
+                    <option value="all">"All devices"</option>
+                    <For each=device_ids key=|id| id.clone() let:id>
+                        <option value=format!("device:{id}")>{id.clone()}</option>
+                    </For>
+                </select>
+            </label>
+            <label>
+                "Variable"
+                <input
+                    name="variable"
+                    list="declared-commands"
+                    autocomplete="off"
+                    prop:value=move || variable.get()
+                    on:input=move |ev| variable.set(event_target_value(&ev))
+                />
+            </label>
+            <datalist id="declared-commands">
+                {move || {
+                    declared()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|c| view! { <option value=c.name.clone()></option> })
+                        .collect_view()
+                }}
+            </datalist>
+            <label>
+                "Value"
+                <input
+                    name="value"
+                    inputmode="decimal"
+                    autocomplete="off"
+                    prop:value=move || value.get()
+                    on:input=move |ev| value.set(event_target_value(&ev))
+                />
+            </label>
+            <label>
+                "Duration (ms)"
+                <input
+                    name="duration"
+                    inputmode="numeric"
+                    placeholder="optional"
+                    autocomplete="off"
+                    prop:value=move || duration.get()
+                    on:input=move |ev| duration.set(event_target_value(&ev))
+                />
+            </label>
+            <button type="submit">"Send"</button>
+            <p class="form-error" role="alert">{move || error.get().or_else(server_error)}</p>
+        </form>
+    }
+    .into_any()
+}
+
+/// The newest commands and their live status (pending, delivered, acked, timed out, failed).
+#[component]
+pub fn RecentCommands(state: RwSignal<DashboardState>) -> AnyView {
+    const SHOWN: usize = 12;
+    let recent = move || {
+        state.with(|s| {
+            s.commands
+                .iter()
+                .rev()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <section class="commands" aria-label="Recent commands">
+            <h2>"Recent commands"</h2>
+            <Show
+                when=move || state.with(|s| !s.commands.is_empty())
+                fallback=|| view! { <p class="empty">"None sent yet."</p> }
+            >
+                <ul class="command-list">
+                    <For each=recent key=|c| (c.seq, c.status.label().to_string()) let:c>
+                        <li data-seq=c.seq data-device-id=c.device_id.clone() data-status=c.status.label().to_string()>
+                            <span class="command-text">
+                                {format!("#{} {} → {}={}", c.seq, c.device_id, c.variable, c.value)}
+                                {c.duration_ms.map(|d| format!(" for {d} ms"))}
+                            </span>
+                            <span class=format!("status {}", c.status.label().replace(' ', "-"))>
+                                {c.status.label().to_string()}
+                            </span>
+                        </li>
+                    </For>
+                </ul>
+            </Show>
+        </section>
+    }
+    .into_any()
+}

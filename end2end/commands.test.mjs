@@ -1,0 +1,81 @@
+// Commands from the dashboard: to one device (arrives only there, shows acked), to all devices,
+// an invalid value (error shown, nothing sent), and a raw console line.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launchBrowser, openPage, connectDevice, saveScreenshot } from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function until(what, check, timeout = 5_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+test('commands reach one device or all, show their status, and bad values are refused', async () => {
+  const { page, errors, context } = await openPage(browser, server.baseUrl, { width: 1440, height: 900 });
+  const a = await connectDevice(server.wsUrl);
+  const b = await connectDevice(server.wsUrl);
+  await a.send('a,1,20');
+  await b.send(JSON.stringify({ id: 'b', temp: 20 }));
+  await page.waitForSelector('li[data-device-id="b"]');
+
+  // One device: only it receives the command, in its dialect; its ack shows in the list.
+  await page.selectOption('select[name="target"]', 'device:a');
+  await page.fill('input[name="variable"]', 'LED');
+  await page.fill('input[name="value"]', '1');
+  await page.fill('input[name="duration"]', '500');
+  await page.click('form.command-form button[type="submit"]');
+  const line = await until('the command at device a', () => a.received.find((m) => m.startsWith('LED=')));
+  const [, seq] = line.match(/^LED=1,seq=(\d+),dur=500$/) ?? assert.fail(`unexpected command line ${line}`);
+  await page.waitForSelector(`li[data-seq="${seq}"][data-status="delivered"]`);
+  await a.send(`ack=${seq}`);
+  await page.waitForSelector(`li[data-seq="${seq}"][data-status="acked"]`);
+  assert.deepEqual(b.received, [], 'device b must not receive a command for a');
+
+  // All devices.
+  await page.selectOption('select[name="target"]', 'all');
+  await page.fill('input[name="value"]', '0');
+  await page.fill('input[name="duration"]', '');
+  await page.click('form.command-form button[type="submit"]');
+  await until('LED=0 at a', () => a.received.some((m) => m.startsWith('LED=0,seq=')));
+  const jsonCommand = await until('a JSON command at b', () => b.received.find((m) => m.startsWith('{')));
+  assert.equal(JSON.parse(jsonCommand).cmd, 'LED');
+  assert.equal(JSON.parse(jsonCommand).value, 0);
+
+  // An invalid value: an error, and nothing is sent.
+  const before = a.received.length + b.received.length;
+  await page.fill('input[name="value"]', 'abc');
+  await page.click('form.command-form button[type="submit"]');
+  await page.waitForSelector('form.command-form .form-error:has-text("the value must be a number")');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(a.received.length + b.received.length, before, 'an invalid command must not be sent');
+
+  // A raw console line to the selected device.
+  await page.click('li[data-device-id="a"] button');
+  await page.fill('.console-send input', 'hello device');
+  await page.click('.console-send button');
+  await until('the console line at a', () => a.received.includes('hello device'));
+  await page.waitForSelector('.console-lines li.out:has-text("hello device")');
+  await saveScreenshot(page, 'commands-desktop.png');
+
+  a.close();
+  b.close();
+  assert.deepEqual(errors, []);
+  await context.close();
+});
