@@ -234,7 +234,7 @@ async fn history_refuses_an_out_of_range_limit() {
 
 #[tokio::test]
 async fn a_device_closing_gets_a_clean_close_reply() {
-    use futures::{SinkExt, StreamExt};
+    use futures::StreamExt;
     let app = TestApp::spawn().await;
     let mut device = app.device("?id=7").await;
     device.ws.close(None).await.unwrap();
