@@ -273,6 +273,14 @@ impl Session {
                     self.rules.csv_fields =
                         registration.fields.iter().map(|f| f.name.clone()).collect();
                 }
+                if let Err(err) = self
+                    .state
+                    .store
+                    .save_registration(attachment.device().as_str(), &registration, crate::now_ms())
+                    .await
+                {
+                    tracing::warn!(%err, "registration not stored");
+                }
                 registry.register(attachment, registration);
             }
         }

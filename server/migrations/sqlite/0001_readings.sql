@@ -1,8 +1,10 @@
 -- One row per device ever seen.
 CREATE TABLE devices (
-    id            TEXT    PRIMARY KEY NOT NULL,
+    id            TEXT   PRIMARY KEY NOT NULL,
     first_seen_ms INTEGER NOT NULL,
-    last_seen_ms  INTEGER NOT NULL
+    last_seen_ms  INTEGER NOT NULL,
+    name          TEXT,             -- from the device's registration, if any
+    registration  TEXT              -- the whole registration, as JSON
 );
 
 -- One row per field of each reading (a "narrow" layout): any number of fields per device, and

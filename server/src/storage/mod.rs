@@ -12,7 +12,7 @@
 mod postgres;
 mod sqlite;
 
-use app::model::{HistoryWindow, Reading};
+use app::model::{HistoryWindow, Reading, Registration};
 use futures::Stream;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -279,6 +279,44 @@ impl Store {
         })
     }
 
+    /// Remembers what a device said about itself (name and registration), creating its row if
+    /// it has sent no reading yet. Written at once: registrations are rare.
+    pub async fn save_registration(
+        &self,
+        device_id: &str,
+        registration: &Registration,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        // Serialising a plain struct of strings and numbers cannot fail.
+        let json = serde_json::to_string(registration).unwrap_or_default();
+        let name = registration.name.as_deref();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::save_registration(pool, device_id, name, &json, now_ms).await?
+            }
+            Backend::Postgres(pool) => {
+                postgres::save_registration(pool, device_id, name, &json, now_ms).await?
+            }
+        }
+        Ok(())
+    }
+
+    /// A device as stored: first and last seen, name and registration.
+    pub async fn device(&self, device_id: &str) -> Result<Option<StoredDevice>, StorageError> {
+        let row: Option<(i64, i64, Option<String>, Option<String>)> = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::device(pool, device_id).await?,
+            Backend::Postgres(pool) => postgres::device(pool, device_id).await?,
+        };
+        Ok(row.map(
+            |(first_seen_ms, last_seen_ms, name, registration)| StoredDevice {
+                first_seen_ms,
+                last_seen_ms,
+                name,
+                registration: registration.and_then(|json| serde_json::from_str(&json).ok()),
+            },
+        ))
+    }
+
     /// Number of stored readings (distinct device/time/seq), for tests and diagnostics.
     pub async fn count_readings(&self) -> Result<u64, StorageError> {
         Ok(match &self.backend {
@@ -286,6 +324,15 @@ impl Store {
             Backend::Postgres(pool) => postgres::count_readings(pool).await?,
         })
     }
+}
+
+/// A row of the `devices` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDevice {
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub name: Option<String>,
+    pub registration: Option<Registration>,
 }
 
 /// One stored value: a row of the `readings` table.

@@ -63,6 +63,39 @@ pub(super) async fn write_batch(pool: &SqlitePool, batch: &[Reading]) -> Result<
     tx.commit().await
 }
 
+pub(super) async fn save_registration(
+    pool: &SqlitePool,
+    device_id: &str,
+    name: Option<&str>,
+    registration: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO devices (id, first_seen_ms, last_seen_ms, name, registration) VALUES (?1, ?2, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, registration = excluded.registration",
+    )
+    .bind(device_id)
+    .bind(now_ms)
+    .bind(name)
+    .bind(registration)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[allow(clippy::type_complexity)]
+pub(super) async fn device(
+    pool: &SqlitePool,
+    device_id: &str,
+) -> Result<Option<(i64, i64, Option<String>, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT first_seen_ms, last_seen_ms, name, registration FROM devices WHERE id = ?1",
+    )
+    .bind(device_id)
+    .fetch_optional(pool)
+    .await
+}
+
 pub(super) async fn newest(
     pool: &SqlitePool,
     device_id: &str,

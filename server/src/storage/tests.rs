@@ -255,3 +255,39 @@ fn database_urls() {
     );
     assert!(Database::from_config(Some("mysql://x"), dir).is_err());
 }
+
+#[tokio::test]
+async fn devices_keep_their_registration_and_first_and_last_seen() {
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        let registration = Registration {
+            name: Some("Kitchen".into()),
+            fields: vec![app::model::FieldSpec {
+                name: "temp".into(),
+                unit: Some("°C".into()),
+            }],
+            commands: vec![],
+        };
+        store
+            .save_registration("7", &registration, 500)
+            .await
+            .unwrap();
+        store
+            .append(reading(1, 1_000, &[("temp", 1.0)]))
+            .await
+            .unwrap();
+        store
+            .append(reading(2, 2_000, &[("temp", 2.0)]))
+            .await
+            .unwrap();
+        store.close().await;
+        let store = open(&db, Duration::from_millis(10)).await;
+        let device = store.device("7").await.unwrap().expect("stored");
+        assert_eq!(device.name.as_deref(), Some("Kitchen"), "{db}");
+        assert_eq!(device.registration, Some(registration));
+        assert_eq!((device.first_seen_ms, device.last_seen_ms), (500, 2_000));
+        assert_eq!(store.device("8").await.unwrap(), None);
+        store.close().await;
+    })
+    .await;
+}

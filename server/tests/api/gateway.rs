@@ -36,7 +36,22 @@ async fn a_registration_names_csv_values_and_declares_commands() {
         device.silent_for(Duration::from_millis(200)).await,
         "nothing was sent"
     );
-    app.stop().await;
+
+    // The registration is kept in the store too.
+    let data_dir = app.stop().await;
+    let store = server::storage::Store::open(server::storage::StoreConfig {
+        database: server::storage::Database::Sqlite(
+            data_dir.path().join(server::storage::DATABASE_FILE),
+        ),
+        flush_interval: Duration::from_secs(1),
+        flush_rows: 100,
+    })
+    .await
+    .unwrap();
+    let stored = store.device("7").await.unwrap().expect("device row");
+    assert_eq!(stored.name.as_deref(), Some("Kitchen"));
+    assert_eq!(stored.registration.map(|r| r.fields.len()), Some(2));
+    store.close().await;
 }
 
 #[tokio::test]
