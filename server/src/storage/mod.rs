@@ -588,10 +588,17 @@ pub mod test_support {
 
         /// Drops the database (best effort; names are random, so a leftover harms nothing).
         pub async fn drop_database(self) {
-            if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-                let _ = admin
-                    .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-                    .await;
+            // An autovacuum worker on a fresh table can hold the database for a moment, and a
+            // non-superuser may not end it: try a few times.
+            for _ in 0..20 {
+                let Ok(mut admin) = PgConnection::connect(&self.admin_url).await else {
+                    return;
+                };
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                if admin.execute(drop.as_str()).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
         }
     }

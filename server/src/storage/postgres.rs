@@ -129,7 +129,13 @@ pub(super) async fn buckets(
     to_ms: i64,
     bucket_ms: i64,
 ) -> Result<Vec<BucketRow>, sqlx::Error> {
-    sqlx::query_as(
+    let mut tx = pool.begin().await?;
+    // The default 4 MB makes a day's aggregation sort on disk; with more it hashes in memory
+    // (measured 733 → 509 ms on 10 M rows without the covering index). LOCAL: this query only.
+    sqlx::query("SET LOCAL work_mem = '32MB'")
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query_as(
         "SELECT field, (received_ms - $2) / $4 AS bucket,
                 MIN(value) AS min, MAX(value) AS max, AVG(value) AS avg, COUNT(*) AS count
            FROM readings
@@ -141,8 +147,10 @@ pub(super) async fn buckets(
     .bind(from_ms)
     .bind(to_ms)
     .bind(bucket_ms)
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 pub(super) async fn fields(
