@@ -74,20 +74,7 @@ impl TestApp {
         &self,
         args: &[(&str, &str)],
     ) -> Result<T, (u16, String)> {
-        let res = self
-            .http
-            .post(self.url(F::PATH))
-            .form(args)
-            .send()
-            .await
-            .expect("request sent");
-        let status = res.status();
-        let body = res.text().await.expect("body");
-        if status.is_success() {
-            Ok(serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
-        } else {
-            Err((status.as_u16(), body))
-        }
+        answer(self.http.post(self.url(F::PATH)).form(args)).await
     }
 
     /// Calls a server function that takes JSON (`#[server(input = Json)]`).
@@ -95,20 +82,7 @@ impl TestApp {
         &self,
         args: &serde_json::Value,
     ) -> Result<T, (u16, String)> {
-        let res = self
-            .http
-            .post(self.url(F::PATH))
-            .json(args)
-            .send()
-            .await
-            .expect("request sent");
-        let status = res.status();
-        let body = res.text().await.expect("body");
-        if status.is_success() {
-            Ok(serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
-        } else {
-            Err((status.as_u16(), body))
-        }
+        answer(self.http.post(self.url(F::PATH)).json(args)).await
     }
 
     /// Sends a command the way the dashboard's form does.
@@ -193,6 +167,18 @@ impl TestApp {
             .expect("server task")
             .expect("server ran cleanly");
         self.data_dir
+    }
+}
+
+/// Sends a server-function request: the decoded JSON on success, else the status and body.
+async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, (u16, String)> {
+    let res = request.send().await.expect("request sent");
+    let status = res.status();
+    let body = res.text().await.expect("body");
+    if status.is_success() {
+        Ok(serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}")))
+    } else {
+        Err((status.as_u16(), body))
     }
 }
 
