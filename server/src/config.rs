@@ -10,7 +10,9 @@ use std::path::PathBuf;
     name = "iothub",
     version,
     about = "Self-hosted IoT device hub with a live web dashboard",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // A later flag wins, so wrappers (scripts/start.sh) can set defaults a person overrides.
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -158,6 +160,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--simulate-rate"), "{err}");
+    }
+
+    #[test]
+    fn a_later_flag_overrides_an_earlier_one() {
+        let cli =
+            Cli::try_parse_from(["iothub", "serve", "--simulate", "5", "--simulate", "0"]).unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("serve")
+        };
+        assert_eq!(args.simulate, 0);
     }
 
     #[test]
