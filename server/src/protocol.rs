@@ -245,7 +245,7 @@ fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolE
     let serde_json::Value::Object(mut object) = parsed else {
         return Err(ProtocolError::JsonNotAnObject);
     };
-    let device_id = match object.remove("id") {
+    let device_id = match object.shift_remove("id") {
         None => None,
         Some(serde_json::Value::String(s)) => Some(DeviceId::parse(&s)?),
         Some(serde_json::Value::Number(n)) => Some(DeviceId::parse(&n.to_string())?),
@@ -256,10 +256,10 @@ fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolE
             });
         }
     };
-    if let Some(registration) = object.remove("register") {
+    if let Some(registration) = object.shift_remove("register") {
         return parse_registration(registration, device_id, rules);
     }
-    if let Some(ack) = object.remove("ack") {
+    if let Some(ack) = object.shift_remove("ack") {
         let seq = ack
             .as_u64()
             .ok_or_else(|| ProtocolError::BadAck(quote(&ack.to_string())))?;
@@ -269,7 +269,7 @@ fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolE
             dialect: Dialect::Json,
         });
     }
-    let device_ms = match object.remove("ts") {
+    let device_ms = match object.shift_remove("ts") {
         None => None,
         Some(ts) => Some(
             ts.as_i64()
@@ -531,7 +531,11 @@ mod tests {
         let r = reading(r#"{"id":"7","temp":23.5,"hum":40,"ts":1700000000000}"#);
         assert_eq!(r.dialect, Dialect::Json);
         assert_eq!(r.device_id.as_ref().unwrap().as_str(), "7");
-        assert_eq!(fields(&r).len(), 2, "ts is not a field");
+        assert_eq!(
+            fields(&r),
+            [("temp", 23.5), ("hum", 40.0)],
+            "in the order sent; ts is not a field"
+        );
         assert_eq!(r.device_ms, Some(1_700_000_000_000));
         let r = reading(r#"{"id":7,"temp":1}"#);
         assert_eq!(r.device_id.as_ref().unwrap().as_str(), "7");
