@@ -129,22 +129,30 @@ pub struct CommandRequest {
     pub duration_ms: Option<u64>,
 }
 
+/// A command variable name: 1–32 ASCII letters, digits or `_`, not starting with a digit. Also
+/// what a device may declare in its registration.
+pub fn validate_variable(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_VARIABLE_CHARS
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "the variable must be 1–{MAX_VARIABLE_CHARS} letters, digits or _, starting with a letter"
+        ))
+    }
+}
+
 impl CommandRequest {
     /// Checks what both the form in the browser and the server must refuse. `spec` is the
     /// device's declaration of this command, if it made one.
     pub fn validate(&self, spec: Option<&CommandSpec>) -> Result<(), String> {
-        let v = &self.variable;
-        let valid_name = !v.is_empty()
-            && v.len() <= MAX_VARIABLE_CHARS
-            && v.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
-            return Err(format!(
-                "the variable must be 1–{MAX_VARIABLE_CHARS} letters, digits or _, starting with a letter"
-            ));
-        }
+        validate_variable(&self.variable)?;
         if !self.value.is_finite() {
             return Err("the value must be a number".into());
         }

@@ -183,18 +183,17 @@ impl Application {
     }
 }
 
-/// The configured CSV names must be valid field names and must not repeat.
+/// The configured CSV names must be valid field names, not reserved, and must not repeat.
 fn check_default_fields(fields: &[String]) -> Result<(), String> {
     for (i, name) in fields.iter().enumerate() {
-        let probe = format!("{name}=0");
-        crate::protocol::parse_line(
-            &probe,
-            &crate::protocol::ParseRules {
-                csv_fields: vec![],
-                max_fields: 1,
-            },
-        )
-        .map_err(|e| format!("{name:?}: {e}"))?;
+        crate::protocol::validate_field_name(name).map_err(|e| format!("{name:?}: {e}"))?;
+        // In a key=value line these keys mean the device id and an acknowledgement.
+        if ["id", "ack"]
+            .iter()
+            .any(|reserved| name.eq_ignore_ascii_case(reserved))
+        {
+            return Err(format!("{name:?} is reserved"));
+        }
         if fields[..i].contains(name) {
             return Err(format!("{name:?} is listed twice"));
         }
@@ -249,4 +248,29 @@ fn router(state: AppState) -> Router {
             app::shell,
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_default_fields;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn default_fields_are_checked() {
+        assert_eq!(check_default_fields(&names(&["counter", "temp"])), Ok(()));
+        assert_eq!(
+            check_default_fields(&names(&["a", "a"])),
+            Err("\"a\" is listed twice".into())
+        );
+        assert_eq!(
+            check_default_fields(&names(&["ID"])),
+            Err("\"ID\" is reserved".into())
+        );
+        assert!(check_default_fields(&names(&[""])).is_err());
+        assert!(check_default_fields(&names(&["t\u{7}"])).is_err());
+        assert!(check_default_fields(&names(&[&"x".repeat(65)])).is_err());
+    }
 }

@@ -338,14 +338,7 @@ fn parse_registration(
         return Err(bad(format!("at most {MAX_COMMANDS} commands")));
     }
     for command in &registration.commands {
-        let probe = app::model::CommandRequest {
-            target: app::model::CommandTarget::All,
-            variable: command.name.clone(),
-            value: 0.0,
-            duration_ms: None,
-        };
-        probe
-            .validate(None)
+        app::model::validate_variable(&command.name)
             .map_err(|e| bad(format!("command {}: {e}", quote(&command.name))))?;
         let finite = |v: Option<f64>| v.is_none_or(f64::is_finite);
         if !finite(command.min)
@@ -433,6 +426,11 @@ fn parse_number(field: &str, raw: &str) -> Result<f64, ProtocolError> {
             field: quote(field),
             value: quote(raw),
         })
+}
+
+/// Checks a field name (also used for the configured `--default-fields`).
+pub fn validate_field_name(name: &str) -> Result<(), ProtocolError> {
+    validate_name(name, NameKind::Field).map(|_| ())
 }
 
 fn validate_name(name: &str, kind: NameKind) -> Result<&str, ProtocolError> {
