@@ -31,6 +31,8 @@ const QUEUE_CAPACITY: usize = 10_000;
 /// Readings kept in memory while the database refuses writes; beyond it the oldest are dropped
 /// with an error in the log rather than exhausting memory.
 pub const MAX_UNWRITTEN: usize = 1_000_000;
+/// Readings deleted per statement by retention.
+const DELETE_CHUNK: i64 = 5_000;
 /// Longest window one history query may cover.
 pub const MAX_WINDOW_MS: i64 = 400 * 86_400_000;
 
@@ -273,10 +275,30 @@ impl Store {
 
     /// Deletes readings received before `cutoff_ms`; returns how many values were deleted.
     pub async fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, StorageError> {
-        Ok(match &self.backend {
-            Backend::Sqlite(pool) => sqlite::delete_older_than(pool, cutoff_ms).await?,
-            Backend::Postgres(pool) => postgres::delete_older_than(pool, cutoff_ms).await?,
-        })
+        let devices = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::device_ids(pool).await?,
+            Backend::Postgres(pool) => postgres::device_ids(pool).await?,
+        };
+        // Device by device (the index leads with the device) and in chunks, so the writer is
+        // never locked out for long.
+        let mut deleted = 0;
+        for device in devices {
+            loop {
+                let done = match &self.backend {
+                    Backend::Sqlite(pool) => {
+                        sqlite::delete_chunk(pool, &device, cutoff_ms, DELETE_CHUNK).await?
+                    }
+                    Backend::Postgres(pool) => {
+                        postgres::delete_chunk(pool, &device, cutoff_ms, DELETE_CHUNK).await?
+                    }
+                };
+                deleted += done;
+                if done < DELETE_CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// Remembers what a device said about itself (name and registration), creating its row if

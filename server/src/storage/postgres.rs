@@ -5,9 +5,6 @@ use app::model::Reading;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
 
-/// Rows deleted per statement by retention, so the writer is never blocked for long.
-const DELETE_CHUNK: i64 = 5_000;
-
 pub(super) async fn open(url: &str) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(8)
@@ -188,30 +185,29 @@ pub(super) fn rows(pool: PgPool, device_id: String, from_ms: i64, to_ms: i64) ->
     })
 }
 
-pub(super) async fn delete_older_than(pool: &PgPool, cutoff_ms: i64) -> Result<u64, sqlx::Error> {
-    let devices: Vec<String> = sqlx::query_scalar("SELECT id FROM devices")
+pub(super) async fn device_ids(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM devices")
         .fetch_all(pool)
-        .await?;
-    let mut deleted = 0;
-    for device in devices {
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM readings WHERE ctid IN
-                   (SELECT ctid FROM readings WHERE device_id = $1 AND received_ms < $2 LIMIT $3)",
-            )
-            .bind(&device)
-            .bind(cutoff_ms)
-            .bind(DELETE_CHUNK)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            deleted += done;
-            if done < DELETE_CHUNK as u64 {
-                break;
-            }
-        }
-    }
-    Ok(deleted)
+        .await
+}
+
+/// Deletes at most `limit` readings of `device_id` received before `cutoff_ms`.
+pub(super) async fn delete_chunk(
+    pool: &PgPool,
+    device_id: &str,
+    cutoff_ms: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM readings WHERE ctid IN
+           (SELECT ctid FROM readings WHERE device_id = $1 AND received_ms < $2 LIMIT $3)",
+    )
+    .bind(device_id)
+    .bind(cutoff_ms)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn count_readings(pool: &PgPool) -> Result<u64, sqlx::Error> {

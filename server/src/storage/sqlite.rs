@@ -11,8 +11,6 @@ use std::time::Duration;
 
 /// Rows per multi-row INSERT: 6 parameters each stays far below SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 500;
-/// Rows deleted per statement by retention, so the writer is never locked out for long.
-const DELETE_CHUNK: i64 = 5_000;
 
 pub(super) async fn open(path: &Path) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::new()
@@ -178,33 +176,29 @@ pub(super) fn rows(pool: SqlitePool, device_id: String, from_ms: i64, to_ms: i64
     })
 }
 
-pub(super) async fn delete_older_than(
-    pool: &SqlitePool,
-    cutoff_ms: i64,
-) -> Result<u64, sqlx::Error> {
-    let devices: Vec<String> = sqlx::query_scalar("SELECT id FROM devices")
+pub(super) async fn device_ids(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM devices")
         .fetch_all(pool)
-        .await?;
-    let mut deleted = 0;
-    for device in devices {
-        loop {
-            let done = sqlx::query(
-                "DELETE FROM readings WHERE rowid IN
-                   (SELECT rowid FROM readings WHERE device_id = ?1 AND received_ms < ?2 LIMIT ?3)",
-            )
-            .bind(&device)
-            .bind(cutoff_ms)
-            .bind(DELETE_CHUNK)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            deleted += done;
-            if done < DELETE_CHUNK as u64 {
-                break;
-            }
-        }
-    }
-    Ok(deleted)
+        .await
+}
+
+/// Deletes at most `limit` readings of `device_id` received before `cutoff_ms`.
+pub(super) async fn delete_chunk(
+    pool: &SqlitePool,
+    device_id: &str,
+    cutoff_ms: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM readings WHERE rowid IN
+           (SELECT rowid FROM readings WHERE device_id = ?1 AND received_ms < ?2 LIMIT ?3)",
+    )
+    .bind(device_id)
+    .bind(cutoff_ms)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn count_readings(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
