@@ -1,21 +1,10 @@
 // Commands from the dashboard: to one device (arrives only there, shows acked), to all devices,
 // an invalid value (error shown, nothing sent), and a raw console line.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, connectDevice, saveScreenshot } from './harness.mjs';
+import { serverAndBrowser, openPage, connectDevice, saveScreenshot } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 async function until(what, check, timeout = 5_000) {
   const deadline = Date.now() + timeout;
@@ -28,9 +17,9 @@ async function until(what, check, timeout = 5_000) {
 }
 
 test('commands reach one device or all, show their status, and bad values are refused', async () => {
-  const { page, errors, context } = await openPage(browser, server.baseUrl, { width: 1440, height: 900 });
-  const a = await connectDevice(server.wsUrl);
-  const b = await connectDevice(server.wsUrl);
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, { width: 1440, height: 900 });
+  const a = await connectDevice(env.server.wsUrl);
+  const b = await connectDevice(env.server.wsUrl);
   await a.send('a,1,20');
   await b.send(JSON.stringify({ id: 'b', temp: 20 }));
   await page.waitForSelector('li[data-device-id="b"]');

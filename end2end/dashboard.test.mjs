@@ -1,33 +1,22 @@
 // The spine, end to end in a real browser: a device's line reaches the device list and a live
 // plotters chart without a reload, after the page has hydrated.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, connectDevice, saveScreenshot } from './harness.mjs';
+import { serverAndBrowser, openPage, connectDevice, saveScreenshot } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 const DESKTOP = { width: 1440, height: 900 };
 const PHONE = { width: 390, height: 844 };
 
 test('a device reading appears in the list and the live chart without a reload', async () => {
-  const { page, errors, context } = await openPage(browser, server.baseUrl, DESKTOP);
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, DESKTOP);
   await page.waitForSelector('.link-badge[data-status="live"]');
   await page.getByText('No devices yet').waitFor();
   // Survives only if the page is never reloaded.
   await page.evaluate(() => { window.__noReload = true; });
 
-  const device = await connectDevice(server.wsUrl);
+  const device = await connectDevice(env.server.wsUrl);
   await device.send('7,42,23.5');
   const row = page.locator('li[data-device-id="7"]');
   await row.waitFor({ timeout: 5_000 });
@@ -55,9 +44,9 @@ test('a device reading appears in the list and the live chart without a reload',
 });
 
 test('phone layout, and hostile device names are shown as text, never run', async () => {
-  const { page, errors, context } = await openPage(browser, server.baseUrl, PHONE);
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, PHONE);
   const hostile = '<img src=x onerror="window.__pwned=1">';
-  const device = await connectDevice(server.wsUrl);
+  const device = await connectDevice(env.server.wsUrl);
   await device.send(JSON.stringify({ id: hostile, temp: 21.5, hum: 40 }));
   await device.send(JSON.stringify({ id: hostile, temp: 21.75, hum: 41 }));
 
@@ -82,12 +71,12 @@ test('phone layout, and hostile device names are shown as text, never run', asyn
 });
 
 test('the server-rendered page already shows devices before the wasm loads', async () => {
-  const device = await connectDevice(server.wsUrl);
+  const device = await connectDevice(env.server.wsUrl);
   await device.send('ssr-check,1,2');
   // Wait until the server holds the reading, then fetch the HTML without running any script.
   let html = '';
   for (let i = 0; i < 50 && !html.includes('ssr-check'); i++) {
-    html = await (await fetch(server.baseUrl)).text();
+    html = await (await fetch(env.server.baseUrl)).text();
     if (!html.includes('ssr-check')) await new Promise((r) => setTimeout(r, 100));
   }
   assert.match(html, /data-device-id="ssr-check"/);

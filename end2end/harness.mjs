@@ -1,5 +1,6 @@
 // Shared set-up for browser tests: start the real server binary on a free port with a fresh
 // data folder, launch Debian's chromium headless, and act as devices over real WebSockets.
+import { before, after } from 'node:test';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -87,4 +88,21 @@ export async function connectDevice(wsUrl) {
 export function saveScreenshot(page, name) {
   fs.mkdirSync(screenshots, { recursive: true });
   return page.screenshot({ path: path.join(screenshots, name), fullPage: true });
+}
+
+/**
+ * Registers set-up and tear-down for a test file: one server and one browser for all its
+ * tests. The returned object gets `server` and `browser` once `before` has run.
+ */
+export function serverAndBrowser(extraArgs = []) {
+  const env = {};
+  before(async () => {
+    env.server = await startServer(extraArgs);
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
 }
