@@ -22,6 +22,10 @@ cargo clippy --locked -p frontend -p app --target wasm32-unknown-unknown -- -D w
 step "PostgreSQL for the storage tests"
 # The storage tests run on SQLite and on this server; the outage test stops and restarts it.
 IOTHUB_TEST_POSTGRES_URL=$(bash scripts/postgres-for-tests.sh)
+if [[ "$IOTHUB_TEST_POSTGRES_URL" != postgres://* ]]; then
+  echo "scripts/postgres-for-tests.sh printed no URL: '$IOTHUB_TEST_POSTGRES_URL'" >&2
+  exit 1
+fi
 export IOTHUB_TEST_POSTGRES_URL
 export IOTHUB_TEST_POSTGRES_CTL="pg_ctlcluster $(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')"
 

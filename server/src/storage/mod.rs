@@ -590,6 +590,8 @@ pub mod test_support {
                 );
                 return None;
             };
+            let mut url = url::Url::parse(&admin_url)
+                .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}={admin_url:?} is not a URL: {e}"));
             let name = format!("iothub_test_{:016x}", fastrand::u64(..));
             let mut admin = PgConnection::connect(&admin_url)
                 .await
@@ -598,8 +600,6 @@ pub mod test_support {
                 .execute(format!("CREATE DATABASE {name}").as_str())
                 .await
                 .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
-            let mut url =
-                url::Url::parse(&admin_url).unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}: {e}"));
             url.set_path(&name);
             Some(TestPostgres {
                 url: url.to_string(),
