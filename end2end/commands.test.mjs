@@ -2,27 +2,17 @@
 // an invalid value (error shown, nothing sent), and a raw console line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverAndBrowser, openPage, connectDevice, saveScreenshot } from './harness.mjs';
+import { serverAndBrowser, openPage, connectDevice, saveScreenshot, until, VIEWPORTS } from './harness.mjs';
 
 const env = serverAndBrowser();
 
-async function until(what, check, timeout = 5_000) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 test('commands reach one device or all, show their status, and bad values are refused', async () => {
-  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, { width: 1440, height: 900 });
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.desktop);
   const a = await connectDevice(env.server.wsUrl);
   const b = await connectDevice(env.server.wsUrl);
   await a.send('a,1,20');
   await b.send(JSON.stringify({ id: 'b', temp: 20 }));
-  await page.waitForSelector('li[data-device-id="b"]');
+  await page.waitForSelector('li.card[data-device-id="b"]');
 
   // One device: only it receives the command, in its dialect; its ack shows in the list.
   await page.selectOption('select[name="target"]', 'device:a');
@@ -55,13 +45,20 @@ test('commands reach one device or all, show their status, and bad values are re
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(a.received.length + b.received.length, before, 'an invalid command must not be sent');
 
-  // A raw console line to the selected device.
-  await page.click('li[data-device-id="a"] button');
+  await saveScreenshot(page, 'commands-desktop.png');
+
+  // On a device page the form addresses that device; a raw console line reaches it too.
+  await page.click('li.card[data-device-id="a"] a');
+  await page.waitForURL('**/devices/a');
+  assert.equal(await page.inputValue('select[name="target"]'), 'device:a');
+  await page.fill('input[name="value"]', '0.5');
+  await page.click('form.command-form button[type="submit"]');
+  await until('LED=0.5 at a', () => a.received.some((m) => m.startsWith('LED=0.5,seq=')));
   await page.fill('.console-send input', 'hello device');
   await page.click('.console-send button');
   await until('the console line at a', () => a.received.includes('hello device'));
   await page.waitForSelector('.console-lines li.out:has-text("hello device")');
-  await saveScreenshot(page, 'commands-desktop.png');
+  assert.equal(b.received.filter((m) => m.includes('0.5') || m.includes('hello')).length, 0);
 
   a.close();
   b.close();

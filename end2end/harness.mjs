@@ -13,12 +13,37 @@ export const screenshots = path.join(root, 'target', 'screenshots');
 
 const serverBin = path.resolve(root, process.env.IOTHUB_BIN ?? 'target/debug/iothub');
 
-/** Starts `iothub serve` on 127.0.0.1:0 and resolves once it prints where it listens. */
+export const VIEWPORTS = {
+  phone: { width: 390, height: 844 },
+  desktop: { width: 1440, height: 900 },
+};
+
+/**
+ * Starts `iothub serve` with a fresh data folder and resolves once it prints where it listens.
+ * `restart()` stops it and starts it again on the same port with the same data.
+ */
 export async function startServer(extraArgs = []) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-e2e-'));
+  let run = await spawnServer(dataDir, '127.0.0.1:0', extraArgs);
+  const baseUrl = run.baseUrl;
+  return {
+    baseUrl,
+    wsUrl: baseUrl.replace('http://', 'ws://') + '/ws/device',
+    log: () => run.log(),
+    /** Graceful stop (SIGTERM), keeping the data folder. */
+    async halt() { await run.stop(); },
+    async start() { run = await spawnServer(dataDir, new URL(baseUrl).host, extraArgs); },
+    async stop() {
+      await run.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function spawnServer(dataDir, bind, extraArgs) {
   const child = spawn(
     serverBin,
-    ['serve', '--bind', '127.0.0.1:0', '--data-dir', dataDir, '--site-root', path.join(root, 'target/site'), ...extraArgs],
+    ['serve', '--bind', bind, '--data-dir', dataDir, '--site-root', path.join(root, 'target/site'), ...extraArgs],
     { env: { ...process.env, RUST_LOG: 'info,sqlx=warn', NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';
@@ -36,14 +61,12 @@ export async function startServer(extraArgs = []) {
   child.removeAllListeners('exit');
   return {
     baseUrl,
-    wsUrl: baseUrl.replace('http://', 'ws://') + '/ws/device',
     log: () => log,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;
-      fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -60,16 +83,32 @@ export async function launchBrowser() {
   });
 }
 
-/** A page that records every uncaught error: a hydration failure shows up only there. */
-export async function openPage(browser, baseUrl, viewport) {
+/** A page at `route` that records every uncaught error: a hydration failure shows up only there. */
+export async function openPage(browser, baseUrl, viewport, route = '/') {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
   page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()); });
-  await page.goto(baseUrl);
+  await page.goto(baseUrl + route);
   await page.waitForSelector('main[data-hydrated="true"]', { timeout: 15_000 });
   return { page, errors, context };
+}
+
+/** Polls `check` until it returns something truthy. */
+export async function until(what, check, timeout = 5_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Fails if the page scrolls sideways (the phone layout must fit the screen). */
+export async function sidewaysOverflow(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
 }
 
 /** A device on a real WebSocket connection. */

@@ -11,10 +11,11 @@ use leptos::server_fn::codec::{Json, StreamingText, TextStream};
 /// Most readings one history call returns.
 pub const HISTORY_LIMIT_MAX: u32 = 10_000;
 
-/// Every device with the readings the server holds in memory for it.
+/// Every device, and the recent readings the page needs: sparklines for all on the overview
+/// (`focus` empty), or everything the server holds in memory for the device `focus`.
 #[server]
-pub async fn load_dashboard() -> Result<DashboardSnapshot, AppError> {
-    ssr::respond(ssr::hub().map(|hub| hub.snapshot()))
+pub async fn load_dashboard(focus: Option<String>) -> Result<DashboardSnapshot, AppError> {
+    ssr::respond(ssr::hub().map(|hub| hub.snapshot(focus.as_deref())))
 }
 
 /// Stored readings of one device received at or after `since_ms`, oldest first, at most the
@@ -92,10 +93,12 @@ pub async fn send_console_line(device_id: String, line: String) -> Result<(), Ap
     ssr::respond(result)
 }
 
-/// The live stream: newline-delimited JSON [`crate::model::LiveEvent`]s, starting with a snapshot.
+/// The live stream: newline-delimited JSON [`crate::model::LiveEvent`]s, starting with a snapshot
+/// for `focus` (as [`load_dashboard`]). With a focus, other devices' readings and console
+/// lines are left out: the device page does not show them.
 #[server(output = StreamingText)]
-pub async fn live_updates() -> Result<TextStream<AppError>, AppError> {
-    ssr::respond(ssr::hub().map(ssr::live_stream))
+pub async fn live_updates(focus: Option<String>) -> Result<TextStream<AppError>, AppError> {
+    ssr::respond(ssr::hub().map(|hub| ssr::live_stream(hub, focus)))
 }
 
 #[cfg(feature = "ssr")]
@@ -116,10 +119,11 @@ pub mod ssr {
     /// The server as the dashboard needs it.
     #[async_trait::async_trait]
     pub trait Hub: Send + Sync + 'static {
-        fn snapshot(&self) -> DashboardSnapshot;
+        /// Every device; `focus` (a device id) in detail.
+        fn snapshot(&self, focus: Option<&str>) -> DashboardSnapshot;
         /// A snapshot and a receiver for every event after it, taken together so that nothing
         /// falls between the two.
-        fn subscribe(&self) -> (DashboardSnapshot, Receiver<LiveEvent>);
+        fn subscribe(&self, focus: Option<&str>) -> (DashboardSnapshot, Receiver<LiveEvent>);
         async fn history(
             &self,
             device_id: &str,
@@ -168,16 +172,18 @@ pub mod ssr {
 
     struct Subscription {
         hub: SharedHub,
+        focus: Option<String>,
         rx: Receiver<LiveEvent>,
         pending: Option<LiveEvent>,
         stopping: CancellationToken,
     }
 
-    pub(crate) fn live_stream(hub: SharedHub) -> TextStream<AppError> {
-        let (snapshot, rx) = hub.subscribe();
+    pub(crate) fn live_stream(hub: SharedHub, focus: Option<String>) -> TextStream<AppError> {
+        let (snapshot, rx) = hub.subscribe(focus.as_deref());
         let stopping = hub.stopping();
         let sub = Subscription {
             hub,
+            focus,
             rx,
             pending: Some(LiveEvent::Snapshot(snapshot)),
             stopping,
@@ -189,21 +195,29 @@ pub mod ssr {
         if let Some(event) = sub.pending.take() {
             return Some((Ok(event.to_line()), sub));
         }
-        let first = tokio::select! {
-            _ = sub.stopping.cancelled() => return None,
-            _ = tokio::time::sleep(HEARTBEAT) => LiveEvent::Heartbeat,
-            received = sub.rx.recv() => match received {
-                Ok(event) => event,
-                Err(RecvError::Lagged(missed)) => return Some((Ok(resync(&mut sub, missed)), sub)),
-                Err(RecvError::Closed) => return None,
-            },
+        let heartbeat = tokio::time::sleep(HEARTBEAT);
+        tokio::pin!(heartbeat);
+        let first = loop {
+            tokio::select! {
+                _ = sub.stopping.cancelled() => return None,
+                _ = &mut heartbeat => break LiveEvent::Heartbeat,
+                received = sub.rx.recv() => match received {
+                    Ok(event) if sub.wants(&event) => break event,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => {
+                        return Some((Ok(resync(&mut sub, missed)), sub))
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            }
         };
         let mut chunk = first.to_line();
         // Whatever else is already queued goes out in the same chunk: fewer, larger writes
         // when devices are busy.
         for _ in 1..MAX_EVENTS_PER_CHUNK {
             match sub.rx.try_recv() {
-                Ok(event) => chunk.push_str(&event.to_line()),
+                Ok(event) if sub.wants(&event) => chunk.push_str(&event.to_line()),
+                Ok(_) => {}
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(missed)) => {
                     chunk.push_str(&resync(&mut sub, missed));
                     break;
@@ -214,10 +228,23 @@ pub mod ssr {
         Some((Ok(chunk), sub))
     }
 
+    impl Subscription {
+        /// Readings and console lines matter only for the page's device; the overview shows
+        /// no console at all.
+        fn wants(&self, event: &LiveEvent) -> bool {
+            match (event, &self.focus) {
+                (LiveEvent::Reading(r), Some(focus)) => &r.device_id == focus,
+                (LiveEvent::Console { device_id, .. }, Some(focus)) => device_id == focus,
+                (LiveEvent::Console { .. }, None) => false,
+                _ => true,
+            }
+        }
+    }
+
     /// A slow browser missed events: tell it, and start it over from a fresh snapshot.
     fn resync(sub: &mut Subscription, missed: u64) -> String {
         tracing::debug!(missed, "live subscriber lagged; sending a fresh snapshot");
-        let (snapshot, rx) = sub.hub.subscribe();
+        let (snapshot, rx) = sub.hub.subscribe(sub.focus.as_deref());
         sub.rx = rx;
         let mut lines = LiveEvent::Lagged { missed }.to_line();
         lines.push_str(&LiveEvent::Snapshot(snapshot).to_line());

@@ -1,59 +1,80 @@
 //! Draws one field's series as an SVG line chart with `plotters`.
 //!
 //! The same function runs during server rendering and in the browser, so the first paint already
-//! has charts and live updates redraw them without a reload. Labels are formatted with plain
-//! arithmetic (no clock or time-zone lookups) so both sides produce identical markup.
+//! has charts and live updates redraw them without a reload. Time labels come from
+//! [`crate::time::Zone`]: UTC on the server, the reader's zone once the page is hydrated.
 
+use crate::time::{format_value, Zone};
 use plotters::prelude::*;
 
 pub const CHART_WIDTH: u32 = 640;
-pub const CHART_HEIGHT: u32 = 240;
+pub const CHART_HEIGHT: u32 = 260;
 
-/// An SVG document for `points` (time in ms since the epoch, value), oldest first.
-///
-/// `title` is device-supplied text; the SVG backend escapes it. Non-finite values are skipped.
-pub fn render_series_svg(title: &str, points: &[(i64, f64)]) -> String {
+/// What one chart shows.
+#[derive(Debug, Clone, Copy)]
+pub struct ChartSpec<'a> {
+    /// The field name (device-supplied; the SVG backend escapes it).
+    pub title: &'a str,
+    /// The field's unit from the device's registration, shown on the value axis.
+    pub unit: Option<&'a str>,
+    /// (time in ms since the epoch, value), oldest first. Non-finite values are skipped.
+    pub points: &'a [(i64, f64)],
+    /// The time axis spans this window if given (history), else the points' own span (live).
+    pub window: Option<(i64, i64)>,
+    pub zone: Zone,
+}
+
+/// An SVG document for one series.
+pub fn render_series_svg(spec: ChartSpec<'_>) -> String {
     let mut svg = String::new();
     // Drawing into a String cannot hit I/O errors; a failure would leave a partial SVG, which
     // is still better than no page, so the error is only logged.
-    if let Err(err) = draw(&mut svg, title, points) {
+    if let Err(err) = draw(&mut svg, spec) {
         leptos::logging::warn!("chart drawing failed: {err}");
     }
     svg
 }
 
-fn draw(
-    svg: &mut String,
-    title: &str,
-    points: &[(i64, f64)],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let finite: Vec<(i64, f64)> = points
+fn draw(svg: &mut String, spec: ChartSpec<'_>) -> Result<(), Box<dyn std::error::Error>> {
+    let finite: Vec<(i64, f64)> = spec
+        .points
         .iter()
         .copied()
         .filter(|(_, v)| v.is_finite())
         .collect();
-    let (x_range, y_range) = ranges(&finite);
+    let (mut x_range, y_range) = ranges(&finite);
+    if let Some((from, to)) = spec.window.filter(|(from, to)| to > from) {
+        x_range = from..to;
+    }
+    let span = x_range.end - x_range.start;
+    let zone = spec.zone;
+    let time_desc = format!("time ({})", zone.label(x_range.end));
 
     let root = SVGBackend::with_string(svg, (CHART_WIDTH, CHART_HEIGHT)).into_drawing_area();
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 15))
+        .caption(spec.title, ("sans-serif", 15))
         .margin(8)
         // Room for the last time label, which is centred on the right edge.
         .margin_right(28)
-        .x_label_area_size(28)
-        .y_label_area_size(52)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
         .build_cartesian_2d(x_range, y_range)?;
 
-    chart
-        .configure_mesh()
-        .x_labels(5)
+    let x_label = |ms: &i64| zone.tick(*ms, span);
+    let y_label = |v: &f64| format_value(*v);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_labels(5)
         .y_labels(5)
-        .x_label_formatter(&|ms| format_utc_time(*ms))
-        .y_label_formatter(&|v| format_value(*v))
+        .x_label_formatter(&x_label)
+        .y_label_formatter(&y_label)
+        .x_desc(time_desc.as_str())
         .light_line_style(RGBColor(128, 128, 128).mix(0.15))
         .bold_line_style(RGBColor(128, 128, 128).mix(0.3))
-        .axis_style(RGBColor(128, 128, 128))
-        .draw()?;
+        .axis_style(RGBColor(128, 128, 128));
+    if let Some(unit) = spec.unit.filter(|u| !u.is_empty()) {
+        mesh.y_desc(unit);
+    }
+    mesh.draw()?;
 
     chart.draw_series(LineSeries::new(
         finite,
@@ -87,51 +108,50 @@ fn ranges(points: &[(i64, f64)]) -> (std::ops::Range<i64>, std::ops::Range<f64>)
     (x_range, (lo - pad)..(hi + pad))
 }
 
-/// `HH:MM:SS` in UTC.
-pub fn format_utc_time(ms: i64) -> String {
-    let secs_of_day = ms.div_euclid(1000).rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs_of_day / 3600,
-        secs_of_day % 3600 / 60,
-        secs_of_day % 60
-    )
-}
-
-/// `YYYY-MM-DD` of a UTC time (civil-from-days, valid for any date after 1970).
-pub fn format_utc_date(ms: i64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = ms.div_euclid(86_400_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// Short labels: no trailing zeros, at most 3 decimals.
-pub fn format_value(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" {
-        "0".into()
-    } else {
-        s.to_string()
-    }
+/// Points for a sparkline's `<polyline>` in a `width`×`height` box: the values scaled to fill
+/// it, evenly spaced (a glance at the trend, not a time axis). Non-finite values are skipped.
+pub fn sparkline_points(values: &[f64], width: f64, height: f64) -> String {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let step = width / (finite.len().max(2) - 1) as f64;
+    finite
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            // A flat line sits in the middle; otherwise the lowest value touches the bottom.
+            let y = if hi > lo {
+                height - (v - lo) / (hi - lo) * height
+            } else {
+                height / 2.0
+            };
+            format!("{:.1},{:.1}", i as f64 * step, y)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn spec<'a>(title: &'a str, points: &'a [(i64, f64)]) -> ChartSpec<'a> {
+        ChartSpec {
+            title,
+            unit: None,
+            points,
+            window: None,
+            zone: Zone::Utc,
+        }
+    }
+
     #[test]
     fn draws_a_polyline_through_every_point() {
         let points: Vec<(i64, f64)> = (0..1000).map(|i| (i * 1000, (i as f64).sin())).collect();
-        let svg = render_series_svg("temp", &points);
+        let svg = render_series_svg(spec("temp", &points));
         assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
         let polyline = svg
             .split("<polyline")
@@ -153,9 +173,13 @@ mod tests {
 
     #[test]
     fn device_supplied_titles_are_escaped() {
-        let svg = render_series_svg("<img src=x onerror=alert(1)>", &[(0, 1.0), (1000, 2.0)]);
+        let hostile = "<img src=x onerror=alert(1)>";
+        let svg = render_series_svg(ChartSpec {
+            unit: Some(hostile),
+            ..spec(hostile, &[(0, 1.0), (1000, 2.0)])
+        });
         assert!(!svg.contains("<img"), "raw markup leaked into the SVG");
-        assert!(svg.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert_eq!(svg.matches("&lt;img src=x onerror=alert(1)&gt;").count(), 2);
     }
 
     #[test]
@@ -166,22 +190,43 @@ mod tests {
             vec![(0, 2.0), (1, 2.0)],
             vec![(0, f64::NAN), (1, f64::INFINITY)],
         ] {
-            let svg = render_series_svg("x", &points);
+            let svg = render_series_svg(spec("x", &points));
             assert!(svg.contains("</svg>"));
             assert!(!svg.contains("NaN") && !svg.contains("inf"));
         }
     }
 
     #[test]
-    fn labels() {
-        assert_eq!(format_utc_time(0), "00:00:00");
-        assert_eq!(format_utc_time(86_399_000), "23:59:59");
-        assert_eq!(format_utc_time(-1000), "23:59:59");
-        assert_eq!(format_utc_date(0), "1970-01-01");
-        assert_eq!(format_utc_date(1_763_769_600_123), "2025-11-22");
-        assert_eq!(format_utc_date(951_782_400_000), "2000-02-29");
-        assert_eq!(format_value(23.5), "23.5");
-        assert_eq!(format_value(40.0), "40");
-        assert_eq!(format_value(-0.0001), "0");
+    fn axes_name_the_unit_and_the_time_zone() {
+        let points = [(0, 1.0), (60_000, 2.0)];
+        let svg = render_series_svg(ChartSpec {
+            unit: Some("°C"),
+            ..spec("temp", &points)
+        });
+        assert!(svg.contains("°C"), "the unit labels the value axis");
+        assert!(svg.contains("time (UTC)"));
+        assert!(svg.contains("00:01:00"), "time labels are the zone's clock");
+    }
+
+    #[test]
+    fn a_history_window_spans_the_whole_window() {
+        let day = 86_400_000;
+        let svg = render_series_svg(ChartSpec {
+            window: Some((0, 7 * day)),
+            ..spec("temp", &[(day, 1.0), (2 * day, 2.0)])
+        });
+        // Ticks show the date once the window spans days; the first one is the window's start.
+        assert!(svg.contains("01-01 00:00"), "{svg}");
+    }
+
+    #[test]
+    fn sparklines_fill_their_box() {
+        assert_eq!(
+            sparkline_points(&[1.0, 3.0, 2.0], 100.0, 20.0),
+            "0.0,20.0 50.0,0.0 100.0,10.0"
+        );
+        assert_eq!(sparkline_points(&[5.0], 100.0, 20.0), "0.0,10.0");
+        assert_eq!(sparkline_points(&[f64::NAN], 100.0, 20.0), "");
+        assert_eq!(sparkline_points(&[], 100.0, 20.0), "");
     }
 }

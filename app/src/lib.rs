@@ -7,14 +7,19 @@
 //! - [`api`]: the `#[server]` functions the pages call. Under `ssr`, [`api::ssr::Hub`] is the
 //!   small trait the server implements so this crate never depends on the server crate.
 //! - [`chart`]: draws a series as SVG with `plotters` (same code on server and in the browser).
-//! - [`live`]: the browser end of the live stream: connect, decode, reconnect with backoff.
-//! - `pages/` (one file per page) and `components/` (pieces shared by pages).
+//! - [`live`]: the browser end of the live stream (connect, decode, coalesce, reconnect with
+//!   backoff) and [`live::Live`], the signals every page shares.
+//! - [`time`]: the time zone shown (UTC on the server, the reader's in the browser) and formats.
+//! - [`links`]: addresses of pages and CSV downloads.
+//! - `pages/` (`/` overview, `/devices/:id` device page) and `components/` (their pieces).
 
 pub mod api;
 pub mod chart;
 pub mod error;
+pub mod links;
 pub mod live;
 pub mod model;
+pub mod time;
 
 mod components;
 mod pages;
@@ -23,7 +28,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    StaticSegment,
+    path,
 };
 
 /// Name of the wasm/js/css bundle under `/pkg` (matches `name` in the workspace's leptos metadata).
@@ -52,12 +57,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    live::Live::provide();
     view! {
         <Stylesheet id="leptos" href=format!("/pkg/{BUNDLE_NAME}.css") />
         <Title text="IoT Hub" />
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=StaticSegment("") view=pages::dashboard::DashboardPage />
+                <Route path=path!("/") view=pages::overview::OverviewPage />
+                <Route path=path!("/devices/:id") view=pages::device::DevicePage />
             </Routes>
         </Router>
     }

@@ -2,7 +2,8 @@
 //! dashboard state, and reconnect with backoff when the stream ends or goes quiet. Every
 //! reconnection starts with a snapshot, so whatever was missed while away is filled in.
 
-use crate::model::{DashboardState, LiveEvent};
+use crate::model::{DashboardSnapshot, DashboardState, LiveEvent};
+use crate::time::{now_ms, Zone};
 use leptos::prelude::*;
 use std::time::Duration;
 
@@ -85,39 +86,165 @@ impl LineBuffer {
 
 /// A stream that sends nothing for this long (three heartbeats) is treated as dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// Events are applied to the page at most this often: with hundreds of busy devices the
+/// stream brings many small chunks, and redrawing for each would starve the browser.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Starts the live stream in the browser; it runs for the life of the page.
-pub fn start(state: RwSignal<DashboardState>, status: RwSignal<LinkStatus>) {
-    leptos::task::spawn_local(async move {
-        use futures::StreamExt;
-        let mut backoff = Backoff::new();
-        loop {
-            match crate::api::live_updates().await {
-                Ok(stream) => {
-                    let mut stream = Box::pin(stream.into_inner());
-                    let mut lines = LineBuffer::default();
-                    loop {
-                        let next =
-                            futures::future::select(stream.next(), Box::pin(sleep(SILENCE_LIMIT)));
-                        let chunk = match next.await {
-                            futures::future::Either::Left((Some(Ok(chunk)), _)) => chunk,
-                            _ => break,
-                        };
-                        status.set(LinkStatus::Live);
-                        backoff.reset();
-                        let events = lines.push(&chunk);
-                        if !events.is_empty() {
-                            // One update per chunk: a burst of readings redraws once.
-                            state.update(|s| events.into_iter().for_each(|e| s.apply(e)));
+/// Everything the pages share about the live connection, provided as context by the app.
+#[derive(Debug, Clone, Copy)]
+pub struct Live {
+    pub state: RwSignal<DashboardState>,
+    pub status: RwSignal<LinkStatus>,
+    /// Set once the page is hydrated (effects run only in the browser).
+    pub hydrated: RwSignal<bool>,
+    /// The browser's clock, ticking every second once hydrated; `None` while rendering on the
+    /// server, so that the first paint shows absolute times and hydrates without a mismatch.
+    pub now: RwSignal<Option<i64>>,
+    /// The zone times are shown in: UTC on the server, the reader's choice in the browser.
+    pub zone: RwSignal<Zone>,
+    /// The device the current page shows in detail (`None` on the overview). The stream is
+    /// restarted when it changes, so its snapshot carries that device's full detail.
+    pub focus: RwSignal<Option<String>>,
+    /// How many times the stream's events were applied to the page (read by the benchmark).
+    pub flushes: RwSignal<u64>,
+}
+
+/// Where the zone choice is remembered in the browser.
+const ZONE_STORAGE_KEY: &str = "iothub.zone";
+
+impl Live {
+    /// Creates the shared signals, provides them as context, and (in the browser, after
+    /// hydration) starts the clock and the stream.
+    pub fn provide() -> Live {
+        let live = Live {
+            state: RwSignal::new(DashboardState::default()),
+            status: RwSignal::new(LinkStatus::Connecting),
+            hydrated: RwSignal::new(false),
+            now: RwSignal::new(None),
+            zone: RwSignal::new(Zone::Utc),
+            focus: RwSignal::new(None),
+            flushes: RwSignal::new(0),
+        };
+        provide_context(live);
+
+        Effect::new(move |_| {
+            live.hydrated.set(true);
+            live.zone.set(stored_zone().unwrap_or(Zone::Browser));
+            live.now.set(Some(now_ms()));
+            let _ = set_interval_with_handle(
+                move || live.now.set(Some(now_ms())),
+                Duration::from_secs(1),
+            );
+        });
+
+        // One stream at a time, for the focus of the page on screen.
+        let running = StoredValue::new(None::<futures::future::AbortHandle>);
+        Effect::new(move |_| {
+            let focus = live.focus.get();
+            if let Some(previous) = running.get_value() {
+                previous.abort();
+            }
+            let (task, handle) = futures::future::abortable(run(live, focus));
+            running.set_value(Some(handle));
+            leptos::task::spawn_local(async move {
+                let _ = task.await;
+            });
+        });
+        live
+    }
+
+    /// Takes a snapshot loaded for the first paint, unless the stream already delivered one
+    /// at least as new for the same focus.
+    pub fn seed(self, snapshot: DashboardSnapshot) {
+        self.state.update_untracked(|s| {
+            if s.focus != snapshot.focus || s.seq < snapshot.seq || s.devices.is_empty() {
+                *s = snapshot.into();
+            }
+        });
+    }
+
+    /// Called by each page with the device it shows in detail (`None` on the overview); the
+    /// stream restarts only when that changes.
+    pub fn show(self, focus: Option<String>) {
+        if self.focus.with_untracked(|f| *f != focus) {
+            self.focus.set(focus);
+        }
+    }
+
+    /// Remembers the reader's zone choice in the browser.
+    pub fn choose_zone(self, zone: Zone) {
+        self.zone.set(zone);
+        if let Some(storage) = local_storage() {
+            let _ = storage.set_item(ZONE_STORAGE_KEY, zone.key());
+        }
+    }
+}
+
+/// The shared live context (see [`Live::provide`]).
+pub fn use_live() -> Live {
+    expect_context::<Live>()
+}
+
+fn local_storage() -> Option<leptos::web_sys::Storage> {
+    window().local_storage().ok().flatten()
+}
+
+fn stored_zone() -> Option<Zone> {
+    let key = local_storage()?.get_item(ZONE_STORAGE_KEY).ok()??;
+    Zone::from_key(&key)
+}
+
+/// Runs the stream for one focus until aborted, reconnecting with backoff.
+async fn run(live: Live, focus: Option<String>) {
+    use futures::future::{select, Either};
+    use futures::StreamExt;
+    let mut backoff = Backoff::new();
+    loop {
+        match crate::api::live_updates(focus.clone()).await {
+            Ok(stream) => {
+                let mut stream = Box::pin(stream.into_inner());
+                let mut lines = LineBuffer::default();
+                let mut pending = Vec::new();
+                let mut last_flush = now_ms() - FLUSH_INTERVAL.as_millis() as i64;
+                loop {
+                    // Wait for more, but no longer than the next flush is due.
+                    let wait = if pending.is_empty() {
+                        SILENCE_LIMIT
+                    } else {
+                        let since = (now_ms() - last_flush).max(0) as u64;
+                        FLUSH_INTERVAL.saturating_sub(Duration::from_millis(since))
+                    };
+                    let ended = match select(stream.next(), Box::pin(sleep(wait))).await {
+                        Either::Left((Some(Ok(chunk)), _)) => {
+                            live.status.set(LinkStatus::Live);
+                            backoff.reset();
+                            pending.extend(lines.push(&chunk));
+                            false
                         }
+                        // The stream ended or failed.
+                        Either::Left(_) => true,
+                        // Silence: a flush is due, or the connection is dead.
+                        Either::Right(_) => pending.is_empty(),
+                    };
+                    let due = now_ms() - last_flush >= FLUSH_INTERVAL.as_millis() as i64;
+                    if !pending.is_empty() && (due || ended) {
+                        // One update for everything that arrived: one redraw.
+                        let events = std::mem::take(&mut pending);
+                        live.state
+                            .update(|s| events.into_iter().for_each(|e| s.apply(e)));
+                        live.flushes.update(|n| *n += 1);
+                        last_flush = now_ms();
+                    }
+                    if ended {
+                        break;
                     }
                 }
-                Err(err) => leptos::logging::warn!("live stream failed to start: {err}"),
             }
-            status.set(LinkStatus::Reconnecting);
-            sleep(backoff.next_delay()).await;
+            Err(err) => leptos::logging::warn!("live stream failed to start: {err}"),
         }
-    });
+        live.status.set(LinkStatus::Reconnecting);
+        sleep(backoff.next_delay()).await;
+    }
 }
 
 async fn sleep(duration: Duration) {

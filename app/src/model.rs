@@ -296,6 +296,10 @@ pub struct DeviceSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DashboardSnapshot {
     pub seq: u64,
+    /// The device this snapshot carries in detail (all recent readings and the console); the
+    /// others carry only their last [`SPARKLINE_POINTS`] readings (overview) or none.
+    #[serde(default)]
+    pub focus: Option<String>,
     pub devices: Vec<DeviceSnapshot>,
     /// Recent commands, oldest first.
     #[serde(default)]
@@ -338,7 +342,9 @@ impl LiveEvent {
 }
 
 /// How many points per field the browser keeps for its live charts.
-pub const LIVE_POINTS_PER_FIELD: usize = 600;
+pub const LIVE_POINTS_PER_FIELD: usize = 1000;
+/// Readings per device an overview snapshot carries, and a browser keeps, for sparklines.
+pub const SPARKLINE_POINTS: usize = 60;
 /// Console lines kept per device, in the server and in the browser.
 pub const CONSOLE_LINES: usize = 200;
 /// Recent commands kept, in the server and in the browser.
@@ -361,7 +367,8 @@ impl DeviceView {
         self.console.push_back(line);
     }
 
-    fn push(&mut self, reading: &Reading) {
+    /// Adds a reading's values, keeping at most `cap` points per field.
+    fn push(&mut self, reading: &Reading, cap: usize) {
         for FieldValue { field, value } in &reading.values {
             let idx = match self.series.iter().position(|(name, _)| name == field) {
                 Some(idx) => idx,
@@ -371,11 +378,144 @@ impl DeviceView {
                 }
             };
             let points = &mut self.series[idx].1;
-            if points.len() == LIVE_POINTS_PER_FIELD {
+            while points.len() >= cap {
                 points.pop_front();
             }
             points.push_back((reading.received_ms, *value));
         }
+    }
+
+    fn registration(&self) -> Option<&Registration> {
+        self.summary.as_ref()?.registration.as_ref()
+    }
+
+    /// The name the device registered, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.registration()?.name.as_deref()
+    }
+
+    /// The unit the device registered for a field, if any.
+    pub fn unit(&self, field: &str) -> Option<&str> {
+        self.registration()?
+            .fields
+            .iter()
+            .find(|f| f.name == field)?
+            .unit
+            .as_deref()
+    }
+
+    /// The series a sparkline shows: the first field that is not a plain send counter (the
+    /// classic `id,counter,temp` line would otherwise always show a rising straight line).
+    pub fn trend(&self) -> Option<&(String, VecDeque<(i64, f64)>)> {
+        self.series
+            .iter()
+            .find(|(field, _)| field != "counter")
+            .or_else(|| self.series.first())
+    }
+}
+
+/// What the device page's charts show: the live points, or a window of stored history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TimeWindow {
+    #[default]
+    Live,
+    Minutes5,
+    Hour1,
+    Hours24,
+    Days7,
+}
+
+impl TimeWindow {
+    pub const ALL: [TimeWindow; 5] = [
+        TimeWindow::Live,
+        TimeWindow::Minutes5,
+        TimeWindow::Hour1,
+        TimeWindow::Hours24,
+        TimeWindow::Days7,
+    ];
+
+    /// As it appears in the page's address (`?window=1h`).
+    pub fn key(self) -> &'static str {
+        match self {
+            TimeWindow::Live => "live",
+            TimeWindow::Minutes5 => "5m",
+            TimeWindow::Hour1 => "1h",
+            TimeWindow::Hours24 => "24h",
+            TimeWindow::Days7 => "7d",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TimeWindow::Live => "Live",
+            TimeWindow::Minutes5 => "5 min",
+            TimeWindow::Hour1 => "1 h",
+            TimeWindow::Hours24 => "24 h",
+            TimeWindow::Days7 => "7 d",
+        }
+    }
+
+    /// Anything unknown (or no window at all) is the live view.
+    pub fn from_key(key: &str) -> TimeWindow {
+        Self::ALL
+            .into_iter()
+            .find(|w| w.key() == key)
+            .unwrap_or_default()
+    }
+
+    /// How far back a history window reaches; `None` for live.
+    pub fn span_ms(self) -> Option<i64> {
+        const MIN: i64 = 60_000;
+        match self {
+            TimeWindow::Live => None,
+            TimeWindow::Minutes5 => Some(5 * MIN),
+            TimeWindow::Hour1 => Some(60 * MIN),
+            TimeWindow::Hours24 => Some(24 * 60 * MIN),
+            TimeWindow::Days7 => Some(7 * 24 * 60 * MIN),
+        }
+    }
+}
+
+/// How the overview orders its cards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeviceOrder {
+    /// By name (or id), case-insensitively.
+    #[default]
+    Name,
+    /// Most recently heard from first.
+    LastSeen,
+    /// Offline devices first, then by name: what needs attention on top.
+    OfflineFirst,
+}
+
+impl DeviceOrder {
+    pub const ALL: [DeviceOrder; 3] = [
+        DeviceOrder::Name,
+        DeviceOrder::LastSeen,
+        DeviceOrder::OfflineFirst,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            DeviceOrder::Name => "name",
+            DeviceOrder::LastSeen => "last-seen",
+            DeviceOrder::OfflineFirst => "offline-first",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviceOrder::Name => "Name",
+            DeviceOrder::LastSeen => "Last seen",
+            DeviceOrder::OfflineFirst => "Offline first",
+        }
+    }
+
+    pub fn from_key(key: &str) -> DeviceOrder {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.key() == key)
+            .unwrap_or_default()
     }
 }
 
@@ -384,6 +524,8 @@ impl DeviceView {
 pub struct DashboardState {
     /// The newest event reflected here; older readings arriving after a re-sync are dropped.
     pub seq: u64,
+    /// The device held in detail (see [`DashboardSnapshot::focus`]).
+    pub focus: Option<String>,
     pub devices: BTreeMap<String, DeviceView>,
     /// Recent commands, oldest first.
     pub commands: VecDeque<CommandInfo>,
@@ -393,14 +535,16 @@ impl From<DashboardSnapshot> for DashboardState {
     fn from(snapshot: DashboardSnapshot) -> Self {
         let mut state = DashboardState {
             seq: snapshot.seq,
+            focus: snapshot.focus,
             devices: BTreeMap::new(),
             commands: snapshot.commands.into_iter().collect(),
         };
         for device in snapshot.devices {
             let id = device.summary.id.clone();
+            let cap = state.points_kept_for(&id);
             let mut view = DeviceView::default();
             for reading in &device.recent {
-                view.push(reading);
+                view.push(reading, cap);
             }
             view.summary = Some(device.summary);
             view.console = device.console.into_iter().collect();
@@ -411,6 +555,15 @@ impl From<DashboardSnapshot> for DashboardState {
 }
 
 impl DashboardState {
+    /// The device in detail keeps enough points for its charts; the others, for sparklines.
+    fn points_kept_for(&self, id: &str) -> usize {
+        if self.focus.as_deref() == Some(id) {
+            LIVE_POINTS_PER_FIELD
+        } else {
+            SPARKLINE_POINTS
+        }
+    }
+
     pub fn apply(&mut self, event: LiveEvent) {
         match event {
             LiveEvent::Snapshot(snapshot) => *self = snapshot.into(),
@@ -423,8 +576,9 @@ impl DashboardState {
                     return;
                 }
                 self.seq = reading.seq;
+                let cap = self.points_kept_for(&reading.device_id);
                 let view = self.devices.entry(reading.device_id.clone()).or_default();
-                view.push(&reading);
+                view.push(&reading, cap);
                 if let Some(summary) = view.summary.as_mut() {
                     summary.last_seen_ms = reading.received_ms;
                     summary.readings += 1;
@@ -457,6 +611,38 @@ impl DashboardState {
             .values()
             .filter(|d| d.summary.as_ref().is_some_and(|s| s.online))
             .count()
+    }
+
+    /// The ids of the devices whose id or name contains `filter` (ignoring case), in `order`.
+    pub fn device_ids(&self, filter: &str, order: DeviceOrder) -> Vec<String> {
+        let filter = filter.trim().to_lowercase();
+        let mut rows: Vec<(&String, &DeviceView)> = self
+            .devices
+            .iter()
+            .filter(|(id, view)| {
+                filter.is_empty()
+                    || id.to_lowercase().contains(&filter)
+                    || view
+                        .name()
+                        .is_some_and(|n| n.to_lowercase().contains(&filter))
+            })
+            .collect();
+        let name = |(id, view): &(&String, &DeviceView)| view.name().unwrap_or(id).to_lowercase();
+        let online =
+            |(_, view): &(&String, &DeviceView)| view.summary.as_ref().is_some_and(|s| s.online);
+        let last_seen = |(_, view): &(&String, &DeviceView)| {
+            view.summary.as_ref().map_or(0, |s| s.last_seen_ms)
+        };
+        match order {
+            DeviceOrder::Name => rows.sort_by_cached_key(|r| (name(r), r.0.clone())),
+            DeviceOrder::LastSeen => {
+                rows.sort_by_cached_key(|r| (std::cmp::Reverse(last_seen(r)), r.0.clone()))
+            }
+            DeviceOrder::OfflineFirst => {
+                rows.sort_by_cached_key(|r| (online(r), name(r), r.0.clone()))
+            }
+        }
+        rows.into_iter().map(|(id, _)| id.clone()).collect()
     }
 }
 
@@ -514,6 +700,7 @@ mod tests {
     fn readings_already_in_a_snapshot_are_not_applied_twice() {
         let mut state: DashboardState = DashboardSnapshot {
             seq: 5,
+            focus: None,
             devices: vec![DeviceSnapshot {
                 summary: summary("7"),
                 recent: vec![reading(5, "7", 5000, 1.0)],
@@ -529,14 +716,97 @@ mod tests {
     }
 
     #[test]
-    fn series_are_bounded() {
-        let mut state = DashboardState::default();
+    fn series_are_bounded_more_tightly_for_devices_out_of_focus() {
+        let mut state = DashboardState {
+            focus: Some("7".into()),
+            ..DashboardState::default()
+        };
         for i in 0..(LIVE_POINTS_PER_FIELD as u64 + 50) {
-            state.apply(LiveEvent::Reading(reading(i + 1, "7", i as i64, 0.0)));
+            state.apply(LiveEvent::Reading(reading(2 * i + 1, "7", i as i64, 0.0)));
+            state.apply(LiveEvent::Reading(reading(2 * i + 2, "8", i as i64, 0.0)));
         }
         let points = &state.devices["7"].series[0].1;
         assert_eq!(points.len(), LIVE_POINTS_PER_FIELD);
         assert_eq!(points.front().unwrap().0, 50);
+        assert_eq!(state.devices["8"].series[0].1.len(), SPARKLINE_POINTS);
+    }
+
+    fn named(id: &str, name: Option<&str>, online: bool, last_seen_ms: i64) -> LiveEvent {
+        LiveEvent::Device(DeviceSummary {
+            online,
+            last_seen_ms,
+            registration: name.map(|n| Registration {
+                name: Some(n.into()),
+                ..Registration::default()
+            }),
+            ..summary(id)
+        })
+    }
+
+    #[test]
+    fn time_windows_round_trip_and_default_to_live() {
+        for window in TimeWindow::ALL {
+            assert_eq!(TimeWindow::from_key(window.key()), window);
+        }
+        assert_eq!(TimeWindow::from_key(""), TimeWindow::Live);
+        assert_eq!(TimeWindow::from_key("1y"), TimeWindow::Live);
+        assert_eq!(TimeWindow::Hour1.span_ms(), Some(3_600_000));
+        assert_eq!(TimeWindow::Live.span_ms(), None);
+    }
+
+    #[test]
+    fn the_overview_filters_by_id_or_name_and_sorts() {
+        let mut state = DashboardState::default();
+        state.apply(named("7", Some("Kitchen"), true, 300));
+        state.apply(named("8", Some("attic"), false, 100));
+        state.apply(named("b-12", None, true, 200));
+        state.apply(named("a-3", None, false, 400));
+        let ids = |filter, order| state.device_ids(filter, order);
+        assert_eq!(ids("", DeviceOrder::Name), ["a-3", "8", "b-12", "7"]);
+        assert_eq!(ids("", DeviceOrder::LastSeen), ["a-3", "7", "b-12", "8"]);
+        assert_eq!(
+            ids("", DeviceOrder::OfflineFirst),
+            ["a-3", "8", "b-12", "7"]
+        );
+        assert_eq!(ids("KITCH", DeviceOrder::Name), ["7"]);
+        assert_eq!(ids(" 1", DeviceOrder::Name), ["b-12"]);
+        assert!(ids("nothing", DeviceOrder::Name).is_empty());
+        for order in DeviceOrder::ALL {
+            assert_eq!(DeviceOrder::from_key(order.key()), order);
+        }
+        assert_eq!(DeviceOrder::from_key("bogus"), DeviceOrder::Name);
+    }
+
+    #[test]
+    fn sparklines_skip_the_send_counter_and_units_come_from_the_registration() {
+        let mut state = DashboardState::default();
+        state.apply(LiveEvent::Device(DeviceSummary {
+            registration: Some(Registration {
+                fields: vec![FieldSpec {
+                    name: "temp".into(),
+                    unit: Some("°C".into()),
+                }],
+                ..Registration::default()
+            }),
+            ..summary("7")
+        }));
+        state.apply(LiveEvent::Reading(Reading {
+            values: vec![
+                FieldValue {
+                    field: "counter".into(),
+                    value: 1.0,
+                },
+                FieldValue {
+                    field: "temp".into(),
+                    value: 20.0,
+                },
+            ],
+            ..reading(1, "7", 1, 0.0)
+        }));
+        let view = &state.devices["7"];
+        assert_eq!(view.trend().map(|(f, _)| f.as_str()), Some("temp"));
+        assert_eq!(view.unit("temp"), Some("°C"));
+        assert_eq!(view.unit("counter"), None);
     }
 
     #[test]

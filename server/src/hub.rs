@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 #[async_trait::async_trait]
 impl Hub for AppState {
-    fn snapshot(&self) -> DashboardSnapshot {
-        self.registry.snapshot()
+    fn snapshot(&self, focus: Option<&str>) -> DashboardSnapshot {
+        self.registry.snapshot(focus)
     }
 
-    fn subscribe(&self) -> (DashboardSnapshot, Receiver<LiveEvent>) {
-        self.registry.subscribe()
+    fn subscribe(&self, focus: Option<&str>) -> (DashboardSnapshot, Receiver<LiveEvent>) {
+        self.registry.subscribe(focus)
     }
 
     async fn history(

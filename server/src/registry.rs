@@ -15,7 +15,7 @@ use crate::protocol::{format_command, DeviceId, Dialect};
 use app::model::{
     CommandInfo, CommandRequest, CommandStatus, CommandTarget, ConsoleLine, DashboardSnapshot,
     DeviceSnapshot, DeviceSummary, Direction, FieldValue, LiveEvent, Reading, Registration,
-    CONSOLE_LINES, RECENT_COMMANDS,
+    CONSOLE_LINES, RECENT_COMMANDS, SPARKLINE_POINTS,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -492,13 +492,17 @@ impl Registry {
         }
     }
 
-    pub fn snapshot(&self) -> DashboardSnapshot {
-        snapshot_of(&self.lock())
+    /// Every device; `focus` (a device id) in detail, see [`DashboardSnapshot::focus`].
+    pub fn snapshot(&self, focus: Option<&str>) -> DashboardSnapshot {
+        snapshot_of(&self.lock(), focus)
     }
 
-    pub fn subscribe(&self) -> (DashboardSnapshot, broadcast::Receiver<LiveEvent>) {
+    pub fn subscribe(
+        &self,
+        focus: Option<&str>,
+    ) -> (DashboardSnapshot, broadcast::Receiver<LiveEvent>) {
         let state = self.lock();
-        (snapshot_of(&state), self.shared.events.subscribe())
+        (snapshot_of(&state, focus), self.shared.events.subscribe())
     }
 
     pub fn summary(&self, device: &DeviceId) -> Option<DeviceSummary> {
@@ -515,14 +519,29 @@ impl Registry {
     }
 }
 
-fn snapshot_of(state: &State) -> DashboardSnapshot {
+/// With hundreds of devices a snapshot with every device's recent readings would weigh
+/// megabytes; a page needs the detail of at most one device, and sparklines for the others.
+fn snapshot_of(state: &State, focus: Option<&str>) -> DashboardSnapshot {
     let mut devices: Vec<DeviceSnapshot> = state
         .devices
         .values()
-        .map(|e| DeviceSnapshot {
-            summary: e.summary.clone(),
-            recent: e.recent.iter().cloned().collect(),
-            console: e.console.iter().cloned().collect(),
+        .map(|e| {
+            let (recent, console) = match focus {
+                Some(id) if id == e.summary.id => (
+                    e.recent.iter().cloned().collect(),
+                    e.console.iter().cloned().collect(),
+                ),
+                Some(_) => (Vec::new(), Vec::new()),
+                None => {
+                    let skip = e.recent.len().saturating_sub(SPARKLINE_POINTS);
+                    (e.recent.iter().skip(skip).cloned().collect(), Vec::new())
+                }
+            };
+            DeviceSnapshot {
+                summary: e.summary.clone(),
+                recent,
+                console,
+            }
         })
         .collect();
     devices.sort_by(|a, b| a.summary.id.cmp(&b.summary.id));
@@ -535,6 +554,7 @@ fn snapshot_of(state: &State) -> DashboardSnapshot {
         .collect();
     DashboardSnapshot {
         seq: state.seq,
+        focus: focus.map(str::to_string),
         devices,
         commands,
     }
@@ -614,7 +634,7 @@ mod tests {
             registry.line_in(&att, &format!("7,{i}"));
             registry.record(&att, Dialect::Csv, None, temp(i as f64));
         }
-        let snap = registry.snapshot();
+        let snap = registry.snapshot(Some("7"));
         let n = (CONSOLE_LINES + 10) as u64;
         let recent: Vec<u64> = snap.devices[0].recent.iter().map(|r| r.seq).collect();
         assert_eq!(recent, [n - 2, n - 1, n]);
@@ -625,7 +645,7 @@ mod tests {
         );
         registry.line_in(&att, &"x".repeat(10_000));
         assert!(
-            registry.snapshot().devices[0]
+            registry.snapshot(Some("7")).devices[0]
                 .console
                 .last()
                 .unwrap()
@@ -637,12 +657,42 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_carry_detail_only_for_the_device_in_focus() {
+        let registry = registry(SPARKLINE_POINTS + 40, 16);
+        let (tx, _rx) = mpsc::channel(4);
+        let seven = registry.attach(id("7"), "t".into(), tx.clone());
+        let eight = registry.attach(id("8"), "t".into(), tx);
+        for i in 0..(SPARKLINE_POINTS + 40) {
+            for att in [&seven, &eight] {
+                registry.line_in(att, "line");
+                registry.record(att, Dialect::Csv, None, temp(i as f64));
+            }
+        }
+        let overview = registry.snapshot(None);
+        assert_eq!(overview.focus, None);
+        for device in &overview.devices {
+            assert_eq!(device.recent.len(), SPARKLINE_POINTS);
+            assert!(device.console.is_empty());
+        }
+        let detail = registry.snapshot(Some("8"));
+        assert_eq!(detail.focus.as_deref(), Some("8"));
+        let by_id = |id: &str| detail.devices.iter().find(|d| d.summary.id == id).unwrap();
+        assert_eq!(by_id("8").recent.len(), SPARKLINE_POINTS + 40);
+        assert_eq!(by_id("8").console.len(), SPARKLINE_POINTS + 40);
+        assert!(by_id("7").recent.is_empty() && by_id("7").console.is_empty());
+        assert!(
+            by_id("7").summary.online,
+            "the others still have their summary"
+        );
+    }
+
+    #[test]
     fn subscribers_see_each_event_in_the_snapshot_or_the_stream_exactly_once() {
         let registry = registry(100, 1024);
         let (tx, _rx) = mpsc::channel(4);
         let att = registry.attach(id("7"), "t".into(), tx);
         registry.record(&att, Dialect::Csv, None, temp(1.0));
-        let (snap, mut rx) = registry.subscribe();
+        let (snap, mut rx) = registry.subscribe(None);
         registry.record(&att, Dialect::Csv, None, temp(2.0));
         assert_eq!(snap.seq, 1);
         match rx.try_recv().unwrap() {
@@ -657,7 +707,7 @@ mod tests {
         let registry = registry(10, 4);
         let (tx, _rx) = mpsc::channel(4);
         let att = registry.attach(id("7"), "t".into(), tx);
-        let (_, mut slow) = registry.subscribe();
+        let (_, mut slow) = registry.subscribe(None);
         for i in 0..100 {
             registry.record(&att, Dialect::Csv, None, temp(i as f64));
         }
@@ -665,7 +715,7 @@ mod tests {
             slow.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(_))
         ));
-        assert_eq!(registry.snapshot().seq, 100);
+        assert_eq!(registry.snapshot(None).seq, 100);
     }
 
     #[test]

@@ -1,14 +1,20 @@
 use crate::api::send_command;
-use crate::model::{CommandRequest, CommandTarget, DashboardState};
+use crate::live::use_live;
+use crate::model::{CommandRequest, CommandTarget};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
 /// Send a command to one device or to all: address picker, variable (suggested from the
 /// device's declared commands), value, optional duration. Invalid input is refused here and
-/// nothing is sent; the server checks again.
+/// nothing is sent; the server checks again. On a device page, `device` is picked at first.
 #[component]
-pub fn CommandForm(state: RwSignal<DashboardState>) -> AnyView {
-    let target = RwSignal::new("all".to_string());
+pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> AnyView {
+    let state = use_live().state;
+    let target = RwSignal::new(
+        device
+            .map(|d| format!("device:{}", d.get_untracked()))
+            .unwrap_or_else(|| "all".to_string()),
+    );
     let variable = RwSignal::new("LED".to_string());
     let value = RwSignal::new(String::new());
     let duration = RwSignal::new(String::new());
@@ -128,29 +134,33 @@ pub fn CommandForm(state: RwSignal<DashboardState>) -> AnyView {
     .into_any()
 }
 
-/// The newest commands and their live status (pending, delivered, acked, timed out, failed).
+/// The newest commands and their live status (pending, delivered, acked, timed out, failed);
+/// on a device page, only those to `device`.
 #[component]
-pub fn RecentCommands(state: RwSignal<DashboardState>) -> AnyView {
+pub fn RecentCommands(#[prop(optional, into)] device: Option<Signal<String>>) -> AnyView {
     const SHOWN: usize = 12;
-    let recent = move || {
+    let state = use_live().state;
+    let recent = Memo::new(move |_| {
+        let device = device.map(|d| d.get());
         state.with(|s| {
             s.commands
                 .iter()
                 .rev()
+                .filter(|c| device.as_ref().is_none_or(|d| &c.device_id == d))
                 .take(SHOWN)
                 .cloned()
                 .collect::<Vec<_>>()
         })
-    };
+    });
     view! {
         <section class="commands" aria-label="Recent commands">
             <h2>"Recent commands"</h2>
             <Show
-                when=move || state.with(|s| !s.commands.is_empty())
+                when=move || recent.with(|r| !r.is_empty())
                 fallback=|| view! { <p class="empty">"None sent yet."</p> }
             >
                 <ul class="command-list">
-                    <For each=recent key=|c| (c.seq, c.status.label().to_string()) let:c>
+                    <For each=move || recent.get() key=|c| (c.seq, c.status.label().to_string()) let:c>
                         <li data-seq=c.seq data-device-id=c.device_id.clone() data-status=c.status.label().to_string()>
                             <span class="command-text">
                                 {format!("#{} {} → {}={}", c.seq, c.device_id, c.variable, c.value)}

@@ -1,9 +1,10 @@
-use crate::live::LinkStatus;
+use crate::live::use_live;
 use leptos::prelude::*;
 
 /// Whether the live stream is connected; it reconnects by itself.
 #[component]
-pub fn ConnectionBadge(status: RwSignal<LinkStatus>) -> impl IntoView {
+pub fn ConnectionBadge() -> impl IntoView {
+    let status = use_live().status;
     view! {
         <span
             class="link-badge"

@@ -1,32 +1,81 @@
 use crate::api::send_console_line;
-use crate::chart::format_utc_time;
-use crate::model::{DashboardState, Direction};
+use crate::live::use_live;
+use crate::model::{ConsoleLine, Direction};
 use leptos::ev::SubmitEvent;
+use leptos::html::Ol;
 use leptos::prelude::*;
 
-/// A device's raw lines in and out, newest at the bottom, and a box to send a raw line.
+/// A device's raw lines in and out, newest at the bottom (it follows new lines unless the
+/// reader scrolled up), with pause and clear, and a box to send a raw line.
 #[component]
-pub fn Console(state: RwSignal<DashboardState>, device_id: String) -> AnyView {
-    let id = device_id.clone();
-    let lines = move || {
-        state.with(|s| {
+pub fn Console(#[prop(into)] id: Signal<String>) -> AnyView {
+    let live = use_live();
+    // While paused, the lines as they were when the reader pressed pause.
+    let frozen = RwSignal::new(None::<Vec<ConsoleLine>>);
+    // Lines at or before this time were cleared away.
+    let cleared_through = RwSignal::new(None::<i64>);
+    let lines = Memo::new(move |_| {
+        if let Some(frozen) = frozen.get() {
+            return frozen;
+        }
+        let cleared = cleared_through.get();
+        live.state.with(|s| {
             s.devices
-                .get(&id)
-                .map(|d| d.console.iter().cloned().collect::<Vec<_>>())
+                .get(&id.get())
+                .map(|d| {
+                    d.console
+                        .iter()
+                        .filter(|l| cleared.is_none_or(|t| l.ms > t))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default()
         })
+    });
+    let paused = move || frozen.with(Option::is_some);
+    let toggle_pause = move |_| {
+        if paused() {
+            frozen.set(None);
+        } else {
+            frozen.set(Some(lines.get_untracked()));
+        }
     };
+    let clear = move |_| {
+        let newest = lines.with_untracked(|l| l.last().map(|l| l.ms));
+        if newest.is_some() {
+            cleared_through.set(newest);
+        }
+        if paused() {
+            frozen.set(Some(Vec::new()));
+        }
+    };
+
+    // Follow the newest line, unless the reader scrolled up to read something.
+    let list = NodeRef::<Ol>::new();
+    let follow = StoredValue::new(true);
+    Effect::new(move |_| {
+        lines.track();
+        if let (Some(list), true) = (list.get(), follow.get_value()) {
+            list.set_scroll_top(list.scroll_height());
+        }
+    });
+    let on_scroll = move |_| {
+        if let Some(list) = list.get() {
+            let at_bottom = list.scroll_top() + list.client_height() >= list.scroll_height() - 8;
+            follow.set_value(at_bottom);
+        }
+    };
+
     let draft = RwSignal::new(String::new());
     let send = Action::new(|(device, line): &(String, String)| {
         let (device, line) = (device.clone(), line.clone());
         async move { send_console_line(device, line).await }
     });
-    let target = device_id.clone();
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         let line = draft.get();
         if !line.trim().is_empty() {
-            send.dispatch((target.clone(), line));
+            send.dispatch((id.get_untracked(), line));
             draft.set(String::new());
         }
     };
@@ -39,10 +88,25 @@ pub fn Console(state: RwSignal<DashboardState>, device_id: String) -> AnyView {
 
     view! {
         <section class="console" aria-label="Console">
-            <h3>"Console"</h3>
-            <ol class="console-lines">
+            <div class="console-head">
+                <h3>"Console"</h3>
+                <button
+                    type="button"
+                    class="console-pause"
+                    aria-pressed=move || paused().to_string()
+                    on:click=toggle_pause
+                >
+                    {move || if paused() { "Resume" } else { "Pause" }}
+                </button>
+                <button type="button" class="console-clear" on:click=clear>
+                    "Clear"
+                </button>
+            </div>
+            <ol class="console-lines" node_ref=list on:scroll=on_scroll data-paused=move || paused().to_string()>
                 {move || {
-                    lines()
+                    let zone = live.zone.get();
+                    lines
+                        .get()
                         .into_iter()
                         .map(|line| {
                             let (class, arrow) = match line.direction {
@@ -52,7 +116,7 @@ pub fn Console(state: RwSignal<DashboardState>, device_id: String) -> AnyView {
                             };
                             view! {
                                 <li class=class>
-                                    <time>{format_utc_time(line.ms)}</time>
+                                    <time>{zone.clock(line.ms)}</time>
                                     " " {arrow} " " <span class="text">{line.text}</span>
                                 </li>
                             }

@@ -1,11 +1,19 @@
+//! Pieces the pages are built from. Each takes the shared [`crate::live::Live`] context.
+
+mod charts;
 mod command_form;
 mod connection_badge;
 mod console;
-mod device_list;
-mod device_panel;
+mod device_card;
+mod device_details;
+mod first_paint;
+mod top_bar;
 
+pub use charts::{DeviceCharts, WindowPicker};
 pub use command_form::{CommandForm, RecentCommands};
 pub use connection_badge::ConnectionBadge;
 pub use console::Console;
-pub use device_list::DeviceList;
-pub use device_panel::DevicePanel;
+pub use device_card::DeviceCard;
+pub use device_details::{DeviceDetails, DeviceHeader};
+pub use first_paint::FirstPaint;
+pub use top_bar::TopBar;

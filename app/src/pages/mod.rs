@@ -1,1 +1,2 @@
-pub mod dashboard;
+pub mod device;
+pub mod overview;

@@ -95,7 +95,7 @@ async fn a_command_to_one_device_arrives_only_there_in_its_dialect_and_is_acked(
     app.command_status(seq, CommandStatus::Acked).await;
 
     // The console shows the command going out and the ack coming in.
-    let snap = app.dashboard().await;
+    let snap = app.dashboard_for("b").await;
     let console = &snap
         .devices
         .iter()

@@ -123,8 +123,16 @@ impl TestApp {
             .find(|s| s.id == id)
     }
 
+    /// The overview's snapshot: every device, sparkline readings, no consoles.
     pub async fn dashboard(&self) -> DashboardSnapshot {
         self.call::<app::api::LoadDashboard, _>(&[])
+            .await
+            .expect("load_dashboard succeeds")
+    }
+
+    /// A device page's snapshot: that device in detail.
+    pub async fn dashboard_for(&self, device: &str) -> DashboardSnapshot {
+        self.call::<app::api::LoadDashboard, _>(&[("focus", device)])
             .await
             .expect("load_dashboard succeeds")
     }
@@ -141,9 +149,16 @@ impl TestApp {
     }
 
     pub async fn live(&self) -> LiveClient {
+        self.live_for(None).await
+    }
+
+    /// The live stream of a page: the overview (`None`) or a device page.
+    pub async fn live_for(&self, focus: Option<&str>) -> LiveClient {
+        let form: Vec<(&str, &str)> = focus.map(|f| ("focus", f)).into_iter().collect();
         let res = self
             .http
             .post(self.url(app::api::LiveUpdates::PATH))
+            .form(&form)
             .send()
             .await
             .expect("stream opens");

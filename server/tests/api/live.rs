@@ -59,3 +59,63 @@ async fn live_streams_end_when_the_server_stops() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_page_stream_carries_only_its_device_readings_and_console() {
+    let app = TestApp::spawn().await;
+    let mut seven = app.device("").await;
+    let mut eight = app.device("").await;
+    seven.send("7,1,20").await;
+    eight.send("8,1,30").await;
+    crate::helpers::eventually("both devices", || async {
+        (app.dashboard().await.devices.len() == 2).then_some(())
+    })
+    .await;
+
+    let mut live = app.live_for(Some("8")).await;
+    let LiveEvent::Snapshot(snapshot) = live.next_event().await else {
+        panic!("the stream must start with a snapshot")
+    };
+    assert_eq!(snapshot.focus.as_deref(), Some("8"));
+    let by_id = |id: &str| {
+        snapshot
+            .devices
+            .iter()
+            .find(|d| d.summary.id == id)
+            .unwrap()
+    };
+    assert_eq!(by_id("8").recent.len(), 1);
+    assert!(
+        !by_id("8").console.is_empty(),
+        "the device page has its console"
+    );
+    assert!(by_id("7").recent.is_empty() && by_id("7").console.is_empty());
+
+    seven.send("7,2,21").await;
+    eight.send("8,2,31").await;
+    // Device 7 spoke first: had its events been let through, they would come before these.
+    let (mut reading, mut console) = (false, false);
+    while !(reading && console) {
+        match live.next_event().await {
+            LiveEvent::Reading(r) => {
+                assert_eq!(r.device_id, "8", "device 7's reading must be left out");
+                reading = true;
+            }
+            LiveEvent::Console { device_id, .. } => {
+                assert_eq!(device_id, "8", "device 7's console must be left out");
+                console = true;
+            }
+            _ => {}
+        }
+    }
+    // Status changes of other devices still arrive (the address picker and counts need them).
+    drop(seven);
+    let offline = live
+        .find(|e| match e {
+            LiveEvent::Device(d) if d.id == "7" => Some(d),
+            _ => None,
+        })
+        .await;
+    assert!(!offline.online);
+    app.stop().await;
+}

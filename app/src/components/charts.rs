@@ -1,0 +1,188 @@
+use crate::api::device_series;
+use crate::chart::{render_series_svg, ChartSpec};
+use crate::links;
+use crate::live::use_live;
+use crate::model::TimeWindow;
+use crate::time::{now_ms, Zone};
+use leptos::prelude::*;
+
+/// Points per field a history window asks the database for (it downsamples to this).
+pub const HISTORY_POINTS: u32 = 600;
+
+/// Links to the live view and the history windows; the window lives in the page's address, so
+/// a window can be bookmarked and is rendered on the server too.
+#[component]
+pub fn WindowPicker(
+    #[prop(into)] id: Signal<String>,
+    #[prop(into)] window: Signal<TimeWindow>,
+) -> AnyView {
+    let links = move || {
+        TimeWindow::ALL
+            .into_iter()
+            .map(|w| {
+                let current = move || window.get() == w;
+                view! {
+                    <a
+                        href=move || links::device_page(&id.get(), w)
+                        class:current=current
+                        aria-current=move || current().then_some("page")
+                        data-window=w.key()
+                    >
+                        {w.label()}
+                    </a>
+                }
+            })
+            .collect_view()
+    };
+    view! {
+        <nav class="window-picker" aria-label="Time window">
+            {links}
+        </nav>
+    }
+    .into_any()
+}
+
+/// One chart per field: the live points as they arrive, or a window of stored history.
+#[component]
+pub fn DeviceCharts(
+    #[prop(into)] id: Signal<String>,
+    #[prop(into)] window: Signal<TimeWindow>,
+) -> AnyView {
+    let live = use_live();
+    let history = Resource::new(
+        move || (id.get(), window.get()),
+        |(id, window)| async move {
+            let Some(span) = window.span_ms() else {
+                return Ok(None);
+            };
+            let to = now_ms() + 1;
+            device_series(id, to - span, to, HISTORY_POINTS)
+                .await
+                .map(Some)
+        },
+    );
+
+    let live_charts = move || {
+        let zone = live.zone.get();
+        live.state.with(|s| {
+            let device = s.devices.get(&id.get())?;
+            let charts = device
+                .series
+                .iter()
+                .map(|(field, points)| {
+                    let points: Vec<(i64, f64)> = points.iter().copied().collect();
+                    chart(
+                        field,
+                        device.unit(field),
+                        &points,
+                        None,
+                        zone,
+                        TimeWindow::Live,
+                    )
+                })
+                .collect_view();
+            Some(charts)
+        })
+    };
+    let history_charts = move || {
+        Suspend::new(async move {
+            let zone = live.zone.get();
+            match history.await {
+                Ok(Some(window_data)) => {
+                    let units = live.state.with(|s| {
+                        s.devices.get(&window_data.device_id).map(|d| {
+                            window_data
+                                .series
+                                .iter()
+                                .map(|series| d.unit(&series.field).map(str::to_string))
+                                .collect::<Vec<_>>()
+                        })
+                    });
+                    if window_data.series.is_empty() {
+                        return view! {
+                            <p class="empty" data-testid="no-history">
+                                "Nothing stored in this window."
+                            </p>
+                        }
+                        .into_any();
+                    }
+                    let span = Some((window_data.from_ms, window_data.to_ms));
+                    window_data
+                        .series
+                        .iter()
+                        .enumerate()
+                        .map(|(i, series)| {
+                            let points: Vec<(i64, f64)> =
+                                series.points.iter().map(|p| (p.t_ms, p.avg)).collect();
+                            let unit = units.as_ref().and_then(|u| u[i].clone());
+                            chart(
+                                &series.field,
+                                unit.as_deref(),
+                                &points,
+                                span,
+                                zone,
+                                window.get(),
+                            )
+                        })
+                        .collect_view()
+                        .into_any()
+                }
+                Ok(None) => ().into_any(),
+                Err(err) => {
+                    view! { <p class="error" role="alert">{err.to_string()}</p> }.into_any()
+                }
+            }
+        })
+    };
+
+    view! {
+        <section class="charts" aria-label="Charts">
+            {move || {
+                if window.get() == TimeWindow::Live {
+                    live_charts.into_any()
+                } else {
+                    view! {
+                        <Transition fallback=|| {
+                            view! { <p class="loading">"Loading history…"</p> }
+                        }>{history_charts}</Transition>
+                    }
+                        .into_any()
+                }
+            }}
+        </section>
+    }
+    .into_any()
+}
+
+/// One plotters chart. The render time is kept on the figure (`data-render-ms`) for the
+/// dashboard benchmark.
+fn chart(
+    field: &str,
+    unit: Option<&str>,
+    points: &[(i64, f64)],
+    window: Option<(i64, i64)>,
+    zone: Zone,
+    shown: TimeWindow,
+) -> impl IntoView {
+    let started = crate::time::precise_ms();
+    // plotters' SVG backend escapes the device-supplied field name and unit.
+    let svg = render_series_svg(ChartSpec {
+        title: field,
+        unit,
+        points,
+        window,
+        zone,
+    });
+    let took = crate::time::precise_ms() - started;
+    view! {
+        <figure
+            class="chart"
+            data-field=field.to_string()
+            data-points=points.len()
+            data-window=shown.key()
+            data-render-ms=format!("{took:.2}")
+        >
+            <div class="chart-svg" inner_html=svg></div>
+        </figure>
+    }
+}

@@ -1,0 +1,125 @@
+// The overview in a real browser, at a phone and a desktop size: devices that connect appear as
+// cards live (no reload), counts follow, filter and sort work, hostile names stay text, and the
+// server-rendered HTML already has the devices.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  serverAndBrowser, openPage, connectDevice, saveScreenshot, sidewaysOverflow, until, VIEWPORTS,
+} from './harness.mjs';
+
+const env = serverAndBrowser();
+
+for (const [size, viewport] of Object.entries(VIEWPORTS)) {
+  test(`${size}: devices appear as live cards; counts, filter and sort follow`, async () => {
+    const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, viewport);
+    await page.waitForSelector('.link-badge[data-status="live"]');
+    // Survives only if the page is never reloaded.
+    await page.evaluate(() => { window.__noReload = true; });
+
+    const tag = size; // each size has its own devices, on the same server
+    const kitchen = await connectDevice(env.server.wsUrl);
+    await kitchen.send(JSON.stringify({
+      register: { name: `Kitchen ${tag}`, fields: [{ name: 'temp', unit: '°C' }] },
+      id: `k-${tag}`,
+    }));
+    await kitchen.send(`id=k-${tag},counter=1,temp=21.5`);
+    const attic = await connectDevice(env.server.wsUrl);
+    await attic.send(`a-${tag},1,30`);
+
+    const card = page.locator(`li.card[data-device-id="k-${tag}"]`);
+    await card.waitFor({ timeout: 5_000 });
+    // The card may appear a moment before the registration that names it.
+    await card.locator('.device-name', { hasText: `Kitchen ${tag}` }).waitFor();
+    await until('temp 21.5 °C on the card', async () => /temp\s*21\.5 °C/.test(await card.locator('.latest').innerText()));
+    assert.equal(await card.locator('.badge').innerText(), 'online');
+
+    // A new value reaches the card and its sparkline without a reload.
+    await kitchen.send(`id=k-${tag},counter=2,temp=22.25`);
+    await until('temp 22.25 °C on the card', async () => /temp\s*22\.25 °C/.test(await card.locator('.latest').innerText()));
+    const points = await card.locator('.sparkline polyline').getAttribute('points');
+    assert.equal(points.trim().split(/\s+/).length, 2, `sparkline points: ${points}`);
+    assert.match(await card.locator('.last-seen').innerText(), /last seen (just now|\d+ s ago)/);
+    assert.equal(await page.evaluate(() => window.__noReload), true, 'the page must not reload');
+
+    // Filter by name (case-insensitive) and by id.
+    const filter = page.getByLabel('Filter devices by id or name');
+    await filter.fill(`kitchen ${tag}`);
+    await until('one card for the name filter', async () => (await page.locator('li.card').count()) === 1);
+    await filter.fill(`a-${tag}`);
+    await until('one card for the id filter', async () => (await page.locator('li.card').count()) === 1);
+    await page.locator(`li.card[data-device-id="a-${tag}"]`).waitFor();
+    await filter.fill('no such device');
+    await page.getByText('No device matches the filter.').waitFor();
+    await filter.fill(tag);
+
+    // The attic goes offline: the counts follow, and "offline first" puts it on top.
+    attic.close();
+    await page.waitForSelector(`li.card[data-device-id="a-${tag}"] .badge.offline`, { timeout: 5_000 });
+    await page.selectOption('select[name="order"]', 'offline-first');
+    await until('the offline device first', async () => (await page.locator('li.card').first().getAttribute('data-device-id')) === `a-${tag}`);
+    await page.selectOption('select[name="order"]', 'name');
+    await until('the offline device first by name', async () => (await page.locator('li.card').first().getAttribute('data-device-id')) === `a-${tag}`);
+    const counts = await page.locator('[data-testid="device-counts"]').innerText();
+    assert.match(counts, /\d+ online · [1-9]\d* offline/);
+
+    await filter.fill('');
+    assert.ok(await sidewaysOverflow(page) <= 0, 'the page must not scroll sideways');
+    if (size === 'phone') {
+      const box = await page.locator('.devices').boundingBox();
+      assert.ok(box.width > viewport.width * 0.9, `cards take the phone's width (${box.width}px)`);
+    }
+    await saveScreenshot(page, `overview-${size}.png`);
+
+    kitchen.close();
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+}
+
+test('hostile device names and units are shown as text, never run', async () => {
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.phone);
+  const hostile = '<img src=x onerror="window.__pwned=1">';
+  const named = await connectDevice(`${env.server.wsUrl}?id=evil`);
+  await named.send(JSON.stringify({ register: { name: hostile, fields: [{ name: 'hum', unit: '<b>%</b>' }] } }));
+  await named.send(JSON.stringify({ hum: 40 }));
+  const byId = await connectDevice(env.server.wsUrl);
+  await byId.send(JSON.stringify({ id: hostile, temp: 21.5 }));
+
+  const card = page.locator('li.card[data-device-id="evil"]');
+  await card.locator('.device-name', { hasText: hostile }).waitFor({ timeout: 5_000 });
+  await page.locator(`li.card[data-device-id='${hostile}'] .device-name`).waitFor();
+  await card.locator('a').click();
+  await page.waitForSelector('figure[data-field="hum"] svg');
+  assert.equal(await page.locator('[data-testid="device-title"]').innerText(), hostile);
+  assert.match(await page.locator('figure[data-field="hum"] .chart-svg').innerHTML(), /&lt;b&gt;%&lt;\/b&gt;/);
+  assert.equal(await page.locator('main img, main b').count(), 0, 'no element was injected');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
+  // The device whose id is hostile has its own page too.
+  await page.goto(`${env.server.baseUrl}/devices/${encodeURIComponent(hostile)}`);
+  await page.waitForSelector('main[data-hydrated="true"]');
+  assert.equal(await page.locator('[data-testid="device-title"]').innerText(), hostile);
+  await page.waitForSelector('figure[data-field="temp"] svg');
+  assert.equal(await page.locator('main img, main b').count(), 0, 'no element was injected');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
+  named.close();
+  byId.close();
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('the server-rendered pages already show devices before the wasm loads', async () => {
+  const device = await connectDevice(env.server.wsUrl);
+  await device.send('ssr-check,1,2');
+  // Wait until the server holds the reading, then fetch the HTML without running any script.
+  let html = '';
+  for (let i = 0; i < 50 && !html.includes('ssr-check'); i++) {
+    html = await (await fetch(env.server.baseUrl)).text();
+    if (!html.includes('ssr-check')) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.match(html, /data-device-id="ssr-check"/);
+  assert.match(html, /<svg[^>]*class="sparkline"/);
+  const devicePage = await (await fetch(`${env.server.baseUrl}/devices/ssr-check`)).text();
+  assert.match(devicePage, /data-testid="device-title"[^>]*>ssr-check</);
+  assert.match(devicePage, /<figure data-field="temp"[^>]*class="chart"/);
+  device.close();
+});
