@@ -50,6 +50,7 @@ test('commands reach one device or all, show their status, and bad values are re
   // On a device page the form addresses that device; a raw console line reaches it too.
   await page.click('li.card[data-device-id="a"] a');
   await page.waitForURL('**/devices/a');
+  await page.waitForSelector('main[data-hydrated="true"]');
   assert.equal(await page.inputValue('select[name="target"]'), 'device:a');
   await page.fill('input[name="value"]', '0.5');
   await page.click('form.command-form button[type="submit"]');

@@ -30,10 +30,12 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()); });
     await page.goto(`${env.server.baseUrl}/`);
     await page.waitForSelector('main[data-hydrated="true"]');
-    // Into the device page by its card, without a reload.
-    await page.evaluate(() => { window.__noReload = true; });
+    // Into the device page by its card (a page load: the server renders every page).
     await page.locator(`li.card[data-device-id="${id}"] a`).click();
     await page.waitForURL(`**/devices/${id}`);
+    await page.waitForSelector('main[data-hydrated="true"]');
+    // Survives only if the page is never reloaded from here on.
+    await page.evaluate(() => { window.__noReload = true; });
     assert.equal(await page.locator('[data-testid="device-title"]').innerText(), `Greenhouse ${size}`);
     await page.waitForSelector('figure[data-field="temp"][data-points="1"] svg');
 
@@ -75,6 +77,7 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     // History: the 5 min window comes from the store, spanning the whole window.
     await page.click('.window-picker a[data-window="5m"]');
     await page.waitForURL(`**/devices/${id}?window=5m`);
+    await page.waitForSelector('main[data-hydrated="true"]');
     const history = page.locator('figure[data-field="temp"][data-window="5m"]');
     await history.waitFor({ timeout: 10_000 });
     assert.ok(Number(await history.getAttribute('data-points')) >= 1);
@@ -86,6 +89,7 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     assert.ok(body.trim().split('\n').length >= 40, 'the window holds the readings sent');
     await saveScreenshot(page, `device-history-${size}.png`);
     await page.click('.window-picker a[data-window="live"]');
+    await page.waitForSelector('main[data-hydrated="true"]');
     await page.waitForSelector('figure[data-field="temp"][data-window="live"]');
 
     assert.ok(await sidewaysOverflow(page) <= 0, 'the page must not scroll sideways');
@@ -108,6 +112,9 @@ test('a device page for a device the server has not seen says so', async () => {
   await page.waitForSelector('[data-testid="unknown-device"]');
   await page.click('.window-picker a[data-window="1h"]');
   await page.waitForSelector('[data-testid="no-history"]');
+  const missing = await fetch(`${env.server.baseUrl}/no/such/page`);
+  assert.equal(missing.status, 404);
+  assert.match(await missing.text(), /Page not found/);
   assert.deepEqual(errors, []);
   await context.close();
 });

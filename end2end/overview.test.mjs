@@ -89,6 +89,8 @@ test('hostile device names and units are shown as text, never run', async () => 
   await card.locator('.device-name', { hasText: hostile }).waitFor({ timeout: 5_000 });
   await page.locator(`li.card[data-device-id='${hostile}'] .device-name`).waitFor();
   await card.locator('a').click();
+  await page.waitForURL('**/devices/evil');
+  await page.waitForSelector('main[data-hydrated="true"]');
   await page.waitForSelector('figure[data-field="hum"] svg');
   assert.equal(await page.locator('[data-testid="device-title"]').innerText(), hostile);
   assert.match(await page.locator('figure[data-field="hum"] .chart-svg').innerHTML(), /&lt;b&gt;%&lt;\/b&gt;/);

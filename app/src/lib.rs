@@ -24,12 +24,10 @@ pub mod time;
 mod components;
 mod pages;
 
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
-use leptos_router::{
-    components::{Route, Router, Routes},
-    path,
-};
+use links::Route;
 
 /// Name of the wasm/js/css bundle under `/pkg` (matches `name` in the workspace's leptos metadata).
 pub const BUNDLE_NAME: &str = "iothub";
@@ -57,15 +55,29 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    live::Live::provide();
+    let route = Route::current();
+    live::Live::provide(match &route {
+        Route::Device { id, .. } => Some(id.clone()),
+        _ => None,
+    });
+    let page = match route {
+        Route::Overview => EitherOf3::A(view! { <pages::overview::OverviewPage /> }),
+        Route::Device { id, window } => {
+            EitherOf3::B(view! { <pages::device::DevicePage id window /> })
+        }
+        Route::NotFound => {
+            #[cfg(feature = "ssr")]
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(http::StatusCode::NOT_FOUND);
+            }
+            EitherOf3::C(view! {
+                <p class="not-found">"Page not found. " <a href="/">"To the overview"</a></p>
+            })
+        }
+    };
     view! {
         <Stylesheet id="leptos" href=format!("/pkg/{BUNDLE_NAME}.css") />
         <Title text="IoT Hub" />
-        <Router>
-            <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                <Route path=path!("/") view=pages::overview::OverviewPage />
-                <Route path=path!("/devices/:id") view=pages::device::DevicePage />
-            </Routes>
-        </Router>
+        {page}
     }
 }

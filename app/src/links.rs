@@ -1,7 +1,66 @@
-//! Addresses of the dashboard's pages and downloads. Device ids are device-supplied and may hold
-//! any printable character, so each one is percent-encoded into exactly one path segment.
+//! Addresses of the dashboard's pages and downloads, and which page an address shows. Device
+//! ids are device-supplied and may hold any printable character, so each one is percent-encoded
+//! into exactly one path segment.
+//!
+//! There is no client-side router: every page is rendered by the server and hydrated, and a link
+//! loads the page it names. Two pages do not need one, and leaving it out keeps the browser
+//! bundle within its size budget.
 
 use crate::model::TimeWindow;
+
+/// The page an address shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/`
+    Overview,
+    /// `/devices/<id>[?window=…]`
+    Device {
+        id: String,
+        window: TimeWindow,
+    },
+    NotFound,
+}
+
+impl Route {
+    /// From the path and query of an address (query without the `?`).
+    pub fn parse(path: &str, query: &str) -> Route {
+        if path == "/" || path.is_empty() {
+            return Route::Overview;
+        }
+        let Some(segment) = path.strip_prefix("/devices/") else {
+            return Route::NotFound;
+        };
+        match decode_path_segment(segment) {
+            Some(id) if !id.is_empty() => {
+                let window = query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("window="))
+                    .map_or(TimeWindow::Live, TimeWindow::from_key);
+                Route::Device { id, window }
+            }
+            _ => Route::NotFound,
+        }
+    }
+
+    /// The page being rendered: the request's address on the server, the browser's location
+    /// in the browser.
+    pub fn current() -> Route {
+        #[cfg(feature = "ssr")]
+        {
+            let uri = leptos::prelude::use_context::<http::request::Parts>().map(|p| p.uri);
+            uri.map_or(Route::Overview, |uri| {
+                Route::parse(uri.path(), uri.query().unwrap_or_default())
+            })
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            let location = leptos::prelude::window().location();
+            let path = location.pathname().unwrap_or_default();
+            let search = location.search().unwrap_or_default();
+            Route::parse(&path, search.trim_start_matches('?'))
+        }
+    }
+}
 
 /// The device page: `/devices/<id>`, or with a history window `/devices/<id>?window=1h`.
 pub fn device_page(id: &str, window: TimeWindow) -> String {
@@ -37,6 +96,28 @@ pub fn encode_path_segment(raw: &str) -> String {
         .collect()
 }
 
+/// The inverse of [`encode_path_segment`]; `None` for a segment that holds a `/` or bad
+/// percent-encoding.
+fn decode_path_segment(raw: &str) -> Option<String> {
+    if raw.contains('/') {
+        return None;
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +134,41 @@ mod tests {
             "/export/x%26y.csv?day=2026-11-22"
         );
         assert_eq!(csv_window("7", 1, 2), "/export/7.csv?from=1&to=2");
+    }
+
+    #[test]
+    fn addresses_name_their_page() {
+        assert_eq!(Route::parse("/", ""), Route::Overview);
+        for (id, window) in [
+            ("7", TimeWindow::Live),
+            ("<img src=x onerror=\"alert(1)\">", TimeWindow::Hours24),
+            ("a/b%c é", TimeWindow::Minutes5),
+        ] {
+            let link = device_page(id, window);
+            let (path, query) = link.split_once('?').unwrap_or((&link, ""));
+            assert_eq!(
+                Route::parse(path, query),
+                Route::Device {
+                    id: id.to_string(),
+                    window
+                }
+            );
+        }
+        assert_eq!(
+            Route::parse("/devices/7", "x=1&window=bogus"),
+            Route::Device {
+                id: "7".into(),
+                window: TimeWindow::Live
+            }
+        );
+        for bad in [
+            "/devices/",
+            "/devices/a/b",
+            "/devices/%zz",
+            "/devices/%c3",
+            "/nope",
+        ] {
+            assert_eq!(Route::parse(bad, ""), Route::NotFound, "{bad}");
+        }
     }
 }

@@ -102,9 +102,6 @@ pub struct Live {
     pub now: RwSignal<Option<i64>>,
     /// The zone times are shown in: UTC on the server, the reader's choice in the browser.
     pub zone: RwSignal<Zone>,
-    /// The device the current page shows in detail (`None` on the overview). The stream is
-    /// restarted when it changes, so its snapshot carries that device's full detail.
-    pub focus: RwSignal<Option<String>>,
     /// How many times the stream's events were applied to the page (read by the benchmark).
     pub flushes: RwSignal<u64>,
 }
@@ -114,15 +111,15 @@ const ZONE_STORAGE_KEY: &str = "iothub.zone";
 
 impl Live {
     /// Creates the shared signals, provides them as context, and (in the browser, after
-    /// hydration) starts the clock and the stream.
-    pub fn provide() -> Live {
+    /// hydration) starts the clock and the stream for `focus`: the device the page shows in
+    /// detail, `None` on the overview.
+    pub fn provide(focus: Option<String>) -> Live {
         let live = Live {
             state: RwSignal::new(DashboardState::default()),
             status: RwSignal::new(LinkStatus::Connecting),
             hydrated: RwSignal::new(false),
             now: RwSignal::new(None),
             zone: RwSignal::new(Zone::Utc),
-            focus: RwSignal::new(None),
             flushes: RwSignal::new(0),
         };
         provide_context(live);
@@ -137,19 +134,7 @@ impl Live {
             );
         });
 
-        // One stream at a time, for the focus of the page on screen.
-        let running = StoredValue::new(None::<futures::future::AbortHandle>);
-        Effect::new(move |_| {
-            let focus = live.focus.get();
-            if let Some(previous) = running.get_value() {
-                previous.abort();
-            }
-            let (task, handle) = futures::future::abortable(run(live, focus));
-            running.set_value(Some(handle));
-            leptos::task::spawn_local(async move {
-                let _ = task.await;
-            });
-        });
+        Effect::new(move |_| leptos::task::spawn_local(run(live, focus.clone())));
         live
     }
 
@@ -161,14 +146,6 @@ impl Live {
                 *s = snapshot.into();
             }
         });
-    }
-
-    /// Called by each page with the device it shows in detail (`None` on the overview); the
-    /// stream restarts only when that changes.
-    pub fn show(self, focus: Option<String>) {
-        if self.focus.with_untracked(|f| *f != focus) {
-            self.focus.set(focus);
-        }
     }
 
     /// Remembers the reader's zone choice in the browser.
@@ -194,7 +171,7 @@ fn stored_zone() -> Option<Zone> {
     Zone::from_key(&key)
 }
 
-/// Runs the stream for one focus until aborted, reconnecting with backoff.
+/// Runs the stream for the life of the page, reconnecting with backoff.
 async fn run(live: Live, focus: Option<String>) {
     use futures::future::{select, Either};
     use futures::StreamExt;
@@ -279,8 +256,8 @@ mod tests {
         let mut buf = LineBuffer::default();
         assert_eq!(buf.push(a), vec![LiveEvent::Heartbeat]);
         assert_eq!(buf.push(b), vec![LiveEvent::Heartbeat]);
-        assert!(buf.push("{\"type\":\"heart").is_empty());
-        assert_eq!(buf.push("beat\"}\n"), vec![LiveEvent::Heartbeat]);
+        assert!(buf.push("\"heart").is_empty());
+        assert_eq!(buf.push("beat\"\n"), vec![LiveEvent::Heartbeat]);
     }
 
     #[test]

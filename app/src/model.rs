@@ -306,9 +306,11 @@ pub struct DashboardSnapshot {
     pub commands: Vec<CommandInfo>,
 }
 
-/// One message of the live stream (newline-delimited JSON on the wire).
+/// One message of the live stream (newline-delimited JSON on the wire), externally tagged:
+/// `{"reading":{…}}`, `"heartbeat"`. (An internally tagged enum would make serde buffer each
+/// event and compile a second deserializer for every type inside: tens of KiB of wasm.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum LiveEvent {
     /// The whole picture: sent first on every (re)connection and after a lag, replacing what the
     /// browser had.

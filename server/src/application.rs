@@ -10,12 +10,13 @@ use crate::simulator::{self, SimulatorArgs};
 use crate::storage::{Database, StorageError, Store, StoreConfig};
 use crate::{device_socket, export};
 use app::api::ssr::SharedHub;
+use axum::body::Body;
 use axum::extract::FromRef;
-use axum::routing::get;
+use axum::http::Request;
+use axum::routing::{get, on, MethodFilter};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -234,16 +235,33 @@ async fn apply_retention(store: Store, keep: Duration, stop: CancellationToken) 
     }
 }
 
+/// Device endpoints, CSV export, the dashboard's pages and its server functions. The app has no
+/// client-side router (see `app::links`), so its two pages are routed here.
 fn router(state: AppState) -> Router {
-    let routes = generate_route_list(app::App);
+    // Rendering runs resources on Leptos' executor. (`leptos_routes` would set it up; we route
+    // ourselves.) Setting it a second time, as each test server does, is refused harmlessly.
+    let _ = any_spawner::Executor::init_tokio();
     let hub: SharedHub = Arc::new(state.clone());
-    Router::new()
+    let context = move || provide_context(hub.clone());
+    let page = leptos_axum::render_app_to_stream_with_context(context.clone(), {
+        let options = state.leptos_options.clone();
+        move || app::shell(options.clone())
+    });
+    let mut router = Router::new()
         .route("/ws/device", get(device_socket::upgrade))
         .route("/export/{device}", get(export::csv))
-        .leptos_routes_with_context(&state, routes, move || provide_context(hub.clone()), {
-            let options = state.leptos_options.clone();
-            move || app::shell(options.clone())
-        })
+        .route("/", get(page.clone()))
+        .route("/devices/{id}", get(page));
+    for (path, method) in leptos::server_fn::axum::server_fn_paths() {
+        let context = context.clone();
+        let handler = move |req: Request<Body>| async move {
+            leptos_axum::handle_server_fns_with_context(context, req).await
+        };
+        // Our server functions use GET and POST, both of which have a filter.
+        let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::POST);
+        router = router.route(path, on(filter, handler));
+    }
+    router
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
         ))

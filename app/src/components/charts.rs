@@ -4,53 +4,46 @@ use crate::links;
 use crate::live::use_live;
 use crate::model::TimeWindow;
 use crate::time::{now_ms, Zone};
+use leptos::either::{Either, EitherOf4};
 use leptos::prelude::*;
 
 /// Points per field a history window asks the database for (it downsamples to this).
 pub const HISTORY_POINTS: u32 = 600;
 
-/// Links to the live view and the history windows; the window lives in the page's address, so
-/// a window can be bookmarked and is rendered on the server too.
+/// Links to the live view and the history windows. The window lives in the page's address,
+/// so a window can be bookmarked and is rendered on the server too.
 #[component]
-pub fn WindowPicker(
-    #[prop(into)] id: Signal<String>,
-    #[prop(into)] window: Signal<TimeWindow>,
-) -> AnyView {
-    let links = move || {
-        TimeWindow::ALL
-            .into_iter()
-            .map(|w| {
-                let current = move || window.get() == w;
-                view! {
-                    <a
-                        href=move || links::device_page(&id.get(), w)
-                        class:current=current
-                        aria-current=move || current().then_some("page")
-                        data-window=w.key()
-                    >
-                        {w.label()}
-                    </a>
-                }
-            })
-            .collect_view()
-    };
+pub fn WindowPicker(id: String, window: TimeWindow) -> impl IntoView {
+    let links = TimeWindow::ALL
+        .into_iter()
+        .map(|w| {
+            let current = w == window;
+            view! {
+                <a
+                    href=links::device_page(&id, w)
+                    class:current=current
+                    aria-current=current.then_some("page")
+                    data-window=w.key()
+                >
+                    {w.label()}
+                </a>
+            }
+        })
+        .collect_view();
     view! {
         <nav class="window-picker" aria-label="Time window">
             {links}
         </nav>
     }
-    .into_any()
 }
 
 /// One chart per field: the live points as they arrive, or a window of stored history.
 #[component]
-pub fn DeviceCharts(
-    #[prop(into)] id: Signal<String>,
-    #[prop(into)] window: Signal<TimeWindow>,
-) -> AnyView {
+pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
     let live = use_live();
+    let history_id = id.clone();
     let history = Resource::new(
-        move || (id.get(), window.get()),
+        move || (history_id.clone(), window),
         |(id, window)| async move {
             let Some(span) = window.span_ms() else {
                 return Ok(None);
@@ -65,7 +58,7 @@ pub fn DeviceCharts(
     let live_charts = move || {
         let zone = live.zone.get();
         live.state.with(|s| {
-            let device = s.devices.get(&id.get())?;
+            let device = s.devices.get(&id)?;
             let charts = device
                 .series
                 .iter()
@@ -99,15 +92,14 @@ pub fn DeviceCharts(
                         })
                     });
                     if window_data.series.is_empty() {
-                        return view! {
+                        return EitherOf4::A(view! {
                             <p class="empty" data-testid="no-history">
                                 "Nothing stored in this window."
                             </p>
-                        }
-                        .into_any();
+                        });
                     }
                     let span = Some((window_data.from_ms, window_data.to_ms));
-                    window_data
+                    let charts = window_data
                         .series
                         .iter()
                         .enumerate()
@@ -115,21 +107,14 @@ pub fn DeviceCharts(
                             let points: Vec<(i64, f64)> =
                                 series.points.iter().map(|p| (p.t_ms, p.avg)).collect();
                             let unit = units.as_ref().and_then(|u| u[i].clone());
-                            chart(
-                                &series.field,
-                                unit.as_deref(),
-                                &points,
-                                span,
-                                zone,
-                                window.get(),
-                            )
+                            chart(&series.field, unit.as_deref(), &points, span, zone, window)
                         })
-                        .collect_view()
-                        .into_any()
+                        .collect_view();
+                    EitherOf4::B(charts)
                 }
-                Ok(None) => ().into_any(),
+                Ok(None) => EitherOf4::C(()),
                 Err(err) => {
-                    view! { <p class="error" role="alert">{err.to_string()}</p> }.into_any()
+                    EitherOf4::D(view! { <p class="error" role="alert">{err.to_string()}</p> })
                 }
             }
         })
@@ -137,21 +122,17 @@ pub fn DeviceCharts(
 
     view! {
         <section class="charts" aria-label="Charts">
-            {move || {
-                if window.get() == TimeWindow::Live {
-                    live_charts.into_any()
-                } else {
-                    view! {
-                        <Transition fallback=|| {
-                            view! { <p class="loading">"Loading history…"</p> }
-                        }>{history_charts}</Transition>
-                    }
-                        .into_any()
-                }
+            {if window == TimeWindow::Live {
+                Either::Left(live_charts)
+            } else {
+                Either::Right(view! {
+                    <Suspense fallback=|| {
+                        view! { <p class="loading">"Loading history…"</p> }
+                    }>{history_charts}</Suspense>
+                })
             }}
         </section>
     }
-    .into_any()
 }
 
 /// One plotters chart. The render time is kept on the figure (`data-render-ms`) for the

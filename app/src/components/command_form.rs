@@ -8,7 +8,7 @@ use leptos::prelude::*;
 /// device's declared commands), value, optional duration. Invalid input is refused here and
 /// nothing is sent; the server checks again. On a device page, `device` is picked at first.
 #[component]
-pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> AnyView {
+pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> impl IntoView {
     let state = use_live().state;
     let target = RwSignal::new(
         device
@@ -131,13 +131,12 @@ pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> An
             <p class="form-error" role="alert">{move || error.get().or_else(server_error)}</p>
         </form>
     }
-    .into_any()
 }
 
 /// The newest commands and their live status (pending, delivered, acked, timed out, failed);
 /// on a device page, only those to `device`.
 #[component]
-pub fn RecentCommands(#[prop(optional, into)] device: Option<Signal<String>>) -> AnyView {
+pub fn RecentCommands(#[prop(optional, into)] device: Option<Signal<String>>) -> impl IntoView {
     const SHOWN: usize = 12;
     let state = use_live().state;
     let recent = Memo::new(move |_| {
@@ -175,5 +174,4 @@ pub fn RecentCommands(#[prop(optional, into)] device: Option<Signal<String>>) ->
             </Show>
         </section>
     }
-    .into_any()
 }

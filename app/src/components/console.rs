@@ -8,7 +8,7 @@ use leptos::prelude::*;
 /// A device's raw lines in and out, newest at the bottom (it follows new lines unless the
 /// reader scrolled up), with pause and clear, and a box to send a raw line.
 #[component]
-pub fn Console(#[prop(into)] id: Signal<String>) -> AnyView {
+pub fn Console(#[prop(into)] id: Signal<String>) -> impl IntoView {
     let live = use_live();
     // While paused, the lines as they were when the reader pressed pause.
     let frozen = RwSignal::new(None::<Vec<ConsoleLine>>);
@@ -53,14 +53,8 @@ pub fn Console(#[prop(into)] id: Signal<String>) -> AnyView {
     // Follow the newest line, unless the reader scrolled up to read something.
     let list = NodeRef::<Ol>::new();
     let follow = StoredValue::new(true);
-    Effect::new(move |_| {
-        lines.track();
-        if let (Some(list), true) = (list.get(), follow.get_value()) {
-            list.set_scroll_top(list.scroll_height());
-        }
-    });
     let on_scroll = move |_| {
-        if let Some(list) = list.get() {
+        if let Some(list) = list.get_untracked() {
             let at_bottom = list.scroll_top() + list.client_height() >= list.scroll_height() - 8;
             follow.set_value(at_bottom);
         }
@@ -105,6 +99,14 @@ pub fn Console(#[prop(into)] id: Signal<String>) -> AnyView {
             <ol class="console-lines" node_ref=list on:scroll=on_scroll data-paused=move || paused().to_string()>
                 {move || {
                     let zone = live.zone.get();
+                    // Scroll once the new lines are in the page (only in the browser).
+                    if follow.get_value() && live.hydrated.get_untracked() {
+                        request_animation_frame(move || {
+                            if let Some(list) = list.get_untracked() {
+                                list.set_scroll_top(list.scroll_height());
+                            }
+                        });
+                    }
                     lines
                         .get()
                         .into_iter()
@@ -136,5 +138,4 @@ pub fn Console(#[prop(into)] id: Signal<String>) -> AnyView {
             <p class="form-error" role="alert">{failed}</p>
         </section>
     }
-    .into_any()
 }

@@ -55,7 +55,7 @@ impl Card {
 /// One device on the overview: status, name, latest values, a sparkline, last seen. The whole
 /// card links to the device page.
 #[component]
-pub fn DeviceCard(id: String) -> AnyView {
+pub fn DeviceCard(id: String) -> impl IntoView {
     let live = use_live();
     let card = {
         let id = id.clone();
@@ -129,5 +129,4 @@ pub fn DeviceCard(id: String) -> AnyView {
             </a>
         </li>
     }
-    .into_any()
 }

@@ -6,10 +6,7 @@ use leptos::prelude::*;
 
 /// The device page's heading: name and id, online badge, last seen, CSV downloads.
 #[component]
-pub fn DeviceHeader(
-    #[prop(into)] id: Signal<String>,
-    #[prop(into)] window: Signal<TimeWindow>,
-) -> AnyView {
+pub fn DeviceHeader(#[prop(into)] id: Signal<String>, window: TimeWindow) -> impl IntoView {
     let live = use_live();
     let summary = Memo::new(move |_| {
         live.state
@@ -35,7 +32,7 @@ pub fn DeviceHeader(
         let id = id.get();
         let last = summary.with(|s| s.as_ref().map(|s| s.last_seen_ms))?;
         let day = Zone::Utc.date(last);
-        let (from, to) = match window.get().span_ms() {
+        let (from, to) = match window.span_ms() {
             Some(span) => {
                 let to = live.now.get().unwrap_or_else(now_ms);
                 (to - span, to + 1)
@@ -82,12 +79,11 @@ pub fn DeviceHeader(
             </p>
         </Show>
     }
-    .into_any()
 }
 
 /// What the device said about itself, and its connection's counters.
 #[component]
-pub fn DeviceDetails(#[prop(into)] id: Signal<String>) -> AnyView {
+pub fn DeviceDetails(#[prop(into)] id: Signal<String>) -> impl IntoView {
     let live = use_live();
     let summary = Memo::new(move |_| {
         live.state
@@ -99,7 +95,6 @@ pub fn DeviceDetails(#[prop(into)] id: Signal<String>) -> AnyView {
             {move || summary.get().map(|s| details(s, live.zone.get()))}
         </section>
     }
-    .into_any()
 }
 
 fn details(s: DeviceSummary, zone: Zone) -> impl IntoView {

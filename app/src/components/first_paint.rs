@@ -1,31 +1,37 @@
 use crate::api::load_dashboard;
 use crate::live::use_live;
+use leptos::either::Either;
 use leptos::prelude::*;
 
-/// Renders `children` once the page's snapshot is loaded: on the server, so that the HTML
-/// already shows real devices, and on a navigation inside the app. The live stream takes over
-/// from there.
-#[component]
-pub fn FirstPaint(#[prop(into)] focus: Signal<Option<String>>, children: ChildrenFn) -> AnyView {
+/// Renders `content` once the page's snapshot is loaded, on the server, so that the HTML
+/// already shows real devices; the live stream takes over from there.
+///
+/// A generic function rather than a component with `children`: children are type-erased views,
+/// and each erased view carries a second, asynchronous copy of its hydration code into the
+/// browser bundle.
+pub fn first_paint<V, F>(focus: Option<String>, content: F) -> impl IntoView
+where
+    V: IntoView + 'static,
+    F: Fn() -> V + Clone + Send + Sync + 'static,
+{
     let live = use_live();
-    let snapshot = Resource::new(move || focus.get(), load_dashboard);
+    let snapshot = Resource::new(move || focus.clone(), load_dashboard);
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading devices…"</p> }>
             {move || {
-                let children = children.clone();
+                let content = content.clone();
                 Suspend::new(async move {
                     match snapshot.await {
                         Ok(snapshot) => {
                             live.seed(snapshot);
-                            children().into_any()
+                            Either::Left(content())
                         }
                         Err(err) => {
-                            view! { <p class="error" role="alert">{err.to_string()}</p> }.into_any()
+                            Either::Right(view! { <p class="error" role="alert">{err.to_string()}</p> })
                         }
                     }
                 })
             }}
         </Suspense>
     }
-    .into_any()
 }

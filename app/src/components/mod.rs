@@ -15,5 +15,5 @@ pub use connection_badge::ConnectionBadge;
 pub use console::Console;
 pub use device_card::DeviceCard;
 pub use device_details::{DeviceDetails, DeviceHeader};
-pub use first_paint::FirstPaint;
+pub use first_paint::first_paint;
 pub use top_bar::TopBar;

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 /// The bar on every page: home link, online/offline counts, time-zone choice, stream status.
 #[component]
-pub fn TopBar() -> AnyView {
+pub fn TopBar() -> impl IntoView {
     let live = use_live();
     let online = move || live.state.with(|s| s.online_count());
     let offline = move || live.state.with(|s| s.devices.len() - s.online_count());
@@ -37,5 +37,4 @@ pub fn TopBar() -> AnyView {
             <ConnectionBadge />
         </header>
     }
-    .into_any()
 }

@@ -1,14 +1,14 @@
 //! `/`: a card per device (sorted and filtered), the command form and recent commands.
 
-use crate::components::{CommandForm, DeviceCard, FirstPaint, RecentCommands, TopBar};
+use crate::components::{first_paint, CommandForm, DeviceCard, RecentCommands, TopBar};
 use crate::live::use_live;
 use crate::model::DeviceOrder;
+use leptos::either::Either;
 use leptos::prelude::*;
 
 #[component]
-pub fn OverviewPage() -> AnyView {
+pub fn OverviewPage() -> impl IntoView {
     let live = use_live();
-    live.show(None);
 
     let filter = RwSignal::new(String::new());
     let order = RwSignal::new(DeviceOrder::Name);
@@ -17,7 +17,6 @@ pub fn OverviewPage() -> AnyView {
         live.state.with(|s| s.device_ids(&filter, order))
     });
     let any_device = move || live.state.with(|s| !s.devices.is_empty());
-    let overview = Signal::stored(None::<String>);
 
     view! {
         <TopBar />
@@ -26,7 +25,9 @@ pub fn OverviewPage() -> AnyView {
             data-hydrated=move || live.hydrated.get().to_string()
             data-flushes=move || live.flushes.get()
         >
-            <FirstPaint focus=overview>
+            {first_paint(
+                None,
+                move || view! {
                 <section class="devices" aria-label="Devices">
                     <div class="toolbar">
                         <input
@@ -59,16 +60,15 @@ pub fn OverviewPage() -> AnyView {
                         when=move || ids.with(|ids| !ids.is_empty())
                         fallback=move || {
                             if any_device() {
-                                view! { <p class="empty">"No device matches the filter."</p> }
-                                    .into_any()
+                                Either::Left(view! { <p class="empty">"No device matches the filter."</p> })
                             } else {
+                                Either::Right(
                                 view! {
                                     <p class="empty">
                                         "No devices yet. Point a device at " <code>"/ws/device"</code>
                                         " and send a line such as " <code>"7,42,23.5"</code> "."
                                     </p>
-                                }
-                                    .into_any()
+                                })
                             }
                         }
                     >
@@ -83,8 +83,8 @@ pub fn OverviewPage() -> AnyView {
                     <CommandForm />
                     <RecentCommands />
                 </aside>
-            </FirstPaint>
+                },
+            )}
         </main>
     }
-    .into_any()
 }
