@@ -7,8 +7,8 @@
 use crate::time::{format_value, Zone};
 use plotters::prelude::*;
 
-pub const CHART_WIDTH: u32 = 640;
-pub const CHART_HEIGHT: u32 = 260;
+pub const CHART_WIDTH: u32 = 480;
+pub const CHART_HEIGHT: u32 = 250;
 
 /// What one chart shows.
 #[derive(Debug, Clone, Copy)]
@@ -52,12 +52,13 @@ fn draw(svg: &mut String, spec: ChartSpec<'_>) -> Result<(), Box<dyn std::error:
 
     let root = SVGBackend::with_string(svg, (CHART_WIDTH, CHART_HEIGHT)).into_drawing_area();
     let mut chart = ChartBuilder::on(&root)
-        .caption(spec.title, ("sans-serif", 15))
+        // Sized for a phone too, where the drawing is shown about two thirds as wide.
+        .caption(spec.title, ("sans-serif", 20))
         .margin(8)
         // Room for the last time label, which is centred on the right edge.
         .margin_right(28)
-        .x_label_area_size(40)
-        .y_label_area_size(64)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
         .build_cartesian_2d(x_range, y_range)?;
 
     let x_label = |ms: &i64| zone.tick(*ms, span);
@@ -65,6 +66,8 @@ fn draw(svg: &mut String, spec: ChartSpec<'_>) -> Result<(), Box<dyn std::error:
     let mut mesh = chart.configure_mesh();
     mesh.x_labels(5)
         .y_labels(5)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 15))
         .x_label_formatter(&x_label)
         .y_label_formatter(&y_label)
         .x_desc(time_desc.as_str())

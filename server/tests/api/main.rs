@@ -10,4 +10,5 @@ mod devices;
 mod gateway;
 mod lifecycle;
 mod live;
+mod pages;
 mod storage;
