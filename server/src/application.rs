@@ -10,6 +10,7 @@ use crate::simulator::{self, SimulatorArgs};
 use crate::storage::{Database, StorageError, Store, StoreConfig};
 use crate::{device_socket, export};
 use app::api::ssr::SharedHub;
+use app::model::{DeviceSummary, Reading, SPARKLINE_POINTS};
 use axum::body::Body;
 use axum::extract::FromRef;
 use axum::http::Request;
@@ -115,6 +116,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
+        restore_devices(&state.store, &state.registry).await?;
         Ok(Application { listener, state })
     }
 
@@ -233,6 +235,44 @@ async fn apply_retention(store: Store, keep: Duration, stop: CancellationToken) 
             }
         }
     }
+}
+
+/// Puts every stored device into the registry (offline, with its registration, last values and
+/// a few recent readings for its sparkline) before anything connects.
+async fn restore_devices(store: &Store, registry: &Registry) -> Result<(), StorageError> {
+    let devices = store.devices().await?;
+    for (id, stored) in &devices {
+        // History comes back with the sequence numbers of an earlier run; 0 keeps them from
+        // being mistaken for events of this one.
+        let recent: Vec<Reading> = store
+            .history(id, 0, SPARKLINE_POINTS as u32)
+            .await?
+            .into_iter()
+            .map(|r| Reading { seq: 0, ..r })
+            .collect();
+        registry.restore(
+            DeviceSummary {
+                id: id.clone(),
+                online: false,
+                transport: String::new(),
+                connected_since_ms: None,
+                last_seen_ms: stored.last_seen_ms,
+                readings: 0,
+                errors: 0,
+                bytes_in: 0,
+                latest: recent.last().map(|r| r.values.clone()).unwrap_or_default(),
+                registration: stored.registration.clone(),
+            },
+            recent,
+        );
+    }
+    if !devices.is_empty() {
+        tracing::info!(
+            devices = devices.len(),
+            "listed the stored devices as offline"
+        );
+    }
+    Ok(())
 }
 
 /// Device endpoints, CSV export, the dashboard's pages and its server functions. The app has no

@@ -492,6 +492,30 @@ impl Registry {
         }
     }
 
+    /// Lists a device known from the store, offline, as it was last seen: called at start-up,
+    /// so that the dashboard shows every device and not only those that reconnected. `recent`
+    /// is oldest first. A device already present (it connected meanwhile) is left alone.
+    pub fn restore(&self, summary: DeviceSummary, recent: Vec<Reading>) {
+        let Ok(id) = DeviceId::parse(&summary.id) else {
+            return;
+        };
+        let skip = recent
+            .len()
+            .saturating_sub(self.shared.config.recent_per_device);
+        let mut state = self.lock();
+        state.devices.entry(id).or_insert_with(|| Entry {
+            summary: DeviceSummary {
+                online: false,
+                connected_since_ms: None,
+                ..summary
+            },
+            recent: recent.into_iter().skip(skip).collect(),
+            console: VecDeque::new(),
+            dialect: Dialect::Csv,
+            connection: None,
+        });
+    }
+
     /// Every device; `focus` (a device id) in detail, see [`DashboardSnapshot::focus`].
     pub fn snapshot(&self, focus: Option<&str>) -> DashboardSnapshot {
         snapshot_of(&self.lock(), focus)

@@ -339,6 +339,22 @@ impl Store {
         ))
     }
 
+    /// Every stored device, in id order.
+    pub async fn devices(&self) -> Result<Vec<(String, StoredDevice)>, StorageError> {
+        let mut ids = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::device_ids(pool).await?,
+            Backend::Postgres(pool) => postgres::device_ids(pool).await?,
+        };
+        ids.sort();
+        let mut devices = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(device) = self.device(&id).await? {
+                devices.push((id, device));
+            }
+        }
+        Ok(devices)
+    }
+
     /// Number of stored readings (distinct device/time/seq), for tests and diagnostics.
     pub async fn count_readings(&self) -> Result<u64, StorageError> {
         Ok(match &self.backend {

@@ -55,3 +55,53 @@ async fn the_simulator_flag_brings_devices_to_the_dashboard() {
     assert_eq!(ids, ["1", "2", "3"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn after_a_restart_stored_devices_are_listed_offline_with_their_last_values() {
+    let app = TestApp::spawn().await;
+    let mut device = app.device("?id=7").await;
+    device
+        .send(r#"{"register":{"name":"Kitchen","fields":[{"name":"counter"},{"name":"temp","unit":"°C"}]}}"#)
+        .await;
+    device.send("7,1,20.5\n7,2,21.5").await;
+    crate::helpers::eventually("two readings stored", || async {
+        (app.history("7", 10).await.len() == 2).then_some(())
+    })
+    .await;
+    drop(device);
+    let data_dir = app.stop().await;
+
+    let app = TestApp::spawn_in(data_dir, |_| {}).await;
+    let snapshot = app.dashboard().await;
+    let seven = snapshot
+        .devices
+        .iter()
+        .find(|d| d.summary.id == "7")
+        .expect("the stored device is listed before it reconnects");
+    assert!(!seven.summary.online);
+    assert_eq!(
+        seven
+            .summary
+            .registration
+            .as_ref()
+            .and_then(|r| r.name.as_deref()),
+        Some("Kitchen")
+    );
+    assert_eq!(seven.summary.latest[1].value, 21.5);
+    assert_eq!(seven.recent.len(), 2, "recent readings feed the sparkline");
+
+    // When it reconnects it is the same device, now online, registration kept.
+    let mut device = app.device("?id=7").await;
+    device.send("7,3,22.5").await;
+    let summary = crate::helpers::eventually("device 7 online", || async {
+        app.device_summary("7")
+            .await
+            .filter(|s| s.online && s.readings == 1)
+    })
+    .await;
+    assert_eq!(
+        summary.registration.and_then(|r| r.name),
+        Some("Kitchen".into())
+    );
+    app.stop().await;
+}
