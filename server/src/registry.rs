@@ -681,6 +681,47 @@ mod tests {
     }
 
     #[test]
+    fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
+        let registry = registry(3, 16);
+        let stored = |id: &str| DeviceSummary {
+            id: id.into(),
+            online: true, // whatever the store says, a restored device is offline
+            transport: String::new(),
+            connected_since_ms: Some(1),
+            last_seen_ms: 42,
+            readings: 0,
+            errors: 0,
+            bytes_in: 0,
+            latest: Vec::new(),
+            registration: None,
+        };
+        let (tx, _rx) = mpsc::channel(4);
+        let _live = registry.attach(id("7"), "t".into(), tx);
+        registry.restore(stored("7"), Vec::new());
+        let old: Vec<Reading> = (0..5)
+            .map(|i| Reading {
+                seq: 0,
+                device_id: "8".into(),
+                received_ms: i,
+                device_ms: None,
+                values: temp(i as f64),
+            })
+            .collect();
+        registry.restore(stored("8"), old);
+        registry.restore(stored("bad\nid"), Vec::new());
+
+        let snap = registry.snapshot(Some("8"));
+        assert_eq!(snap.devices.len(), 2, "an invalid stored id is skipped");
+        let seven = &snap.devices[0].summary;
+        assert!(seven.online, "the live connection stays");
+        let eight = &snap.devices[1];
+        assert!(!eight.summary.online && eight.summary.connected_since_ms.is_none());
+        assert_eq!(eight.summary.last_seen_ms, 42);
+        let kept: Vec<i64> = eight.recent.iter().map(|r| r.received_ms).collect();
+        assert_eq!(kept, [2, 3, 4], "only the newest recent readings are kept");
+    }
+
+    #[test]
     fn snapshots_carry_detail_only_for_the_device_in_focus() {
         let registry = registry(SPARKLINE_POINTS + 40, 16);
         let (tx, _rx) = mpsc::channel(4);
