@@ -14,7 +14,11 @@
 #   5. the release .wasm size.
 #
 # Raw TCP devices are not in the table: that transport does not exist yet (#7).
-# Takes about a quarter of an hour on 2 cores. Knobs: BENCH_LIVE_RUNS=3 BENCH_LIVE_DEVICES=1000.
+# Takes about a quarter of an hour on 2 cores. Knobs: BENCH_LIVE_RUNS=3 BENCH_LIVE_DEVICES=1000,
+# BENCH_STORE_ARGS (e.g. "--rows 100000"), and those of scripts/bench-gateway.sh (BENCH_RUNS,
+# BENCH_DURATION, BENCH_IDLE_CONNECTIONS, BENCH_IDLE_DURATION, …). A quick trial run:
+#   BENCH_RUNS=1 BENCH_DURATION=2 BENCH_IDLE_CONNECTIONS=200 BENCH_IDLE_DURATION=5 \
+#   BENCH_STORE_ARGS="--rows 100000" BENCH_LIVE_RUNS=1 BENCH_LIVE_DEVICES=100 bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +40,8 @@ step "1. device gateway"
 BENCH_BATCHES=1 bash scripts/bench-gateway.sh | tee "$out/gateway.txt"
 
 step "2. store (SQLite)"
-bash scripts/bench-store.sh --backend sqlite | tee "$out/store.txt"
+# shellcheck disable=SC2086 # extra arguments, split on purpose
+bash scripts/bench-store.sh --backend sqlite ${BENCH_STORE_ARGS:-} | tee "$out/store.txt"
 
 step "3. live latency and page render, $LIVE_DEVICES devices"
 for run in $(seq 1 "$LIVE_RUNS"); do
@@ -79,7 +84,9 @@ def find(pattern, name, group=1):
 rows = []
 gw_runs = find(r"MEDIAN batch=1 \((\d+) runs\)", "gateway.txt")
 gw_rate = find(r"MEDIAN batch=1 \(\d+ runs\): stored/s=(\d+)", "gateway.txt")
-rows.append(("readings/s stored, 100 WebSocket devices, one CSV line per frame, 10 s at full speed",
+gw_conns = find(r"== throughput: (\d+) connections", "gateway.txt")
+gw_secs = find(r"== throughput: \d+ connections, (\S+) s at full speed", "gateway.txt")
+rows.append((f"readings/s stored, {gw_conns} WebSocket devices, one CSV line per frame, {gw_secs} s at full speed",
              f"{gw_rate} (median of {gw_runs} runs)", "counted in the store after a graceful stop"))
 per_conn = find(r"-> ([0-9.]+) KiB per idle connection", "gateway.txt")
 idle_n = find(r"per idle connection \((\d+) connections\)", "gateway.txt")
