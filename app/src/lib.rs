@@ -55,6 +55,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    #[cfg(feature = "ssr")]
+    set_content_security_policy();
     let route = Route::current();
     live::Live::provide(match &route {
         Route::Device { id, .. } => Some(id.clone()),
@@ -79,5 +81,30 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href=format!("/pkg/{BUNDLE_NAME}.css") />
         <Title text="IoT Hub" />
         {page}
+    }
+}
+
+/// The page's content security policy: its own scripts (the inline hydration scripts carry this
+/// response's nonce), its own WebAssembly, styles, images and connections, and nothing from
+/// anywhere else; no framing, no plugins, no `<base>` tricks. Style *attributes* are allowed:
+/// plotters measures chart text in the browser with a styled `<span>`; style elements and
+/// sheets from elsewhere are not.
+#[cfg(feature = "ssr")]
+fn set_content_security_policy() {
+    use http::header::{HeaderValue, CONTENT_SECURITY_POLICY};
+    let Some(response) = use_context::<leptos_axum::ResponseOptions>() else {
+        return;
+    };
+    let nonce = leptos::nonce::use_nonce()
+        .map(|n| format!(" 'nonce-{n}'"))
+        .unwrap_or_default();
+    let policy = format!(
+        "default-src 'self'; script-src 'self'{nonce} 'wasm-unsafe-eval'; style-src 'self'; \
+         style-src-attr 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.insert_header(CONTENT_SECURITY_POLICY, value);
     }
 }

@@ -8,12 +8,13 @@ use crate::config::ServeArgs;
 use crate::registry::{Registry, RegistryConfig};
 use crate::simulator::{self, SimulatorArgs};
 use crate::storage::{Database, StorageError, Store, StoreConfig};
-use crate::{device_socket, export};
+use crate::{device_socket, export, security};
 use app::api::ssr::SharedHub;
 use app::model::{DeviceSummary, Reading, SPARKLINE_POINTS};
 use axum::body::Body;
 use axum::extract::FromRef;
 use axum::http::Request;
+use axum::middleware;
 use axum::routing::{get, on, MethodFilter};
 use axum::Router;
 use leptos::config::LeptosOptions;
@@ -301,10 +302,16 @@ fn router(state: AppState) -> Router {
         let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::POST);
         router = router.route(path, on(filter, handler));
     }
+    let public_origin = Arc::new(state.config.public_origin.clone());
     router
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
         ))
+        .layer(middleware::from_fn_with_state(
+            public_origin,
+            security::check_origin,
+        ))
+        .layer(middleware::from_fn(security::security_headers))
         .with_state(state)
 }
 

@@ -55,6 +55,12 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub retention_days: u32,
 
+    /// The address people open the dashboard at, e.g. `https://hub.example.org:8443`. Browser
+    /// requests that change something or stream (server functions, WebSockets) from any other
+    /// origin are refused. Unset: the origin must match the `Host` the request was sent to.
+    #[arg(long, env = "IOTHUB_PUBLIC_ORIGIN", value_parser = crate::security::parse_origin)]
+    pub public_origin: Option<String>,
+
     /// Folder with the built web assets (`pkg/iothub.js`, `.wasm`, `.css`, favicon).
     #[arg(long, env = "IOTHUB_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

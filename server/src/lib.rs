@@ -27,6 +27,7 @@ pub mod hub;
 pub mod limits;
 pub mod protocol;
 pub mod registry;
+pub mod security;
 pub mod simulator;
 pub mod storage;
 

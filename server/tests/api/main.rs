@@ -11,4 +11,5 @@ mod gateway;
 mod lifecycle;
 mod live;
 mod pages;
+mod security;
 mod storage;

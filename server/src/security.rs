@@ -1,0 +1,128 @@
+//! What every HTTP response and request goes through before the handlers: security headers on
+//! every response, and a check that browser requests which stream or change something come from
+//! the dashboard's own origin.
+//!
+//! Browsers always send `Origin` on WebSocket handshakes and on `POST` requests made by scripts,
+//! so a page on another site cannot use a visitor's browser to send commands or read the live
+//! stream. Devices and command-line clients usually send no `Origin` and are not affected (their
+//! authentication is a separate matter).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{
+    HeaderValue, HOST, ORIGIN, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{Method, Request, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// Parses `--public-origin`: `scheme://host[:port]`, http or https, nothing after it.
+pub fn parse_origin(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{raw:?}: the origin must be http:// or https://"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{raw:?}: an origin is scheme://host[:port], without a path"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// Whether a browser request from `origin` may reach the dashboard: the configured public
+/// origin if there is one, else the host the request was addressed to (same origin).
+pub fn origin_allowed(origin: &str, host: Option<&str>, public: Option<&str>) -> bool {
+    let Ok(origin) = parse_origin(origin) else {
+        // `null` (sandboxed frames, file://) and garbage are never the dashboard.
+        return false;
+    };
+    match public {
+        Some(public) => origin == public,
+        None => host.is_some_and(|host| {
+            let host = host.to_ascii_lowercase();
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        }),
+    }
+}
+
+/// Refuses cross-origin server-function calls and WebSocket handshakes (403).
+pub async fn check_origin(
+    State(public): State<Arc<Option<String>>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let checked = request.method() == Method::POST
+        || request
+            .headers()
+            .get("upgrade")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if checked {
+        if let Some(origin) = request.headers().get(ORIGIN) {
+            let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+            let allowed = origin
+                .to_str()
+                .is_ok_and(|origin| origin_allowed(origin, host, public.as_deref()));
+            if !allowed {
+                tracing::warn!(
+                    origin = ?origin,
+                    path = request.uri().path(),
+                    "refused a cross-origin request"
+                );
+                return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Headers every response carries: no sniffing, no framing, no referrer to other sites. The
+/// content security policy is set by the page itself (it needs the page's script nonce).
+pub async fn security_headers(request: Request<Body>, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        assert_eq!(
+            parse_origin("HTTPS://Hub.Example.org:443/").as_deref(),
+            Ok("https://hub.example.org")
+        );
+        assert_eq!(
+            parse_origin("http://hub.local:3000").as_deref(),
+            Ok("http://hub.local:3000")
+        );
+        for bad in [
+            "hub.local",
+            "ftp://hub.local",
+            "http://hub.local/app",
+            "null",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn same_origin_unless_a_public_origin_is_configured() {
+        let host = Some("hub.local:3000");
+        assert!(origin_allowed("http://hub.local:3000", host, None));
+        assert!(origin_allowed("https://HUB.local:3000", host, None));
+        assert!(!origin_allowed("http://evil.example", host, None));
+        assert!(!origin_allowed("http://hub.local:3001", host, None));
+        assert!(!origin_allowed("null", host, None));
+        assert!(!origin_allowed("http://hub.local:3000", None, None));
+        let public = Some("https://hub.example.org");
+        assert!(origin_allowed("https://hub.example.org", host, public));
+        assert!(!origin_allowed("http://hub.local:3000", host, public));
+    }
+}
