@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::limit::RequestBodyLimitLayer;
 
 /// How far a live subscriber (a browser tab) may fall behind before it skips to a fresh snapshot.
 const LIVE_EVENT_CAPACITY: usize = 4096;
@@ -311,6 +312,8 @@ fn router(state: AppState) -> Router {
             public_origin,
             security::check_origin,
         ))
+        // Every request the dashboard makes is small (the largest, a console line, is 1 KiB).
+        .layer(RequestBodyLimitLayer::new(security::MAX_REQUEST_BODY))
         .layer(middleware::from_fn(security::security_headers))
         .with_state(state)
 }

@@ -17,6 +17,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
+/// Largest request body the server reads (413 beyond it).
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+
 /// Parses `--public-origin`: `scheme://host[:port]`, http or https, nothing after it.
 pub fn parse_origin(raw: &str) -> Result<String, String> {
     let url = url::Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;

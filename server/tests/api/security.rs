@@ -92,3 +92,20 @@ async fn with_a_public_origin_only_that_origin_is_accepted() {
     assert_eq!(status(format!("http://{}", app.addr)).await, 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_request_bodies_are_refused() {
+    let app = TestApp::spawn().await;
+    let line = "x".repeat(server::security::MAX_REQUEST_BODY + 1);
+    let status = app
+        .http
+        .post(app.url(app::api::SendConsoleLine::PATH))
+        .form(&[("device_id", "7"), ("line", line.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 413);
+    app.stop().await;
+}
