@@ -10,7 +10,7 @@ use crate::simulator::{self, SimulatorArgs};
 use crate::storage::{Database, StorageError, Store, StoreConfig};
 use crate::{device_socket, export, security};
 use app::api::ssr::SharedHub;
-use app::model::{DeviceSummary, Reading, SPARKLINE_POINTS};
+use app::model::{Reading, SPARKLINE_POINTS};
 use axum::body::Body;
 use axum::extract::FromRef;
 use axum::http::Request;
@@ -243,36 +243,20 @@ async fn apply_retention(store: Store, keep: Duration, stop: CancellationToken) 
 /// a few recent readings for its sparkline) before anything connects.
 async fn restore_devices(store: &Store, registry: &Registry) -> Result<(), StorageError> {
     let devices = store.devices().await?;
-    for (id, stored) in &devices {
+    let count = devices.len();
+    for (id, stored) in devices {
         // History comes back with the sequence numbers of an earlier run; 0 keeps them from
         // being mistaken for events of this one.
         let recent: Vec<Reading> = store
-            .history(id, 0, SPARKLINE_POINTS as u32)
+            .history(&id, 0, SPARKLINE_POINTS as u32)
             .await?
             .into_iter()
             .map(|r| Reading { seq: 0, ..r })
             .collect();
-        registry.restore(
-            DeviceSummary {
-                id: id.clone(),
-                online: false,
-                transport: String::new(),
-                connected_since_ms: None,
-                last_seen_ms: stored.last_seen_ms,
-                readings: 0,
-                errors: 0,
-                bytes_in: 0,
-                latest: recent.last().map(|r| r.values.clone()).unwrap_or_default(),
-                registration: stored.registration.clone(),
-            },
-            recent,
-        );
+        registry.restore(&id, stored.last_seen_ms, stored.registration, recent);
     }
-    if !devices.is_empty() {
-        tracing::info!(
-            devices = devices.len(),
-            "listed the stored devices as offline"
-        );
+    if count > 0 {
+        tracing::info!(devices = count, "listed the stored devices as offline");
     }
     Ok(())
 }

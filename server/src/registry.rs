@@ -97,6 +97,30 @@ struct Entry {
     connection: Option<Connection>,
 }
 
+impl Entry {
+    /// A device seen for the first time (or known only from the store): offline, no connection.
+    fn new(device: &DeviceId, last_seen_ms: i64) -> Entry {
+        Entry {
+            summary: DeviceSummary {
+                id: device.to_string(),
+                online: false,
+                transport: String::new(),
+                connected_since_ms: None,
+                last_seen_ms,
+                readings: 0,
+                errors: 0,
+                bytes_in: 0,
+                latest: Vec::new(),
+                registration: None,
+            },
+            recent: VecDeque::new(),
+            console: VecDeque::new(),
+            dialect: Dialect::Csv,
+            connection: None,
+        }
+    }
+}
+
 struct Connection {
     id: u64,
     outbound: mpsc::Sender<Outbound>,
@@ -172,24 +196,7 @@ impl Registry {
         let entry = state
             .devices
             .entry(device.clone())
-            .or_insert_with(|| Entry {
-                summary: DeviceSummary {
-                    id: device.to_string(),
-                    online: false,
-                    transport: String::new(),
-                    connected_since_ms: None,
-                    last_seen_ms: now,
-                    readings: 0,
-                    errors: 0,
-                    bytes_in: 0,
-                    latest: Vec::new(),
-                    registration: None,
-                },
-                recent: VecDeque::new(),
-                console: VecDeque::new(),
-                dialect: Dialect::Csv,
-                connection: None,
-            });
+            .or_insert_with(|| Entry::new(&device, now));
         if let Some(old) = entry.connection.replace(Connection {
             id: connection,
             outbound,
@@ -494,25 +501,28 @@ impl Registry {
 
     /// Lists a device known from the store, offline, as it was last seen: called at start-up,
     /// so that the dashboard shows every device and not only those that reconnected. `recent`
-    /// is oldest first. A device already present (it connected meanwhile) is left alone.
-    pub fn restore(&self, summary: DeviceSummary, recent: Vec<Reading>) {
-        let Ok(id) = DeviceId::parse(&summary.id) else {
+    /// is oldest first; its newest reading gives the latest values. A device already present
+    /// (it connected meanwhile) is left alone.
+    pub fn restore(
+        &self,
+        id: &str,
+        last_seen_ms: i64,
+        registration: Option<Registration>,
+        recent: Vec<Reading>,
+    ) {
+        let Ok(id) = DeviceId::parse(id) else {
             return;
         };
         let skip = recent
             .len()
             .saturating_sub(self.shared.config.recent_per_device);
         let mut state = self.lock();
-        state.devices.entry(id).or_insert_with(|| Entry {
-            summary: DeviceSummary {
-                online: false,
-                connected_since_ms: None,
-                ..summary
-            },
-            recent: recent.into_iter().skip(skip).collect(),
-            console: VecDeque::new(),
-            dialect: Dialect::Csv,
-            connection: None,
+        state.devices.entry(id.clone()).or_insert_with(|| {
+            let mut entry = Entry::new(&id, last_seen_ms);
+            entry.summary.registration = registration;
+            entry.summary.latest = recent.last().map(|r| r.values.clone()).unwrap_or_default();
+            entry.recent = recent.into_iter().skip(skip).collect();
+            entry
         });
     }
 
@@ -683,21 +693,9 @@ mod tests {
     #[test]
     fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
         let registry = registry(3, 16);
-        let stored = |id: &str| DeviceSummary {
-            id: id.into(),
-            online: true, // whatever the store says, a restored device is offline
-            transport: String::new(),
-            connected_since_ms: Some(1),
-            last_seen_ms: 42,
-            readings: 0,
-            errors: 0,
-            bytes_in: 0,
-            latest: Vec::new(),
-            registration: None,
-        };
         let (tx, _rx) = mpsc::channel(4);
         let _live = registry.attach(id("7"), "t".into(), tx);
-        registry.restore(stored("7"), Vec::new());
+        registry.restore("7", 42, None, Vec::new());
         let old: Vec<Reading> = (0..5)
             .map(|i| Reading {
                 seq: 0,
@@ -707,8 +705,8 @@ mod tests {
                 values: temp(i as f64),
             })
             .collect();
-        registry.restore(stored("8"), old);
-        registry.restore(stored("bad\nid"), Vec::new());
+        registry.restore("8", 42, None, old);
+        registry.restore("bad\nid", 42, None, Vec::new());
 
         let snap = registry.snapshot(Some("8"));
         assert_eq!(snap.devices.len(), 2, "an invalid stored id is skipped");
@@ -719,6 +717,11 @@ mod tests {
         assert_eq!(eight.summary.last_seen_ms, 42);
         let kept: Vec<i64> = eight.recent.iter().map(|r| r.received_ms).collect();
         assert_eq!(kept, [2, 3, 4], "only the newest recent readings are kept");
+        assert_eq!(
+            eight.summary.latest,
+            temp(4.0),
+            "the newest reading's values"
+        );
     }
 
     #[test]

@@ -325,34 +325,27 @@ impl Store {
 
     /// A device as stored: first and last seen, name and registration.
     pub async fn device(&self, device_id: &str) -> Result<Option<StoredDevice>, StorageError> {
-        let row: Option<(i64, i64, Option<String>, Option<String>)> = match &self.backend {
+        let row = match &self.backend {
             Backend::Sqlite(pool) => sqlite::device(pool, device_id).await?,
             Backend::Postgres(pool) => postgres::device(pool, device_id).await?,
         };
-        Ok(row.map(
-            |(first_seen_ms, last_seen_ms, name, registration)| StoredDevice {
-                first_seen_ms,
-                last_seen_ms,
-                name,
-                registration: registration.and_then(|json| serde_json::from_str(&json).ok()),
-            },
-        ))
+        Ok(row.map(|(first, last, name, registration)| {
+            StoredDevice::from_row(first, last, name, registration)
+        }))
     }
 
-    /// Every stored device, in id order.
+    /// Every stored device, in id order (one query: it runs at start-up for every device).
     pub async fn devices(&self) -> Result<Vec<(String, StoredDevice)>, StorageError> {
-        let mut ids = match &self.backend {
-            Backend::Sqlite(pool) => sqlite::device_ids(pool).await?,
-            Backend::Postgres(pool) => postgres::device_ids(pool).await?,
+        let rows = match &self.backend {
+            Backend::Sqlite(pool) => sqlite::devices(pool).await?,
+            Backend::Postgres(pool) => postgres::devices(pool).await?,
         };
-        ids.sort();
-        let mut devices = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(device) = self.device(&id).await? {
-                devices.push((id, device));
-            }
-        }
-        Ok(devices)
+        Ok(rows
+            .into_iter()
+            .map(|(id, first, last, name, registration)| {
+                (id, StoredDevice::from_row(first, last, name, registration))
+            })
+            .collect())
     }
 
     /// Number of stored readings (distinct device/time/seq), for tests and diagnostics.
@@ -371,6 +364,24 @@ pub struct StoredDevice {
     pub last_seen_ms: i64,
     pub name: Option<String>,
     pub registration: Option<Registration>,
+}
+
+impl StoredDevice {
+    fn from_row(
+        first_seen_ms: i64,
+        last_seen_ms: i64,
+        name: Option<String>,
+        registration: Option<String>,
+    ) -> StoredDevice {
+        StoredDevice {
+            first_seen_ms,
+            last_seen_ms,
+            name,
+            // Written by `save_registration` from the same type; an unreadable one (a
+            // registration format from a future version) is treated as none.
+            registration: registration.and_then(|json| serde_json::from_str(&json).ok()),
+        }
+    }
 }
 
 /// One stored value: a row of the `readings` table.

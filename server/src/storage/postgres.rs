@@ -95,6 +95,18 @@ pub(super) async fn device(
     .await
 }
 
+/// Every row of `devices`, in id order.
+#[allow(clippy::type_complexity)]
+pub(super) async fn devices(
+    pool: &PgPool,
+) -> Result<Vec<(String, i64, i64, Option<String>, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, first_seen_ms, last_seen_ms, name, registration FROM devices ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 pub(super) async fn newest(
     pool: &PgPool,
     device_id: &str,
