@@ -3,7 +3,7 @@
 //! reconnection starts with a snapshot, so whatever was missed while away is filled in.
 
 use crate::model::{DashboardSnapshot, DashboardState, LiveEvent};
-use crate::time::{now_ms, Zone};
+use crate::time::{format_age, now_ms, Zone};
 use leptos::prelude::*;
 use std::time::Duration;
 
@@ -146,6 +146,15 @@ impl Live {
                 *s = snapshot.into();
             }
         });
+    }
+
+    /// How long ago `ms` was ("12 s ago"), by the browser's clock. While the page is rendered
+    /// on the server there is no reader's clock: "at 12:00:01 UTC", which hydrates unchanged.
+    pub fn age(self, ms: i64) -> String {
+        match self.now.get() {
+            Some(now) => format_age(now - ms),
+            None => format!("at {} UTC", Zone::Utc.clock(ms)),
+        }
     }
 
     /// Remembers the reader's zone choice in the browser.

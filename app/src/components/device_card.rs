@@ -1,8 +1,9 @@
 use crate::chart::sparkline_points;
+use crate::components::OnlineBadge;
 use crate::links;
 use crate::live::use_live;
 use crate::model::{DeviceView, TimeWindow};
-use crate::time::{format_age, format_value, Zone};
+use crate::time::format_value;
 use leptos::prelude::*;
 
 const SPARK_WIDTH: f64 = 120.0;
@@ -63,14 +64,7 @@ pub fn DeviceCard(id: String) -> impl IntoView {
     };
     let get = move |f: fn(&Card) -> String| move || card.with(|c| c.as_ref().map(f));
     let online = move || card.with(|c| c.as_ref().is_some_and(|c| c.online));
-    let last_seen = move || {
-        let last = card.with(|c| c.as_ref().map(|c| c.last_seen_ms))?;
-        // Until the browser's clock runs (server rendering), an absolute time in UTC.
-        Some(match live.now.get() {
-            Some(now) => format_age(now - last),
-            None => format!("at {} UTC", Zone::Utc.clock(last)),
-        })
-    };
+    let last_seen = move || card.with(|c| c.as_ref().map(|c| live.age(c.last_seen_ms)));
     let latest = move || {
         card.with(|c| {
             c.as_ref()
@@ -93,9 +87,7 @@ pub fn DeviceCard(id: String) -> impl IntoView {
         <li class="card" class:offline=move || !online() data-device-id=id.clone()>
             <a class="card-link" href=href aria-label=format!("Open device {id}")>
                 <span class="card-head">
-                    <span class="badge" class:online=online class:offline=move || !online()>
-                        {move || if online() { "online" } else { "offline" }}
-                    </span>
+                    <OnlineBadge online=Signal::derive(online) />
                     <span class="device-name">
                         {
                             let id = id.clone();

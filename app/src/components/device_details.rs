@@ -1,7 +1,8 @@
+use crate::components::OnlineBadge;
 use crate::links;
 use crate::live::use_live;
 use crate::model::{DeviceSummary, TimeWindow};
-use crate::time::{format_age, format_value, now_ms, Zone};
+use crate::time::{format_value, now_ms, Zone};
 use leptos::prelude::*;
 
 /// The device page's heading: name and id, online badge, last seen, CSV downloads.
@@ -20,10 +21,9 @@ pub fn DeviceHeader(#[prop(into)] id: Signal<String>, window: TimeWindow) -> imp
     };
     let online = move || summary.with(|s| s.as_ref().is_some_and(|s| s.online));
     let last_seen = move || {
-        let last = summary.with(|s| s.as_ref().map(|s| s.last_seen_ms))?;
-        Some(match live.now.get() {
-            Some(now) => format!("last seen {}", format_age(now - last)),
-            None => format!("last seen at {} UTC", Zone::Utc.clock(last)),
+        summary.with(|s| {
+            s.as_ref()
+                .map(|s| format!("last seen {}", live.age(s.last_seen_ms)))
         })
     };
     // The newest data decides which day "today" is, so a device that went quiet yesterday
@@ -66,9 +66,7 @@ pub fn DeviceHeader(#[prop(into)] id: Signal<String>, window: TimeWindow) -> imp
                 {move || name().unwrap_or_else(|| id.get())}
             </h2>
             {move || name().map(|_| view! { <span class="device-id">{id.get()}</span> })}
-            <span class="badge" class:online=online class:offline=move || !online()>
-                {move || if online() { "online" } else { "offline" }}
-            </span>
+            <OnlineBadge online=Signal::derive(online) />
             <span class="last-seen">{last_seen}</span>
             <span class="downloads">{csv_links}</span>
         </div>

@@ -7,6 +7,7 @@ mod console;
 mod device_card;
 mod device_details;
 mod first_paint;
+mod online_badge;
 mod top_bar;
 
 pub use charts::{DeviceCharts, WindowPicker};
@@ -16,4 +17,5 @@ pub use console::Console;
 pub use device_card::DeviceCard;
 pub use device_details::{DeviceDetails, DeviceHeader};
 pub use first_paint::first_paint;
+pub use online_badge::OnlineBadge;
 pub use top_bar::TopBar;
