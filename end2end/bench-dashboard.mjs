@@ -9,7 +9,7 @@
 //     sends 10 readings/s.
 //
 // Run by scripts/bench-dashboard.sh (release build). Prints figures; asserts nothing.
-import { startServer, launchBrowser, connectDevice } from './harness.mjs';
+import { startServer, launchBrowser, connectDevice, signIn } from './harness.mjs';
 
 const devices = Number(process.env.BENCH_DEVICES ?? 200);
 const rate = Number(process.env.BENCH_RATE ?? 10);
@@ -22,6 +22,7 @@ const server = await startServer([
 const browser = await launchBrowser();
 try {
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  await signIn(context, server.baseUrl);
   const page = await context.newPage();
   await page.goto(server.baseUrl);
   await page.waitForSelector('main[data-hydrated="true"]');

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  serverAndBrowser, openPage, connectDevice, saveScreenshot, sidewaysOverflow, until, VIEWPORTS,
+  serverAndBrowser, openPage, connectDevice, saveScreenshot, sidewaysOverflow, until, VIEWPORTS, signIn,
 } from './harness.mjs';
 
 const env = serverAndBrowser();
@@ -24,6 +24,7 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
 
     // A browser in Berlin: the time axis says so.
     const context = await env.browser.newContext({ viewport, timezoneId: 'Europe/Berlin' });
+    await signIn(context, env.server.baseUrl);
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (err) => errors.push(err.message));
@@ -84,7 +85,7 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     assert.match(await history.locator('.chart-svg').innerHTML(), /°C/);
     assert.equal(await page.locator('.window-picker a[aria-current="page"]').innerText(), '5 min');
     const csv = await page.locator('.csv-link', { hasText: 'this window' }).getAttribute('href');
-    const body = await (await fetch(env.server.baseUrl + csv)).text();
+    const body = await (await page.request.get(env.server.baseUrl + csv)).text();
     assert.match(body, /^time_utc,device_time_utc,counter,temp\n/);
     assert.ok(body.trim().split('\n').length >= 40, 'the window holds the readings sent');
     await saveScreenshot(page, `device-history-${size}.png`);
@@ -112,8 +113,8 @@ test('a device page for a device the server has not seen says so', async () => {
   await page.waitForSelector('[data-testid="unknown-device"]');
   await page.click('.window-picker a[data-window="1h"]');
   await page.waitForSelector('[data-testid="no-history"]');
-  const missing = await fetch(`${env.server.baseUrl}/no/such/page`);
-  assert.equal(missing.status, 404);
+  const missing = await page.request.get(`${env.server.baseUrl}/no/such/page`);
+  assert.equal(missing.status(), 404);
   assert.match(await missing.text(), /Page not found/);
   assert.deepEqual(errors, []);
   await context.close();

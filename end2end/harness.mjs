@@ -13,6 +13,9 @@ export const screenshots = path.join(root, 'target', 'screenshots');
 
 const serverBin = path.resolve(root, process.env.IOTHUB_BIN ?? 'target/debug/iothub');
 
+/** The first user's password on every test server (`admin`). */
+export const ADMIN_PASSWORD = 'e2e admin password';
+
 export const VIEWPORTS = {
   phone: { width: 390, height: 844 },
   desktop: { width: 1440, height: 900 },
@@ -20,10 +23,13 @@ export const VIEWPORTS = {
 
 /**
  * Starts `iothub serve` with a fresh data folder and resolves once it prints where it listens.
- * `restart()` stops it and starts it again on the same port with the same data.
+ * `halt()` and `start()` stop it and start it again on the same port with the same data.
+ * Devices may connect without tokens unless `tokenless: false` (most tests are about what
+ * devices show, not how they authenticate; security.test.mjs covers tokens).
  */
-export async function startServer(extraArgs = []) {
+export async function startServer(moreArgs = [], { tokenless = true } = {}) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-e2e-'));
+  const extraArgs = ['--admin-password', ADMIN_PASSWORD, ...(tokenless ? ['--allow-tokenless-devices'] : []), ...moreArgs];
   let run = await spawnServer(dataDir, '127.0.0.1:0', extraArgs);
   const baseUrl = run.baseUrl;
   return {
@@ -83,9 +89,41 @@ export async function launchBrowser() {
   });
 }
 
-/** A page at `route` that records every uncaught error: a hydration failure shows up only there. */
+/** Signs the browser context in as `admin` (the form's POST, as the login page sends it). */
+export async function signIn(context, baseUrl) {
+  const res = await context.request.post(`${baseUrl}/login`, {
+    form: { user: 'admin', password: ADMIN_PASSWORD, next: '/' },
+    maxRedirects: 0,
+  });
+  if (res.status() !== 303 || !(await context.cookies(baseUrl)).some((c) => c.name === 'iothub_session')) {
+    throw new Error(`signing in failed: ${res.status()}`);
+  }
+}
+
+const sessions = new Map();
+
+/** `fetch` as a signed-in browser would, but without one (for raw server-rendered HTML). */
+export async function fetchSignedIn(baseUrl, route) {
+  if (!sessions.has(baseUrl)) {
+    const res = await fetch(`${baseUrl}/login`, {
+      method: 'POST',
+      body: new URLSearchParams({ user: 'admin', password: ADMIN_PASSWORD }),
+      redirect: 'manual',
+    });
+    const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0];
+    if (!cookie.startsWith('iothub_session=')) throw new Error(`signing in failed: ${res.status}`);
+    sessions.set(baseUrl, cookie);
+  }
+  return fetch(baseUrl + route, { headers: { cookie: sessions.get(baseUrl) } });
+}
+
+/**
+ * A signed-in page at `route` that records every uncaught error: a hydration failure shows up
+ * only there.
+ */
 export async function openPage(browser, baseUrl, viewport, route = '/') {
   const context = await browser.newContext({ viewport });
+  await signIn(context, baseUrl);
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
@@ -118,6 +156,7 @@ export async function connectDevice(wsUrl) {
   ws.on('message', (data) => received.push(data.toString()));
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
   return {
+    ws,
     received,
     send: (line) => new Promise((resolve, reject) => ws.send(line, (err) => (err ? reject(err) : resolve()))),
     close: () => ws.close(),
@@ -133,10 +172,10 @@ export function saveScreenshot(page, name) {
  * Registers set-up and tear-down for a test file: one server and one browser for all its
  * tests. The returned object gets `server` and `browser` once `before` has run.
  */
-export function serverAndBrowser(extraArgs = []) {
+export function serverAndBrowser(extraArgs = [], options = {}) {
   const env = {};
   before(async () => {
-    env.server = await startServer(extraArgs);
+    env.server = await startServer(extraArgs, options);
     env.browser = await launchBrowser();
   });
   after(async () => {

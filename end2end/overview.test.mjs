@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  serverAndBrowser, openPage, connectDevice, saveScreenshot, sidewaysOverflow, until, VIEWPORTS,
+  serverAndBrowser, openPage, connectDevice, saveScreenshot, sidewaysOverflow, until, VIEWPORTS, fetchSignedIn,
 } from './harness.mjs';
 
 const env = serverAndBrowser();
@@ -115,12 +115,12 @@ test('the server-rendered pages already show devices before the wasm loads', asy
   // Wait until the server holds the reading, then fetch the HTML without running any script.
   let html = '';
   for (let i = 0; i < 50 && !html.includes('ssr-check'); i++) {
-    html = await (await fetch(env.server.baseUrl)).text();
+    html = await (await fetchSignedIn(env.server.baseUrl, '/')).text();
     if (!html.includes('ssr-check')) await new Promise((r) => setTimeout(r, 100));
   }
   assert.match(html, /data-device-id="ssr-check"/);
   assert.match(html, /<svg[^>]*class="sparkline"/);
-  const devicePage = await (await fetch(`${env.server.baseUrl}/devices/ssr-check`)).text();
+  const devicePage = await (await fetchSignedIn(env.server.baseUrl, '/devices/ssr-check')).text();
   assert.match(devicePage, /data-testid="device-title"[^>]*>ssr-check</);
   assert.match(devicePage, /<figure data-field="temp"[^>]*class="chart"/);
   device.close();

@@ -47,7 +47,8 @@ step "3. live latency and page render, $LIVE_DEVICES devices"
 for run in $(seq 1 "$LIVE_RUNS"); do
     data=$(mktemp -d)
     "$TARGET_DIR/server-release/iothub" serve --bind 127.0.0.1:0 --data-dir "$data" \
-        --site-root target/site > "$out/server.log" 2>&1 &
+        --site-root target/site --admin-password bench-password --allow-tokenless-devices \
+        > "$out/server.log" 2>&1 &
     server=$!
     base=""
     for _ in $(seq 1 100); do
@@ -57,7 +58,7 @@ for run in $(seq 1 "$LIVE_RUNS"); do
     done
     [ -n "$base" ] || { cat "$out/server.log" >&2; exit 1; }
     "$TARGET_DIR/server-release/iothub-bench-live" --base "$base" --devices "$LIVE_DEVICES" \
-        --rate 1 --duration 20 | tee -a "$out/live.txt"
+        --password bench-password --rate 1 --duration 20 | tee -a "$out/live.txt"
     kill -TERM "$server"
     wait "$server" || true
     rm -rf "$data"

@@ -4,7 +4,10 @@
 //! it for page rendering and for `/api/*` calls alike.
 
 use crate::error::AppError;
-use crate::model::{CommandInfo, CommandRequest, DashboardSnapshot, HistoryWindow, Reading};
+use crate::model::{
+    CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow, NewDeviceToken,
+    Reading,
+};
 use leptos::prelude::*;
 use leptos::server_fn::codec::{Json, StreamingText, TextStream};
 
@@ -15,7 +18,14 @@ pub const HISTORY_LIMIT_MAX: u32 = 10_000;
 /// (`focus` empty), or everything the server holds in memory for the device `focus`.
 #[server]
 pub async fn load_dashboard(focus: Option<String>) -> Result<DashboardSnapshot, AppError> {
-    ssr::respond(ssr::hub().map(|hub| hub.snapshot(focus.as_deref())))
+    ssr::respond(ssr::hub().map(|hub| {
+        let mut snapshot = hub.snapshot(focus.as_deref());
+        snapshot.viewer = ssr::signed_in().map(|user| crate::model::Viewer {
+            user,
+            tokenless_devices: hub.tokenless_devices(),
+        });
+        snapshot
+    }))
 }
 
 /// Stored readings of one device received at or after `since_ms`, oldest first, at most the
@@ -101,13 +111,42 @@ pub async fn live_updates(focus: Option<String>) -> Result<TextStream<AppError>,
     ssr::respond(ssr::hub().map(|hub| ssr::live_stream(hub, focus)))
 }
 
+/// Every device token, revoked ones too, newest first (never the tokens themselves).
+#[server]
+pub async fn list_device_tokens() -> Result<Vec<DeviceToken>, AppError> {
+    let result = async { ssr::hub()?.device_tokens().await };
+    ssr::respond(result.await)
+}
+
+/// Creates a token that lets `device_id` connect; the answer is the only copy of the secret.
+#[server]
+pub async fn create_device_token(
+    device_id: String,
+    label: String,
+) -> Result<NewDeviceToken, AppError> {
+    let result = async {
+        ssr::hub()?
+            .create_device_token(device_id.trim(), &label)
+            .await
+    };
+    ssr::respond(result.await)
+}
+
+/// Revokes a token: the device it names can no longer connect with it, and is disconnected.
+#[server]
+pub async fn revoke_device_token(id: i64) -> Result<DeviceToken, AppError> {
+    let result = async { ssr::hub()?.revoke_device_token(id).await };
+    ssr::respond(result.await)
+}
+
 #[cfg(feature = "ssr")]
 pub mod ssr {
     //! What the server crate implements, and the server half of the live stream.
 
     use crate::error::AppError;
     use crate::model::{
-        CommandInfo, CommandRequest, DashboardSnapshot, HistoryWindow, LiveEvent, Reading,
+        CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow, LiveEvent,
+        NewDeviceToken, Reading,
     };
     use leptos::prelude::*;
     use leptos::server_fn::codec::TextStream;
@@ -139,6 +178,16 @@ pub mod ssr {
         ) -> Result<HistoryWindow, AppError>;
         fn send_command(&self, request: CommandRequest) -> Result<Vec<CommandInfo>, AppError>;
         fn send_line(&self, device_id: &str, line: &str) -> Result<(), AppError>;
+        /// Whether devices may connect without a token (the dashboard warns).
+        fn tokenless_devices(&self) -> bool;
+        async fn device_tokens(&self) -> Result<Vec<DeviceToken>, AppError>;
+        async fn create_device_token(
+            &self,
+            device_id: &str,
+            label: &str,
+        ) -> Result<NewDeviceToken, AppError>;
+        /// Revokes a token and disconnects a device connected with it.
+        async fn revoke_device_token(&self, id: i64) -> Result<DeviceToken, AppError>;
         /// Cancelled when the server begins to shut down; open streams end then, so a graceful
         /// stop does not wait on browsers.
         fn stopping(&self) -> CancellationToken;
@@ -146,6 +195,16 @@ pub mod ssr {
 
     /// The handle the server provides as Leptos context.
     pub type SharedHub = Arc<dyn Hub>;
+
+    /// The signed-in user, put into each request's extensions by the server's session check.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct SignedIn(pub String);
+
+    /// Who made the request being served.
+    pub(crate) fn signed_in() -> Option<String> {
+        use_context::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<SignedIn>().map(|s| s.0.clone()))
+    }
 
     pub(crate) fn hub() -> Result<SharedHub, AppError> {
         use_context::<SharedHub>().ok_or_else(|| {

@@ -13,6 +13,9 @@ pub enum AppError {
     NotFound(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// No valid session: the person must sign in (again).
+    #[error("signed out: sign in again")]
+    SignedOut,
     /// The server is up but a part it needs (the store, say) is not answering.
     #[error("temporarily unavailable, try again")]
     Unavailable,
@@ -39,6 +42,7 @@ impl AppError {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::SignedOut => StatusCode::UNAUTHORIZED,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Transport(_) => StatusCode::BAD_REQUEST,

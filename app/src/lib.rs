@@ -11,7 +11,8 @@
 //!   backoff) and [`live::Live`], the signals every page shares.
 //! - [`time`]: the time zone shown (UTC on the server, the reader's in the browser) and formats.
 //! - [`links`]: addresses of pages and CSV downloads.
-//! - `pages/` (`/` overview, `/devices/:id` device page) and `components/` (their pieces).
+//! - `pages/` (`/` overview, `/devices/:id` device page, `/tokens` device tokens, `/login`)
+//!   and `components/` (their pieces).
 
 pub mod api;
 pub mod chart;
@@ -24,7 +25,7 @@ pub mod time;
 mod components;
 mod pages;
 
-use leptos::either::EitherOf3;
+use leptos::either::EitherOf5;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use links::Route;
@@ -58,21 +59,31 @@ pub fn App() -> impl IntoView {
     #[cfg(feature = "ssr")]
     set_content_security_policy();
     let route = Route::current();
-    live::Live::provide(match &route {
-        Route::Device { id, .. } => Some(id.clone()),
-        _ => None,
-    });
+    // Every page but the login page shows live data (the login page has no session yet).
+    match &route {
+        Route::Login { .. } => {}
+        Route::Device { id, .. } => {
+            live::Live::provide(Some(id.clone()));
+        }
+        _ => {
+            live::Live::provide(None);
+        }
+    }
     let page = match route {
-        Route::Overview => EitherOf3::A(view! { <pages::overview::OverviewPage /> }),
+        Route::Overview => EitherOf5::A(view! { <pages::overview::OverviewPage /> }),
         Route::Device { id, window } => {
-            EitherOf3::B(view! { <pages::device::DevicePage id window /> })
+            EitherOf5::B(view! { <pages::device::DevicePage id window /> })
+        }
+        Route::Tokens => EitherOf5::C(view! { <pages::tokens::TokensPage /> }),
+        Route::Login { failed, next } => {
+            EitherOf5::D(view! { <pages::login::LoginPage failed next /> })
         }
         Route::NotFound => {
             #[cfg(feature = "ssr")]
             if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
                 response.set_status(http::StatusCode::NOT_FOUND);
             }
-            EitherOf3::C(view! {
+            EitherOf5::E(view! {
                 <p class="not-found">"Page not found. " <a href="/">"To the overview"</a></p>
             })
         }

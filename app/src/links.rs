@@ -18,6 +18,15 @@ pub enum Route {
         id: String,
         window: TimeWindow,
     },
+    /// `/tokens`: device tokens.
+    Tokens,
+    /// `/login[?failed=1][&next=…]`: the sign-in form.
+    Login {
+        /// The previous attempt was refused.
+        failed: bool,
+        /// Where to go after signing in (checked by the server).
+        next: String,
+    },
     NotFound,
 }
 
@@ -26,6 +35,21 @@ impl Route {
     pub fn parse(path: &str, query: &str) -> Route {
         if path == "/" || path.is_empty() {
             return Route::Overview;
+        }
+        if path == TOKENS_PAGE {
+            return Route::Tokens;
+        }
+        if path == LOGIN_PAGE {
+            let param = |name: &str| {
+                query.split('&').find_map(|pair| {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (key == name).then(|| decode_query_value(value))
+                })
+            };
+            return Route::Login {
+                failed: param("failed").is_some(),
+                next: param("next").flatten().unwrap_or_else(|| "/".into()),
+            };
         }
         let Some(segment) = path.strip_prefix("/devices/") else {
             return Route::NotFound;
@@ -62,6 +86,16 @@ impl Route {
     }
 }
 
+pub const TOKENS_PAGE: &str = "/tokens";
+pub const LOGIN_PAGE: &str = "/login";
+/// The sign-out form's target (a POST).
+pub const LOGOUT: &str = "/logout";
+
+/// The login page, coming back to `next` (a path on this site) afterwards.
+pub fn login_page(next: &str) -> String {
+    format!("{LOGIN_PAGE}?next={}", encode_path_segment(next))
+}
+
 /// The device page: `/devices/<id>`, or with a history window `/devices/<id>?window=1h`.
 pub fn device_page(id: &str, window: TimeWindow) -> String {
     let path = format!("/devices/{}", encode_path_segment(id));
@@ -96,12 +130,21 @@ pub fn encode_path_segment(raw: &str) -> String {
         .collect()
 }
 
+/// A form-encoded query value (`+` is a space).
+fn decode_query_value(raw: &str) -> Option<String> {
+    percent_decode(&raw.replace('+', " "))
+}
+
 /// The inverse of [`encode_path_segment`]; `None` for a segment that holds a `/` or bad
 /// percent-encoding.
 fn decode_path_segment(raw: &str) -> Option<String> {
     if raw.contains('/') {
         return None;
     }
+    percent_decode(raw)
+}
+
+fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -134,6 +177,35 @@ mod tests {
             "/export/x%26y.csv?day=2026-11-22"
         );
         assert_eq!(csv_window("7", 1, 2), "/export/7.csv?from=1&to=2");
+    }
+
+    #[test]
+    fn the_login_page_keeps_where_to_go_next() {
+        let next = "/devices/a b?window=1h";
+        let url = login_page(next);
+        let (path, query) = url.split_once('?').unwrap();
+        assert_eq!(
+            Route::parse(path, query),
+            Route::Login {
+                failed: false,
+                next: next.into()
+            }
+        );
+        assert_eq!(
+            Route::parse("/login", "failed=1&next=%2Fdevices%2F7"),
+            Route::Login {
+                failed: true,
+                next: "/devices/7".into()
+            }
+        );
+        assert_eq!(
+            Route::parse("/login", ""),
+            Route::Login {
+                failed: false,
+                next: "/".into()
+            }
+        );
+        assert_eq!(Route::parse("/tokens", ""), Route::Tokens);
     }
 
     #[test]

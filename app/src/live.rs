@@ -2,7 +2,8 @@
 //! dashboard state, and reconnect with backoff when the stream ends or goes quiet. Every
 //! reconnection starts with a snapshot, so whatever was missed while away is filled in.
 
-use crate::model::{DashboardSnapshot, DashboardState, LiveEvent};
+use crate::error::AppError;
+use crate::model::{DashboardSnapshot, DashboardState, LiveEvent, Viewer};
 use crate::time::{format_age, now_ms, Zone};
 use leptos::prelude::*;
 use std::time::Duration;
@@ -104,6 +105,8 @@ pub struct Live {
     pub zone: RwSignal<Zone>,
     /// How many times the stream's events were applied to the page (read by the benchmark).
     pub flushes: RwSignal<u64>,
+    /// Who is signed in (from the first snapshot).
+    pub viewer: RwSignal<Option<Viewer>>,
 }
 
 /// Where the zone choice is remembered in the browser.
@@ -121,6 +124,7 @@ impl Live {
             now: RwSignal::new(None),
             zone: RwSignal::new(Zone::Utc),
             flushes: RwSignal::new(0),
+            viewer: RwSignal::new(None),
         };
         provide_context(live);
 
@@ -140,7 +144,10 @@ impl Live {
 
     /// Takes a snapshot loaded for the first paint, unless the stream already delivered one
     /// at least as new for the same focus.
-    pub fn seed(self, snapshot: DashboardSnapshot) {
+    pub fn seed(self, mut snapshot: DashboardSnapshot) {
+        if let Some(viewer) = snapshot.viewer.take() {
+            self.viewer.set(Some(viewer));
+        }
         self.state.update_untracked(|s| {
             if s.focus != snapshot.focus || s.seq < snapshot.seq || s.devices.is_empty() {
                 *s = snapshot.into();
@@ -226,11 +233,27 @@ async fn run(live: Live, focus: Option<String>) {
                     }
                 }
             }
+            Err(AppError::SignedOut) => {
+                // The session expired or was ended elsewhere: sign in, then come back here.
+                go_to_login();
+                return;
+            }
             Err(err) => leptos::logging::warn!("live stream failed to start: {err}"),
         }
         live.status.set(LinkStatus::Reconnecting);
         sleep(backoff.next_delay()).await;
     }
+}
+
+/// Loads the login page, which brings the reader back to this page afterwards.
+pub fn go_to_login() {
+    let location = window().location();
+    let here = format!(
+        "{}{}",
+        location.pathname().unwrap_or_default(),
+        location.search().unwrap_or_default()
+    );
+    let _ = location.set_href(&crate::links::login_page(&here));
 }
 
 async fn sleep(duration: Duration) {

@@ -4,6 +4,7 @@
 //! [`Application::run_until_stopped`] serves until the shutdown token is cancelled, then stops
 //! accepting, closes device connections, ends live streams and flushes the store.
 
+use crate::auth::{self, Auth, AuthConfig, AuthError};
 use crate::config::ServeArgs;
 use crate::registry::{Registry, RegistryConfig};
 use crate::simulator::{self, SimulatorArgs};
@@ -15,7 +16,7 @@ use axum::body::Body;
 use axum::extract::FromRef;
 use axum::http::Request;
 use axum::middleware;
-use axum::routing::{get, on, MethodFilter};
+use axum::routing::{get, on, post, MethodFilter};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -38,10 +39,17 @@ pub struct AppState {
     pub config: Arc<ServeArgs>,
     pub registry: Registry,
     pub store: Store,
+    pub auth: Auth,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
     /// Device connections, which outlive their HTTP request; shutdown waits for them.
     pub tasks: TaskTracker,
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -66,6 +74,8 @@ pub enum StartupError {
     Storage(#[from] StorageError),
     #[error("--default-fields: {0}")]
     DefaultFields(String),
+    #[error("cannot create the first user: {0}")]
+    FirstUser(#[from] AuthError),
 }
 
 pub struct Application {
@@ -76,11 +86,14 @@ pub struct Application {
 impl Application {
     pub async fn build(config: ServeArgs) -> Result<Self, StartupError> {
         check_default_fields(&config.default_fields).map_err(StartupError::DefaultFields)?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
-            path: config.data_dir.clone(),
-            source,
+        std::fs::create_dir_all(&config.store.data_dir).map_err(|source| {
+            StartupError::DataDir {
+                path: config.store.data_dir.clone(),
+                source,
+            }
         })?;
-        let database = Database::from_config(config.database_url.as_deref(), &config.data_dir)?;
+        let database =
+            Database::from_config(config.store.database_url.as_deref(), &config.store.data_dir)?;
         tracing::info!(%database, "opening the store");
         let store = Store::open(StoreConfig {
             database,
@@ -106,6 +119,25 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(local_addr)
             .build();
+        let auth = Auth::new(
+            store.clone(),
+            AuthConfig {
+                session_lifetime: Duration::from_secs(u64::from(config.session_hours) * 3600),
+                secure_cookies: config
+                    .public_origin
+                    .as_deref()
+                    .is_some_and(|origin| origin.starts_with("https://")),
+                allow_tokenless_devices: config.allow_tokenless_devices,
+            },
+        );
+        auth.create_first_user(config.admin_password.as_deref())
+            .await?;
+        if config.allow_tokenless_devices {
+            tracing::warn!(
+                "--allow-tokenless-devices: any device that can reach this hub may connect \
+                 without a token; use this only on a network you trust"
+            );
+        }
         let state = AppState {
             leptos_options,
             registry: Registry::new(RegistryConfig {
@@ -115,6 +147,7 @@ impl Application {
             }),
             config: Arc::new(config),
             store,
+            auth,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
@@ -142,6 +175,17 @@ impl Application {
         let router = router(state.clone());
 
         if state.config.simulate > 0 {
+            // The simulated devices get tokens that live as long as this process.
+            let tokens = (1..=state.config.simulate)
+                .map(|id| {
+                    let id = crate::protocol::DeviceId::parse(&id.to_string())
+                        .map_err(std::io::Error::other)?;
+                    state
+                        .auth
+                        .ephemeral_device_token(id)
+                        .map_err(std::io::Error::other)
+                })
+                .collect::<std::io::Result<Vec<String>>>()?;
             let args = SimulatorArgs {
                 url: format!("ws://127.0.0.1:{}/ws/device", addr.port())
                     .parse()
@@ -151,6 +195,7 @@ impl Application {
                 first_id: 1,
                 dialect: simulator::SimDialect::Mixed,
                 no_register: false,
+                tokens,
             };
             state
                 .tasks
@@ -159,6 +204,10 @@ impl Application {
 
         state.tasks.spawn(expire_commands(
             state.registry.clone(),
+            state.shutdown.clone(),
+        ));
+        state.tasks.spawn(forget_expired_sessions(
+            state.auth.clone(),
             state.shutdown.clone(),
         ));
         if state.config.retention_days > 0 {
@@ -219,6 +268,23 @@ async fn expire_commands(registry: Registry, stop: CancellationToken) {
     }
 }
 
+/// How often expired sessions are deleted (they are refused as soon as they expire anyway).
+const SESSION_SWEEP: Duration = Duration::from_secs(3600);
+
+async fn forget_expired_sessions(auth: Auth, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SESSION_SWEEP);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => match auth.forget_expired_sessions().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(deleted, "forgot expired sessions"),
+                Err(err) => tracing::warn!(%err, "deleting expired sessions failed"),
+            },
+        }
+    }
+}
+
 /// How often old readings are looked for, when a retention period is set.
 const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
@@ -275,6 +341,12 @@ fn router(state: AppState) -> Router {
     });
     let mut router = Router::new()
         .route("/ws/device", get(device_socket::upgrade))
+        .route(
+            auth::web::LOGIN_PATH,
+            get(page.clone()).post(auth::web::login),
+        )
+        .route(app::links::TOKENS_PAGE, get(page.clone()))
+        .route(auth::web::LOGOUT_PATH, post(auth::web::logout))
         .route("/export/{device}", get(export::csv))
         .route("/", get(page.clone()))
         .route("/devices/{id}", get(page));
@@ -291,6 +363,10 @@ fn router(state: AppState) -> Router {
     router
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::web::require_session,
         ))
         .layer(middleware::from_fn_with_state(
             public_origin,

@@ -28,6 +28,77 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run simulated devices against a hub (or anything speaking the CSV line protocol).
     Simulate(SimulatorArgs),
+    /// Manage the people who may sign in to the dashboard.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage device tokens (what lets a device connect).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. The password is read from standard input (asked for at a terminal).
+    Add {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a user's password (read like `add`); their sessions end.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a user; their sessions end.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the users.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a device id and print it (the only time it is shown).
+    Create {
+        device: String,
+        /// What the token is for, e.g. "kitchen ESP32".
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (not the secrets, which are not kept).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token by its number (see `list`). A device connected with it stays connected
+    /// until it reconnects, unless the token is revoked from the dashboard.
+    Revoke {
+        id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Where the hub keeps its data (shared by `serve` and the management commands).
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Folder for the database; created if missing.
+    #[arg(long, env = "IOTHUB_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Store readings in PostgreSQL (`postgres://user:password@host/db`) instead of the
+    /// embedded SQLite file in the data folder (`sqlite:///path/file.db` names another file).
+    #[arg(long, env = "IOTHUB_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 impl Cli {
@@ -42,14 +113,28 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_BIND", default_value = "0.0.0.0:3000")]
     pub bind: SocketAddr,
 
-    /// Folder for the database; created if missing.
-    #[arg(long, env = "IOTHUB_DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 
-    /// Store readings in PostgreSQL (`postgres://user:password@host/db`) instead of the
-    /// embedded SQLite file in the data folder (`sqlite:///path/file.db` names another file).
-    #[arg(long, env = "IOTHUB_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    /// Password of the first user, `admin`, created on the first start (when there are no
+    /// users). Unset: a password is generated and printed to the log once.
+    #[arg(long, env = "IOTHUB_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// How long a sign-in lasts, in hours.
+    #[arg(long, env = "IOTHUB_SESSION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=8_760))]
+    pub session_hours: u32,
+
+    /// Let devices connect without a token. Only on a network you trust: anyone who can reach
+    /// the hub can then send readings as any device. The dashboard warns while this is on.
+    #[arg(long, env = "IOTHUB_ALLOW_TOKENLESS_DEVICES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_tokenless_devices: bool,
+
+    /// The hub is reached through a reverse proxy on this machine: for requests from
+    /// 127.0.0.1 or ::1, sign-in throttling counts the address the proxy appended to
+    /// `X-Forwarded-For` rather than the proxy's own.
+    #[arg(long, env = "IOTHUB_BEHIND_PROXY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub behind_proxy: bool,
 
     /// Delete readings older than this many days (checked hourly); 0 keeps everything.
     #[arg(long, env = "IOTHUB_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
@@ -183,5 +268,40 @@ mod tests {
         let args = ServeArgs::defaults();
         assert_eq!(args.bind.port(), 3000);
         assert_eq!(args.max_frame_bytes, 65536);
+        assert!(
+            !args.allow_tokenless_devices,
+            "devices need tokens unless told otherwise"
+        );
+        assert_eq!(args.admin_password, None);
+    }
+
+    #[test]
+    fn management_commands_share_the_data_flags() {
+        let cli = Cli::try_parse_from([
+            "iothub",
+            "token",
+            "create",
+            "kitchen-7",
+            "--label",
+            "ESP32",
+            "--data-dir",
+            "/srv/hub",
+        ])
+        .unwrap();
+        match cli.into_command() {
+            Command::Token(TokenCommand::Create {
+                device,
+                label,
+                store,
+            }) => {
+                assert_eq!((device.as_str(), label.as_str()), ("kitchen-7", "ESP32"));
+                assert_eq!(store.data_dir, PathBuf::from("/srv/hub"));
+            }
+            other => panic!("expected token create, got {other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["iothub", "user", "add"]).is_err(),
+            "a name is needed"
+        );
     }
 }

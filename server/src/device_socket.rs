@@ -2,18 +2,23 @@
 //! [`crate::protocol`], recorded in the [`crate::registry`], queued for [`crate::storage`];
 //! commands, error lines, pings and close frames out.
 //!
-//! A device is known by the id in its first line, or by `?id=` in the URL. A bad line gets an
+//! Before the upgrade the device must present a token (`Authorization: Bearer …` or `?token=`,
+//! see [`crate::auth`]); a token names the device, so its id is known from the start. Without
+//! tokens (`--allow-tokenless-devices`) a device is known by the id in its first line, or by
+//! `?id=` in the URL. A bad line gets an
 //! `error: …` line back and counts as an error for the device; the connection stays open unless
 //! errors persist ([`ERROR_BUDGET`] within [`ERROR_WINDOW`]). A silent device is pinged after
 //! `--ping-after-ms` and dropped after `--keepalive-timeout-ms` more.
 
 use crate::application::AppState;
+use crate::auth::{DeviceAccess, DeviceRefusal};
 use crate::limits::{ErrorBudget, RateLimit};
 use crate::protocol::{self, DeviceId, DeviceMessage, ParseRules};
 use crate::registry::{Attachment, Outbound};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -42,17 +47,33 @@ const CLOSE_SILENT: u16 = 4001;
 #[derive(Debug, Deserialize)]
 pub struct ConnectParams {
     id: Option<String>,
+    token: Option<String>,
 }
 
 pub async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(params): Query<ConnectParams>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let url_id = match params.id.as_deref().map(DeviceId::parse).transpose() {
         Ok(id) => id,
         Err(err) => return (StatusCode::BAD_REQUEST, format!("error: {err}\n")).into_response(),
+    };
+    let token = bearer_token(&headers).or(params.token.as_deref());
+    let (url_id, token_id) = match state.auth.admit_device(token).await {
+        Ok(DeviceAccess::Tokenless) => (url_id, None),
+        Ok(DeviceAccess::Device {
+            device_id,
+            token_id,
+        }) => match url_id {
+            Some(other) if other != device_id => {
+                return refuse_upgrade(remote, DeviceRefusal::OtherDevice(device_id.to_string()))
+            }
+            _ => (Some(device_id), token_id),
+        },
+        Err(refusal) => return refuse_upgrade(remote, refusal),
     };
     let max = state.config.max_frame_bytes as usize;
     let tasks = state.tasks.clone();
@@ -60,7 +81,28 @@ pub async fn upgrade(
         .max_frame_size(max)
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| tasks.track_future(serve(socket, remote, url_id, state)))
+        .on_upgrade(move |socket| {
+            tasks.track_future(serve(socket, remote, url_id, token_id, state))
+        })
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Answers a refused handshake before any frame is read: 401 for a missing or bad token, 403 for
+/// a token of another device, 503 if tokens cannot be checked.
+fn refuse_upgrade(remote: SocketAddr, refusal: DeviceRefusal) -> Response {
+    let status = match refusal {
+        DeviceRefusal::NoToken | DeviceRefusal::BadToken => StatusCode::UNAUTHORIZED,
+        DeviceRefusal::OtherDevice(_) => StatusCode::FORBIDDEN,
+        DeviceRefusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    tracing::warn!(%remote, %refusal, "device connection refused");
+    (status, format!("error: {refusal}\n")).into_response()
 }
 
 /// One device connection, from upgrade to close.
@@ -71,6 +113,8 @@ struct Session {
     transport: String,
     outbound: mpsc::Sender<Outbound>,
     attachment: Option<Attachment>,
+    /// The stored token this connection presented, if any.
+    token_id: Option<i64>,
     rate: RateLimit,
     errors: ErrorBudget,
 }
@@ -97,7 +141,13 @@ impl Ending {
 }
 
 #[tracing::instrument(name = "device", skip_all, fields(%remote, id = tracing::field::Empty))]
-async fn serve(socket: WebSocket, remote: SocketAddr, url_id: Option<DeviceId>, state: AppState) {
+async fn serve(
+    socket: WebSocket,
+    remote: SocketAddr,
+    url_id: Option<DeviceId>,
+    token_id: Option<i64>,
+    state: AppState,
+) {
     let (outbound, mut commands) = mpsc::channel(OUTBOUND_QUEUE);
     let config = state.config.clone();
     let stopping = state.shutdown.clone();
@@ -113,6 +163,7 @@ async fn serve(socket: WebSocket, remote: SocketAddr, url_id: Option<DeviceId>, 
         socket,
         outbound,
         attachment: None,
+        token_id,
     };
     if let Some(id) = url_id {
         session.attach(id);
@@ -154,6 +205,11 @@ async fn serve(socket: WebSocket, remote: SocketAddr, url_id: Option<DeviceId>, 
                     session.state.registry.command_delivered(seq);
                 }
                 Outbound::Close(reason) => break Ending::close(CLOSE_REPLACED, reason),
+                Outbound::TokenRevoked(id) => {
+                    if session.token_id == Some(id) {
+                        break Ending::close(CLOSE_POLICY, "device token revoked");
+                    }
+                }
             },
             frame = session.socket.recv() => {
                 heard = Instant::now();

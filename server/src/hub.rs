@@ -2,11 +2,13 @@
 //! implementation over the registry and the store.
 
 use crate::application::AppState;
+use crate::auth::AuthError;
 use crate::registry::CommandError;
 use app::api::ssr::Hub;
 use app::error::AppError;
 use app::model::{
-    CommandInfo, CommandRequest, DashboardSnapshot, HistoryWindow, LiveEvent, Reading,
+    CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow, LiveEvent,
+    NewDeviceToken, Reading,
 };
 use tokio::sync::broadcast::Receiver;
 use tokio_util::sync::CancellationToken;
@@ -62,8 +64,48 @@ impl Hub for AppState {
             .map_err(command_error)
     }
 
+    fn tokenless_devices(&self) -> bool {
+        self.auth.config().allow_tokenless_devices
+    }
+
+    async fn device_tokens(&self) -> Result<Vec<DeviceToken>, AppError> {
+        self.auth.device_tokens().await.map_err(auth_error)
+    }
+
+    async fn create_device_token(
+        &self,
+        device_id: &str,
+        label: &str,
+    ) -> Result<NewDeviceToken, AppError> {
+        self.auth
+            .create_device_token(device_id, label)
+            .await
+            .map_err(auth_error)
+    }
+
+    async fn revoke_device_token(&self, id: i64) -> Result<DeviceToken, AppError> {
+        let token = self
+            .auth
+            .revoke_device_token(id)
+            .await
+            .map_err(auth_error)?;
+        self.registry.token_revoked(&token.device_id, token.id);
+        Ok(token)
+    }
+
     fn stopping(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+fn auth_error(err: AuthError) -> AppError {
+    match err {
+        AuthError::NoSuchToken(_) => AppError::NotFound(err.to_string()),
+        AuthError::BadDeviceId(_) | AuthError::BadLabel(_) => AppError::BadRequest(err.to_string()),
+        other => {
+            tracing::error!(err = %other, "device token operation failed");
+            AppError::Unavailable
+        }
     }
 }
 

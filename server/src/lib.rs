@@ -16,10 +16,16 @@
 //! History leaves the store through the `device_series` server function (downsampled by the
 //! database) and [`export`] (CSV downloads, streamed).
 //!
+//! Before any of it, [`auth`]: devices present a token, people sign in; [`security`] sets
+//! headers and checks where browser requests come from.
+//!
 //! Around them: [`config`] (flags with environment fallback), [`application`] (the shared
 //! [`application::AppState`], start-up, graceful shutdown) and [`simulator`] (fake devices).
 
+pub mod admin;
 pub mod application;
+pub mod auth;
+pub mod client;
 pub mod config;
 pub mod device_socket;
 pub mod export;

@@ -12,8 +12,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
         )
+        // Logs go to stderr: stdout is for what a command prints (`iothub token create`).
+        .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, not for log files and journald.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     match Cli::parse().into_command() {
@@ -24,6 +26,8 @@ async fn main() -> anyhow::Result<()> {
             stop_on_signal(app.shutdown_token());
             app.run_until_stopped().await.context("the server failed")?;
         }
+        Command::User(command) => server::admin::user(command).await?,
+        Command::Token(command) => server::admin::token(command).await?,
         Command::Simulate(args) => {
             let stop = CancellationToken::new();
             stop_on_signal(stop.clone());

@@ -36,6 +36,8 @@ pub enum Outbound {
     Command { seq: u64, line: String },
     /// Close the connection, telling the device why.
     Close(String),
+    /// Device token `id` was revoked: a connection that presented it closes.
+    TokenRevoked(i64),
 }
 
 #[derive(Debug, Clone)]
@@ -415,6 +417,22 @@ impl Registry {
     }
 
     /// Sends a raw text line (from the console) to an online device.
+    /// Tells the device's connection, if any, that token `token_id` was revoked (it closes if
+    /// it connected with that token).
+    pub fn token_revoked(&self, device: &str, token_id: i64) {
+        let Ok(id) = DeviceId::parse(device) else {
+            return;
+        };
+        let state = self.lock();
+        if let Some(connection) = state.devices.get(&id).and_then(|e| e.connection.as_ref()) {
+            // A full queue means a stuck connection; the device cannot reconnect with the
+            // revoked token anyway.
+            let _ = connection
+                .outbound
+                .try_send(Outbound::TokenRevoked(token_id));
+        }
+    }
+
     pub fn send_line(&self, device: &str, line: &str) -> Result<(), CommandError> {
         let id = DeviceId::parse(device).map_err(|e| CommandError::Invalid(e.to_string()))?;
         let mut state = self.lock();
@@ -591,6 +609,7 @@ fn snapshot_of(state: &State, focus: Option<&str>) -> DashboardSnapshot {
         focus: focus.map(str::to_string),
         devices,
         commands,
+        viewer: None,
     }
 }
 

@@ -35,6 +35,15 @@ pub struct SimulatorArgs {
     /// Do not send a registration line on connect.
     #[arg(long)]
     pub no_register: bool,
+    /// Device tokens, one per simulated device in id order (`--token` repeated, or a
+    /// comma-separated list); needed unless the hub allows tokenless devices.
+    #[arg(
+        long = "token",
+        env = "IOTHUB_SIM_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub tokens: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,7 +80,12 @@ pub async fn run(args: SimulatorArgs, stop: CancellationToken) {
         };
         let mut device = SimulatedDevice::new(args.first_id.saturating_add(n), dialect);
         device.register = !args.no_register;
-        tasks.spawn(device.run(args.url.clone(), period, stop.clone()));
+        let mut url = args.url.clone();
+        // In the URL rather than a header: that is how most microcontroller libraries do it.
+        if let Some(token) = args.tokens.get(n as usize) {
+            url.query_pairs_mut().append_pair("token", token);
+        }
+        tasks.spawn(device.run(url, period, stop.clone()));
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -57,8 +57,8 @@ async fn readings_received_while_postgres_is_down_are_written_when_it_returns() 
     let data_dir = tempfile::tempdir().unwrap();
     let mut args = ServeArgs::defaults();
     args.bind = "127.0.0.1:0".parse().unwrap();
-    args.data_dir = data_dir.path().to_path_buf();
-    args.database_url = Some(pg.url.clone());
+    args.store.data_dir = data_dir.path().to_path_buf();
+    args.store.database_url = Some(pg.url.clone());
     args.flush_interval_ms = 50;
     let app = Application::build(args).await.unwrap();
     let base = format!("http://{}", app.local_addr());

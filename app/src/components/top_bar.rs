@@ -1,9 +1,12 @@
 use crate::components::ConnectionBadge;
+use crate::links::{LOGOUT, TOKENS_PAGE};
 use crate::live::use_live;
 use crate::time::Zone;
 use leptos::prelude::*;
 
-/// The bar on every page: home link, online/offline counts, time-zone choice, stream status.
+/// The bar on every page: home link, online/offline counts, time-zone choice, stream status,
+/// device tokens, who is signed in and signing out; below it, a warning while devices may
+/// connect without a token.
 #[component]
 pub fn TopBar() -> impl IntoView {
     let live = use_live();
@@ -35,6 +38,30 @@ pub fn TopBar() -> impl IntoView {
                 </select>
             </label>
             <ConnectionBadge />
+            <nav class="account" aria-label="Account">
+                <a href=TOKENS_PAGE>"Tokens"</a>
+                <span class="user" data-testid="user">
+                    {move || live.viewer.with(|v| v.as_ref().map(|v| v.user.clone()))}
+                </span>
+                // A form, not a link: signing out changes state, so it is a POST (and works
+                // without the WebAssembly).
+                <form method="post" action=LOGOUT>
+                    <button type="submit" class="link-button">"Sign out"</button>
+                </form>
+            </nav>
         </header>
+        {move || {
+            live.viewer
+                .with(|v| v.as_ref().is_some_and(|v| v.tokenless_devices))
+                .then(|| {
+                    view! {
+                        <p class="banner warning" role="alert" data-testid="tokenless-warning">
+                            "Devices may connect without a token (--allow-tokenless-devices): "
+                            "anyone who can reach this hub can send readings as any device. "
+                            "Use this only on a network you trust."
+                        </p>
+                    }
+                })
+        }}
     }
 }

@@ -1,2 +1,4 @@
 pub mod device;
+pub mod login;
 pub mod overview;
+pub mod tokens;

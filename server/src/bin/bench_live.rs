@@ -51,6 +51,12 @@ struct Args {
     /// Overview page loads to time.
     #[arg(long, default_value_t = 20)]
     pages: u32,
+    /// The dashboard user to sign in as.
+    #[arg(long, default_value = "admin")]
+    user: String,
+    /// Their password.
+    #[arg(long, env = "IOTHUB_BENCH_PASSWORD", hide_env_values = true)]
+    password: String,
 }
 
 fn now_ms() -> f64 {
@@ -72,7 +78,12 @@ async fn main() -> anyhow::Result<()> {
     if !(args.rate > 0.0 && args.rate <= 100.0) {
         bail!("--rate must be in (0, 100]");
     }
-    let http = reqwest::Client::new();
+    let session = server::client::sign_in(&args.base, &args.user, &args.password).await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::COOKIE, session.parse()?);
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
     let mut ws_base = args.base.clone();
     ws_base
         .set_scheme(if args.base.scheme() == "https" {

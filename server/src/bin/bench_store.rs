@@ -798,6 +798,9 @@ async fn print_plan(url: &str, device: &str, from_ms: i64, to_ms: i64) {
 // ------------------------------------------------------------------------------------------
 // The same query through the real server: `device_series`, POSTed like the browser does.
 
+/// The first user's password on the throwaway server the HTTP measurement starts.
+const BENCH_PASSWORD: &str = "bench-store password";
+
 async fn http_series(
     args: &Args,
     url: &str,
@@ -812,14 +815,17 @@ async fn http_series(
     ));
     let mut serve = ServeArgs::defaults();
     serve.bind = "127.0.0.1:0".parse()?;
-    serve.data_dir = data_dir.clone();
+    serve.store.data_dir = data_dir.clone();
     serve.site_root = data_dir.join("no-site");
-    serve.database_url = Some(url.to_string());
+    serve.store.database_url = Some(url.to_string());
+    serve.admin_password = Some(BENCH_PASSWORD.into());
     let result = async {
         let app = Application::build(serve).await?;
         let addr = app.local_addr();
         let stop = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
+        let base: url::Url = format!("http://{addr}/").parse()?;
+        let cookie = server::client::sign_in(&base, "admin", BENCH_PASSWORD).await?;
         let path = app::api::DeviceSeries::PATH;
         println!("history query over HTTP: POST http://{addr}{path} (device_series server function, same database)");
         let body = format!(
@@ -829,7 +835,7 @@ async fn http_series(
         let mut failure = None;
         for run in 1..=args.repeat {
             let began = Instant::now();
-            let response = post_form(addr, path, &body).await;
+            let response = post_form(addr, path, &body, &cookie).await;
             let elapsed = began.elapsed();
             let (status, bytes) = match response {
                 Ok(r) => r,
@@ -888,11 +894,16 @@ async fn http_series(
 
 /// A minimal HTTP/1.1 client (the server crate's HTTP client, reqwest, is for tests only): one
 /// form-encoded POST on a fresh connection; returns the status and the (de-chunked) body.
-async fn post_form(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+async fn post_form(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    cookie: &str,
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Accept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         Accept: application/json\r\nCookie: {cookie}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;

@@ -9,6 +9,7 @@
 //! [`MAX_UNWRITTEN`] readings. [`Store::close`] flushes what is queued; a graceful stop loses
 //! nothing, and a crash loses at most the last flush interval.
 
+mod accounts;
 mod postgres;
 mod sqlite;
 

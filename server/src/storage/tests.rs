@@ -297,3 +297,81 @@ async fn devices_keep_their_registration_and_first_and_last_seen() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn users_sessions_and_device_tokens() {
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        assert_eq!(store.user_count().await.unwrap(), 0);
+        assert!(store.create_user("ada", "hash-1", 100).await.unwrap());
+        assert!(
+            !store.create_user("ada", "hash-2", 101).await.unwrap(),
+            "name taken"
+        );
+        assert_eq!(
+            store.password_hash("ada").await.unwrap().as_deref(),
+            Some("hash-1")
+        );
+        assert_eq!(store.password_hash("bob").await.unwrap(), None);
+
+        store.create_session("s1", "ada", 100, 1_000).await.unwrap();
+        assert_eq!(
+            store.session_user("s1", 999).await.unwrap().as_deref(),
+            Some("ada")
+        );
+        assert_eq!(
+            store.session_user("s1", 1_000).await.unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(store.session_user("s2", 500).await.unwrap(), None);
+        // A new password ends every session of that user.
+        assert!(store.set_password("ada", "hash-3").await.unwrap());
+        assert_eq!(store.session_user("s1", 500).await.unwrap(), None);
+        store.create_session("s3", "ada", 100, 1_000).await.unwrap();
+        store.delete_session("s3").await.unwrap();
+        assert_eq!(store.session_user("s3", 500).await.unwrap(), None);
+        store.create_session("s4", "ada", 100, 1_000).await.unwrap();
+        assert_eq!(store.delete_expired_sessions(2_000).await.unwrap(), 1);
+        store.create_session("s5", "ada", 100, 1_000).await.unwrap();
+        assert!(store.remove_user("ada").await.unwrap());
+        assert_eq!(store.session_user("s5", 500).await.unwrap(), None);
+        assert_eq!(store.user_count().await.unwrap(), 0);
+
+        let first = store
+            .create_device_token("7", "kitchen", "h7", 10)
+            .await
+            .unwrap();
+        let second = store.create_device_token("8", "", "h8", 20).await.unwrap();
+        assert_ne!(first.id, second.id);
+        assert_eq!(first.device_id, "7");
+        assert_eq!(first.label, "kitchen");
+        assert_eq!(
+            store.device_token_by_hash("h7").await.unwrap(),
+            Some(first.clone())
+        );
+        store.touch_device_token(first.id, 30).await.unwrap();
+        let revoked = store
+            .revoke_device_token(first.id, 40)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (revoked.last_used_ms, revoked.revoked_ms),
+            (Some(30), Some(40))
+        );
+        assert_eq!(
+            store.revoke_device_token(first.id, 50).await.unwrap(),
+            None,
+            "once"
+        );
+        let listed = store.device_tokens().await.unwrap();
+        assert_eq!(
+            listed.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [second.id, first.id],
+            "newest first"
+        );
+        store.close().await;
+    })
+    .await;
+}

@@ -19,12 +19,17 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for something that should take milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+/// The first user's password in every test server.
+pub const ADMIN_PASSWORD: &str = "test admin password";
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub data_dir: TempDir,
     pub stop: CancellationToken,
+    /// Signed in as `admin`.
     pub http: reqwest::Client,
+    /// The session cookie `http` sends (`iothub_session=…`).
+    pub session_cookie: String,
     server: JoinHandle<std::io::Result<()>>,
 }
 
@@ -41,18 +46,34 @@ impl TestApp {
     pub async fn spawn_in(data_dir: TempDir, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         let mut args = ServeArgs::defaults();
         args.bind = "127.0.0.1:0".parse().unwrap();
-        args.data_dir = data_dir.path().to_path_buf();
+        args.store.data_dir = data_dir.path().to_path_buf();
         args.flush_interval_ms = 20;
+        args.admin_password = Some(ADMIN_PASSWORD.into());
+        // Most tests are about what devices do, not how they sign in; the tests of device
+        // tokens (auth.rs) turn this off.
+        args.allow_tokenless_devices = true;
         configure(&mut args);
         let app = Application::build(args).await.expect("server starts");
         let addr = app.local_addr();
         let stop = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
+        let session_cookie = sign_in(addr, "admin", ADMIN_PASSWORD)
+            .await
+            .expect("the test admin signs in");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::COOKIE,
+            session_cookie.parse().expect("a valid header"),
+        );
         TestApp {
             addr,
             data_dir,
             stop,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("http client"),
+            session_cookie,
             server,
         }
     }
@@ -183,6 +204,44 @@ impl TestApp {
             .expect("server ran cleanly");
         self.data_dir
     }
+}
+
+/// A client that does not follow redirects and keeps no cookies: a browser without a session.
+pub fn anonymous() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+/// Posts the login form; the response, unfollowed.
+pub async fn post_login(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .post(format!("http://{addr}/login"))
+        .form(&[("user", user), ("password", password), ("next", "/")])
+        .send()
+        .await
+        .expect("login request")
+}
+
+/// Signs in and returns the session cookie as a `Cookie` header value, or the status.
+pub async fn sign_in(addr: SocketAddr, user: &str, password: &str) -> Result<String, u16> {
+    let res = post_login(&anonymous(), addr, user, password).await;
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let pair = v.split(';').next()?;
+            pair.starts_with("iothub_session=")
+                .then(|| pair.to_string())
+        })
+        .ok_or(res.status().as_u16())
 }
 
 /// Sends a server-function request: the decoded JSON on success, else the status and body.

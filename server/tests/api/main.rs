@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod auth;
 mod devices;
 mod gateway;
 mod lifecycle;

@@ -123,7 +123,7 @@ async fn postgres_as_the_store_keeps_readings_across_a_restart() {
     };
     let url = pg.url.clone();
     let app = TestApp::spawn_with(|args| {
-        args.database_url = Some(url.clone());
+        args.store.database_url = Some(url.clone());
         args.flush_interval_ms = 3_600_000;
     })
     .await;
@@ -137,7 +137,7 @@ async fn postgres_as_the_store_keeps_readings_across_a_restart() {
     .await;
     let data_dir = app.stop().await;
 
-    let app = TestApp::spawn_in(data_dir, |args| args.database_url = Some(url.clone())).await;
+    let app = TestApp::spawn_in(data_dir, |args| args.store.database_url = Some(url.clone())).await;
     let history = app.history("7", 100).await;
     assert_eq!(history.len(), 50);
     assert_eq!(history[49].values[1].value, 49.5);
@@ -164,15 +164,18 @@ async fn after_kill_9_the_database_opens_and_holds_everything_flushed() {
             "50",
             "--max-readings-per-sec",
             "100000",
+            "--allow-tokenless-devices",
+            "--admin-password",
+            crate::helpers::ADMIN_PASSWORD,
         ])
         .arg("--data-dir")
         .arg(data_dir.path())
         .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = tokio::time::timeout(Duration::from_secs(20), log.next_line())
             .await

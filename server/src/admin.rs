@@ -1,0 +1,150 @@
+//! `iothub user …` and `iothub token …`: managing who may sign in and which devices may
+//! connect, from the command line, on the same database a running hub uses (SQLite's WAL lets
+//! both work at once).
+
+use crate::auth::{Auth, AuthConfig};
+use crate::config::{StoreArgs, TokenCommand, UserCommand};
+use crate::storage::{Database, Store, StoreConfig};
+use anyhow::Context;
+use std::io::{BufRead, IsTerminal};
+use std::time::Duration;
+
+pub async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add { name, store } => {
+            let password = read_password(&name)?;
+            with_auth(&store, |auth| async move {
+                auth.add_user(&name, &password).await?;
+                println!("added user {name}");
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::Passwd { name, store } => {
+            let password = read_password(&name)?;
+            with_auth(&store, |auth| async move {
+                auth.set_password(&name, &password).await?;
+                println!("changed the password of {name}; their sessions have ended");
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::Remove { name, store } => {
+            with_auth(&store, |auth| async move {
+                auth.remove_user(&name).await?;
+                println!("removed user {name}");
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::List { store } => {
+            with_auth(&store, |auth| async move {
+                for (name, created_ms) in auth.users().await? {
+                    println!("{name}\tcreated {}", utc(created_ms));
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            device,
+            label,
+            store,
+        } => {
+            with_auth(&store, |auth| async move {
+                let created = auth.create_device_token(&device, &label).await?;
+                eprintln!(
+                    "token {} for device {}; shown only now, keep it in the device's firmware:",
+                    created.token.id, created.token.device_id
+                );
+                println!("{}", created.secret);
+                Ok(())
+            })
+            .await
+        }
+        TokenCommand::List { store } => {
+            with_auth(&store, |auth| async move {
+                println!("id\tdevice\tlabel\tcreated\tlast used\trevoked");
+                for t in auth.device_tokens().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        t.id,
+                        t.device_id.escape_debug(),
+                        t.label.escape_debug(),
+                        utc(t.created_ms),
+                        t.last_used_ms.map_or("never".into(), utc),
+                        t.revoked_ms.map_or("-".into(), utc),
+                    );
+                }
+                Ok(())
+            })
+            .await
+        }
+        TokenCommand::Revoke { id, store } => {
+            with_auth(&store, |auth| async move {
+                let token = auth.revoke_device_token(id).await?;
+                println!("revoked token {id} of device {}", token.device_id);
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+/// Opens the store, runs `work`, and closes the store whatever happened.
+async fn with_auth<F, Fut>(args: &StoreArgs, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Auth) -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::auth::AuthError>>,
+{
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data folder {}", args.data_dir.display()))?;
+    let database = Database::from_config(args.database_url.as_deref(), &args.data_dir)?;
+    let store = Store::open(StoreConfig {
+        database,
+        flush_interval: Duration::from_millis(250),
+        flush_rows: 1,
+    })
+    .await?;
+    // Sessions and device admission are not used here; only the stores' tables are.
+    let auth = Auth::new(
+        store.clone(),
+        AuthConfig {
+            session_lifetime: Duration::from_secs(3600),
+            secure_cookies: true,
+            allow_tokenless_devices: false,
+        },
+    );
+    let result = work(auth).await;
+    store.close().await;
+    Ok(result?)
+}
+
+/// A new password: from the terminal (asked twice, not echoed) or the first line of standard
+/// input (for scripts: `echo "$PW" | iothub user add ada`).
+fn read_password(user: &str) -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {user}: "))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    crate::auth::password::check_policy(&password)?;
+    Ok(password)
+}
+
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+    )
+}

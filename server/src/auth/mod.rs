@@ -1,0 +1,412 @@
+//! Who may use the hub: people sign in to the dashboard (users, sessions), devices present a
+//! token. [`Auth`] holds the rules; [`web`] puts them in front of every route.
+//!
+//! - [`password`]: argon2id hashes; [`secret`]: random session ids and device tokens, of which
+//!   only a SHA-256 is stored; [`throttle`]: slowing down password guessing.
+//! - The first start creates an `admin` user (password from `--admin-password`, or generated
+//!   and logged once). More users: `iothub user add`.
+
+pub mod password;
+pub mod secret;
+pub mod throttle;
+pub mod web;
+
+use crate::protocol::DeviceId;
+use crate::storage::{StorageError, Store};
+use app::model::{DeviceToken, NewDeviceToken};
+use password::PasswordError;
+use secret::RandomError;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use throttle::LoginThrottle;
+
+/// The user the first start creates.
+pub const FIRST_USER: &str = "admin";
+/// Longest label of a device token.
+pub const MAX_LABEL_CHARS: usize = 100;
+/// Longest user name.
+pub const MAX_USER_NAME_CHARS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    #[error("user name: {0}")]
+    BadUserName(String),
+    #[error("there is already a user called {0:?}")]
+    UserExists(String),
+    #[error("there is no user called {0:?}")]
+    NoSuchUser(String),
+    #[error("device id: {0}")]
+    BadDeviceId(String),
+    #[error("label: {0}")]
+    BadLabel(String),
+    #[error("there is no active device token {0}")]
+    NoSuchToken(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub session_lifetime: Duration,
+    /// Session cookies get `Secure` (the dashboard is reached over HTTPS).
+    pub secure_cookies: bool,
+    /// Devices may connect without a token (a trusted LAN only).
+    pub allow_tokenless_devices: bool,
+}
+
+/// What a login attempt came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Login {
+    /// Signed in: `session` is the cookie's secret.
+    SignedIn { user: String, session: String },
+    /// Wrong name or password (which of the two is not said).
+    Refused,
+    /// Too many failures from this address: try again after this long.
+    Throttled(Duration),
+}
+
+/// Why a device connection is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceRefusal {
+    #[error("this hub needs a device token: send `Authorization: Bearer <token>` or connect with ?token=<token>")]
+    NoToken,
+    #[error("unknown or revoked device token")]
+    BadToken,
+    #[error("the device token is for device {0:?}")]
+    OtherDevice(String),
+    #[error("the token store is not answering; try again")]
+    Unavailable,
+}
+
+/// What a device connection may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceAccess {
+    /// Exactly this device id (its token's).
+    Device {
+        device_id: DeviceId,
+        /// The stored token's id (`None` for the bundled simulator's in-memory tokens).
+        token_id: Option<i64>,
+    },
+    /// No token, allowed by `--allow-tokenless-devices`: any id.
+    Tokenless,
+}
+
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: AuthConfig,
+    throttle: Mutex<LoginThrottle>,
+    /// Fingerprint → device id of tokens that live only as long as this process (the bundled
+    /// simulator's), so a demo run leaves no tokens behind in the database.
+    ephemeral_tokens: Mutex<HashMap<String, DeviceId>>,
+}
+
+impl Auth {
+    pub fn new(store: Store, config: AuthConfig) -> Auth {
+        Auth {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                throttle: Mutex::new(LoginThrottle::default()),
+                ephemeral_tokens: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.inner.config
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// On the first start (no users yet) creates [`FIRST_USER`] with `password`, or with a
+    /// generated one that is logged once. Returns the generated password, if any.
+    pub async fn create_first_user(
+        &self,
+        password: Option<&str>,
+    ) -> Result<Option<String>, AuthError> {
+        if self.store().user_count().await? > 0 {
+            if password.is_some() {
+                tracing::info!(
+                    "--admin-password is only used on the first start; users exist already \
+                     (change a password with `iothub user passwd`)"
+                );
+            }
+            return Ok(None);
+        }
+        let (password, generated) = match password {
+            Some(given) => (given.to_string(), false),
+            None => (secret::new_password()?, true),
+        };
+        self.add_user(FIRST_USER, &password).await?;
+        if generated {
+            tracing::warn!(
+                user = FIRST_USER,
+                password = %password,
+                "created the first user with this generated password; it is shown only this \
+                 once (change it with `iothub user passwd {FIRST_USER}`)"
+            );
+            Ok(Some(password))
+        } else {
+            tracing::info!(user = FIRST_USER, "created the first user");
+            Ok(None)
+        }
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        check_user_name(name)?;
+        let hash = password::hash_async(password.to_string()).await?;
+        if !self
+            .store()
+            .create_user(name, &hash, crate::now_ms())
+            .await?
+        {
+            return Err(AuthError::UserExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Sets a new password; the user's sessions end.
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        let hash = password::hash_async(password.to_string()).await?;
+        if !self.store().set_password(name, &hash).await? {
+            return Err(AuthError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn remove_user(&self, name: &str) -> Result<(), AuthError> {
+        if !self.store().remove_user(name).await? {
+            return Err(AuthError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn users(&self) -> Result<Vec<(String, i64)>, AuthError> {
+        Ok(self.store().users().await?)
+    }
+
+    /// Checks a password, applying the throttle (see [`throttle`]) for `client`.
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Login, AuthError> {
+        let delay = {
+            let throttle = self.throttle();
+            if let Err(wait) = throttle.check_address(client, Instant::now()) {
+                return Ok(Login::Throttled(wait));
+            }
+            throttle.account_delay(name, Instant::now())
+        };
+        tokio::time::sleep(delay).await;
+        // Unknown names are checked against a decoy hash: the same work, the same answer.
+        let stored = self.store().password_hash(name).await?;
+        if !password::verify_async(password.to_string(), stored).await {
+            self.throttle().failed(client, name, Instant::now());
+            tracing::warn!(%client, "failed sign-in");
+            return Ok(Login::Refused);
+        }
+        self.throttle().succeeded(client, name);
+        let session = secret::random_hex()?;
+        let now = crate::now_ms();
+        let expires = now.saturating_add(self.config().session_lifetime.as_millis() as i64);
+        self.store()
+            .create_session(&secret::fingerprint(&session), name, now, expires)
+            .await?;
+        tracing::info!(%client, user = name, "signed in");
+        Ok(Login::SignedIn {
+            user: name.to_string(),
+            session,
+        })
+    }
+
+    /// The user a session cookie belongs to, if it is valid.
+    pub async fn session_user(&self, session: &str) -> Result<Option<String>, AuthError> {
+        Ok(self
+            .store()
+            .session_user(&secret::fingerprint(session), crate::now_ms())
+            .await?)
+    }
+
+    pub async fn logout(&self, session: &str) -> Result<(), AuthError> {
+        Ok(self
+            .store()
+            .delete_session(&secret::fingerprint(session))
+            .await?)
+    }
+
+    pub async fn forget_expired_sessions(&self) -> Result<u64, AuthError> {
+        Ok(self
+            .store()
+            .delete_expired_sessions(crate::now_ms())
+            .await?)
+    }
+
+    /// Creates a token for `device_id`; the secret is in the result and nowhere else.
+    pub async fn create_device_token(
+        &self,
+        device_id: &str,
+        label: &str,
+    ) -> Result<NewDeviceToken, AuthError> {
+        let device_id =
+            DeviceId::parse(device_id).map_err(|e| AuthError::BadDeviceId(e.to_string()))?;
+        let label = check_label(label)?;
+        let secret = secret::new_device_token()?;
+        let token = self
+            .store()
+            .create_device_token(
+                device_id.as_str(),
+                label,
+                &secret::fingerprint(&secret),
+                crate::now_ms(),
+            )
+            .await?;
+        tracing::info!(device = %device_id, token = token.id, "device token created");
+        Ok(NewDeviceToken { token, secret })
+    }
+
+    pub async fn revoke_device_token(&self, id: i64) -> Result<DeviceToken, AuthError> {
+        let token = self
+            .store()
+            .revoke_device_token(id, crate::now_ms())
+            .await?
+            .ok_or(AuthError::NoSuchToken(id))?;
+        tracing::info!(device = %token.device_id, token = id, "device token revoked");
+        Ok(token)
+    }
+
+    pub async fn device_tokens(&self) -> Result<Vec<DeviceToken>, AuthError> {
+        Ok(self.store().device_tokens().await?)
+    }
+
+    /// A token for `device_id` that is valid until the process ends (never stored).
+    pub fn ephemeral_device_token(&self, device_id: DeviceId) -> Result<String, AuthError> {
+        let secret = secret::new_device_token()?;
+        self.inner
+            .ephemeral_tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(secret::fingerprint(&secret), device_id);
+        Ok(secret)
+    }
+
+    /// Decides whether a device connection presenting `token` may proceed.
+    pub async fn admit_device(&self, token: Option<&str>) -> Result<DeviceAccess, DeviceRefusal> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return if self.config().allow_tokenless_devices {
+                Ok(DeviceAccess::Tokenless)
+            } else {
+                Err(DeviceRefusal::NoToken)
+            };
+        };
+        // Real tokens are 68 characters; anything far longer is not worth hashing.
+        if token.len() > 256 {
+            return Err(DeviceRefusal::BadToken);
+        }
+        let fingerprint = secret::fingerprint(token);
+        let ephemeral = self
+            .inner
+            .ephemeral_tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&fingerprint)
+            .cloned();
+        if let Some(device_id) = ephemeral {
+            return Ok(DeviceAccess::Device {
+                device_id,
+                token_id: None,
+            });
+        }
+        let stored = self
+            .store()
+            .device_token_by_hash(&fingerprint)
+            .await
+            .map_err(|err| {
+                tracing::error!(%err, "looking up a device token failed");
+                DeviceRefusal::Unavailable
+            })?;
+        let Some(stored) = stored.filter(|t| t.revoked_ms.is_none()) else {
+            return Err(DeviceRefusal::BadToken);
+        };
+        let device_id = DeviceId::parse(&stored.device_id).map_err(|_| DeviceRefusal::BadToken)?;
+        if let Err(err) = self
+            .store()
+            .touch_device_token(stored.id, crate::now_ms())
+            .await
+        {
+            tracing::warn!(%err, "could not note the device token's last use");
+        }
+        Ok(DeviceAccess::Device {
+            device_id,
+            token_id: Some(stored.id),
+        })
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
+        // The throttle's tables stay consistent even if a holder panicked mid-update.
+        self.inner
+            .throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn check_user_name(name: &str) -> Result<(), AuthError> {
+    let bad = |why: &str| Err(AuthError::BadUserName(why.to_string()));
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.chars().count() > MAX_USER_NAME_CHARS {
+        return bad(&format!("longer than {MAX_USER_NAME_CHARS} characters"));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("spaces and control characters are not allowed");
+    }
+    Ok(())
+}
+
+fn check_label(label: &str) -> Result<&str, AuthError> {
+    let label = label.trim();
+    if label.chars().count() > MAX_LABEL_CHARS {
+        return Err(AuthError::BadLabel(format!(
+            "longer than {MAX_LABEL_CHARS} characters"
+        )));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(AuthError::BadLabel(
+            "control characters are not allowed".into(),
+        ));
+    }
+    Ok(label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_and_labels_are_checked() {
+        assert!(check_user_name("ada").is_ok());
+        assert!(check_user_name("").is_err());
+        assert!(check_user_name("a b").is_err());
+        assert!(check_user_name("a\u{7}").is_err());
+        assert!(check_user_name(&"x".repeat(65)).is_err());
+        assert_eq!(check_label("  kitchen ").unwrap(), "kitchen");
+        assert!(check_label("a\nb").is_err());
+        assert!(check_label(&"x".repeat(101)).is_err());
+    }
+}

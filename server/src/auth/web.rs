@@ -1,0 +1,298 @@
+//! The HTTP side of signing in: `POST /login`, `POST /logout`, the session cookie, and the
+//! middleware that keeps everything but the login page, the static assets and the device
+//! endpoint behind a session.
+//!
+//! The login form is a plain HTML form (it works before, and without, the WebAssembly), so its
+//! answers are redirects: to where the person was going, or back to the form with a message.
+
+use super::{Auth, Login};
+use crate::application::AppState;
+use app::api::ssr::SignedIn;
+use app::error::AppError;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cookie::{Cookie, SameSite};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+
+pub const SESSION_COOKIE: &str = "iothub_session";
+pub const LOGIN_PATH: &str = app::links::LOGIN_PAGE;
+pub const LOGOUT_PATH: &str = app::links::LOGOUT;
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    user: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /login`.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let client = client_address(peer, &headers, state.config.behind_proxy);
+    let next = safe_next(&form.next);
+    match state.auth.login(&form.user, &form.password, client).await {
+        Ok(Login::SignedIn { session, .. }) => {
+            let mut response = see_other(next);
+            set_cookie(&mut response, session_cookie(&state.auth, session));
+            response
+        }
+        Ok(Login::Refused) => {
+            see_other(&format!("{LOGIN_PATH}?failed=1&next={}", url_encode(next)))
+        }
+        Ok(Login::Throttled(wait)) => {
+            let seconds = wait.as_secs().max(1);
+            let body = format!(
+                "<!DOCTYPE html><title>Too many attempts</title><p>Too many failed sign-ins \
+                 from your address. Try again in {seconds} seconds.</p>\
+                 <p><a href=\"{LOGIN_PATH}\">Back to sign-in</a></p>"
+            );
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+        Err(err) => {
+            tracing::error!(%err, "sign-in failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sign-in is not possible right now\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `POST /logout`: ends the session and forgets the cookie.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(session) = session_from(&headers) {
+        if let Err(err) = state.auth.logout(&session).await {
+            tracing::error!(%err, "ending a session failed");
+        }
+    }
+    let mut response = see_other(LOGIN_PATH);
+    let mut gone = session_cookie(&state.auth, String::new());
+    gone.make_removal();
+    set_cookie(&mut response, gone);
+    response
+}
+
+/// Lets through requests with a valid session (noting the user for the handlers), and the
+/// few routes that are public; redirects page loads to the login page and answers anything
+/// else with 401.
+pub async fn require_session(
+    State(auth): State<Auth>,
+    mut request: Request<Body>,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let public = is_public(path);
+    let user = match session_from(request.headers()) {
+        None => None,
+        Some(session) => match auth.session_user(&session).await {
+            Ok(user) => user,
+            Err(err) => {
+                tracing::error!(%err, "checking a session failed");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
+            }
+        },
+    };
+    match user {
+        // A signed-in person asking for the login page goes where they were going.
+        Some(_) if path == LOGIN_PATH && request.method() == Method::GET => {
+            let query = request.uri().query().unwrap_or_default();
+            let next = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("next="))
+                .and_then(url_decode)
+                .unwrap_or_default();
+            see_other(safe_next(&next))
+        }
+        Some(user) => {
+            request.extensions_mut().insert(SignedIn(user));
+            next.run(request).await
+        }
+        None if public => next.run(request).await,
+        None if wants_page(&request) => {
+            let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            see_other(&format!("{LOGIN_PATH}?next={}", url_encode(target)))
+        }
+        None => {
+            // Server functions decode this into `AppError::SignedOut`, which the pages handle.
+            let body = serde_json::to_string(&AppError::SignedOut).unwrap_or_default();
+            let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+    }
+}
+
+/// Routes anyone may reach: the login page and its form, the static assets it needs (the
+/// bundle is the same for everyone and holds no data), and the device endpoint, which checks
+/// device tokens itself.
+fn is_public(path: &str) -> bool {
+    path == LOGIN_PATH
+        || path == "/ws/device"
+        || path == "/favicon.svg"
+        || path.starts_with("/pkg/")
+}
+
+/// A page load (a person's browser navigating) rather than a script's request.
+fn wants_page(request: &Request<Body>) -> bool {
+    let navigating = request
+        .headers()
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v == "navigate");
+    let html = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    request.method() == Method::GET && (navigating || html)
+}
+
+fn session_from(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn session_cookie(auth: &Auth, value: String) -> Cookie<'static> {
+    let lifetime = auth.config().session_lifetime.as_secs() as i64;
+    Cookie::build((SESSION_COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(auth.config().secure_cookies)
+        .max_age(cookie::time::Duration::seconds(lifetime))
+        .build()
+}
+
+fn set_cookie(response: &mut Response, cookie: Cookie<'static>) {
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
+
+/// Where to go after signing in: a path on this site, never another site (`//evil.example`
+/// and `/\evil.example` are other sites to a browser), never back to the login page.
+pub fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.chars().any(|c| c.is_control())
+        && !next.starts_with(LOGIN_PATH);
+    if local {
+        next
+    } else {
+        "/"
+    }
+}
+
+/// The address login throttling counts: the TCP peer, or with `--behind-proxy` and a peer on
+/// this machine, the last address the proxy appended to `X-Forwarded-For`.
+pub fn client_address(peer: SocketAddr, headers: &HeaderMap, behind_proxy: bool) -> IpAddr {
+    if behind_proxy && peer.ip().is_loopback() {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+            .next_back();
+        if let Some(address) = forwarded {
+            return address;
+        }
+    }
+    peer.ip()
+}
+
+fn url_encode(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
+fn url_decode(raw: &str) -> Option<String> {
+    url::form_urlencoded::parse(format!("x={raw}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(safe_next("/devices/7?window=1h"), "/devices/7?window=1h");
+        for bad in [
+            "",
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "/login?next=/",
+            "/\n",
+            "devices",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; iothub_session=abc; b=2"),
+        );
+        assert_eq!(session_from(&headers).as_deref(), Some("abc"));
+        headers.insert(COOKIE, HeaderValue::from_static("iothub_session="));
+        assert_eq!(session_from(&headers), None);
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_local_proxy() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 198.51.100.7"),
+        );
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        assert_eq!(
+            client_address(local, &headers, true),
+            "198.51.100.7".parse::<IpAddr>().unwrap(),
+            "the proxy appended the last entry; earlier ones are the client's word"
+        );
+        assert_eq!(client_address(local, &headers, false), local.ip());
+        assert_eq!(client_address(remote, &headers, true), remote.ip());
+    }
+}

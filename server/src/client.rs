@@ -1,0 +1,29 @@
+//! The client side of signing in, for the benchmark tools that talk to a running hub over HTTP
+//! as a browser would.
+
+use anyhow::Context;
+
+/// Posts the login form and returns the session as a `Cookie` header value
+/// (`iothub_session=…`).
+pub async fn sign_in(base: &url::Url, user: &str, password: &str) -> anyhow::Result<String> {
+    // Not following the redirect: the cookie comes with the 303 itself.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let response = http
+        .post(base.join(app::links::LOGIN_PAGE)?)
+        .form(&[("user", user), ("password", password)])
+        .send()
+        .await
+        .context("posting the login form")?;
+    let status = response.status();
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| pair.starts_with(crate::auth::web::SESSION_COOKIE))
+        .map(str::to_string)
+        .with_context(|| format!("signing in as {user} failed ({status})"))
+}
