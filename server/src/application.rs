@@ -76,16 +76,24 @@ pub enum StartupError {
     DefaultFields(String),
     #[error("cannot create the first user: {0}")]
     FirstUser(#[from] AuthError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::listener::TlsError),
 }
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    tls: Option<crate::listener::Tls>,
 }
 
 impl Application {
     pub async fn build(config: ServeArgs) -> Result<Self, StartupError> {
         check_default_fields(&config.default_fields).map_err(StartupError::DefaultFields)?;
+        // Read the certificate first: a bad one should stop us before anything else happens.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::listener::load_tls(cert, key)?),
+            _ => None,
+        };
         std::fs::create_dir_all(&config.store.data_dir).map_err(|source| {
             StartupError::DataDir {
                 path: config.store.data_dir.clone(),
@@ -123,10 +131,12 @@ impl Application {
             store.clone(),
             AuthConfig {
                 session_lifetime: Duration::from_secs(u64::from(config.session_hours) * 3600),
-                secure_cookies: config
-                    .public_origin
-                    .as_deref()
-                    .is_some_and(|origin| origin.starts_with("https://")),
+                // Served over TLS here, or by a TLS-terminating proxy at an https origin.
+                secure_cookies: tls.is_some()
+                    || config
+                        .public_origin
+                        .as_deref()
+                        .is_some_and(|origin| origin.starts_with("https://")),
                 allow_tokenless_devices: config.allow_tokenless_devices,
             },
         );
@@ -152,7 +162,11 @@ impl Application {
             tasks: TaskTracker::new(),
         };
         restore_devices(&state.store, &state.registry).await?;
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            tls,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -170,9 +184,18 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            state,
+            tls,
+        } = self;
         let addr = state.leptos_options.site_addr;
-        let router = router(state.clone());
+        let mut router = router(state.clone());
+        if tls.is_some() {
+            router = router.layer(middleware::map_response(
+                security::strict_transport_security,
+            ));
+        }
 
         if state.config.simulate > 0 {
             // The simulated devices get tokens that live as long as this process.
@@ -186,9 +209,17 @@ impl Application {
                         .map_err(std::io::Error::other)
                 })
                 .collect::<std::io::Result<Vec<String>>>()?;
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
             let args = SimulatorArgs {
-                url: format!("ws://127.0.0.1:{}/ws/device", addr.port())
+                url: format!("{scheme}://127.0.0.1:{}/ws/device", addr.port())
                     .parse()
+                    .map_err(std::io::Error::other)?,
+                // The certificate is for the hub's public name, not 127.0.0.1: the simulator
+                // trusts exactly this certificate instead.
+                tls: tls
+                    .as_ref()
+                    .map(|tls| simulator::pinned_tls(tls.certificate.clone()))
+                    .transpose()
                     .map_err(std::io::Error::other)?,
                 devices: state.config.simulate,
                 rate: state.config.simulate_rate,
@@ -219,13 +250,21 @@ impl Application {
             ));
         }
 
-        tracing::info!("dashboard listening on http://{addr}");
-        let stopping = state.shutdown.clone();
-        axum::serve(
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("dashboard listening on {scheme}://{addr}");
+        let config = &state.config;
+        crate::listener::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router,
+            crate::listener::ListenerConfig {
+                tls: tls.map(|tls| tls.server),
+                max_connections_per_ip: config.max_connections_per_ip as usize,
+                max_header_bytes: config.max_header_bytes as usize,
+                header_timeout: Duration::from_millis(config.header_timeout_ms),
+                tls_handshake_timeout: Duration::from_millis(config.header_timeout_ms),
+            },
+            state.shutdown.clone(),
         )
-        .with_graceful_shutdown(async move { stopping.cancelled().await })
         .await?;
 
         tracing::info!("stopping: closing device connections and flushing the store");

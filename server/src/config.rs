@@ -146,6 +146,29 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_PUBLIC_ORIGIN", value_parser = crate::security::parse_origin)]
     pub public_origin: Option<String>,
 
+    /// Serve HTTPS and WSS with this certificate chain (PEM, the hub's certificate first);
+    /// needs --tls-key. With TLS on, browsers are told to use HTTPS from then on (HSTS).
+    #[arg(long, env = "IOTHUB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "IOTHUB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Most open connections from one client address. Connections from this machine
+    /// (127.0.0.1, ::1) are not counted.
+    #[arg(long, env = "IOTHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_ip: u32,
+
+    /// Largest request head (request line and headers), in bytes; larger requests get 431.
+    #[arg(long, env = "IOTHUB_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(8192..=1024 * 1024))]
+    pub max_header_bytes: u32,
+
+    /// Time a client has to send a request's head, which is also the longest an HTTP
+    /// connection may sit idle between requests (ms).
+    #[arg(long, env = "IOTHUB_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_timeout_ms: u64,
+
     /// Folder with the built web assets (`pkg/iothub.js`, `.wasm`, `.css`, favicon).
     #[arg(long, env = "IOTHUB_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -251,6 +274,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--simulate-rate"), "{err}");
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key() {
+        let err = Cli::try_parse_from(["iothub", "--tls-cert", "cert.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        assert!(
+            Cli::try_parse_from(["iothub", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_ok()
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod device_socket;
 pub mod export;
 pub mod hub;
 pub mod limits;
+pub mod listener;
 pub mod protocol;
 pub mod registry;
 pub mod security;

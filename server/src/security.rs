@@ -10,7 +10,8 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{
-    HeaderValue, HOST, ORIGIN, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    HeaderValue, HOST, ORIGIN, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use axum::http::{Method, Request, StatusCode};
 use axum::middleware::Next;
@@ -88,6 +89,15 @@ pub async fn security_headers(request: Request<Body>, next: Next) -> Response {
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// With TLS on: browsers use HTTPS for this host from then on, for a year.
+pub async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
     response
 }
 

@@ -6,6 +6,11 @@
 
 use clap::{Args, ValueEnum};
 use futures::{SinkExt, StreamExt};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +49,9 @@ pub struct SimulatorArgs {
         hide_env_values = true
     )]
     pub tokens: Vec<String>,
+    /// TLS for `wss://` URLs; `None` trusts the usual public certificate authorities.
+    #[arg(skip)]
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,6 +74,72 @@ pub fn parse_rate(raw: &str) -> Result<f64, String> {
     }
 }
 
+/// A client TLS set-up that trusts exactly `certificate` (whatever name it is for), for the
+/// bundled simulator talking to its own hub over 127.0.0.1. Handshake signatures are still
+/// verified, so only the holder of the certificate's key can answer.
+pub fn pinned_tls(
+    certificate: CertificateDer<'static>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCertificate {
+        certificate,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct PinnedCertificate {
+    certificate: CertificateDer<'static>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.certificate.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 /// Runs until `stop` is cancelled.
 pub async fn run(args: SimulatorArgs, stop: CancellationToken) {
     tracing::info!(url = %args.url, devices = args.devices, rate = args.rate, "simulator started");
@@ -85,7 +159,7 @@ pub async fn run(args: SimulatorArgs, stop: CancellationToken) {
         if let Some(token) = args.tokens.get(n as usize) {
             url.query_pairs_mut().append_pair("token", token);
         }
-        tasks.spawn(device.run(url, period, stop.clone()));
+        tasks.spawn(device.run(url, args.tls.clone(), period, stop.clone()));
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -165,10 +239,24 @@ impl SimulatedDevice {
         })
     }
 
-    async fn run(mut self, url: Url, period: Duration, stop: CancellationToken) {
+    async fn run(
+        mut self,
+        url: Url,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        period: Duration,
+        stop: CancellationToken,
+    ) {
         let mut backoff = Duration::from_millis(250);
         while !stop.is_cancelled() {
-            match tokio_tungstenite::connect_async(url.as_str()).await {
+            let connector = tls.clone().map(tokio_tungstenite::Connector::Rustls);
+            match tokio_tungstenite::connect_async_tls_with_config(
+                url.as_str(),
+                None,
+                false,
+                connector,
+            )
+            .await
+            {
                 Ok((socket, _)) => {
                     backoff = Duration::from_millis(250);
                     self.stream(socket, period, &stop).await;

@@ -24,6 +24,8 @@ pub const ADMIN_PASSWORD: &str = "test admin password";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`, or with TLS `https://localhost:<port>`.
+    pub base: String,
     pub data_dir: TempDir,
     pub stop: CancellationToken,
     /// Signed in as `admin`.
@@ -53,13 +55,25 @@ impl TestApp {
         // tokens (auth.rs) turn this off.
         args.allow_tokenless_devices = true;
         configure(&mut args);
+        let tls_cert = args
+            .tls_cert
+            .as_ref()
+            .map(|path| std::fs::read(path).expect("the test certificate"));
         let app = Application::build(args).await.expect("server starts");
         let addr = app.local_addr();
         let stop = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
-        let session_cookie = sign_in(addr, "admin", ADMIN_PASSWORD)
-            .await
-            .expect("the test admin signs in");
+        let base = match &tls_cert {
+            None => format!("http://{addr}"),
+            Some(_) => format!("https://localhost:{}", addr.port()),
+        };
+        let no_redirects = client_for(addr, tls_cert.as_deref())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client");
+        let session_cookie =
+            session_from(&post_login_at(&no_redirects, &base, "admin", ADMIN_PASSWORD).await)
+                .expect("the test admin signs in");
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::COOKIE,
@@ -67,9 +81,10 @@ impl TestApp {
         );
         TestApp {
             addr,
+            base,
             data_dir,
             stop,
-            http: reqwest::Client::builder()
+            http: client_for(addr, tls_cert.as_deref())
                 .default_headers(headers)
                 .build()
                 .expect("http client"),
@@ -79,7 +94,7 @@ impl TestApp {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base)
     }
 
     pub async fn device(&self, query: &str) -> Device {
@@ -214,15 +229,37 @@ pub fn anonymous() -> reqwest::Client {
         .expect("http client")
 }
 
-/// Posts the login form; the response, unfollowed.
+/// An HTTP client for a test server; with TLS it trusts only the test certificate and reaches
+/// `localhost` (the certificate's name) at `addr`.
+pub fn client_for(addr: SocketAddr, tls_cert: Option<&[u8]>) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    match tls_cert {
+        None => builder,
+        Some(pem) => builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(pem).expect("a PEM certificate"))
+            .resolve("localhost", addr),
+    }
+}
+
+/// Posts the login form over plain HTTP; the response, unfollowed.
 pub async fn post_login(
     client: &reqwest::Client,
     addr: SocketAddr,
     user: &str,
     password: &str,
 ) -> reqwest::Response {
+    post_login_at(client, &format!("http://{addr}"), user, password).await
+}
+
+pub async fn post_login_at(
+    client: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
     client
-        .post(format!("http://{addr}/login"))
+        .post(format!("{base}/login"))
         .form(&[("user", user), ("password", password), ("next", "/")])
         .send()
         .await
@@ -231,7 +268,11 @@ pub async fn post_login(
 
 /// Signs in and returns the session cookie as a `Cookie` header value, or the status.
 pub async fn sign_in(addr: SocketAddr, user: &str, password: &str) -> Result<String, u16> {
-    let res = post_login(&anonymous(), addr, user, password).await;
+    session_from(&post_login(&anonymous(), addr, user, password).await)
+}
+
+/// The session cookie a login response sets, as a `Cookie` header value, or its status.
+fn session_from(res: &reqwest::Response) -> Result<String, u16> {
     res.headers()
         .get_all(reqwest::header::SET_COOKIE)
         .iter()

@@ -14,3 +14,4 @@ mod live;
 mod pages;
 mod security;
 mod storage;
+mod tls;

@@ -1,0 +1,251 @@
+//! HTTPS and WSS with a certificate made in the test (rcgen), and the connection limits the
+//! accept loop enforces before any request is read.
+
+use crate::helpers::{eventually, post_login_at, Device, TestApp, ADMIN_PASSWORD};
+use futures::SinkExt;
+use reqwest::header::{SET_COOKIE, STRICT_TRANSPORT_SECURITY};
+use rustls::pki_types::CertificateDer;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A self-signed certificate for `localhost`: (folder, cert.pem, key.pem, the certificate).
+fn certificate() -> (TempDir, PathBuf, PathBuf, CertificateDer<'static>) {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (dir, cert, key, made.cert.der().clone())
+}
+
+async fn tls_app(
+    configure: impl FnOnce(&mut server::config::ServeArgs),
+) -> (TestApp, TempDir, CertificateDer<'static>) {
+    let (dir, cert, key, der) = certificate();
+    let app = TestApp::spawn_with(|args| {
+        args.tls_cert = Some(cert);
+        args.tls_key = Some(key);
+        configure(args);
+    })
+    .await;
+    (app, dir, der)
+}
+
+#[tokio::test]
+async fn pages_are_served_over_https_with_hsts_and_a_secure_cookie() {
+    let (app, _dir, _) = tls_app(|_| {}).await;
+    assert!(app.base.starts_with("https://localhost:"));
+    let res = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()[STRICT_TRANSPORT_SECURITY], "max-age=31536000");
+    assert!(res.text().await.unwrap().contains("IoT Hub"));
+
+    let client = crate::helpers::client_for(
+        app.addr,
+        Some(&std::fs::read(_dir.path().join("cert.pem")).unwrap()),
+    )
+    .redirect(reqwest::redirect::Policy::none())
+    .build()
+    .unwrap();
+    let login = post_login_at(&client, &app.base, "admin", ADMIN_PASSWORD).await;
+    let cookie = login.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
+    // Plain HTTP on the TLS port gets nowhere.
+    let plain = reqwest::get(format!("http://{}/login", app.addr)).await;
+    assert!(plain.is_err(), "{plain:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_sends_no_hsts() {
+    let app = TestApp::spawn().await;
+    let res = app.http.get(app.url("/")).send().await.unwrap();
+    assert!(res.headers().get(STRICT_TRANSPORT_SECURITY).is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_connects_over_wss() {
+    let (app, _dir, der) = tls_app(|_| {}).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let request = format!("wss://localhost:{}/ws/device?id=7", app.addr.port())
+        .into_client_request()
+        .unwrap();
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async_tls_with_config(
+        request,
+        tcp,
+        None,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))),
+    )
+    .await
+    .expect("the WSS handshake succeeds");
+    ws.send(Message::Text("7,1,23.5".into())).await.unwrap();
+    eventually("the reading is stored", || async {
+        (app.history("7", 10).await.len() == 1).then_some(())
+    })
+    .await;
+    drop(ws);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_bundled_simulator_speaks_wss_when_tls_is_on() {
+    let (app, _dir, _) = tls_app(|args| {
+        args.simulate = 2;
+        args.simulate_rate = 50.0;
+        args.allow_tokenless_devices = false;
+    })
+    .await;
+    for id in ["1", "2"] {
+        eventually(&format!("simulated device {id} sends"), || async {
+            (!app.history(id, 1).await.is_empty()).then_some(())
+        })
+        .await;
+    }
+    app.stop().await;
+}
+
+/// A TCP connection from `local` (127.0.0.2 is this machine too, but not 127.0.0.1).
+async fn connect_from(local: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((local, 0)))
+        .expect("127.0.0.0/8 is local on Linux");
+    socket.connect(to).await.unwrap()
+}
+
+/// Sends a request without a body and reads the response head; `None` if the server closed
+/// the connection instead.
+async fn exchange(tcp: &mut TcpStream, request: &str) -> Option<String> {
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return None;
+    }
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// `POST /logout` without a session: a 303 with an empty body, so the connection can be
+/// reused for the next request.
+const LOGOUT: &str = "POST /logout HTTP/1.1\r\nHost: hub\r\nContent-Length: 0\r\n\r\n";
+
+#[tokio::test]
+async fn connections_per_client_address_are_limited() {
+    let app = TestApp::spawn_with(|args| args.max_connections_per_ip = 3).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = connect_from([127, 0, 0, 2], app.addr).await;
+        let head = exchange(&mut tcp, LOGOUT).await.expect("answered");
+        assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+        open.push(tcp);
+    }
+    let mut fourth = connect_from([127, 0, 0, 2], app.addr).await;
+    assert_eq!(
+        exchange(&mut fourth, LOGOUT).await,
+        None,
+        "the fourth is closed at once"
+    );
+    for tcp in &mut open {
+        assert!(
+            exchange(tcp, LOGOUT).await.is_some(),
+            "the first three still work"
+        );
+    }
+    // Closing one frees its place.
+    open.pop();
+    eventually("a freed place is taken", || async {
+        let mut tcp = connect_from([127, 0, 0, 2], app.addr).await;
+        exchange(&mut tcp, LOGOUT).await.map(|_| ())
+    })
+    .await;
+    // This machine's own address is not limited (the simulator, benchmarks, a local proxy).
+    let mut local = Vec::new();
+    for _ in 0..10 {
+        let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+        assert!(exchange(&mut tcp, LOGOUT).await.is_some());
+        local.push(tcp);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_request_heads_are_refused() {
+    let app = TestApp::spawn().await;
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    let big = format!(
+        "GET /login HTTP/1.1\r\nHost: hub\r\nX-Padding: {}\r\n\r\n",
+        "x".repeat(20 * 1024)
+    );
+    let head = exchange(&mut tcp, &big).await.expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    let head = exchange(&mut tcp, LOGOUT).await.expect("an answer");
+    assert!(
+        head.starts_with("HTTP/1.1 303"),
+        "normal requests still work: {head}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed() {
+    let app = TestApp::spawn_with(|args| args.header_timeout_ms = 300).await;
+    let closed_within = |mut tcp: TcpStream, limit: Duration| async move {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(limit, tcp.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    };
+    // Connected, sending nothing: not cut off at once, but soon after the header timeout.
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    let mut probe = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut probe)).await;
+    assert!(early.is_err(), "still open after 100 ms: {early:?}");
+    assert!(
+        closed_within(tcp, Duration::from_secs(5)).await,
+        "closed after the header timeout"
+    );
+
+    // Kept alive after a request, then idle: closed too.
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    assert!(exchange(&mut tcp, LOGOUT).await.is_some());
+    assert!(
+        closed_within(tcp, Duration::from_secs(5)).await,
+        "idle keep-alive closed"
+    );
+
+    // Devices are not affected: their keepalive is their own (pings).
+    let mut device: Device = app.device("?id=quiet").await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    device.send("quiet,1,1").await;
+    eventually("the quiet device's reading", || async {
+        (!app.history("quiet", 1).await.is_empty()).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
