@@ -2,7 +2,7 @@
 // itself when the server is back, and the page catches up without a reload.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverAndBrowser, openPage, connectDevice, saveScreenshot, VIEWPORTS } from './harness.mjs';
+import { serverAndBrowser, openPage, saveScreenshot, VIEWPORTS } from './harness.mjs';
 
 const env = serverAndBrowser();
 
@@ -19,7 +19,7 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     await env.server.start();
     // A device that speaks before the page is back shows up: the stream starts over with a
     // snapshot.
-    const device = await connectDevice(env.server.wsUrl);
+    const device = await env.server.device(`after-restart-${size}`);
     await device.send(`after-restart-${size},1,5`);
     await page.waitForSelector('.link-badge[data-status="live"]', { timeout: 20_000 });
     await page.waitForSelector(`li.card[data-device-id="after-restart-${size}"]`, { timeout: 5_000 });

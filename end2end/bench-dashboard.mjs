@@ -9,7 +9,7 @@
 //     sends 10 readings/s.
 //
 // Run by scripts/bench-dashboard.sh (release build). Prints figures; asserts nothing.
-import { startServer, launchBrowser, connectDevice, signIn } from './harness.mjs';
+import { startServer, launchBrowser, signIn } from './harness.mjs';
 
 const devices = Number(process.env.BENCH_DEVICES ?? 200);
 const rate = Number(process.env.BENCH_RATE ?? 10);
@@ -58,7 +58,7 @@ try {
     `${overview.framesPerSecond.toFixed(1)} frames/s, ${overview.longTasks} long tasks (${overview.longTaskMs.toFixed(0)} ms in all)`);
 
   // A device with 1,000 points in memory: sent as fast as the server takes them.
-  const device = await connectDevice(`${server.wsUrl}?id=bench-1000`);
+  const device = await server.device('bench-1000');
   for (let batch = 0; batch < 10; batch++) {
     const lines = [];
     for (let i = 0; i < 100; i++) {

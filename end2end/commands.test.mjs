@@ -2,7 +2,7 @@
 // an invalid value (error shown, nothing sent), and a raw console line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverAndBrowser, openPage, connectDevice, saveScreenshot, until, VIEWPORTS } from './harness.mjs';
+import { serverAndBrowser, openPage, saveScreenshot, until, VIEWPORTS } from './harness.mjs';
 
 const env = serverAndBrowser();
 
@@ -11,8 +11,8 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, viewport);
     // Each size has its own devices; the other size's are gone (closed) by now.
     const [idA, idB] = [`a-${size}`, `b-${size}`];
-    const a = await connectDevice(env.server.wsUrl);
-    const b = await connectDevice(env.server.wsUrl);
+    const a = await env.server.device(idA);
+    const b = await env.server.device(idB);
     await a.send(`${idA},1,20`);
     await b.send(JSON.stringify({ id: idB, temp: 20 }));
     await page.waitForSelector(`li.card[data-device-id="${idB}"]`);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  serverAndBrowser, openPage, connectDevice, saveScreenshot, sidewaysOverflow, until, VIEWPORTS, signIn,
+  serverAndBrowser, openPage, saveScreenshot, sidewaysOverflow, until, VIEWPORTS, signIn,
 } from './harness.mjs';
 
 const env = serverAndBrowser();
@@ -12,7 +12,7 @@ const env = serverAndBrowser();
 for (const [size, viewport] of Object.entries(VIEWPORTS)) {
   test(`${size}: live charts, history windows and the console`, async () => {
     const id = `dev-${size}`;
-    const device = await connectDevice(`${env.server.wsUrl}?id=${id}`);
+    const device = await env.server.device(id);
     await device.send(JSON.stringify({
       register: {
         name: `Greenhouse ${size}`,

@@ -1,7 +1,7 @@
 // Shared set-up for browser tests: start the real server binary on a free port with a fresh
 // data folder, launch Debian's chromium headless, and act as devices over real WebSockets.
 import { before, after } from 'node:test';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,10 +24,10 @@ export const VIEWPORTS = {
 /**
  * Starts `iothub serve` with a fresh data folder and resolves once it prints where it listens.
  * `halt()` and `start()` stop it and start it again on the same port with the same data.
- * Devices may connect without tokens unless `tokenless: false` (most tests are about what
- * devices show, not how they authenticate; security.test.mjs covers tokens).
+ * Devices connect with tokens (`device(id)` makes one with `iothub token create`, as a person
+ * would); `tokenless: true` starts it with `--allow-tokenless-devices` instead.
  */
-export async function startServer(moreArgs = [], { tokenless = true } = {}) {
+export async function startServer(moreArgs = [], { tokenless = false } = {}) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'iothub-e2e-'));
   const extraArgs = ['--admin-password', ADMIN_PASSWORD, ...(tokenless ? ['--allow-tokenless-devices'] : []), ...moreArgs];
   let run = await spawnServer(dataDir, '127.0.0.1:0', extraArgs);
@@ -36,6 +36,11 @@ export async function startServer(moreArgs = [], { tokenless = true } = {}) {
     baseUrl,
     wsUrl: baseUrl.replace('http://', 'ws://') + '/ws/device',
     log: () => run.log(),
+    /** A device connected as `id`, with a token of its own. */
+    async device(id) {
+      const token = await createToken(dataDir, id);
+      return connectDevice(`${baseUrl.replace('http://', 'ws://')}/ws/device?token=${token}`);
+    },
     /** Graceful stop (SIGTERM), keeping the data folder. */
     async halt() { await run.stop(); },
     async start() { run = await spawnServer(dataDir, new URL(baseUrl).host, extraArgs); },
@@ -44,6 +49,16 @@ export async function startServer(moreArgs = [], { tokenless = true } = {}) {
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** `iothub token create <id>` on the server's data folder (the server may be running). */
+function createToken(dataDir, id) {
+  return new Promise((resolve, reject) => {
+    execFile(serverBin, ['token', 'create', id, '--data-dir', dataDir], (err, stdout, stderr) => {
+      if (err) reject(new Error(`token create failed: ${stderr}`));
+      else resolve(stdout.trim());
+    });
+  });
 }
 
 async function spawnServer(dataDir, bind, extraArgs) {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  serverAndBrowser, openPage, connectDevice, saveScreenshot, sidewaysOverflow, until, VIEWPORTS, fetchSignedIn,
+  serverAndBrowser, openPage, saveScreenshot, sidewaysOverflow, until, VIEWPORTS, fetchSignedIn,
 } from './harness.mjs';
 
 const env = serverAndBrowser();
@@ -17,13 +17,13 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     await page.evaluate(() => { window.__noReload = true; });
 
     const tag = size; // each size has its own devices, on the same server
-    const kitchen = await connectDevice(env.server.wsUrl);
+    const kitchen = await env.server.device(`k-${tag}`);
     await kitchen.send(JSON.stringify({
       register: { name: `Kitchen ${tag}`, fields: [{ name: 'temp', unit: '°C' }] },
       id: `k-${tag}`,
     }));
     await kitchen.send(`id=k-${tag},counter=1,temp=21.5`);
-    const attic = await connectDevice(env.server.wsUrl);
+    const attic = await env.server.device(`a-${tag}`);
     await attic.send(`a-${tag},1,30`);
 
     const card = page.locator(`li.card[data-device-id="k-${tag}"]`);
@@ -79,10 +79,10 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
 test('hostile device names and units are shown as text, never run', async () => {
   const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.phone);
   const hostile = '<img src=x onerror="window.__pwned=1">';
-  const named = await connectDevice(`${env.server.wsUrl}?id=evil`);
+  const named = await env.server.device('evil');
   await named.send(JSON.stringify({ register: { name: hostile, fields: [{ name: 'hum', unit: '<b>%</b>' }] } }));
   await named.send(JSON.stringify({ hum: 40 }));
-  const byId = await connectDevice(env.server.wsUrl);
+  const byId = await env.server.device(hostile);
   await byId.send(JSON.stringify({ id: hostile, temp: 21.5 }));
 
   const card = page.locator('li.card[data-device-id="evil"]');
@@ -110,7 +110,7 @@ test('hostile device names and units are shown as text, never run', async () => 
 });
 
 test('the server-rendered pages already show devices before the wasm loads', async () => {
-  const device = await connectDevice(env.server.wsUrl);
+  const device = await env.server.device('ssr-check');
   await device.send('ssr-check,1,2');
   // Wait until the server holds the reading, then fetch the HTML without running any script.
   let html = '';

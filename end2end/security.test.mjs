@@ -10,7 +10,7 @@ import {
 } from './harness.mjs';
 import WebSocket from 'ws';
 
-const env = serverAndBrowser([], { tokenless: false });
+const env = serverAndBrowser();
 
 /** Opens a WebSocket as a device; resolves with the HTTP status if the handshake is refused. */
 function tryConnect(url) {
