@@ -60,11 +60,21 @@ async fn readings_received_while_postgres_is_down_are_written_when_it_returns() 
     args.store.data_dir = data_dir.path().to_path_buf();
     args.store.database_url = Some(pg.url.clone());
     args.flush_interval_ms = 50;
+    args.admin_password = Some("outage test password".into());
+    args.allow_tokenless_devices = true;
     let app = Application::build(args).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let stop = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
-    let http = reqwest::Client::new();
+    let session = server::client::sign_in(&base.parse().unwrap(), "admin", "outage test password")
+        .await
+        .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::COOKIE, session.parse().unwrap());
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
 
     let (mut device, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/ws/device", &base[7..]))
@@ -81,8 +91,9 @@ async fn readings_received_while_postgres_is_down_are_written_when_it_returns() 
     }
     // Give the writer time to fail a few times before the database comes back.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // A signed-in browser keeps its dashboard: its session was checked before the outage.
     assert_eq!(
-        reqwest::get(format!("{base}/")).await.unwrap().status(),
+        http.get(format!("{base}/")).send().await.unwrap().status(),
         200,
         "the dashboard stays up while the store is down"
     );

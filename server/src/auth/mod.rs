@@ -28,6 +28,12 @@ pub const FIRST_USER: &str = "admin";
 pub const MAX_LABEL_CHARS: usize = 100;
 /// Longest user name.
 pub const MAX_USER_NAME_CHARS: usize = 64;
+/// A session found valid is trusted this long before the database is asked again. Sessions
+/// ended by this process (logout) end at once; by `iothub user` in another process, within
+/// this time. It also keeps the dashboard usable while the database is away.
+const SESSION_RECHECK: Duration = Duration::from_secs(60);
+/// Sessions remembered at most (beyond, the memory is cleared and rebuilt from the database).
+const MAX_CACHED_SESSIONS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -97,6 +103,13 @@ pub enum DeviceAccess {
     Tokenless,
 }
 
+#[derive(Debug, Clone)]
+struct KnownSession {
+    user: String,
+    expires_ms: i64,
+    checked: Instant,
+}
+
 #[derive(Clone)]
 pub struct Auth {
     inner: Arc<Inner>,
@@ -106,6 +119,8 @@ struct Inner {
     store: Store,
     config: AuthConfig,
     throttle: Mutex<LoginThrottle>,
+    /// Fingerprint → recently confirmed session.
+    sessions: Mutex<HashMap<String, KnownSession>>,
     /// Fingerprint → device id of tokens that live only as long as this process (the bundled
     /// simulator's), so a demo run leaves no tokens behind in the database.
     ephemeral_tokens: Mutex<HashMap<String, DeviceId>>,
@@ -118,6 +133,7 @@ impl Auth {
                 store,
                 config,
                 throttle: Mutex::new(LoginThrottle::default()),
+                sessions: Mutex::new(HashMap::new()),
                 ephemeral_tokens: Mutex::new(HashMap::new()),
             }),
         }
@@ -184,6 +200,7 @@ impl Auth {
         if !self.store().set_password(name, &hash).await? {
             return Err(AuthError::NoSuchUser(name.to_string()));
         }
+        self.forget_sessions_of(name);
         Ok(())
     }
 
@@ -191,6 +208,7 @@ impl Auth {
         if !self.store().remove_user(name).await? {
             return Err(AuthError::NoSuchUser(name.to_string()));
         }
+        self.forget_sessions_of(name);
         Ok(())
     }
 
@@ -234,19 +252,66 @@ impl Auth {
         })
     }
 
-    /// The user a session cookie belongs to, if it is valid.
+    /// The user a session cookie belongs to, if it is valid. Confirmed sessions are
+    /// remembered for [`SESSION_RECHECK`]; if the database cannot be asked, a remembered,
+    /// unexpired session still counts.
     pub async fn session_user(&self, session: &str) -> Result<Option<String>, AuthError> {
-        Ok(self
-            .store()
-            .session_user(&secret::fingerprint(session), crate::now_ms())
-            .await?)
+        let fingerprint = secret::fingerprint(session);
+        let now_ms = crate::now_ms();
+        let known = self.known_sessions().get(&fingerprint).cloned();
+        let known = known.filter(|k| k.expires_ms > now_ms);
+        if let Some(k) = known
+            .as_ref()
+            .filter(|k| k.checked.elapsed() < SESSION_RECHECK)
+        {
+            return Ok(Some(k.user.clone()));
+        }
+        match self.store().session_user(&fingerprint, now_ms).await {
+            Ok(Some((user, expires_ms))) => {
+                let mut sessions = self.known_sessions();
+                if sessions.len() >= MAX_CACHED_SESSIONS {
+                    sessions.clear();
+                }
+                sessions.insert(
+                    fingerprint,
+                    KnownSession {
+                        user: user.clone(),
+                        expires_ms,
+                        checked: Instant::now(),
+                    },
+                );
+                Ok(Some(user))
+            }
+            Ok(None) => {
+                self.known_sessions().remove(&fingerprint);
+                Ok(None)
+            }
+            Err(err) => match known {
+                Some(k) => {
+                    tracing::warn!(%err, "cannot check a session; trusting the last check");
+                    Ok(Some(k.user))
+                }
+                None => Err(err.into()),
+            },
+        }
     }
 
     pub async fn logout(&self, session: &str) -> Result<(), AuthError> {
-        Ok(self
-            .store()
-            .delete_session(&secret::fingerprint(session))
-            .await?)
+        let fingerprint = secret::fingerprint(session);
+        self.known_sessions().remove(&fingerprint);
+        Ok(self.store().delete_session(&fingerprint).await?)
+    }
+
+    fn known_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownSession>> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Forgets the remembered sessions of `user` (their password changed or they were removed).
+    fn forget_sessions_of(&self, user: &str) {
+        self.known_sessions().retain(|_, k| k.user != user);
     }
 
     pub async fn forget_expired_sessions(&self) -> Result<u64, AuthError> {

@@ -137,22 +137,23 @@ impl Store {
         Ok(())
     }
 
-    /// The user of an unexpired session whose user still exists.
+    /// The user of an unexpired session whose user still exists, and when it expires.
     pub async fn session_user(
         &self,
         token_hash: &str,
         now_ms: i64,
-    ) -> Result<Option<String>, StorageError> {
-        let sql = "SELECT s.user_name FROM sessions s JOIN users u ON u.name = s.user_name
+    ) -> Result<Option<(String, i64)>, StorageError> {
+        let sql =
+            "SELECT s.user_name, s.expires_ms FROM sessions s JOIN users u ON u.name = s.user_name
                    WHERE s.token_hash = $1 AND s.expires_ms > $2";
-        let row: Option<(String,)> = on_pool!(self, |pool| {
+        let row: Option<(String, i64)> = on_pool!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(token_hash)
                 .bind(now_ms)
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(|(user,)| user))
+        Ok(row)
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StorageError> {
