@@ -82,6 +82,8 @@ pub enum StartupError {
 
 pub struct Application {
     listener: TcpListener,
+    /// Raw TCP devices (`--tcp-listen`).
+    tcp_listener: Option<TcpListener>,
     state: AppState,
     tls: Option<crate::listener::Tls>,
 }
@@ -120,6 +122,14 @@ impl Application {
             addr: config.bind,
             source,
         })?;
+        let tcp_listener = match config.tcp_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+        };
 
         let leptos_options = LeptosOptions::builder()
             .output_name(app::BUNDLE_NAME)
@@ -164,6 +174,7 @@ impl Application {
         restore_devices(&state.store, &state.registry).await?;
         Ok(Application {
             listener,
+            tcp_listener,
             state,
             tls,
         })
@@ -172,6 +183,11 @@ impl Application {
     pub fn local_addr(&self) -> SocketAddr {
         // The listener was bound and its address read in `build`.
         self.state.leptos_options.site_addr
+    }
+
+    /// Where raw TCP devices connect, if enabled.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Cancel it to stop the server gracefully.
@@ -186,9 +202,18 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application {
             listener,
+            tcp_listener,
             state,
             tls,
         } = self;
+        if let Some(tcp_listener) = tcp_listener {
+            if let Ok(addr) = tcp_listener.local_addr() {
+                tracing::info!("raw TCP devices: listening on {addr}");
+            }
+            state
+                .tasks
+                .spawn(crate::tcp::serve(tcp_listener, state.clone()));
+        }
         let addr = state.leptos_options.site_addr;
         let mut router = router(state.clone());
         if tls.is_some() {

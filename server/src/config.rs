@@ -22,6 +22,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once at start-up: the size of the biggest variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: dashboard and device endpoints (the default).
@@ -169,6 +171,17 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub header_timeout_ms: u64,
 
+    /// Also accept raw TCP devices (lines, or `|START|…|END|` frames) on this address; the
+    /// flag alone means `0.0.0.0:5070`. Off unless given. Plain TCP: tokens travel unencrypted,
+    /// so use it on your own network.
+    #[arg(long, env = "IOTHUB_TCP_LISTEN", num_args = 0..=1, default_missing_value = "0.0.0.0:5070")]
+    pub tcp_listen: Option<SocketAddr>,
+
+    /// A framed TCP device silent this long is sent `COMMAND=HELLO!`, and dropped if it stays
+    /// silent this long again (ms).
+    #[arg(long, env = "IOTHUB_TCP_KEEPALIVE_MS", default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub tcp_keepalive_ms: u64,
+
     /// Folder with the built web assets (`pkg/iothub.js`, `.wasm`, `.css`, favicon).
     #[arg(long, env = "IOTHUB_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -274,6 +287,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--simulate-rate"), "{err}");
+    }
+
+    #[test]
+    fn the_tcp_listener_is_off_unless_asked_for() {
+        assert_eq!(ServeArgs::defaults().tcp_listen, None);
+        let cli = Cli::try_parse_from(["iothub", "serve", "--tcp-listen"]).unwrap();
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("serve")
+        };
+        assert_eq!(args.tcp_listen, Some("0.0.0.0:5070".parse().unwrap()));
     }
 
     #[test]

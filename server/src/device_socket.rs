@@ -1,20 +1,20 @@
-//! `/ws/device`: the WebSocket endpoint devices connect to. I/O only: text frames in, parsed by
-//! [`crate::protocol`], recorded in the [`crate::registry`], queued for [`crate::storage`];
-//! commands, error lines, pings and close frames out.
+//! `/ws/device`: the WebSocket endpoint devices connect to. I/O only: text frames in, each line
+//! handed to the device's [`DeviceSession`]; commands, error lines, pings and close frames out.
 //!
 //! Before the upgrade the device must present a token (`Authorization: Bearer …` or `?token=`,
 //! see [`crate::auth`]); a token names the device, so its id is known from the start. Without
 //! tokens (`--allow-tokenless-devices`) a device is known by the id in its first line, or by
 //! `?id=` in the URL. A bad line gets an
 //! `error: …` line back and counts as an error for the device; the connection stays open unless
-//! errors persist ([`ERROR_BUDGET`] within [`ERROR_WINDOW`]). A silent device is pinged after
+//! errors persist ([`crate::device_session::ERROR_BUDGET`] within
+//! [`crate::device_session::ERROR_WINDOW`]). A silent device is pinged after
 //! `--ping-after-ms` and dropped after `--keepalive-timeout-ms` more.
 
 use crate::application::AppState;
 use crate::auth::{DeviceAccess, DeviceRefusal};
-use crate::limits::{ErrorBudget, RateLimit};
-use crate::protocol::{self, DeviceId, DeviceMessage, ParseRules};
-use crate::registry::{Attachment, Outbound};
+use crate::device_session::{DeviceSession, Handled};
+use crate::protocol::DeviceId;
+use crate::registry::Outbound;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header::AUTHORIZATION;
@@ -23,18 +23,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
 /// Read/write buffers per connection. tungstenite's defaults (128 KiB read) would cost
 /// gigabytes with thousands of idle devices; readings are a few dozen bytes.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
-/// More errors than this within [`ERROR_WINDOW`] close the connection.
-pub const ERROR_BUDGET: usize = 100;
-pub const ERROR_WINDOW: Duration = Duration::from_secs(10);
-/// Commands and console lines queued for one connection.
-const OUTBOUND_QUEUE: usize = 64;
 
 // Close codes (RFC 6455 and the application range 4000–4999).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -105,20 +99,6 @@ fn refuse_upgrade(remote: SocketAddr, refusal: DeviceRefusal) -> Response {
     (status, format!("error: {refusal}\n")).into_response()
 }
 
-/// One device connection, from upgrade to close.
-struct Session {
-    state: AppState,
-    socket: WebSocket,
-    rules: ParseRules,
-    transport: String,
-    outbound: mpsc::Sender<Outbound>,
-    attachment: Option<Attachment>,
-    /// The stored token this connection presented, if any.
-    token_id: Option<i64>,
-    rate: RateLimit,
-    errors: ErrorBudget,
-}
-
 /// Why the loop ended, for the log and the close frame.
 struct Ending {
     code: Option<u16>,
@@ -140,6 +120,12 @@ impl Ending {
     }
 }
 
+/// The WebSocket and the device's conversation on it.
+struct Connection {
+    socket: WebSocket,
+    session: DeviceSession,
+}
+
 #[tracing::instrument(name = "device", skip_all, fields(%remote, id = tracing::field::Empty))]
 async fn serve(
     socket: WebSocket,
@@ -148,26 +134,11 @@ async fn serve(
     token_id: Option<i64>,
     state: AppState,
 ) {
-    let (outbound, mut commands) = mpsc::channel(OUTBOUND_QUEUE);
     let config = state.config.clone();
     let stopping = state.shutdown.clone();
-    let mut session = Session {
-        rules: ParseRules {
-            csv_fields: config.default_fields.clone(),
-            max_fields: config.max_fields as usize,
-        },
-        transport: format!("websocket {remote}"),
-        rate: RateLimit::new(config.max_readings_per_sec, std::time::Instant::now()),
-        errors: ErrorBudget::new(ERROR_BUDGET, ERROR_WINDOW),
-        state,
-        socket,
-        outbound,
-        attachment: None,
-        token_id,
-    };
-    if let Some(id) = url_id {
-        session.attach(id);
-    }
+    let (session, mut commands) =
+        DeviceSession::new(state, format!("websocket {remote}"), url_id, token_id);
+    let mut conn = Connection { socket, session };
     tracing::info!("device connected");
 
     let ping_after = Duration::from_millis(config.ping_after_ms);
@@ -188,30 +159,30 @@ async fn serve(
                     break Ending::close(CLOSE_SILENT, "no data or pong: keepalive timeout");
                 }
                 pinged = true;
-                if session.socket.send(Message::Ping(Default::default())).await.is_err() {
+                if conn.socket.send(Message::Ping(Default::default())).await.is_err() {
                     break Ending::quiet("ping failed");
                 }
             }
             Some(out) = commands.recv() => match out {
                 Outbound::Line(line) => {
-                    if session.socket.send(Message::Text(line.into())).await.is_err() {
+                    if conn.socket.send(Message::Text(line.into())).await.is_err() {
                         break Ending::quiet("send failed");
                     }
                 }
                 Outbound::Command { seq, line } => {
-                    if session.socket.send(Message::Text(line.into())).await.is_err() {
+                    if conn.socket.send(Message::Text(line.into())).await.is_err() {
                         break Ending::quiet("send failed");
                     }
-                    session.state.registry.command_delivered(seq);
+                    conn.session.delivered(seq);
                 }
                 Outbound::Close(reason) => break Ending::close(CLOSE_REPLACED, reason),
                 Outbound::TokenRevoked(id) => {
-                    if session.token_id == Some(id) {
+                    if conn.session.token_id() == Some(id) {
                         break Ending::close(CLOSE_POLICY, "device token revoked");
                     }
                 }
             },
-            frame = session.socket.recv() => {
+            frame = conn.socket.recv() => {
                 heard = Instant::now();
                 pinged = false;
                 match frame {
@@ -219,17 +190,18 @@ async fn serve(
                     Some(Ok(Message::Close(_))) => {
                         // tungstenite has queued the close reply (RFC 6455 §5.5.1); flushing
                         // sends it, so the device sees a clean close rather than a reset.
-                        let _ = futures::SinkExt::close(&mut session.socket).await;
+                        let _ = futures::SinkExt::close(&mut conn.socket).await;
                         break Ending::quiet("closed by the device");
                     }
-                    Some(Err(err)) => break session.read_failed(err).await,
+                    Some(Err(err)) => break conn.read_failed(err).await,
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(ending) = session.handle_text(text.as_str()).await {
+                        if let Some(ending) = conn.handle_text(text.as_str()).await {
                             break ending;
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        if let Some(ending) = session.refuse("binary frames are not supported; send text lines").await {
+                        let handled = conn.session.refuse("binary frames are not supported; send text lines");
+                        if let Some(ending) = conn.answer(handled).await {
                             break ending;
                         }
                     }
@@ -244,118 +216,32 @@ async fn serve(
             code,
             reason: ending.reason.clone().into(),
         };
-        let _ = session.socket.send(Message::Close(Some(frame))).await;
+        let _ = conn.socket.send(Message::Close(Some(frame))).await;
     }
     tracing::info!(reason = %ending.reason, "device disconnected");
 }
 
-impl Session {
-    fn attach(&mut self, id: DeviceId) {
-        tracing::Span::current().record("id", tracing::field::display(&id));
-        self.attachment = Some(self.state.registry.attach(
-            id,
-            self.transport.clone(),
-            self.outbound.clone(),
-        ));
-    }
-
+impl Connection {
     async fn handle_text(&mut self, text: &str) -> Option<Ending> {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            if let Some(ending) = self.handle_line(line).await {
+            let handled = self.session.line(line).await;
+            if let Some(ending) = self.answer(handled).await {
                 return Some(ending);
             }
         }
         None
     }
 
-    async fn handle_line(&mut self, line: &str) -> Option<Ending> {
-        let parsed = protocol::parse_line(line, &self.rules);
-        // The first line that names a device identifies the connection.
-        if self.attachment.is_none() {
-            if let Some(id) = parsed.as_ref().ok().and_then(DeviceMessage::device_id) {
-                self.attach(id.clone());
-            }
-        }
-        if let Some(attachment) = &self.attachment {
-            self.state.registry.line_in(attachment, line);
-        }
-        let message = match parsed {
-            Ok(message) => message,
-            Err(err) => return self.refuse(&err.to_string()).await,
-        };
-        let Some(attachment) = &self.attachment else {
-            return self
-                .refuse("no device id: start the line with it, or connect with ?id=")
-                .await;
-        };
-        if let Some(id) = message.device_id() {
-            if id != attachment.device() {
-                let msg = format!(
-                    "device id {:?} does not match this connection's id {:?}",
-                    id.as_str(),
-                    attachment.device().as_str()
-                );
-                return self.refuse(&msg).await;
-            }
-        }
-        let registry = &self.state.registry;
-        match message {
-            DeviceMessage::Reading(reading) => {
-                if !self.rate.allow(std::time::Instant::now()) {
-                    let msg = format!(
-                        "rate limit: at most {} readings per second; reading dropped",
-                        self.state.config.max_readings_per_sec
-                    );
-                    return self.refuse(&msg).await;
-                }
-                let reading = registry.record(
-                    attachment,
-                    reading.dialect,
-                    reading.device_ms,
-                    reading.values,
-                );
-                if let Err(err) = self.state.store.append(reading).await {
-                    tracing::warn!(%err, "reading not stored");
-                }
-            }
-            DeviceMessage::Ack { seq, .. } => {
-                if let Err(err) = registry.acknowledge(attachment, seq) {
-                    return self.refuse(&err.to_string()).await;
-                }
-            }
-            DeviceMessage::Register { registration, .. } => {
-                // Registered field names name the values of this device's CSV lines.
-                if !registration.fields.is_empty() {
-                    self.rules.csv_fields =
-                        registration.fields.iter().map(|f| f.name.clone()).collect();
-                }
-                if let Err(err) = self
-                    .state
-                    .store
-                    .save_registration(attachment.device().as_str(), &registration, crate::now_ms())
-                    .await
-                {
-                    tracing::warn!(%err, "registration not stored");
-                }
-                registry.register(attachment, registration);
-            }
-        }
-        None
-    }
-
     /// Tells the device what was wrong with its input; ends the connection when errors persist.
-    async fn refuse(&mut self, message: &str) -> Option<Ending> {
-        if let Some(attachment) = &self.attachment {
-            self.state.registry.error_out(attachment, message);
-        }
-        tracing::debug!(message, "bad input from device");
+    async fn answer(&mut self, handled: Handled) -> Option<Ending> {
+        let Handled::Refused { message, give_up } = handled else {
+            return None;
+        };
         let _ = self
             .socket
             .send(Message::Text(format!("error: {message}").into()))
             .await;
-        self.errors
-            .exhausted_after_error(std::time::Instant::now())
-            .then(|| Ending::close(CLOSE_POLICY, "too many errors"))
+        give_up.then(|| Ending::close(CLOSE_POLICY, "too many errors"))
     }
 
     /// A frame could not be read. After an oversized frame or invalid UTF-8 the stream cannot be
@@ -370,7 +256,7 @@ impl Session {
                 CLOSE_TOO_BIG,
                 format!(
                     "message larger than {} bytes",
-                    self.state.config.max_frame_bytes
+                    self.session.state().config.max_frame_bytes
                 ),
             ),
             Ok(tungstenite::Error::Utf8(_)) => (
@@ -380,9 +266,7 @@ impl Session {
             Ok(other) => return Ending::quiet(format!("connection error: {other}")),
             Err(other) => return Ending::quiet(format!("connection error: {other}")),
         };
-        if let Some(attachment) = &self.attachment {
-            self.state.registry.error_out(attachment, &message);
-        }
+        self.session.note_error(&message);
         let _ = self
             .socket
             .send(Message::Text(format!("error: {message}").into()))

@@ -3,7 +3,8 @@
 //! # Layout
 //! The path of one reading is a straight line through these modules:
 //!
-//! 1. [`device_socket`]: the `/ws/device` WebSocket endpoint. I/O only: frames in, lines out.
+//! 1. [`device_socket`] (the `/ws/device` WebSocket endpoint) and [`tcp`] (raw TCP): I/O only,
+//!    bytes in, lines to the device's [`device_session`], which drives the rest.
 //! 2. [`protocol`]: pure parsing of a text line (CSV, `key=value`, JSON) into a reading, an
 //!    acknowledgement or a registration; [`limits`] keeps each device within its rate.
 //! 3. [`registry`]: who is online, their latest values and recent readings; publishes every
@@ -27,6 +28,7 @@ pub mod application;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod device_session;
 pub mod device_socket;
 pub mod export;
 pub mod hub;
@@ -37,6 +39,7 @@ pub mod registry;
 pub mod security;
 pub mod simulator;
 pub mod storage;
+pub mod tcp;
 
 /// Milliseconds since the Unix epoch, the time unit of every reading.
 pub fn now_ms() -> i64 {

@@ -17,8 +17,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -103,19 +106,29 @@ pub fn load_tls(cert_pem: &Path, key_pem: &Path) -> Result<Tls, TlsError> {
     })
 }
 
-/// Open connections per client address.
+/// Open connections per client address (shared with the raw TCP device listener).
 #[derive(Clone, Default)]
-struct ConnectionCounts {
+pub(crate) struct ConnectionCounts {
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 /// One counted connection; dropping it gives the slot back.
-struct Slot {
+pub(crate) struct Slot {
     counts: ConnectionCounts,
     ip: IpAddr,
 }
 
 impl ConnectionCounts {
+    /// A slot for a connection from `ip`, or `None` when it has `max` already. Connections
+    /// from this machine are not counted (`Some(None)`).
+    pub(crate) fn take_unless_local(&self, ip: IpAddr, max: usize) -> Option<Option<Slot>> {
+        if is_local(ip) {
+            Some(None)
+        } else {
+            self.take(ip, max).map(Some)
+        }
+    }
+
     fn take(&self, ip: IpAddr, max: usize) -> Option<Slot> {
         let mut open = self.lock();
         let count = open.entry(ip).or_insert(0);
@@ -145,6 +158,53 @@ impl Drop for Slot {
                 open.remove(&self.ip);
             }
         }
+    }
+}
+
+/// A connection's stream together with its place in the count: the place is held as long as
+/// the socket is open, which for a WebSocket is long after hyper has handed it over.
+struct Counted<S> {
+    inner: S,
+    _slot: Option<Slot>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -190,23 +250,19 @@ pub async fn serve(
                 }
             },
         };
-        let slot = if is_local(remote.ip()) {
-            None
-        } else {
-            match counts.take(remote.ip(), config.max_connections_per_ip) {
-                Some(slot) => Some(slot),
-                None => {
-                    // Logged once per address burst at warn, then at debug: an attacker must
-                    // not be able to flood the log either.
-                    if !refused_logged {
-                        tracing::warn!(%remote, limit = config.max_connections_per_ip, "too many connections from one address; refusing more");
-                        refused_logged = true;
-                    } else {
-                        tracing::debug!(%remote, "connection refused: per-address limit");
-                    }
-                    drop(tcp);
-                    continue;
+        let slot = match counts.take_unless_local(remote.ip(), config.max_connections_per_ip) {
+            Some(slot) => slot,
+            None => {
+                // The first refusal is a warning, later ones debug: an attacker must not
+                // be able to flood the log either.
+                if !refused_logged {
+                    tracing::warn!(%remote, limit = config.max_connections_per_ip, "too many connections from one address; refusing more");
+                    refused_logged = true;
+                } else {
+                    tracing::debug!(%remote, "connection refused: per-address limit");
                 }
+                drop(tcp);
+                continue;
             }
         };
         let _ = tcp.set_nodelay(true);
@@ -220,8 +276,11 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let handshake_timeout = config.tls_handshake_timeout;
         let stop = shutdown.clone();
+        let tcp = Counted {
+            inner: tcp,
+            _slot: slot,
+        };
         connections.spawn(async move {
-            let _slot = slot;
             let result = match acceptor {
                 None => serve_connection(&http, TokioIo::new(tcp), service, stop).await,
                 Some(acceptor) => {
@@ -278,10 +337,10 @@ where
 
 async fn handshake(
     acceptor: &TlsAcceptor,
-    tcp: TcpStream,
+    tcp: Counted<TcpStream>,
     remote: SocketAddr,
     limit: Duration,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<tokio_rustls::server::TlsStream<Counted<TcpStream>>> {
     match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(err)) => {

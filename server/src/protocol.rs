@@ -44,6 +44,9 @@ pub enum Dialect {
     Csv,
     KeyValue,
     Json,
+    /// `|START|KEY=VALUE|…|END|` messages of raw TCP devices (see [`crate::tcp`]); their
+    /// contents are parsed as key=value.
+    Framed,
 }
 
 /// Everything a device may send on one line.
@@ -377,15 +380,19 @@ pub fn format_command(
     let mut line = match dialect {
         Dialect::Csv | Dialect::KeyValue => format!("{variable}={value},seq={seq}"),
         Dialect::Json => format!(r#"{{"cmd":"{variable}","value":{value},"seq":{seq}"#),
+        Dialect::Framed => format!("|START|COMMAND=SET|{variable}={value}|SEQ={seq}"),
     };
     if let Some(ms) = duration_ms {
         line.push_str(&match dialect {
             Dialect::Csv | Dialect::KeyValue => format!(",dur={ms}"),
             Dialect::Json => format!(r#","dur":{ms}"#),
+            Dialect::Framed => format!("|DUR={ms}"),
         });
     }
-    if dialect == Dialect::Json {
-        line.push('}');
+    match dialect {
+        Dialect::Json => line.push('}'),
+        Dialect::Framed => line.push_str("|END|"),
+        Dialect::Csv | Dialect::KeyValue => {}
     }
     line
 }
@@ -639,6 +646,10 @@ mod tests {
         assert_eq!(
             format_command(Dialect::Json, 12, "LED", 1.0, None),
             r#"{"cmd":"LED","value":1,"seq":12}"#
+        );
+        assert_eq!(
+            format_command(Dialect::Framed, 12, "LED", 1.0, Some(500)),
+            "|START|COMMAND=SET|LED=1|SEQ=12|DUR=500|END|"
         );
         let json = format_command(Dialect::Json, 4, "T", -1e-7, Some(9));
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -719,7 +719,7 @@ proptest! {
     /// JSON carrying exactly the command; for the others `variable=value,seq=…[,dur=…]`.
     #[test]
     fn commands_are_single_well_formed_lines(
-        dialect in select(vec![Dialect::Csv, Dialect::KeyValue, Dialect::Json]),
+        dialect in select(vec![Dialect::Csv, Dialect::KeyValue, Dialect::Json, Dialect::Framed]),
         seq in any::<u64>(),
         variable in "[A-Za-z_][A-Za-z0-9_]{0,31}",
         value in finite_f64(),
@@ -760,6 +760,23 @@ proptest! {
                 let seq_pair = format!("seq={seq}");
                 prop_assert_eq!(parts.next(), Some(seq_pair.as_str()));
                 let dur = duration.map(|ms| format!("dur={ms}"));
+                prop_assert_eq!(parts.next(), dur.as_deref());
+                prop_assert_eq!(parts.next(), None);
+            }
+            // `|START|COMMAND=SET|<variable>=<value>|SEQ=…[|DUR=…]|END|`, one frame.
+            Dialect::Framed => {
+                let inner = line
+                    .strip_prefix("|START|")
+                    .and_then(|rest| rest.strip_suffix("|END|"))
+                    .ok_or_else(|| TestCaseError::fail(format!("not a frame: {line:?}")))?;
+                let mut parts = inner.split('|');
+                prop_assert_eq!(parts.next(), Some("COMMAND=SET"));
+                let (name, text) = parts.next().unwrap().split_once('=').unwrap();
+                prop_assert_eq!(name, variable.as_str());
+                prop_assert!(same(text.parse::<f64>().unwrap(), value), "{} for {:e}", text, value);
+                let seq_pair = format!("SEQ={seq}");
+                prop_assert_eq!(parts.next(), Some(seq_pair.as_str()));
+                let dur = duration.map(|ms| format!("DUR={ms}"));
                 prop_assert_eq!(parts.next(), dur.as_deref());
                 prop_assert_eq!(parts.next(), None);
             }

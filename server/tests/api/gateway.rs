@@ -276,7 +276,7 @@ async fn readings_over_the_rate_limit_are_refused() {
 async fn persistent_abuse_closes_the_connection() {
     let app = TestApp::spawn().await;
     let mut device = app.device("?id=7").await;
-    let garbage: Vec<&str> = vec!["x=y"; server::device_socket::ERROR_BUDGET + 1];
+    let garbage: Vec<&str> = vec!["x=y"; server::device_session::ERROR_BUDGET + 1];
     device.send(&garbage.join("\n")).await;
     assert_eq!(device.closed().await, "too many errors");
     app.stop().await;

@@ -26,6 +26,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:<port>`, or with TLS `https://localhost:<port>`.
     pub base: String,
+    /// The raw TCP device listener, when `tcp_listen` is set.
+    pub tcp_addr: Option<SocketAddr>,
     pub data_dir: TempDir,
     pub stop: CancellationToken,
     /// Signed in as `admin`.
@@ -61,6 +63,7 @@ impl TestApp {
             .map(|path| std::fs::read(path).expect("the test certificate"));
         let app = Application::build(args).await.expect("server starts");
         let addr = app.local_addr();
+        let tcp_addr = app.tcp_addr();
         let stop = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
         let base = match &tls_cert {
@@ -82,6 +85,7 @@ impl TestApp {
         TestApp {
             addr,
             base,
+            tcp_addr,
             data_dir,
             stop,
             http: client_for(addr, tls_cert.as_deref())

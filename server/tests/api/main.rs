@@ -14,4 +14,5 @@ mod live;
 mod pages;
 mod security;
 mod storage;
+mod tcp;
 mod tls;

@@ -193,6 +193,33 @@ async fn connections_per_client_address_are_limited() {
 }
 
 #[tokio::test]
+async fn an_open_websocket_keeps_its_place_in_the_count() {
+    let app = TestApp::spawn_with(|args| args.max_connections_per_ip = 1).await;
+    let tcp = connect_from([127, 0, 0, 2], app.addr).await;
+    let request = format!("ws://{}/ws/device?id=7", app.addr)
+        .into_client_request()
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .expect("the device connects");
+    ws.send(Message::Text("7,1,1".into())).await.unwrap();
+    eventually("the reading is stored", || async {
+        (!app.history("7", 1).await.is_empty()).then_some(())
+    })
+    .await;
+    // Upgraded, the socket is no longer hyper's, but it still counts.
+    let mut second = connect_from([127, 0, 0, 2], app.addr).await;
+    assert_eq!(exchange(&mut second, LOGOUT).await, None);
+    drop(ws);
+    eventually("its place comes back when it closes", || async {
+        let mut tcp = connect_from([127, 0, 0, 2], app.addr).await;
+        exchange(&mut tcp, LOGOUT).await.map(|_| ())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn oversized_request_heads_are_refused() {
     let app = TestApp::spawn().await;
     let mut tcp = TcpStream::connect(app.addr).await.unwrap();

@@ -1,0 +1,190 @@
+//! One device connection's conversation, whatever carries it (WebSocket, raw TCP): each line is
+//! parsed by [`crate::protocol`], recorded in the [`crate::registry`] and queued for
+//! [`crate::storage`]. The transports do the I/O around it: they feed lines in, write out what
+//! the registry sends ([`Outbound`]) and the errors this returns, and close when told.
+
+use crate::application::AppState;
+use crate::limits::{ErrorBudget, RateLimit};
+use crate::protocol::{self, DeviceId, DeviceMessage, Dialect, ParseRules};
+use crate::registry::{Attachment, Outbound};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// More errors than this within [`ERROR_WINDOW`] close the connection.
+pub const ERROR_BUDGET: usize = 100;
+pub const ERROR_WINDOW: Duration = Duration::from_secs(10);
+/// Commands and console lines queued for one connection.
+pub const OUTBOUND_QUEUE: usize = 64;
+
+/// What became of a line the device sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    Accepted,
+    /// Refused: tell the device `message`; if `give_up`, errors persist and the connection
+    /// should close.
+    Refused {
+        message: String,
+        give_up: bool,
+    },
+}
+
+pub struct DeviceSession {
+    state: AppState,
+    rules: ParseRules,
+    transport: String,
+    outbound: mpsc::Sender<Outbound>,
+    attachment: Option<Attachment>,
+    rate: RateLimit,
+    errors: ErrorBudget,
+    /// The stored token this connection presented, if any.
+    token_id: Option<i64>,
+    /// Readings are recorded in this dialect instead of the one parsed (framed TCP devices
+    /// send key=value inside frames, and want their commands framed).
+    dialect_override: Option<Dialect>,
+}
+
+impl DeviceSession {
+    /// A new conversation; returns it and the receiver of what the registry sends the device.
+    pub fn new(
+        state: AppState,
+        transport: String,
+        device: Option<DeviceId>,
+        token_id: Option<i64>,
+    ) -> (DeviceSession, mpsc::Receiver<Outbound>) {
+        let (outbound, commands) = mpsc::channel(OUTBOUND_QUEUE);
+        let config = state.config.clone();
+        let mut session = DeviceSession {
+            rules: ParseRules {
+                csv_fields: config.default_fields.clone(),
+                max_fields: config.max_fields as usize,
+            },
+            transport,
+            rate: RateLimit::new(config.max_readings_per_sec, Instant::now()),
+            errors: ErrorBudget::new(ERROR_BUDGET, ERROR_WINDOW),
+            state,
+            outbound,
+            attachment: None,
+            token_id,
+            dialect_override: None,
+        };
+        if let Some(id) = device {
+            session.attach(id);
+        }
+        (session, commands)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn token_id(&self) -> Option<i64> {
+        self.token_id
+    }
+
+    pub fn record_as(&mut self, dialect: Dialect) {
+        self.dialect_override = Some(dialect);
+    }
+
+    /// The transport wrote command `seq` to the device.
+    pub fn delivered(&self, seq: u64) {
+        self.state.registry.command_delivered(seq);
+    }
+
+    fn attach(&mut self, id: DeviceId) {
+        tracing::Span::current().record("id", tracing::field::display(&id));
+        self.attachment = Some(self.state.registry.attach(
+            id,
+            self.transport.clone(),
+            self.outbound.clone(),
+        ));
+    }
+
+    /// Handles one line of text (without its line ending).
+    pub async fn line(&mut self, line: &str) -> Handled {
+        let parsed = protocol::parse_line(line, &self.rules);
+        // The first line that names a device identifies the connection.
+        if self.attachment.is_none() {
+            if let Some(id) = parsed.as_ref().ok().and_then(DeviceMessage::device_id) {
+                self.attach(id.clone());
+            }
+        }
+        if let Some(attachment) = &self.attachment {
+            self.state.registry.line_in(attachment, line);
+        }
+        let message = match parsed {
+            Ok(message) => message,
+            Err(err) => return self.refuse(&err.to_string()),
+        };
+        let Some(attachment) = &self.attachment else {
+            return self.refuse("no device id: start the line with it, or connect with ?id=");
+        };
+        if let Some(id) = message.device_id() {
+            if id != attachment.device() {
+                let msg = format!(
+                    "device id {:?} does not match this connection's id {:?}",
+                    id.as_str(),
+                    attachment.device().as_str()
+                );
+                return self.refuse(&msg);
+            }
+        }
+        let registry = &self.state.registry;
+        match message {
+            DeviceMessage::Reading(reading) => {
+                if !self.rate.allow(Instant::now()) {
+                    let msg = format!(
+                        "rate limit: at most {} readings per second; reading dropped",
+                        self.state.config.max_readings_per_sec
+                    );
+                    return self.refuse(&msg);
+                }
+                let dialect = self.dialect_override.unwrap_or(reading.dialect);
+                let reading =
+                    registry.record(attachment, dialect, reading.device_ms, reading.values);
+                if let Err(err) = self.state.store.append(reading).await {
+                    tracing::warn!(%err, "reading not stored");
+                }
+            }
+            DeviceMessage::Ack { seq, .. } => {
+                if let Err(err) = registry.acknowledge(attachment, seq) {
+                    return self.refuse(&err.to_string());
+                }
+            }
+            DeviceMessage::Register { registration, .. } => {
+                // Registered field names name the values of this device's CSV lines.
+                if !registration.fields.is_empty() {
+                    self.rules.csv_fields =
+                        registration.fields.iter().map(|f| f.name.clone()).collect();
+                }
+                if let Err(err) = self
+                    .state
+                    .store
+                    .save_registration(attachment.device().as_str(), &registration, crate::now_ms())
+                    .await
+                {
+                    tracing::warn!(%err, "registration not stored");
+                }
+                registry.register(attachment, registration);
+            }
+        }
+        Handled::Accepted
+    }
+
+    /// Counts input the transport could not even turn into a line (a binary frame, say) as an
+    /// error, and shows it in the device's console.
+    pub fn refuse(&mut self, message: &str) -> Handled {
+        self.note_error(message);
+        tracing::debug!(message, "bad input from device");
+        Handled::Refused {
+            message: message.to_string(),
+            give_up: self.errors.exhausted_after_error(Instant::now()),
+        }
+    }
+
+    /// Shows an error in the device's console without counting it (the connection is ending).
+    pub fn note_error(&self, message: &str) {
+        if let Some(attachment) = &self.attachment {
+            self.state.registry.error_out(attachment, message);
+        }
+    }
+}

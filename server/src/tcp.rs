@@ -1,0 +1,635 @@
+//! Raw TCP devices (`--tcp-listen`, port 5070): for boards that cannot speak WebSocket. I/O
+//! only, like [`crate::device_socket`]: bytes in, split into messages by [`Decoder`], each
+//! handed to the device's [`DeviceSession`]; commands and errors out.
+//!
+//! Two framings, told apart by the first byte a connection sends:
+//! - **lines**: the WebSocket dialects (CSV, key=value, JSON), one per line (`\n` or `\r\n`);
+//!   errors come back as `error: …` lines, commands as on a WebSocket.
+//! - **frames** (`|`): `|START|KEY=VALUE|…|END|` messages, possibly split across reads or
+//!   several per read, read as key=value (`|START|ID=7|TEMP=23.5|END|`). `COMMAND=HELLO!` is
+//!   the keepalive: the hub answers it, sends it to a device silent for `--tcp-keepalive-ms`,
+//!   and drops a device that stays silent that long again. Commands go out framed
+//!   (`|START|COMMAND=SET|LED=1|SEQ=12|END|`), errors as `|START|ERROR=…|END|`.
+//!
+//! The first line or frame may carry the device token (`token=…`, `|START|TOKEN=…|END|`);
+//! without one the connection is refused unless tokenless devices are allowed.
+
+use crate::application::AppState;
+use crate::auth::DeviceAccess;
+use crate::device_session::{DeviceSession, Handled};
+use crate::listener::ConnectionCounts;
+use crate::protocol::Dialect;
+use crate::registry::Outbound;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+const FRAME_START: &[u8] = b"|START|";
+const FRAME_END: &[u8] = b"|END|";
+/// The keepalive message of framed devices, both ways.
+pub const HELLO: &str = "|START|COMMAND=HELLO!|END|";
+/// Longest a write to a device may take before the device counts as gone.
+const WRITE_LIMIT: Duration = Duration::from_secs(5);
+/// Bytes read from a connection at a time.
+const READ_CHUNK: usize = 4096;
+
+/// How a connection frames its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Lines,
+    Frames,
+}
+
+/// One message from a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Line(String),
+    /// The `KEY=VALUE` parts of a frame, in order.
+    Frame(Vec<(String, String)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The stream cannot be resynchronised: the connection closes.
+    #[error("no line end or |END| within {0} bytes")]
+    TooLong(usize),
+    #[error("not valid UTF-8")]
+    NotUtf8,
+    #[error("text outside a |START|…|END| frame was skipped")]
+    OutsideFrame,
+    #[error("{0:?} is not KEY=VALUE")]
+    NotAPair(String),
+}
+
+impl DecodeError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, DecodeError::TooLong(_))
+    }
+}
+
+/// Splits a byte stream into messages. Pure: the caller feeds what it read.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    max: usize,
+    framing: Option<Framing>,
+}
+
+impl Decoder {
+    /// `max`: the longest message (a line, or a frame with its markers).
+    pub fn new(max: usize) -> Self {
+        Decoder {
+            buf: Vec::new(),
+            max,
+            framing: None,
+        }
+    }
+
+    pub fn framing(&self) -> Option<Framing> {
+        self.framing
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.framing.is_none() {
+            if let Some(first) = self.buf.iter().find(|b| !b.is_ascii_whitespace()) {
+                self.framing = Some(if *first == b'|' {
+                    Framing::Frames
+                } else {
+                    Framing::Lines
+                });
+            }
+        }
+    }
+
+    /// The next complete message, if one has arrived.
+    pub fn next_message(&mut self) -> Option<Result<Message, DecodeError>> {
+        match self.framing? {
+            Framing::Lines => self.next_line(),
+            Framing::Frames => self.next_frame(),
+        }
+    }
+
+    fn next_line(&mut self) -> Option<Result<Message, DecodeError>> {
+        loop {
+            let Some(end) = self.buf.iter().position(|b| *b == b'\n') else {
+                return (self.buf.len() > self.max).then(|| {
+                    self.buf.clear();
+                    Err(DecodeError::TooLong(self.max))
+                });
+            };
+            let raw: Vec<u8> = self.buf.drain(..=end).collect();
+            if raw.len() > self.max + 2 {
+                return Some(Err(DecodeError::TooLong(self.max)));
+            }
+            let line = match std::str::from_utf8(&raw) {
+                Ok(text) => text.trim_end_matches(['\n', '\r']).to_string(),
+                Err(_) => return Some(Err(DecodeError::NotUtf8)),
+            };
+            if !line.trim().is_empty() {
+                return Some(Ok(Message::Line(line)));
+            }
+        }
+    }
+
+    fn next_frame(&mut self) -> Option<Result<Message, DecodeError>> {
+        let skip = self
+            .buf
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(self.buf.len());
+        self.buf.drain(..skip);
+        if self.buf.is_empty() {
+            return None;
+        }
+        if !self.buf.starts_with(FRAME_START) {
+            if FRAME_START.starts_with(&self.buf) {
+                return None; // the start of a marker; wait for the rest
+            }
+            // Skip to the next frame (or drop everything) and say so once.
+            let next = find(&self.buf[1..], FRAME_START).map_or(self.buf.len(), |i| i + 1);
+            self.buf.drain(..next);
+            return Some(Err(DecodeError::OutsideFrame));
+        }
+        let Some(end) = find(&self.buf[FRAME_START.len()..], FRAME_END) else {
+            return (self.buf.len() > self.max).then(|| {
+                self.buf.clear();
+                Err(DecodeError::TooLong(self.max))
+            });
+        };
+        let total = FRAME_START.len() + end + FRAME_END.len();
+        let frame: Vec<u8> = self.buf.drain(..total).collect();
+        if frame.len() > self.max {
+            return Some(Err(DecodeError::TooLong(self.max)));
+        }
+        let Ok(inner) = std::str::from_utf8(&frame[FRAME_START.len()..FRAME_START.len() + end])
+        else {
+            return Some(Err(DecodeError::NotUtf8));
+        };
+        let mut pairs = Vec::new();
+        for part in inner.split('|').filter(|p| !p.trim().is_empty()) {
+            match part.split_once('=') {
+                Some((key, value)) => {
+                    pairs.push((key.trim().to_string(), value.trim().to_string()))
+                }
+                None => return Some(Err(DecodeError::NotAPair(shorten(part)))),
+            }
+        }
+        Some(Ok(Message::Frame(pairs)))
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+/// What a frame asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameMeaning {
+    /// `COMMAND=HELLO!`
+    Hello,
+    /// `TOKEN=…`
+    Token(String),
+    /// Anything else, as a key=value line for the parser (`ID=7,TEMP=23.5`).
+    Data(String),
+}
+
+pub fn frame_meaning(pairs: &[(String, String)]) -> Result<FrameMeaning, String> {
+    if let [(key, value)] = pairs {
+        if key.eq_ignore_ascii_case("command") && value.eq_ignore_ascii_case("hello!") {
+            return Ok(FrameMeaning::Hello);
+        }
+        if key.eq_ignore_ascii_case("token") {
+            return Ok(FrameMeaning::Token(value.clone()));
+        }
+    }
+    if pairs.is_empty() {
+        return Err("empty frame".into());
+    }
+    if let Some((key, value)) = pairs
+        .iter()
+        .find(|(k, v)| k.contains(',') || v.contains(','))
+    {
+        return Err(format!(
+            "{:?}: keys and values may not contain ','",
+            shorten(&format!("{key}={value}"))
+        ));
+    }
+    Ok(FrameMeaning::Data(
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    ))
+}
+
+/// Accepts device connections until the server stops; each is served in its own tracked task.
+pub async fn serve(listener: TcpListener, state: AppState) {
+    let counts = ConnectionCounts::default();
+    let max = state.config.max_connections_per_ip as usize;
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "accepting a TCP device failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = counts.take_unless_local(remote.ip(), max) else {
+            tracing::debug!(%remote, "TCP device refused: per-address limit");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = state.clone();
+        state.tasks.clone().spawn(async move {
+            let _slot = slot;
+            serve_device(tcp, remote, state).await;
+        });
+    }
+}
+
+/// The writing half, framed the way the device speaks.
+struct Writer {
+    half: OwnedWriteHalf,
+    framing: Framing,
+}
+
+impl Writer {
+    async fn raw(&mut self, text: &str) -> bool {
+        let mut bytes = text.as_bytes().to_vec();
+        if self.framing == Framing::Lines {
+            bytes.push(b'\n');
+        }
+        matches!(
+            tokio::time::timeout(WRITE_LIMIT, self.half.write_all(&bytes)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn error(&mut self, message: &str) -> bool {
+        match self.framing {
+            Framing::Lines => self.raw(&format!("error: {message}")).await,
+            // `|` would end the value early.
+            Framing::Frames => {
+                self.raw(&format!("|START|ERROR={}|END|", message.replace('|', "/")))
+                    .await
+            }
+        }
+    }
+}
+
+#[tracing::instrument(name = "tcp device", skip_all, fields(%remote, id = tracing::field::Empty))]
+async fn serve_device(tcp: TcpStream, remote: SocketAddr, state: AppState) {
+    let config = state.config.clone();
+    let (mut reader, writer) = tcp.into_split();
+    let mut decoder = Decoder::new(config.max_frame_bytes as usize);
+    let mut chunk = vec![0u8; READ_CHUNK];
+
+    // The first message: a token, or (tokenless devices allowed) already data.
+    let first = tokio::time::timeout(
+        Duration::from_millis(config.header_timeout_ms),
+        first_message(&mut reader, &mut decoder, &mut chunk),
+    )
+    .await;
+    let framing = decoder.framing().unwrap_or(Framing::Lines);
+    let mut writer = Writer {
+        half: writer,
+        framing,
+    };
+    let first = match first {
+        Ok(Some(Ok(message))) => message,
+        Ok(Some(Err(err))) => {
+            let _ = writer.error(&err.to_string()).await;
+            return;
+        }
+        Ok(None) | Err(_) => return, // closed, or silent from the start
+    };
+    let (token, pending) = match &first {
+        Message::Line(line) => match line.split_once('=') {
+            Some((key, value)) if key.trim().eq_ignore_ascii_case("token") => {
+                (Some(value.trim().to_string()), None)
+            }
+            _ => (None, Some(first)),
+        },
+        Message::Frame(pairs) => match frame_meaning(pairs) {
+            Ok(FrameMeaning::Token(token)) => (Some(token), None),
+            _ => (None, Some(first)),
+        },
+    };
+    let (device, token_id) = match state.auth.admit_device(token.as_deref()).await {
+        Ok(DeviceAccess::Device {
+            device_id,
+            token_id,
+        }) => (Some(device_id), token_id),
+        Ok(DeviceAccess::Tokenless) => (None, None),
+        Err(refusal) => {
+            tracing::warn!(%refusal, "TCP device refused");
+            let _ = writer.error(&refusal.to_string()).await;
+            return;
+        }
+    };
+    let transport = match framing {
+        Framing::Lines => format!("tcp {remote}"),
+        Framing::Frames => format!("tcp framed {remote}"),
+    };
+    let (mut session, mut commands) = DeviceSession::new(state, transport, device, token_id);
+    if framing == Framing::Frames {
+        session.record_as(Dialect::Framed);
+    }
+    tracing::info!(?framing, "device connected");
+    let stopping = session.state().shutdown.clone();
+    let mut link = Link {
+        session,
+        writer,
+        pinged: false,
+        awaiting_answer: false,
+    };
+    // The first message, if it was not a token, and whatever arrived with it.
+    let already: Vec<_> = pending
+        .map(Ok)
+        .into_iter()
+        .chain(std::iter::from_fn(|| decoder.next_message()))
+        .collect();
+    for message in already {
+        if let Some(reason) = link.message(message).await {
+            tracing::info!(%reason, "device disconnected");
+            return;
+        }
+    }
+
+    // Framed devices have their own keepalive; line devices cannot be pinged, so they must
+    // send something within the WebSocket ping interval plus timeout.
+    let (ping_after, give_up_after) = match framing {
+        Framing::Frames => {
+            let idle = Duration::from_millis(config.tcp_keepalive_ms);
+            (Some(idle), idle)
+        }
+        Framing::Lines => (
+            None,
+            Duration::from_millis(config.ping_after_ms + config.keepalive_timeout_ms),
+        ),
+    };
+    let mut heard = Instant::now();
+    let reason = loop {
+        let quiet_until = match ping_after {
+            Some(ping_after) if !link.pinged => heard + ping_after,
+            Some(ping_after) => heard + ping_after + give_up_after,
+            None => heard + give_up_after,
+        };
+        tokio::select! {
+            _ = stopping.cancelled() => break "server shutting down".to_string(),
+            _ = tokio::time::sleep_until(quiet_until) => {
+                if ping_after.is_none() || link.pinged {
+                    let _ = link.writer.error("silent too long: keepalive timeout").await;
+                    break "keepalive timeout".into();
+                }
+                link.pinged = true;
+                link.awaiting_answer = true;
+                if !link.writer.raw(HELLO).await {
+                    break "ping failed".into();
+                }
+            }
+            Some(out) = commands.recv() => match out {
+                Outbound::Line(line) => {
+                    if !link.writer.raw(&line).await {
+                        break "send failed".into();
+                    }
+                }
+                Outbound::Command { seq, line } => {
+                    if !link.writer.raw(&line).await {
+                        break "send failed".into();
+                    }
+                    link.session.delivered(seq);
+                }
+                Outbound::Close(reason) => {
+                    let _ = link.writer.error(&reason).await;
+                    break reason;
+                }
+                Outbound::TokenRevoked(id) => {
+                    if link.session.token_id() == Some(id) {
+                        let _ = link.writer.error("device token revoked").await;
+                        break "device token revoked".into();
+                    }
+                }
+            },
+            read = reader.read(&mut chunk) => {
+                let n = match read {
+                    Ok(0) => break "connection closed".into(),
+                    Ok(n) => n,
+                    Err(err) => break format!("connection error: {err}"),
+                };
+                heard = Instant::now();
+                link.pinged = false;
+                decoder.push(&chunk[..n]);
+                let mut ended = None;
+                while let Some(message) = decoder.next_message() {
+                    if let Some(reason) = link.message(message).await {
+                        ended = Some(reason);
+                        break;
+                    }
+                }
+                if let Some(reason) = ended {
+                    break reason;
+                }
+            }
+        }
+    };
+    tracing::info!(%reason, "device disconnected");
+}
+
+/// Reads until the first complete message; `None` if the connection closed first.
+async fn first_message(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    decoder: &mut Decoder,
+    chunk: &mut [u8],
+) -> Option<Result<Message, DecodeError>> {
+    loop {
+        if let Some(message) = decoder.next_message() {
+            return Some(message);
+        }
+        match reader.read(chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => decoder.push(&chunk[..n]),
+        }
+    }
+}
+
+/// A connected device: its conversation and the way back to it.
+struct Link {
+    session: DeviceSession,
+    writer: Writer,
+    /// A keepalive was sent and nothing has been heard since.
+    pinged: bool,
+    /// A keepalive was sent and its `HELLO!` answer has not come yet (that one is not
+    /// answered again, or the two ends would greet each other forever).
+    awaiting_answer: bool,
+}
+
+impl Link {
+    /// Handles one decoded message; `Some(reason)` ends the connection.
+    async fn message(&mut self, message: Result<Message, DecodeError>) -> Option<String> {
+        let handled = match message {
+            Ok(Message::Line(line)) => self.session.line(&line).await,
+            Ok(Message::Frame(pairs)) => match frame_meaning(&pairs) {
+                Ok(FrameMeaning::Data(line)) => self.session.line(&line).await,
+                // A device's HELLO! is answered, unless it is the answer to ours.
+                Ok(FrameMeaning::Hello) => {
+                    if std::mem::take(&mut self.awaiting_answer) {
+                        return None;
+                    }
+                    if !self.writer.raw(HELLO).await {
+                        return Some("send failed".into());
+                    }
+                    Handled::Accepted
+                }
+                Ok(FrameMeaning::Token(_)) => self
+                    .session
+                    .refuse("a token is only read in the first message"),
+                Err(message) => self.session.refuse(&message),
+            },
+            Err(err) if err.is_fatal() => {
+                let message = err.to_string();
+                self.session.note_error(&message);
+                let _ = self.writer.error(&message).await;
+                return Some(message);
+            }
+            Err(err) => self.session.refuse(&err.to_string()),
+        };
+        match handled {
+            Handled::Accepted => None,
+            Handled::Refused { message, give_up } => {
+                if !self.writer.error(&message).await {
+                    return Some("send failed".into());
+                }
+                give_up.then(|| "too many errors".to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(decoder: &mut Decoder) -> Vec<Result<Message, DecodeError>> {
+        std::iter::from_fn(|| decoder.next_message()).collect()
+    }
+
+    fn frame(pairs: &[(&str, &str)]) -> Result<Message, DecodeError> {
+        Ok(Message::Frame(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn lines_end_with_lf_or_crlf_and_may_arrive_in_pieces() {
+        let mut d = Decoder::new(64);
+        d.push(b"7,1,2");
+        assert!(decode_all(&mut d).is_empty());
+        d.push(b"3.5\r\n\r\nid=8,t=1\n{\"id\":\"9\"");
+        assert_eq!(d.framing(), Some(Framing::Lines));
+        assert_eq!(
+            decode_all(&mut d),
+            [
+                Ok(Message::Line("7,1,23.5".into())),
+                Ok(Message::Line("id=8,t=1".into()))
+            ]
+        );
+        d.push(b"}\n");
+        assert_eq!(
+            decode_all(&mut d),
+            [Ok(Message::Line(r#"{"id":"9"}"#.into()))]
+        );
+        d.push(&[0xff, 0xfe, b'\n']);
+        assert_eq!(decode_all(&mut d), [Err(DecodeError::NotUtf8)]);
+    }
+
+    #[test]
+    fn an_endless_line_is_refused() {
+        let mut d = Decoder::new(16);
+        d.push(&[b'x'; 17]);
+        let got = decode_all(&mut d);
+        assert_eq!(got, [Err(DecodeError::TooLong(16))]);
+        assert!(got[0].as_ref().unwrap_err().is_fatal());
+    }
+
+    #[test]
+    fn frames_may_be_split_or_packed_together() {
+        let mut d = Decoder::new(256);
+        d.push(b"  |STA");
+        assert_eq!(d.framing(), Some(Framing::Frames));
+        assert!(decode_all(&mut d).is_empty());
+        d.push(b"RT|ID=7|TEMP=23.5|E");
+        assert!(decode_all(&mut d).is_empty());
+        d.push(b"ND||START|COMMAND=HELLO!|END|\r\n|START|ACK=12|END|");
+        assert_eq!(
+            decode_all(&mut d),
+            [
+                frame(&[("ID", "7"), ("TEMP", "23.5")]),
+                frame(&[("COMMAND", "HELLO!")]),
+                frame(&[("ACK", "12")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_between_frames_is_skipped_with_an_error() {
+        let mut d = Decoder::new(256);
+        d.push(b"|START|A=1|END|junk|START|B=2|END|");
+        assert_eq!(
+            decode_all(&mut d),
+            [
+                frame(&[("A", "1")]),
+                Err(DecodeError::OutsideFrame),
+                frame(&[("B", "2")])
+            ]
+        );
+        d.push(b"|START|nonsense|END|");
+        assert_eq!(
+            decode_all(&mut d),
+            [Err(DecodeError::NotAPair("nonsense".into()))]
+        );
+        let mut d = Decoder::new(32);
+        d.push(b"|START|A=");
+        d.push(&[b'1'; 40]);
+        assert_eq!(decode_all(&mut d), [Err(DecodeError::TooLong(32))]);
+    }
+
+    #[test]
+    fn frames_mean_hello_a_token_or_data() {
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            frame_meaning(&pairs(&[("COMMAND", "HELLO!")])),
+            Ok(FrameMeaning::Hello)
+        );
+        assert_eq!(
+            frame_meaning(&pairs(&[("TOKEN", "iot_x")])),
+            Ok(FrameMeaning::Token("iot_x".into()))
+        );
+        assert_eq!(
+            frame_meaning(&pairs(&[("ID", "7"), ("TEMP", "23.5")])),
+            Ok(FrameMeaning::Data("ID=7,TEMP=23.5".into()))
+        );
+        assert!(frame_meaning(&pairs(&[("A", "1,2")])).is_err());
+        assert!(frame_meaning(&[]).is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! Raw TCP devices: line and framed modes against the real server, with real sockets.
+
+use crate::helpers::{eventually, TestApp};
+use app::model::{CommandStatus, CommandTarget, LiveEvent, NewDeviceToken};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+/// A TCP device: writes bytes, reads what the hub sends (lines, or frames up to `|END|`).
+struct TcpDevice {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl TcpDevice {
+    async fn connect(addr: SocketAddr) -> TcpDevice {
+        let (reader, writer) = TcpStream::connect(addr).await.unwrap().into_split();
+        TcpDevice {
+            reader: BufReader::new(reader),
+            writer,
+        }
+    }
+
+    async fn send(&mut self, bytes: &str) {
+        self.writer.write_all(bytes.as_bytes()).await.unwrap();
+    }
+
+    /// The next line from the hub (line mode).
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+            .await
+            .expect("a line in time")
+            .unwrap();
+        line.trim_end().to_string()
+    }
+
+    /// The next frame from the hub (framed mode).
+    async fn frame(&mut self) -> String {
+        let mut bytes = Vec::new();
+        while !bytes.ends_with(b"|END|") {
+            let mut byte = Vec::new();
+            let n = tokio::time::timeout(
+                Duration::from_secs(10),
+                self.reader.read_until(b'|', &mut byte),
+            )
+            .await
+            .expect("a frame in time")
+            .unwrap();
+            assert!(
+                n > 0,
+                "closed while waiting for a frame: {:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+            bytes.extend(byte);
+        }
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// True once the hub has closed the connection.
+    async fn closed(&mut self) -> bool {
+        let mut rest = String::new();
+        loop {
+            rest.clear();
+            match tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut rest))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+async fn tcp_app(configure: impl FnOnce(&mut server::config::ServeArgs)) -> (TestApp, SocketAddr) {
+    let app = TestApp::spawn_with(|args| {
+        args.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+        args.allow_tokenless_devices = false;
+        configure(args);
+    })
+    .await;
+    let addr = app.tcp_addr.expect("the TCP listener is on");
+    (app, addr)
+}
+
+async fn token(app: &TestApp, device: &str) -> String {
+    app.call::<app::api::CreateDeviceToken, NewDeviceToken>(&[("device_id", device), ("label", "")])
+        .await
+        .unwrap()
+        .secret
+}
+
+#[tokio::test]
+async fn line_devices_send_readings_and_get_commands() {
+    let (app, addr) = tcp_app(|_| {}).await;
+    let secret = token(&app, "7").await;
+    let mut live = app.live().await;
+
+    let mut device = TcpDevice::connect(addr).await;
+    device
+        .send(&format!("token={secret}\r\n7,1,23.5\r\n"))
+        .await;
+    // Several per read, and one split across reads.
+    device.send("id=7,temp=24\n{\"id\":\"7\",\"te").await;
+    device.send("mp\":25}\n").await;
+    let stored = eventually("three readings stored", || async {
+        let h = app.history("7", 10).await;
+        (h.len() == 3).then_some(h)
+    })
+    .await;
+    assert_eq!(stored[0].values[1].value, 23.5);
+    let streamed = live
+        .find(|e| match e {
+            LiveEvent::Reading(r) if r.device_id == "7" => Some(r),
+            _ => None,
+        })
+        .await;
+    assert_eq!(streamed.values[0].field, "counter");
+    let summary = app.device_summary("7").await.unwrap();
+    assert!(summary.online);
+    assert!(
+        summary.transport.starts_with("tcp 127.0.0.1:"),
+        "{}",
+        summary.transport
+    );
+
+    // A command comes back as a line in the device's dialect (JSON, its last), and the ack
+    // counts.
+    let sent = app
+        .command(CommandTarget::Device("7".into()), "LED", 1.0, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        device.line().await,
+        format!(r#"{{"cmd":"LED","value":1,"seq":{}}}"#, sent[0].seq)
+    );
+    device.send(&format!("{{\"ack\":{}}}\n", sent[0].seq)).await;
+    app.command_status(sent[0].seq, CommandStatus::Acked).await;
+
+    // Bad input: an error line, and the connection stays.
+    device.send("7,abc\n").await;
+    assert!(device.line().await.starts_with("error: "));
+    device.send(&format!("{}\n", "x".repeat(70 * 1024))).await;
+    assert!(
+        device.line().await.contains("no line end"),
+        "an endless line ends it"
+    );
+    assert!(device.closed().await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn framed_devices_use_frames_both_ways_and_keep_alive_with_hello() {
+    let (app, addr) = tcp_app(|args| args.tcp_keepalive_ms = 300).await;
+    let secret = token(&app, "7").await;
+    let mut device = TcpDevice::connect(addr).await;
+    device.send(&format!("|START|TOKEN={secret}|END|")).await;
+    device.send("|START|ID=7|TEMP=23.5|E").await;
+    device.send("ND||START|ID=7|TEMP=24.5|END|").await;
+    eventually("two framed readings stored", || async {
+        (app.history("7", 10).await.len() == 2).then_some(())
+    })
+    .await;
+    let summary = app.device_summary("7").await.unwrap();
+    assert!(
+        summary.transport.starts_with("tcp framed"),
+        "{}",
+        summary.transport
+    );
+
+    // The device's keepalive is answered.
+    device.send("|START|COMMAND=HELLO!|END|").await;
+    assert_eq!(device.frame().await, "|START|COMMAND=HELLO!|END|");
+
+    // Commands go out framed; a framed ack counts.
+    let sent = app
+        .command(CommandTarget::Device("7".into()), "LED", 1.0, Some(500))
+        .await
+        .unwrap();
+    let seq = sent[0].seq;
+    assert_eq!(
+        device.frame().await,
+        format!("|START|COMMAND=SET|LED=1|SEQ={seq}|DUR=500|END|")
+    );
+    device.send(&format!("|START|ACK={seq}|END|")).await;
+    app.command_status(seq, CommandStatus::Acked).await;
+
+    // Errors come back framed.
+    device.send("|START|TEMP=oops|END|").await;
+    assert!(device.frame().await.starts_with("|START|ERROR="));
+
+    // Silent: pinged with HELLO!, and dropped when it stays silent.
+    assert_eq!(device.frame().await, "|START|COMMAND=HELLO!|END|");
+    assert!(device.closed().await, "dropped after a second silence");
+    eventually("the device shows offline", || async {
+        app.device_summary("7")
+            .await
+            .is_some_and(|s| !s.online)
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_framed_device_answering_the_ping_stays() {
+    let (app, addr) = tcp_app(|args| args.tcp_keepalive_ms = 200).await;
+    let secret = token(&app, "7").await;
+    let mut device = TcpDevice::connect(addr).await;
+    device
+        .send(&format!("|START|TOKEN={secret}|END||START|ID=7|T=1|END|"))
+        .await;
+    for _ in 0..3 {
+        assert_eq!(device.frame().await, "|START|COMMAND=HELLO!|END|");
+        device.send("|START|COMMAND=HELLO!|END|").await;
+    }
+    // Its answers were not answered back (no endless greeting), and it is still online.
+    assert!(app.device_summary("7").await.unwrap().online);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn devices_without_a_valid_token_are_refused_before_any_reading() {
+    let (app, addr) = tcp_app(|_| {}).await;
+    let mut device = TcpDevice::connect(addr).await;
+    device.send("7,1,23.5\n").await;
+    assert!(device.line().await.contains("needs a device token"));
+    assert!(device.closed().await);
+
+    let mut device = TcpDevice::connect(addr).await;
+    device.send("|START|TOKEN=iot_wrong|END|").await;
+    assert!(device
+        .frame()
+        .await
+        .contains("unknown or revoked device token"));
+    assert!(device.closed().await);
+
+    let mut device = TcpDevice::connect(addr).await;
+    device.send("token=iot_wrong\n7,1,1\n").await;
+    assert!(device.line().await.starts_with("error: unknown or revoked"));
+    assert!(device.closed().await);
+
+    // A token for 8 does not let a device speak as 7.
+    let secret = token(&app, "8").await;
+    let mut device = TcpDevice::connect(addr).await;
+    device.send(&format!("token={secret}\n7,1,1\n")).await;
+    assert!(device.line().await.contains("does not match"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.history("7", 10).await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tokenless_tcp_devices_name_themselves_when_allowed() {
+    let (app, addr) = tcp_app(|args| args.allow_tokenless_devices = true).await;
+    let mut device = TcpDevice::connect(addr).await;
+    device.send("7,1,23.5\n").await;
+    eventually("stored", || async {
+        (!app.history("7", 1).await.is_empty()).then_some(())
+    })
+    .await;
+    // Binary garbage: an error, not a crash.
+    device
+        .writer
+        .write_all(&[0xff, 0x00, 0xfe, b'\n'])
+        .await
+        .unwrap();
+    assert!(device.line().await.contains("UTF-8"));
+    app.stop().await;
+}
