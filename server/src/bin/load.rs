@@ -1,5 +1,6 @@
 //! `iothub-load`: a load generator for anything speaking the CSV line protocol over WebSocket
-//! (`ID,COUNTER,TEMP` lines in text frames), such as the hub's `/ws/device` endpoint.
+//! (`ID,COUNTER,TEMP` lines in text frames), such as the hub's `/ws/device` endpoint, or over
+//! raw TCP (`--url tcp://host:5070`: newline-terminated lines, the hub's `--tcp-listen`).
 //!
 //! Two modes:
 //!
@@ -51,8 +52,8 @@ type Socket = WebSocketStream<TcpStream>;
     about = "Load generator for the CSV-over-WebSocket device protocol"
 )]
 struct Args {
-    /// WebSocket URL of the device endpoint (the only address this tool connects to). Plain
-    /// `ws://` only: this tool has no TLS.
+    /// WebSocket URL of the device endpoint (the only address this tool connects to), or
+    /// `tcp://host:port` for raw TCP lines. Plain `ws://` only: this tool has no TLS.
     #[arg(long, default_value = "ws://127.0.0.1:3000/ws/device")]
     url: Url,
     /// Number of device connections.
@@ -186,14 +187,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<i32> {
-    if args.url.scheme() != "ws" {
-        anyhow::bail!("--url must be a ws:// URL, not {}", args.url);
+    if !matches!(args.url.scheme(), "ws" | "tcp") {
+        anyhow::bail!("--url must be a ws:// or tcp:// URL, not {}", args.url);
     }
     let host = args
         .url
         .host_str()
         .ok_or_else(|| anyhow::anyhow!("--url has no host: {}", args.url))?;
-    let port = args.url.port_or_known_default().unwrap_or(80);
+    let default_port = if args.url.scheme() == "tcp" { 5070 } else { 80 };
+    let port = args.url.port_or_known_default().unwrap_or(default_port);
     let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
         .await?
         .next()
@@ -334,6 +336,19 @@ fn own_cpu_seconds() -> Option<f64> {
 
 /// TCP connect (with the chosen send buffer) and WebSocket handshake.
 async fn open(shared: &Shared) -> Result<Socket, String> {
+    let stream = connect_tcp(shared).await?;
+    let (socket, _response) = tokio_tungstenite::client_async_with_config(
+        shared.args.url.as_str(),
+        stream,
+        Some(shared.config),
+    )
+    .await
+    .map_err(|e| format!("WebSocket handshake: {e}"))?;
+    Ok(socket)
+}
+
+/// A TCP connection to `--url`'s address, with the chosen send buffer.
+async fn connect_tcp(shared: &Shared) -> Result<TcpStream, String> {
     let socket = if shared.addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -353,18 +368,134 @@ async fn open(shared: &Shared) -> Result<Socket, String> {
     stream
         .set_nodelay(true)
         .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-    let (socket, _response) = tokio_tungstenite::client_async_with_config(
-        shared.args.url.as_str(),
-        stream,
-        Some(shared.config),
-    )
-    .await
-    .map_err(|e| format!("WebSocket handshake: {e}"))?;
-    Ok(socket)
+    Ok(stream)
+}
+
+/// The next `batch` lines of device `id`, separated by `\n`.
+fn fill_batch(frame: &mut String, id: u64, counter: &mut u64, batch: u32) {
+    frame.clear();
+    for k in 0..batch {
+        *counter += 1;
+        if k > 0 {
+            frame.push('\n');
+        }
+        let temp = 20.0 + (*counter % 100) as f64 / 10.0;
+        let _ = write!(frame, "{id},{counter},{temp:.1}", counter = *counter);
+    }
+}
+
+/// One device over raw TCP: connect, (identify), wait for the go signal, send lines or idle,
+/// then shut down its sending side and read until the server closes (it has read everything).
+async fn tcp_connection(id: u64, shared: Arc<Shared>, mut go: watch::Receiver<Option<Window>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let stats = &shared.stats;
+    let stream = {
+        let Ok(_permit) = shared.connects.acquire().await else {
+            return;
+        };
+        match tokio::time::timeout_at(shared.connect_deadline, connect_tcp(&shared)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                remember(&stats.first_connect_error, || err);
+                stats.connect_failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(_) => {
+                remember(&stats.first_connect_error, || "connect timeout".into());
+                stats.connect_failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    stats.connected.fetch_add(1, Ordering::Relaxed);
+    let (read, mut write) = stream.into_split();
+    let drain = Duration::from_secs_f64(shared.args.drain_timeout);
+    let hard_deadline = shared.connect_deadline
+        + Duration::from_secs_f64(shared.args.duration)
+        + drain
+        + Duration::from_secs(1);
+    let closing = CancellationToken::new();
+
+    let writer = async {
+        let mut counter = 0;
+        let mut frame = String::new();
+        if shared.args.idle
+            && write
+                .write_all(format!("{id},0,20.0\n").as_bytes())
+                .await
+                .is_ok()
+        {
+            stats.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        let window = tokio::select! {
+            w = go.wait_for(Option::is_some) => w.ok().and_then(|w| *w),
+            _ = shared.stop.cancelled() => None,
+        };
+        if let Some(window) = window {
+            let hard = window.until + drain;
+            while Instant::now() < window.until && !shared.stop.is_cancelled() {
+                if shared.args.idle {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(window.until) => {}
+                        _ = shared.stop.cancelled() => {}
+                    }
+                    break;
+                }
+                fill_batch(&mut frame, id, &mut counter, shared.args.batch);
+                frame.push('\n');
+                match tokio::time::timeout_at(hard, write.write_all(frame.as_bytes())).await {
+                    Ok(Ok(())) => {
+                        stats
+                            .sent
+                            .fetch_add(u64::from(shared.args.batch), Ordering::Relaxed);
+                        stats.frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        stats.send_failed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+        closing.cancel();
+        let _ = write.shutdown().await;
+    };
+    let reader = async {
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        loop {
+            match tokio::time::timeout_at(hard_deadline, lines.next_line()).await {
+                Ok(Ok(Some(line))) => {
+                    if line.starts_with("error:") {
+                        stats.errors_received.fetch_add(1, Ordering::Relaxed);
+                        remember(&stats.first_error_line, || line.clone());
+                    } else {
+                        stats.other_received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => {
+                    if closing.is_cancelled() {
+                        stats.closed_cleanly.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        stats.closed_early.fetch_add(1, Ordering::Relaxed);
+                        remember(&stats.first_close_reason, || "the server closed".into());
+                    }
+                    return;
+                }
+                Err(_) => {
+                    stats.drain_timeouts.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    };
+    tokio::join!(writer, reader);
 }
 
 /// One device: connect, (identify), wait for the go signal, send or idle, close.
 async fn connection(id: u64, shared: Arc<Shared>, mut go: watch::Receiver<Option<Window>>) {
+    if shared.args.url.scheme() == "tcp" {
+        return tcp_connection(id, shared, go).await;
+    }
     let stats = &shared.stats;
     let socket = {
         let Ok(_permit) = shared.connects.acquire().await else {
@@ -455,7 +586,7 @@ async fn send_until(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick
     });
-    let mut frame = String::with_capacity(batch as usize * 24);
+    let mut frame = String::with_capacity(batch as usize * 24 + 1);
     // A send blocked by a server that stopped reading gives up here.
     let hard = until + Duration::from_secs_f64(shared.args.drain_timeout);
     while Instant::now() < until && !shared.stop.is_cancelled() && !gone.is_cancelled() {
@@ -467,15 +598,7 @@ async fn send_until(
                 _ = shared.stop.cancelled() => break,
             }
         }
-        frame.clear();
-        for k in 0..batch {
-            *counter += 1;
-            if k > 0 {
-                frame.push('\n');
-            }
-            let temp = 20.0 + (*counter % 100) as f64 / 10.0;
-            let _ = write!(frame, "{id},{counter},{temp:.1}", counter = *counter);
-        }
+        fill_batch(&mut frame, id, counter, batch);
         match tokio::time::timeout_at(hard, tx.send(Message::Text(frame.as_str().into()))).await {
             Ok(Ok(())) => {
                 stats.sent.fetch_add(u64::from(batch), Ordering::Relaxed);
