@@ -206,6 +206,9 @@ impl Application {
             state,
             tls,
         } = self;
+        for spec in state.config.serial.clone() {
+            state.tasks.spawn(crate::serial::run(spec, state.clone()));
+        }
         if let Some(tcp_listener) = tcp_listener {
             if let Ok(addr) = tcp_listener.local_addr() {
                 tracing::info!("raw TCP devices: listening on {addr}");

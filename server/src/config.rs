@@ -177,6 +177,11 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_TCP_LISTEN", num_args = 0..=1, default_missing_value = "0.0.0.0:5070")]
     pub tcp_listen: Option<SocketAddr>,
 
+    /// A device on a serial port: `PATH:BAUD` or `PATH:BAUD:ID` (e.g. `/dev/ttyUSB0:115200`);
+    /// repeat for more. Reopened with backoff when it goes away.
+    #[arg(long = "serial", env = "IOTHUB_SERIAL", value_delimiter = ',', value_parser = crate::serial::parse_spec)]
+    pub serial: Vec<crate::serial::SerialSpec>,
+
     /// A framed TCP device silent this long is sent `COMMAND=HELLO!`, and dropped if it stays
     /// silent this long again (ms).
     #[arg(long, env = "IOTHUB_TCP_KEEPALIVE_MS", default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]

@@ -22,8 +22,7 @@ use crate::protocol::Dialect;
 use crate::registry::Outbound;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
@@ -260,13 +259,20 @@ pub async fn serve(listener: TcpListener, state: AppState) {
     }
 }
 
-/// The writing half, framed the way the device speaks.
-struct Writer {
-    half: OwnedWriteHalf,
+/// The way back to a device, framed the way it speaks.
+pub(crate) struct Writer {
+    half: Box<dyn AsyncWrite + Send + Unpin>,
     framing: Framing,
 }
 
 impl Writer {
+    pub(crate) fn new(half: impl AsyncWrite + Send + Unpin + 'static, framing: Framing) -> Self {
+        Writer {
+            half: Box::new(half),
+            framing,
+        }
+    }
+
     async fn raw(&mut self, text: &str) -> bool {
         let mut bytes = text.as_bytes().to_vec();
         if self.framing == Framing::Lines {
@@ -304,10 +310,7 @@ async fn serve_device(tcp: TcpStream, remote: SocketAddr, state: AppState) {
     )
     .await;
     let framing = decoder.framing().unwrap_or(Framing::Lines);
-    let mut writer = Writer {
-        half: writer,
-        framing,
-    };
+    let mut writer = Writer::new(writer, framing);
     let first = match first {
         Ok(Some(Ok(message))) => message,
         Ok(Some(Err(err))) => {
@@ -344,18 +347,12 @@ async fn serve_device(tcp: TcpStream, remote: SocketAddr, state: AppState) {
         Framing::Lines => format!("tcp {remote}"),
         Framing::Frames => format!("tcp framed {remote}"),
     };
-    let (mut session, mut commands) = DeviceSession::new(state, transport, device, token_id);
+    let (mut session, commands) = DeviceSession::new(state, transport, device, token_id);
     if framing == Framing::Frames {
         session.record_as(Dialect::Framed);
     }
     tracing::info!(?framing, "device connected");
-    let stopping = session.state().shutdown.clone();
-    let mut link = Link {
-        session,
-        writer,
-        pinged: false,
-        awaiting_answer: false,
-    };
+    let mut link = Link::new(session, writer);
     // The first message, if it was not a token, and whatever arrived with it.
     let already: Vec<_> = pending
         .map(Ok)
@@ -371,82 +368,118 @@ async fn serve_device(tcp: TcpStream, remote: SocketAddr, state: AppState) {
 
     // Framed devices have their own keepalive; line devices cannot be pinged, so they must
     // send something within the WebSocket ping interval plus timeout.
-    let (ping_after, give_up_after) = match framing {
+    let keepalive = match framing {
         Framing::Frames => {
             let idle = Duration::from_millis(config.tcp_keepalive_ms);
-            (Some(idle), idle)
+            Keepalive::Ping {
+                after: idle,
+                give_up_after: idle,
+            }
         }
-        Framing::Lines => (
-            None,
-            Duration::from_millis(config.ping_after_ms + config.keepalive_timeout_ms),
-        ),
+        Framing::Lines => Keepalive::Drop {
+            after: Duration::from_millis(config.ping_after_ms + config.keepalive_timeout_ms),
+        },
     };
+    let reason = converse(reader, &mut link, commands, decoder, keepalive).await;
+    tracing::info!(%reason, "device disconnected");
+}
+
+/// What to do about a silent device.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Keepalive {
+    /// Send `HELLO!` after this much silence; drop the device after as much again.
+    Ping {
+        after: Duration,
+        give_up_after: Duration,
+    },
+    /// Drop the device after this much silence.
+    Drop { after: Duration },
+    /// Never mind (a serial line is there as long as the port is).
+    None,
+}
+
+/// Serves a device until it goes, the server stops, or the registry closes it: reads and
+/// handles its messages, writes what the registry sends. Returns why it ended.
+pub(crate) async fn converse(
+    mut reader: impl AsyncRead + Unpin,
+    link: &mut Link,
+    mut commands: tokio::sync::mpsc::Receiver<Outbound>,
+    mut decoder: Decoder,
+    keepalive: Keepalive,
+) -> String {
+    let stopping = link.session.state().shutdown.clone();
+    let mut chunk = vec![0u8; READ_CHUNK];
     let mut heard = Instant::now();
-    let reason = loop {
-        let quiet_until = match ping_after {
-            Some(ping_after) if !link.pinged => heard + ping_after,
-            Some(ping_after) => heard + ping_after + give_up_after,
-            None => heard + give_up_after,
+    loop {
+        // A day stands in for "never": far beyond any real keepalive.
+        let quiet_until = match keepalive {
+            Keepalive::Ping { after, .. } if !link.pinged => heard + after,
+            Keepalive::Ping {
+                after,
+                give_up_after,
+            } => heard + after + give_up_after,
+            Keepalive::Drop { after } => heard + after,
+            Keepalive::None => heard + Duration::from_secs(86_400),
         };
         tokio::select! {
-            _ = stopping.cancelled() => break "server shutting down".to_string(),
+            _ = stopping.cancelled() => return "server shutting down".to_string(),
             _ = tokio::time::sleep_until(quiet_until) => {
-                if ping_after.is_none() || link.pinged {
-                    let _ = link.writer.error("silent too long: keepalive timeout").await;
-                    break "keepalive timeout".into();
-                }
-                link.pinged = true;
-                link.awaiting_answer = true;
-                if !link.writer.raw(HELLO).await {
-                    break "ping failed".into();
+                match keepalive {
+                    Keepalive::Ping { .. } if !link.pinged => {
+                        link.pinged = true;
+                        link.awaiting_answer = true;
+                        if !link.writer.raw(HELLO).await {
+                            return "ping failed".into();
+                        }
+                    }
+                    Keepalive::None => heard = Instant::now(),
+                    _ => {
+                        let _ = link.writer.error("silent too long: keepalive timeout").await;
+                        return "keepalive timeout".into();
+                    }
                 }
             }
             Some(out) = commands.recv() => match out {
                 Outbound::Line(line) => {
                     if !link.writer.raw(&line).await {
-                        break "send failed".into();
+                        return "send failed".into();
                     }
                 }
                 Outbound::Command { seq, line } => {
                     if !link.writer.raw(&line).await {
-                        break "send failed".into();
+                        return "send failed".into();
                     }
                     link.session.delivered(seq);
                 }
                 Outbound::Close(reason) => {
                     let _ = link.writer.error(&reason).await;
-                    break reason;
+                    return reason;
                 }
                 Outbound::TokenRevoked(id) => {
                     if link.session.token_id() == Some(id) {
                         let _ = link.writer.error("device token revoked").await;
-                        break "device token revoked".into();
+                        return "device token revoked".into();
                     }
                 }
             },
             read = reader.read(&mut chunk) => {
                 let n = match read {
-                    Ok(0) => break "connection closed".into(),
+                    Ok(0) => return "connection closed".into(),
                     Ok(n) => n,
-                    Err(err) => break format!("connection error: {err}"),
+                    Err(err) => return format!("connection error: {err}"),
                 };
                 heard = Instant::now();
                 link.pinged = false;
                 decoder.push(&chunk[..n]);
-                let mut ended = None;
+                link.adopt(decoder.framing());
                 while let Some(message) = decoder.next_message() {
                     if let Some(reason) = link.message(message).await {
-                        ended = Some(reason);
-                        break;
+                        return reason;
                     }
-                }
-                if let Some(reason) = ended {
-                    break reason;
                 }
             }
         }
-    };
-    tracing::info!(%reason, "device disconnected");
+    }
 }
 
 /// Reads until the first complete message; `None` if the connection closed first.
@@ -467,7 +500,7 @@ async fn first_message(
 }
 
 /// A connected device: its conversation and the way back to it.
-struct Link {
+pub(crate) struct Link {
     session: DeviceSession,
     writer: Writer,
     /// A keepalive was sent and nothing has been heard since.
@@ -475,9 +508,38 @@ struct Link {
     /// A keepalive was sent and its `HELLO!` answer has not come yet (that one is not
     /// answered again, or the two ends would greet each other forever).
     awaiting_answer: bool,
+    /// Take the framing from the device's first bytes (serial lines, which have no first
+    /// message to decide on before the conversation starts).
+    adopt_framing: bool,
 }
 
 impl Link {
+    pub(crate) fn new(session: DeviceSession, writer: Writer) -> Self {
+        Link {
+            session,
+            writer,
+            pinged: false,
+            awaiting_answer: false,
+            adopt_framing: false,
+        }
+    }
+
+    pub(crate) fn follow_framing_of_first_message(&mut self) {
+        self.adopt_framing = true;
+    }
+
+    /// Answers and records in the device's framing once the decoder has seen it.
+    fn adopt(&mut self, framing: Option<Framing>) {
+        let Some(framing) = framing.filter(|_| self.adopt_framing) else {
+            return;
+        };
+        self.adopt_framing = false;
+        self.writer.framing = framing;
+        if framing == Framing::Frames {
+            self.session.record_as(Dialect::Framed);
+        }
+    }
+
     /// Handles one decoded message; `Some(reason)` ends the connection.
     async fn message(&mut self, message: Result<Message, DecodeError>) -> Option<String> {
         let handled = match message {

@@ -13,6 +13,7 @@ mod lifecycle;
 mod live;
 mod pages;
 mod security;
+mod serial;
 mod storage;
 mod tcp;
 mod tls;

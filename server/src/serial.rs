@@ -1,0 +1,138 @@
+//! Devices on serial lines (`--serial /dev/ttyUSB0:115200[:id]`, repeatable): an Arduino on a
+//! USB cable, a gadget on a UART. Each port is one device, read like a raw TCP device (lines,
+//! or `|START|…|END|` frames) and written to with its commands and console lines. No token: a
+//! port is wired to this machine and named by whoever configured the hub.
+//!
+//! When the port goes away (USB unplugged) the device goes offline and the port is reopened
+//! with backoff until it is back.
+
+use crate::application::AppState;
+use crate::device_session::DeviceSession;
+use crate::protocol::DeviceId;
+use crate::tcp::{converse, Decoder, Framing, Keepalive, Link, Writer};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_serial::SerialPortBuilderExt;
+
+/// First wait before reopening a port; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One `--serial` flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialSpec {
+    pub path: PathBuf,
+    pub baud: u32,
+    /// The device's id; else the id in its first reading.
+    pub device: Option<DeviceId>,
+}
+
+/// Parses `PATH:BAUD[:ID]`.
+pub fn parse_spec(raw: &str) -> Result<SerialSpec, String> {
+    let mut parts = raw.splitn(3, ':');
+    let path = parts.next().filter(|p| !p.is_empty());
+    let baud = parts.next();
+    let (Some(path), Some(baud)) = (path, baud) else {
+        return Err(format!(
+            "{raw:?}: expected PATH:BAUD or PATH:BAUD:ID, e.g. /dev/ttyUSB0:115200"
+        ));
+    };
+    let baud = match baud.parse::<u32>() {
+        Ok(b) if (50..=4_000_000).contains(&b) => b,
+        _ => {
+            return Err(format!(
+                "{raw:?}: {baud:?} is not a baud rate (50 to 4000000)"
+            ))
+        }
+    };
+    let device = parts
+        .next()
+        .map(|id| DeviceId::parse(id).map_err(|e| format!("{raw:?}: device id: {e}")))
+        .transpose()?;
+    Ok(SerialSpec {
+        path: PathBuf::from(path),
+        baud,
+        device,
+    })
+}
+
+/// Serves the device on `spec`'s port until the server stops, reopening the port when it goes.
+pub async fn run(spec: SerialSpec, state: AppState) {
+    let stopping = state.shutdown.clone();
+    let mut backoff = FIRST_BACKOFF;
+    let mut reported = false;
+    while !stopping.is_cancelled() {
+        match tokio_serial::new(spec.path.to_string_lossy(), spec.baud).open_native_async() {
+            Ok(port) => {
+                backoff = FIRST_BACKOFF;
+                reported = false;
+                tracing::info!(port = %spec.path.display(), baud = spec.baud, "serial port open");
+                let reason = serve_port(port, &spec, state.clone()).await;
+                tracing::info!(port = %spec.path.display(), %reason, "serial device disconnected");
+            }
+            Err(err) => {
+                // Once per outage at warn; the retries are routine until it is back.
+                if !reported {
+                    tracing::warn!(port = %spec.path.display(), %err, "cannot open the serial port; retrying");
+                    reported = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stopping.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn serve_port(
+    port: tokio_serial::SerialStream,
+    spec: &SerialSpec,
+    state: AppState,
+) -> String {
+    let (reader, writer) = tokio::io::split(port);
+    let max = state.config.max_frame_bytes as usize;
+    let transport = format!("serial {}", spec.path.display());
+    let (session, commands) = DeviceSession::new(state, transport, spec.device.clone(), None);
+    // Until the device speaks, answer in lines; a framed device is recognised by its first
+    // message like on TCP, and its readings are then recorded as framed.
+    let mut link = Link::new(session, Writer::new(writer, Framing::Lines));
+    link.follow_framing_of_first_message();
+    converse(
+        reader,
+        &mut link,
+        commands,
+        Decoder::new(max),
+        Keepalive::None,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs_name_path_baud_and_maybe_the_device() {
+        assert_eq!(
+            parse_spec("/dev/ttyUSB0:115200"),
+            Ok(SerialSpec {
+                path: "/dev/ttyUSB0".into(),
+                baud: 115_200,
+                device: None
+            })
+        );
+        let spec = parse_spec("/dev/ttyACM1:9600:kitchen").unwrap();
+        assert_eq!(spec.device.as_ref().map(DeviceId::as_str), Some("kitchen"));
+        for bad in [
+            "/dev/ttyUSB0",
+            "/dev/ttyUSB0:fast",
+            "/dev/ttyUSB0:10",
+            ":9600",
+            "/dev/x:9600:a\u{7}",
+        ] {
+            assert!(parse_spec(bad).is_err(), "{bad}");
+        }
+    }
+}
