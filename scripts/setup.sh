@@ -3,7 +3,8 @@
 # is skipped when its tool is already there at the right version.
 #
 #   scripts/setup.sh            build tools only (for scripts/start.sh)
-#   scripts/setup.sh --browser  also Debian's chromium, for the browser tests
+#   scripts/setup.sh --browser  also what the tests need: Debian's chromium (browser tests) and
+#                               mosquitto (MQTT bridge tests)
 #
 # Nothing here downloads a prebuilt binary from outside the package registries: wasm-bindgen is
 # built by cargo, wasm-opt comes from the npm package `binaryen` (Debian's binaryen 108 produces
@@ -20,6 +21,8 @@ as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi; }
 apt_packages=()
 command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
 $want_browser && ! command -v chromium >/dev/null && apt_packages+=(chromium)
+# The MQTT bridge tests run against Debian's Mosquitto (scripts/mosquitto-for-tests.sh).
+$want_browser && [[ ! -x /usr/sbin/mosquitto ]] && apt_packages+=(mosquitto)
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} from Debian"
   as_root apt-get update -qq

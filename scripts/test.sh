@@ -29,6 +29,14 @@ fi
 export IOTHUB_TEST_POSTGRES_URL
 export IOTHUB_TEST_POSTGRES_CTL="pg_ctlcluster $(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')"
 
+step "Mosquitto for the MQTT bridge tests"
+IOTHUB_TEST_MQTT_URL=$(bash scripts/mosquitto-for-tests.sh)
+if [[ "$IOTHUB_TEST_MQTT_URL" != mqtt://* ]]; then
+  echo "scripts/mosquitto-for-tests.sh printed no URL: '$IOTHUB_TEST_MQTT_URL'" >&2
+  exit 1
+fi
+export IOTHUB_TEST_MQTT_URL
+
 step "rust tests"
 cargo test --locked -p server -p app
 

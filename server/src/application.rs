@@ -206,6 +206,9 @@ impl Application {
             state,
             tls,
         } = self;
+        if let Some(broker) = state.config.mqtt_url.clone() {
+            state.tasks.spawn(crate::mqtt::run(broker, state.clone()));
+        }
         for spec in state.config.serial.clone() {
             state.tasks.spawn(crate::serial::run(spec, state.clone()));
         }

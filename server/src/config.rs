@@ -182,6 +182,11 @@ pub struct ServeArgs {
     #[arg(long = "serial", env = "IOTHUB_SERIAL", value_delimiter = ',', value_parser = crate::serial::parse_spec)]
     pub serial: Vec<crate::serial::SerialSpec>,
 
+    /// Bridge an MQTT broker: `mqtt://[user:password@]host[:port]`. Readings published to
+    /// `devices/<id>/readings` come in; commands go out to `devices/<id>/commands`.
+    #[arg(long, env = "IOTHUB_MQTT_URL", hide_env_values = true, value_parser = crate::mqtt::parse_broker)]
+    pub mqtt_url: Option<crate::mqtt::Broker>,
+
     /// A framed TCP device silent this long is sent `COMMAND=HELLO!`, and dropped if it stays
     /// silent this long again (ms).
     #[arg(long, env = "IOTHUB_TCP_KEEPALIVE_MS", default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]

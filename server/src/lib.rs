@@ -3,9 +3,9 @@
 //! # Layout
 //! The path of one reading is a straight line through these modules:
 //!
-//! 1. [`device_socket`] (the `/ws/device` WebSocket endpoint), [`tcp`] (raw TCP) and
-//!    [`serial`] (serial ports): I/O only, bytes in, lines to the device's
-//!    [`device_session`], which drives the rest.
+//! 1. [`device_socket`] (the `/ws/device` WebSocket endpoint), [`tcp`] (raw TCP), [`serial`]
+//!    (serial ports) and [`mqtt`] (a broker's topics): I/O only, bytes in, lines to the
+//!    device's [`device_session`], which drives the rest.
 //! 2. [`protocol`]: pure parsing of a text line (CSV, `key=value`, JSON) into a reading, an
 //!    acknowledgement or a registration; [`limits`] keeps each device within its rate.
 //! 3. [`registry`]: who is online, their latest values and recent readings; publishes every
@@ -35,6 +35,7 @@ pub mod export;
 pub mod hub;
 pub mod limits;
 pub mod listener;
+pub mod mqtt;
 pub mod protocol;
 pub mod registry;
 pub mod security;

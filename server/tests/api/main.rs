@@ -11,6 +11,7 @@ mod devices;
 mod gateway;
 mod lifecycle;
 mod live;
+mod mqtt;
 mod pages;
 mod security;
 mod serial;

@@ -1,0 +1,287 @@
+//! The MQTT bridge (`--mqtt-url mqtt://host:1883`): for people who already run a broker. The
+//! hub subscribes to `devices/+/readings`; a message on `devices/7/readings` is device 7
+//! speaking (one or more lines in any of the reading formats). Commands for such a device are
+//! published to `devices/<id>/commands`, errors about its messages to `devices/<id>/errors`.
+//!
+//! Who may publish is the broker's business (its users and ACLs); the hub trusts the topic.
+//! A device counts as online while it publishes, and goes offline after
+//! `--ping-after-ms` + `--keepalive-timeout-ms` of silence.
+
+use crate::application::AppState;
+use crate::device_session::{DeviceSession, Handled};
+use crate::protocol::DeviceId;
+use crate::registry::Outbound;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub const READINGS_TOPIC: &str = "devices/+/readings";
+/// Messages queued for the broker before publishing waits.
+const CLIENT_QUEUE: usize = 256;
+/// How often silent devices are looked for.
+const SWEEP: Duration = Duration::from_secs(1);
+
+/// Where the broker is: `mqtt://[user:password@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Display for Broker {
+    // Never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mqtt://{}:{}", self.host, self.port)
+    }
+}
+
+pub fn parse_broker(raw: &str) -> Result<Broker, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if url.scheme() != "mqtt" {
+        return Err(format!(
+            "{}: only mqtt:// is supported (for TLS, run the hub next to the broker)",
+            url.scheme()
+        ));
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("the URL has no host")?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let credentials = (!url.username().is_empty()).then(|| {
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        (
+            decode(url.username()),
+            url.password().map(decode).unwrap_or_default(),
+        )
+    });
+    Ok(Broker {
+        host,
+        port: url.port().unwrap_or(1883),
+        credentials,
+    })
+}
+
+/// The device id in a readings topic (`devices/<id>/readings`).
+pub fn device_of_topic(topic: &str) -> Option<&str> {
+    topic
+        .strip_prefix("devices/")?
+        .strip_suffix("/readings")
+        .filter(|id| !id.contains('/'))
+}
+
+/// One device heard through the broker.
+struct Bridged {
+    session: DeviceSession,
+    heard: Instant,
+    /// Ends when the registry closes the device (another transport took it over).
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the bridge until the server stops, reconnecting to the broker when it goes away.
+pub async fn run(broker: Broker, state: AppState) {
+    let client_id = format!("iothub-{:08x}", fastrand::u32(..));
+    let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(
+        state.config.max_frame_bytes as usize + 1024,
+        state.config.max_frame_bytes as usize + 1024,
+    );
+    if let Some((user, password)) = &broker.credentials {
+        options.set_credentials(user, password);
+    }
+    let (client, events) = AsyncClient::new(options, CLIENT_QUEUE);
+    Bridge {
+        state,
+        client,
+        broker,
+        devices: HashMap::new(),
+    }
+    .serve(events)
+    .await;
+}
+
+struct Bridge {
+    state: AppState,
+    client: AsyncClient,
+    broker: Broker,
+    devices: HashMap<DeviceId, Bridged>,
+}
+
+impl Bridge {
+    async fn serve(mut self, mut events: EventLoop) {
+        let stopping = self.state.shutdown.clone();
+        let silence = Duration::from_millis(
+            self.state.config.ping_after_ms + self.state.config.keepalive_timeout_ms,
+        );
+        let mut sweep = tokio::time::interval(SWEEP);
+        let mut backoff = Duration::from_millis(250);
+        let mut reported = false;
+        loop {
+            tokio::select! {
+                _ = stopping.cancelled() => break,
+                _ = sweep.tick() => {
+                    // Dropping a session detaches it: the device shows offline.
+                    self.devices.retain(|_, d| d.heard.elapsed() < silence && !d.forwarder.is_finished());
+                }
+                event = events.poll() => match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(250);
+                        reported = false;
+                        tracing::info!(broker = %self.broker, "MQTT bridge connected");
+                        if let Err(err) = self.client.subscribe(READINGS_TOPIC, QoS::AtLeastOnce).await {
+                            tracing::warn!(%err, "MQTT subscribe failed");
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(message))) => {
+                        self.message(&message.topic, &message.payload).await;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        if !reported {
+                            tracing::warn!(broker = %self.broker, %err, "MQTT broker unreachable; retrying");
+                            reported = true;
+                        }
+                        tokio::select! {
+                            _ = stopping.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                },
+            }
+        }
+        let _ = self.client.disconnect().await;
+        for (_, device) in self.devices.drain() {
+            device.forwarder.abort();
+        }
+    }
+
+    async fn message(&mut self, topic: &str, payload: &[u8]) {
+        let Some(raw_id) = device_of_topic(topic) else {
+            return;
+        };
+        let id = match DeviceId::parse(raw_id) {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::debug!(topic, %err, "MQTT message for an invalid device id ignored");
+                return;
+            }
+        };
+        let errors_topic = format!("devices/{id}/errors");
+        // New, or closed by the registry (it connected some other way meanwhile).
+        if self
+            .devices
+            .get(&id)
+            .is_none_or(|d| d.forwarder.is_finished())
+        {
+            let device = self.bridge(id.clone());
+            self.devices.insert(id.clone(), device);
+        }
+        let Some(device) = self.devices.get_mut(&id) else {
+            return;
+        };
+        device.heard = Instant::now();
+        let mut errors = Vec::new();
+        match std::str::from_utf8(payload) {
+            Err(_) => errors.push(device.session.refuse("payload is not UTF-8 text")),
+            Ok(text) => {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    errors.push(device.session.line(line).await);
+                }
+            }
+        }
+        for handled in errors {
+            if let Handled::Refused { message, .. } = handled {
+                let payload = format!("error: {message}");
+                if let Err(err) =
+                    self.client
+                        .try_publish(&errors_topic, QoS::AtMostOnce, false, payload)
+                {
+                    tracing::debug!(%err, "MQTT error message not published");
+                }
+            }
+        }
+    }
+
+    /// A registry device for `id`, whose commands and console lines are published to it.
+    fn bridge(&self, id: DeviceId) -> Bridged {
+        let transport = format!("mqtt {}:{}", self.broker.host, self.broker.port);
+        let (session, outbound) =
+            DeviceSession::new(self.state.clone(), transport, Some(id.clone()), None);
+        let forwarder = tokio::spawn(forward(
+            self.client.clone(),
+            self.state.clone(),
+            id,
+            outbound,
+        ));
+        Bridged {
+            session,
+            heard: Instant::now(),
+            forwarder,
+        }
+    }
+}
+
+/// Publishes what the registry sends device `id` until it closes the device.
+async fn forward(
+    client: AsyncClient,
+    state: AppState,
+    id: DeviceId,
+    mut outbound: mpsc::Receiver<Outbound>,
+) {
+    let topic = format!("devices/{id}/commands");
+    while let Some(out) = outbound.recv().await {
+        match out {
+            Outbound::Line(line) => {
+                let _ = client.publish(&topic, QoS::AtLeastOnce, false, line).await;
+            }
+            Outbound::Command { seq, line } => {
+                if client
+                    .publish(&topic, QoS::AtLeastOnce, false, line)
+                    .await
+                    .is_ok()
+                {
+                    state.registry.command_delivered(seq);
+                }
+            }
+            Outbound::Close(_) => return,
+            Outbound::TokenRevoked(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_and_topics() {
+        assert_eq!(
+            parse_broker("mqtt://broker.lan"),
+            Ok(Broker {
+                host: "broker.lan".into(),
+                port: 1883,
+                credentials: None
+            })
+        );
+        let b = parse_broker("mqtt://hub:p%40ss@10.0.0.2:1884").unwrap();
+        assert_eq!(b.credentials, Some(("hub".into(), "p@ss".into())));
+        assert_eq!(b.port, 1884);
+        assert_eq!(b.to_string(), "mqtt://10.0.0.2:1884", "no password");
+        assert!(parse_broker("mqtts://broker").is_err());
+        assert!(parse_broker("broker:1883").is_err());
+        assert_eq!(device_of_topic("devices/7/readings"), Some("7"));
+        assert_eq!(device_of_topic("devices/a/b/readings"), None);
+        assert_eq!(device_of_topic("devices/7/commands"), None);
+    }
+}

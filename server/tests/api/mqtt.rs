@@ -1,0 +1,167 @@
+//! The MQTT bridge against a real Mosquitto (`scripts/mosquitto-for-tests.sh` starts one and
+//! `scripts/test.sh` passes its URL in `IOTHUB_TEST_MQTT_URL`).
+
+use crate::helpers::{eventually, TestApp};
+use app::model::{CommandStatus, CommandTarget, LiveEvent};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const MQTT_URL_VAR: &str = "IOTHUB_TEST_MQTT_URL";
+
+/// A device on the broker: publishes, and receives what is published to the topics it
+/// subscribed to.
+struct MqttDevice {
+    client: AsyncClient,
+    received: mpsc::UnboundedReceiver<(String, String)>,
+}
+
+impl MqttDevice {
+    async fn connect(broker: &server::mqtt::Broker, topics: &[String]) -> MqttDevice {
+        let mut options = MqttOptions::new(
+            format!("test-device-{:08x}", fastrand::u32(..)),
+            broker.host.clone(),
+            broker.port,
+        );
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut events) = AsyncClient::new(options, 64);
+        let (tx, received) = mpsc::unbounded_channel();
+        let (subscribed_tx, mut subscribed) = mpsc::unbounded_channel();
+        let to_subscribe = topics.len();
+        tokio::spawn(async move {
+            let mut acks = 0;
+            while let Ok(event) = events.poll().await {
+                match event {
+                    Event::Incoming(Packet::Publish(p)) => {
+                        let text = String::from_utf8_lossy(&p.payload).into_owned();
+                        let _ = tx.send((p.topic.clone(), text));
+                    }
+                    Event::Incoming(Packet::SubAck(_)) => {
+                        acks += 1;
+                        if acks == to_subscribe {
+                            let _ = subscribed_tx.send(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        for topic in topics {
+            client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+        }
+        if !topics.is_empty() {
+            tokio::time::timeout(Duration::from_secs(10), subscribed.recv())
+                .await
+                .expect("subscribed in time");
+        }
+        MqttDevice { client, received }
+    }
+
+    async fn publish(&self, topic: &str, payload: &str) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
+            .await
+            .unwrap();
+    }
+
+    async fn next(&mut self) -> (String, String) {
+        tokio::time::timeout(Duration::from_secs(10), self.received.recv())
+            .await
+            .expect("a message in time")
+            .expect("still connected")
+    }
+}
+
+fn broker() -> Option<server::mqtt::Broker> {
+    let Ok(url) = std::env::var(MQTT_URL_VAR) else {
+        eprintln!("{MQTT_URL_VAR} is not set: skipping the MQTT bridge test");
+        return None;
+    };
+    Some(server::mqtt::parse_broker(&url).unwrap_or_else(|e| panic!("{MQTT_URL_VAR}: {e}")))
+}
+
+#[tokio::test]
+async fn readings_come_in_and_commands_go_out_through_the_broker() {
+    let Some(broker) = broker() else {
+        return;
+    };
+    // A device id of its own, so runs sharing the broker do not see each other.
+    let id = format!("mqtt-{:08x}", fastrand::u32(..));
+    let app = TestApp::spawn_with(|args| args.mqtt_url = Some(broker.clone())).await;
+    let mut device = MqttDevice::connect(
+        &broker,
+        &[
+            format!("devices/{id}/commands"),
+            format!("devices/{id}/errors"),
+        ],
+    )
+    .await;
+    let mut live = app.live().await;
+
+    // The bridge subscribes once it is connected: until then a reading may go nowhere.
+    let readings = format!("devices/{id}/readings");
+    let mut counter = 0;
+    eventually("a reading through the broker is stored", || {
+        counter += 1;
+        let payload = format!("{id},{counter},23.5\n{{\"id\":\"{id}\",\"hum\":40}}");
+        let (device, app, topic, id) = (&device, &app, &readings, &id);
+        async move {
+            device.publish(topic, &payload).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (app.history(id, 10).await.len() >= 2).then_some(())
+        }
+    })
+    .await;
+    let streamed = live
+        .find(|e| match e {
+            LiveEvent::Reading(r) if r.device_id == id => Some(r),
+            _ => None,
+        })
+        .await;
+    assert_eq!(streamed.values[0].field, "counter");
+    let summary = app.device_summary(&id).await.unwrap();
+    assert!(summary.online);
+    assert_eq!(
+        summary.transport,
+        format!("mqtt {}:{}", broker.host, broker.port)
+    );
+
+    let sent = app
+        .command(CommandTarget::Device(id.clone()), "LED", 1.0, None)
+        .await
+        .unwrap();
+    let seq = sent[0].seq;
+    // The device's last reading was JSON, so the command is too.
+    assert_eq!(
+        device.next().await,
+        (
+            format!("devices/{id}/commands"),
+            format!(r#"{{"cmd":"LED","value":1,"seq":{seq}}}"#)
+        )
+    );
+    device
+        .publish(&readings, &format!("{{\"ack\":{seq}}}"))
+        .await;
+    app.command_status(seq, CommandStatus::Acked).await;
+
+    // Bad input: the error is published back to the device.
+    device.publish(&readings, "not a reading").await;
+    let (topic, error) = device.next().await;
+    assert_eq!(topic, format!("devices/{id}/errors"));
+    assert!(error.starts_with("error: "), "{error}");
+    // Another device's id inside this device's topic is refused.
+    device.publish(&readings, "someone-else,1,2").await;
+    assert!(device.next().await.1.contains("does not match"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_does_not_stop_the_hub() {
+    let app = TestApp::spawn_with(|args| {
+        // Nothing listens on port 1 of this machine.
+        args.mqtt_url = Some(server::mqtt::parse_broker("mqtt://127.0.0.1:1").unwrap());
+    })
+    .await;
+    assert!(app.dashboard().await.devices.is_empty());
+    app.stop().await;
+}
