@@ -156,6 +156,42 @@ async fn readings_come_in_and_commands_go_out_through_the_broker() {
 }
 
 #[tokio::test]
+async fn a_device_that_stops_publishing_goes_offline() {
+    let Some(broker) = broker() else {
+        return;
+    };
+    let id = format!("mqtt-quiet-{:08x}", fastrand::u32(..));
+    let app = TestApp::spawn_with(|args| {
+        args.mqtt_url = Some(broker.clone());
+        args.ping_after_ms = 300;
+        args.keepalive_timeout_ms = 300;
+    })
+    .await;
+    let device = MqttDevice::connect(&broker, &[]).await;
+    let topic = format!("devices/{id}/readings");
+    eventually("the device is online", || {
+        let (device, app, topic, id) = (&device, &app, &topic, &id);
+        async move {
+            device.publish(topic, &format!("{id},1,1")).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            app.device_summary(id)
+                .await
+                .filter(|s| s.online)
+                .map(|_| ())
+        }
+    })
+    .await;
+    eventually("silent for 600 ms: offline", || async {
+        app.device_summary(&id)
+            .await
+            .is_some_and(|s| !s.online)
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_unreachable_broker_does_not_stop_the_hub() {
     let app = TestApp::spawn_with(|args| {
         // Nothing listens on port 1 of this machine.

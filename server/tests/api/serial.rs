@@ -43,6 +43,7 @@ async fn a_serial_device_streams_takes_commands_and_comes_back_after_an_unplug()
         }];
     })
     .await;
+    let mut live = app.live().await;
 
     // Until the hub has the port open, what the device says may go nowhere: say it again.
     for counter in 1.. {
@@ -54,6 +55,16 @@ async fn a_serial_device_streams_takes_commands_and_comes_back_after_an_unplug()
         }
         assert!(counter < 100, "no reading over the serial line was stored");
     }
+    let streamed = live
+        .find(|e| match e {
+            app::model::LiveEvent::Reading(r) if r.device_id == "7" => Some(r),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        streamed.values[1].value, 23.5,
+        "the browser's stream has it too"
+    );
     let summary = app.device_summary("7").await.unwrap();
     assert!(summary.online);
     assert_eq!(summary.transport, format!("serial {}", link.display()));
