@@ -21,6 +21,8 @@ RUNS=${BENCH_RUNS:-3}
 DURATION=${BENCH_DURATION:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-100}
 BATCHES=${BENCH_BATCHES:-"1 10"}
+# Device transports measured: WebSocket (/ws/device) and raw TCP lines (--tcp-listen).
+TRANSPORTS=${BENCH_TRANSPORTS:-"ws tcp"}
 # Worker threads of the load generator. It shares the machine with the server; one thread
 # leaves the other cores to the server under test.
 LOAD_THREADS=${BENCH_LOAD_THREADS:-1}
@@ -132,7 +134,7 @@ field() {
 }
 
 # Starts `iothub serve` on 127.0.0.1:0 with a fresh data folder in $1; extra flags follow.
-# Sets SERVER_PID, SERVER_ADDR, SERVER_LOG, SERVER_DB.
+# Sets SERVER_PID, SERVER_ADDR, TCP_ADDR, SERVER_LOG, SERVER_DB.
 start_server() {
     local dir=$1
     shift
@@ -140,12 +142,13 @@ start_server() {
     SERVER_LOG="$dir/server.log"
     SERVER_DB="$dir/data/iothub.db"
     "$IOTHUB" serve --bind 127.0.0.1:0 --data-dir "$dir/data" --site-root "$dir/no-site" \
-        --simulate 0 --allow-tokenless-devices "$@" > "$SERVER_LOG" 2>&1 &
+        --simulate 0 --allow-tokenless-devices --tcp-listen 127.0.0.1:0 "$@" > "$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     SERVER_ADDR=""
     for _ in $(seq 300); do
         SERVER_ADDR=$(sed -n 's#.*dashboard listening on http://\([0-9.]*:[0-9]*\).*#\1#p' "$SERVER_LOG" | head -n 1)
-        [ -n "$SERVER_ADDR" ] && return 0
+        TCP_ADDR=$(sed -n 's#.*raw TCP devices: listening on \([0-9.]*:[0-9]*\).*#\1#p' "$SERVER_LOG" | head -n 1)
+        [ -n "$SERVER_ADDR" ] && [ -n "$TCP_ADDR" ] && return 0
         if exited "$SERVER_PID"; then
             cat "$SERVER_LOG" >&2
             die "the server exited during start-up"
@@ -234,15 +237,21 @@ if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ]; then
     echo
     echo "== throughput: $CONNECTIONS connections, ${DURATION} s at full speed, $RUNS runs per batch size"
     echo "   server: --max-readings-per-sec $MAX_RATE, other flags default (flush every 250 ms / 5000 values)"
+    for transport in $TRANSPORTS; do
     for batch in $BATCHES; do
         for run in $(seq "$RUNS"); do
-            dir="$WORK/tp-b$batch-r$run"
+            dir="$WORK/tp-$transport-b$batch-r$run"
             start_server "$dir" --max-readings-per-sec "$MAX_RATE"
             load1=$(cut -d' ' -f1 /proc/loadavg)
             cpu_before=$(cpu_seconds "$SERVER_PID")
             # In the background and waited for, so that a signal to this script ends the run at
             # once (bash runs traps only between foreground commands).
-            "$LOAD" --url "ws://$SERVER_ADDR/ws/device" --connections "$CONNECTIONS" \
+            case $transport in
+                ws) url="ws://$SERVER_ADDR/ws/device" ;;
+                tcp) url="tcp://$TCP_ADDR" ;;
+                *) die "BENCH_TRANSPORTS: unknown transport $transport (ws, tcp)" ;;
+            esac
+            "$LOAD" --url "$url" --connections "$CONNECTIONS" \
                 --duration "$DURATION" --batch "$batch" --threads "$LOAD_THREADS" \
                 --connect-concurrency "$CONNECT_CONCURRENCY" --send-buffer "$SEND_BUFFER" \
                 --drain-timeout 600 > "$dir/load.out" 2> "$dir/load.err" &
@@ -268,7 +277,7 @@ if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ]; then
             sent=$(field sent "$done_line")
             elapsed=$(field elapsed_s "$done_line")
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-                "$batch" "$run" "$(field connected "$done_line")" "$sent" \
+                "$transport/$batch" "$run" "$(field connected "$done_line")" "$sent" \
                 "$(field errors_received "$done_line")" "$stored" "$(field send_s "$done_line")" \
                 "$elapsed" "$(awk -v a="$cpu_before" -v b="$cpu_after" 'BEGIN {printf "%.2f", b - a}')" \
                 "$(field client_cpu_s "$done_line")" "$load1" "$STOP_S" \
@@ -276,12 +285,13 @@ if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ]; then
                 "$rss_kib" "$(log_problems "$SERVER_LOG")" "$span_s" "$peak_s" \
                 "$(field closed_uncleanly "$done_line")" "$in_window" "$(field send_s "$done_line")" \
                 "$accepted" >> "$RESULTS"
-            echo "   batch=$batch run=$run: $done_line"
+            echo "   $transport batch=$batch run=$run: $done_line"
             echo "     stored=$stored accepted=$accepted received_while_sending=$in_window first-to-last_received_s=$span_s busiest_second=$peak_s"
             echo "     server CPU s by thread: $threads"
             echo "     server_cpu_s=$(awk -v a="$cpu_before" -v b="$cpu_after" 'BEGIN {printf "%.2f", b - a}') server_rss_kib=$rss_kib stop_s=$STOP_S log: $(log_problems "$SERVER_LOG")"
             if [ -s "$dir/load.err" ]; then sed 's/^/     load: /' "$dir/load.err"; fi
         done
+    done
     done
     echo
     python3 - "$RESULTS" << 'EOF'
@@ -290,9 +300,9 @@ cols = ["batch", "run", "conns", "sent", "errors", "stored", "send_s", "elapsed_
         "srv_cpu_s", "cli_cpu_s", "load1", "stop_s", "closed_early", "drain_to", "rss_kib", "log",
         "span_s", "peak", "unclean", "in_window", "send_s2", "accepted"]
 rows = [dict(zip(cols, line.rstrip("\n").split("\t"))) for line in open(sys.argv[1]) if line.strip()]
-head = ("batch", "run", "sent", "errors", "stored", "stored/sent", "lost", "elapsed_s", "stored/s",
+head = ("how", "run", "sent", "errors", "stored", "stored/sent", "lost", "elapsed_s", "stored/s",
         "while-sending/s", "peak 1s", "srv CPU", "cli CPU", "load1")
-fmt = "{:>5} {:>3} {:>9} {:>6} {:>9} {:>11} {:>4} {:>9} {:>8} {:>15} {:>7} {:>7} {:>7} {:>5}"
+fmt = "{:>7} {:>3} {:>9} {:>6} {:>9} {:>11} {:>4} {:>9} {:>8} {:>15} {:>7} {:>7} {:>7} {:>5}"
 print(fmt.format(*head))
 by_batch = {}
 for r in rows:
@@ -313,7 +323,7 @@ if unclean:
     print(f"note: {unclean} of {sum(int(r['conns']) for r in rows)} connections ended without the server's "
           "close frame after the load tool closed them (see 'load:' lines above)")
 for batch, v in by_batch.items():
-    print(f"MEDIAN batch={batch} ({len(v)} runs): stored/s={statistics.median(x[0] for x in v):.0f}"
+    print(f"MEDIAN {batch} ({len(v)} runs): stored/s={statistics.median(x[0] for x in v):.0f}"
           f"  while-sending/s={statistics.median(x[1] for x in v):.0f}"
           f"  stored/sent={statistics.median(x[2] for x in v):.4f}"
           f"  elapsed_s={statistics.median(x[3] for x in v):.2f}")

@@ -83,12 +83,13 @@ def find(pattern, name, group=1):
     return m.group(group) if m else "?"
 
 rows = []
-gw_runs = find(r"MEDIAN batch=1 \((\d+) runs\)", "gateway.txt")
-gw_rate = find(r"MEDIAN batch=1 \(\d+ runs\): stored/s=(\d+)", "gateway.txt")
 gw_conns = find(r"== throughput: (\d+) connections", "gateway.txt")
 gw_secs = find(r"== throughput: \d+ connections, (\S+) s at full speed", "gateway.txt")
-rows.append((f"readings/s stored, {gw_conns} WebSocket devices, one CSV line per frame, {gw_secs} s at full speed",
-             f"{gw_rate} (median of {gw_runs} runs)", "counted in the store after a graceful stop"))
+for transport, label in [("ws", "WebSocket devices, one CSV line per frame"), ("tcp", "raw TCP devices, one CSV line per write")]:
+    gw_runs = find(rf"MEDIAN {transport}/1 \((\d+) runs\)", "gateway.txt")
+    gw_rate = find(rf"MEDIAN {transport}/1 \(\d+ runs\): stored/s=(\d+)", "gateway.txt")
+    rows.append((f"readings/s stored, {gw_conns} {label}, {gw_secs} s at full speed",
+                 f"{gw_rate} (median of {gw_runs} runs)", "counted in the store after a graceful stop"))
 per_conn = find(r"-> ([0-9.]+) KiB per idle connection", "gateway.txt")
 idle_n = find(r"per idle connection \((\d+) connections\)", "gateway.txt")
 rows.append(("server RSS per idle device connection", f"{per_conn} KiB ({idle_n} connections)",
