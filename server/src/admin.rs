@@ -96,6 +96,31 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `iothub backup <destination>`.
+pub async fn backup(destination: &std::path::Path, args: &StoreArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !destination.exists(),
+        "{} exists already; choose a new file",
+        destination.display()
+    );
+    let database = Database::from_config(args.database_url.as_deref(), &args.data_dir)?;
+    anyhow::ensure!(
+        matches!(database, Database::Sqlite(ref path) if path.exists()),
+        "no SQLite store at {database} (for PostgreSQL use pg_dump)"
+    );
+    let store = Store::open(StoreConfig {
+        database,
+        flush_interval: Duration::from_millis(250),
+        flush_rows: 1,
+    })
+    .await?;
+    let result = store.backup(destination).await;
+    store.close().await;
+    result?;
+    println!("backed up to {}", destination.display());
+    Ok(())
+}
+
 /// Opens the store, runs `work`, and closes the store whatever happened.
 async fn with_auth<F, Fut>(args: &StoreArgs, work: F) -> anyhow::Result<()>
 where

@@ -14,7 +14,7 @@ use app::api::ssr::SharedHub;
 use app::model::{Reading, SPARKLINE_POINTS};
 use axum::body::Body;
 use axum::extract::FromRef;
-use axum::http::Request;
+use axum::http::{Request, StatusCode};
 use axum::middleware;
 use axum::routing::{get, on, post, MethodFilter};
 use axum::Router;
@@ -397,6 +397,20 @@ async fn restore_devices(store: &Store, registry: &Registry) -> Result<(), Stora
     Ok(())
 }
 
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// `GET /healthz`, for monitors and service managers: 200 `ok` while the store takes writes,
+/// else 503. Public, so it says nothing else (no versions, no counts).
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (StatusCode, &'static str) {
+    if state.store.healthy().await {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ok\n")
+    }
+}
+
 /// Device endpoints, CSV export, the dashboard's pages and its server functions. The app has no
 /// client-side router (see `app::links`), so its two pages are routed here.
 fn router(state: AppState) -> Router {
@@ -411,6 +425,7 @@ fn router(state: AppState) -> Router {
     });
     let mut router = Router::new()
         .route("/ws/device", get(device_socket::upgrade))
+        .route(HEALTH_PATH, get(health))
         .route(
             auth::web::LOGIN_PATH,
             get(page.clone()).post(auth::web::login),

@@ -20,6 +20,15 @@ pub struct Cli {
     /// Running `iothub` with no subcommand is `iothub serve`.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Log lines as text (for people) or JSON (one object per line, for log collectors).
+    #[arg(long, global = true, env = "IOTHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 // Parsed once at start-up: the size of the biggest variant costs nothing worth boxing for.
@@ -36,6 +45,13 @@ pub enum Command {
     /// Manage device tokens (what lets a device connect).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Copy the SQLite store to a new file, complete and consistent, while the hub runs.
+    Backup {
+        /// The copy to make (must not exist yet).
+        destination: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,24 +1,29 @@
 use anyhow::Context;
 use clap::Parser;
 use server::application::Application;
-use server::config::{Cli, Command};
+use server::config::{Cli, Command, LogFormat};
 use server::simulator;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
-        // Logs go to stderr: stdout is for what a command prints (`iothub token create`).
-        .with_writer(std::io::stderr)
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // Logs go to stderr: stdout is for what a command prints (`iothub token create`).
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
         // Colour codes only for a person at a terminal, not for log files and journald.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 
-    match Cli::parse().into_command() {
+    match cli.into_command() {
         Command::Serve(args) => {
             let app = Application::build(args)
                 .await
@@ -28,6 +33,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::User(command) => server::admin::user(command).await?,
         Command::Token(command) => server::admin::token(command).await?,
+        Command::Backup { destination, store } => {
+            server::admin::backup(&destination, &store).await?
+        }
         Command::Simulate(args) => {
             let stop = CancellationToken::new();
             stop_on_signal(stop.clone());

@@ -97,12 +97,22 @@ async fn readings_received_while_postgres_is_down_are_written_when_it_returns() 
         200,
         "the dashboard stays up while the store is down"
     );
+    // The health check tells a monitor that the store is away.
+    let health = || async {
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(health().await, 503);
     pg_ctl("start");
 
     wait_for("all 30 stored after PostgreSQL returned", async || {
         stored(&http, &base).await == 30
     })
     .await;
+    wait_for("healthy again", async || health().await == 200).await;
     let _ = device.close(None).await;
     while device.next().await.is_some() {}
     stop.cancel();

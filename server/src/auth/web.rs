@@ -149,12 +149,13 @@ pub async fn require_session(
 }
 
 /// Routes anyone may reach: the login page and its form, signing out (which without a session
-/// just goes to the login page), the static assets it needs (the bundle is the same for
+/// just goes to the login page), the health check (ok / not ok), the static assets it needs (the bundle is the same for
 /// everyone and holds no data), and the device endpoint, which checks device tokens itself.
 fn is_public(path: &str) -> bool {
     path == LOGIN_PATH
         || path == LOGOUT_PATH
         || path == "/ws/device"
+        || path == crate::application::HEALTH_PATH
         || path == "/favicon.svg"
         || path.starts_with("/pkg/")
 }

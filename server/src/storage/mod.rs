@@ -106,6 +106,8 @@ pub enum StorageError {
     Query(#[from] sqlx::Error),
     #[error("the store is closed")]
     Closed,
+    #[error("backups of PostgreSQL are made with its own tools (pg_dump)")]
+    BackupUnsupported,
 }
 
 /// The back ends. Each function in `sqlite.rs` / `postgres.rs` has a twin in the other.
@@ -127,6 +129,8 @@ pub type ReadingStream = Pin<Box<dyn Stream<Item = Result<Reading, StorageError>
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// False while the last attempt to write a batch failed.
+    writes_ok: Arc<std::sync::atomic::AtomicBool>,
     queue: mpsc::Sender<WriterMsg>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -153,9 +157,11 @@ impl Store {
             Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = tokio::spawn(run_writer(backend.clone(), rx, config));
+        let writes_ok = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let writer = tokio::spawn(run_writer(backend.clone(), rx, config, writes_ok.clone()));
         Ok(Store {
             backend,
+            writes_ok,
             queue,
             writer: Arc::new(Mutex::new(Some(writer))),
         })
@@ -349,6 +355,34 @@ impl Store {
             .collect())
     }
 
+    /// Whether the store takes writes: the writer's last batch went in, and the database
+    /// answers now. (For `/healthz`.)
+    pub async fn healthy(&self) -> bool {
+        if !self.writes_ok.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        let answer = match &self.backend {
+            Backend::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+        };
+        answer.is_ok()
+    }
+
+    /// Copies a SQLite store, consistent and complete, to `destination` (which must not exist)
+    /// while the hub may be writing to it (`VACUUM INTO`). PostgreSQL has its own tools.
+    pub async fn backup(&self, destination: &std::path::Path) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query("VACUUM INTO ?1")
+                    .bind(destination.to_string_lossy().as_ref())
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+            Backend::Postgres(_) => Err(StorageError::BackupUnsupported),
+        }
+    }
+
     /// Number of stored readings (distinct device/time/seq), for tests and diagnostics.
     pub async fn count_readings(&self) -> Result<u64, StorageError> {
         Ok(match &self.backend {
@@ -506,7 +540,12 @@ async fn pump(
     }
 }
 
-async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<WriterMsg>, config: StoreConfig) {
+async fn run_writer(
+    backend: Backend,
+    mut rx: mpsc::Receiver<WriterMsg>,
+    config: StoreConfig,
+    writes_ok: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut batch: Vec<Reading> = Vec::new();
     let mut queued_values = 0usize;
     let mut tick = tokio::time::interval(config.flush_interval);
@@ -518,7 +557,7 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<WriterMsg>, config:
                     queued_values += reading.values.len();
                     batch.push(reading);
                     if queued_values >= config.flush_rows {
-                        flush(&backend, &mut batch).await;
+                        flush(&backend, &mut batch, &writes_ok).await;
                         queued_values = batch.iter().map(|r| r.values.len()).sum();
                     }
                 }
@@ -528,7 +567,7 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<WriterMsg>, config:
                     while let Ok(WriterMsg::Reading(reading)) = rx.try_recv() {
                         batch.push(reading);
                     }
-                    flush(&backend, &mut batch).await;
+                    flush(&backend, &mut batch, &writes_ok).await;
                     if !batch.is_empty() {
                         tracing::error!(unwritten = batch.len(), "the database refused the final flush");
                     }
@@ -536,13 +575,13 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<WriterMsg>, config:
                     return;
                 }
                 None => {
-                    flush(&backend, &mut batch).await;
+                    flush(&backend, &mut batch, &writes_ok).await;
                     return;
                 }
             },
             _ = tick.tick() => {
                 if !batch.is_empty() {
-                    flush(&backend, &mut batch).await;
+                    flush(&backend, &mut batch, &writes_ok).await;
                     queued_values = batch.iter().map(|r| r.values.len()).sum();
                 }
             }
@@ -552,7 +591,11 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<WriterMsg>, config:
 
 /// Writes `batch` in one transaction and empties it. On failure the readings stay in `batch`
 /// for the next attempt (bounded by [`MAX_UNWRITTEN`]).
-async fn flush(backend: &Backend, batch: &mut Vec<Reading>) {
+async fn flush(
+    backend: &Backend,
+    batch: &mut Vec<Reading>,
+    writes_ok: &std::sync::atomic::AtomicBool,
+) {
     if batch.is_empty() {
         return;
     }
@@ -565,8 +608,10 @@ async fn flush(backend: &Backend, batch: &mut Vec<Reading>) {
         Ok(()) => {
             tracing::trace!(readings = batch.len(), elapsed = ?started.elapsed(), "flushed");
             batch.clear();
+            writes_ok.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Err(err) => {
+            writes_ok.store(false, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(%err, pending = batch.len(), "writing readings failed; will retry");
             if batch.len() > MAX_UNWRITTEN {
                 let excess = batch.len() - MAX_UNWRITTEN;

@@ -12,6 +12,7 @@ mod gateway;
 mod lifecycle;
 mod live;
 mod mqtt;
+mod operations;
 mod pages;
 mod security;
 mod serial;

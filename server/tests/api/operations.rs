@@ -1,0 +1,158 @@
+//! Running it for real: the health check, backups of a running hub, JSON logs without secrets.
+
+use crate::helpers::{anonymous, eventually, TestApp};
+use app::model::NewDeviceToken;
+use leptos::server_fn::ServerFn;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test]
+async fn the_health_check_is_public_and_says_only_ok() {
+    let app = TestApp::spawn().await;
+    let res = anonymous().get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "ok\n");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_hub_is_backed_up_completely() {
+    let app = TestApp::spawn().await;
+    let mut device = app.device("?id=7").await;
+    for i in 0..50 {
+        device.send(&format!("7,{i},{i}.5")).await;
+    }
+    eventually("50 readings stored", || async {
+        (app.history("7", 100).await.len() == 50).then_some(())
+    })
+    .await;
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("backup.db");
+    let backup = |destination: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_iothub"))
+            .arg("backup")
+            .arg(destination)
+            .arg("--data-dir")
+            .arg(app.data_dir.path())
+            .env_remove("IOTHUB_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    // While the hub runs and the device is still connected.
+    let out = backup(&copy);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", copy.display()))
+        .await
+        .unwrap();
+    let (values,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM readings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(values, 100, "50 readings of two values each");
+    let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1);
+    pool.close().await;
+    let again = backup(&copy);
+    assert!(
+        !again.status.success(),
+        "an existing file is not overwritten"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn json_logs_tell_connects_and_disconnects_and_keep_secrets_out() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let password = "a very secret password";
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_iothub"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--admin-password", password])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("RUST_LOG", "debug,sqlx=warn,hyper=info,tungstenite=info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the server logs its address");
+        let found = line
+            .split("listening on http://")
+            .nth(1)
+            .map(|rest| rest.split('"').next().unwrap_or_default().to_string());
+        log.push(line);
+        if let Some(addr) = found {
+            break addr;
+        }
+    };
+    let base = format!("http://{addr}");
+    let session = server::client::sign_in(&base.parse().unwrap(), "admin", password)
+        .await
+        .unwrap();
+    let _refused = server::client::sign_in(&base.parse().unwrap(), "admin", "wrong guess").await;
+    let created: NewDeviceToken = reqwest::Client::new()
+        .post(format!("{base}{}", app::api::CreateDeviceToken::PATH))
+        .header("cookie", &session)
+        .form(&[("device_id", "7"), ("label", "")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/device?token={}", created.secret))
+            .await
+            .unwrap();
+    use futures::SinkExt;
+    ws.send("7,1,23.5".into()).await.unwrap();
+    ws.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A graceful stop, then everything it logged.
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await
+    {
+        log.push(line);
+    }
+    let _ = child.wait().await;
+
+    let events: Vec<serde_json::Value> = log
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let message = |e: &serde_json::Value| e["fields"]["message"].as_str().unwrap_or("").to_string();
+    assert!(events.iter().any(|e| message(e) == "device connected"));
+    let gone = events
+        .iter()
+        .find(|e| message(e) == "device disconnected")
+        .expect("a line for the disconnect");
+    assert_eq!(gone["fields"]["reason"], "closed by the device");
+    assert!(events.iter().any(|e| message(e) == "failed sign-in"));
+    let session_id = session.trim_start_matches("iothub_session=");
+    for secret in [password, &created.secret[4..], session_id] {
+        assert!(
+            !log.iter().any(|line| line.contains(secret)),
+            "a secret reached the log"
+        );
+    }
+}
