@@ -302,6 +302,7 @@ pub mod ssr {
 
     /// A slow browser missed events: tell it, and start it over from a fresh snapshot.
     fn resync(sub: &mut Subscription, missed: u64) -> String {
+        metrics::counter!("iothub_live_lagged_total").increment(1);
         tracing::debug!(missed, "live subscriber lagged; sending a fresh snapshot");
         let (snapshot, rx) = sub.hub.subscribe(sub.focus.as_deref());
         sub.rx = rx;

@@ -84,6 +84,8 @@ pub struct Application {
     listener: TcpListener,
     /// Raw TCP devices (`--tcp-listen`).
     tcp_listener: Option<TcpListener>,
+    /// `/metrics` without sign-in (`--metrics-bind`).
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     tls: Option<crate::listener::Tls>,
 }
@@ -122,6 +124,16 @@ impl Application {
             addr: config.bind,
             source,
         })?;
+        // Installed before anything is counted.
+        let _ = crate::metrics::handle();
+        let metrics_listener = match config.metrics_bind {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+        };
         let tcp_listener = match config.tcp_listen {
             None => None,
             Some(addr) => Some(
@@ -175,6 +187,7 @@ impl Application {
         Ok(Application {
             listener,
             tcp_listener,
+            metrics_listener,
             state,
             tls,
         })
@@ -183,6 +196,13 @@ impl Application {
     pub fn local_addr(&self) -> SocketAddr {
         // The listener was bound and its address read in `build`.
         self.state.leptos_options.site_addr
+    }
+
+    /// Where `/metrics` is served without sign-in, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Where raw TCP devices connect, if enabled.
@@ -203,6 +223,7 @@ impl Application {
         let Application {
             listener,
             tcp_listener,
+            metrics_listener,
             state,
             tls,
         } = self;
@@ -211,6 +232,20 @@ impl Application {
         }
         for spec in state.config.serial.clone() {
             state.tasks.spawn(crate::serial::run(spec, state.clone()));
+        }
+        if let Some(metrics_listener) = metrics_listener {
+            let metrics = Router::new()
+                .route("/metrics", get(crate::metrics::render))
+                .with_state(state.clone());
+            let stopping = state.shutdown.clone();
+            state.tasks.spawn(async move {
+                let served = axum::serve(metrics_listener, metrics)
+                    .with_graceful_shutdown(async move { stopping.cancelled().await })
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(%err, "the metrics listener failed");
+                }
+            });
         }
         if let Some(tcp_listener) = tcp_listener {
             if let Ok(addr) = tcp_listener.local_addr() {
@@ -426,6 +461,7 @@ fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/ws/device", get(device_socket::upgrade))
         .route(HEALTH_PATH, get(health))
+        .route("/metrics", get(crate::metrics::render))
         .route(
             auth::web::LOGIN_PATH,
             get(page.clone()).post(auth::web::login),

@@ -203,6 +203,12 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_MQTT_URL", hide_env_values = true, value_parser = crate::mqtt::parse_broker)]
     pub mqtt_url: Option<crate::mqtt::Broker>,
 
+    /// Also serve `/metrics` (Prometheus text format) on this address, without sign-in, for a
+    /// scraper: keep it on 127.0.0.1 or a private network. (`/metrics` on the dashboard's own
+    /// address needs a session like every page.)
+    #[arg(long, env = "IOTHUB_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// A framed TCP device silent this long is sent `COMMAND=HELLO!`, and dropped if it stays
     /// silent this long again (ms).
     #[arg(long, env = "IOTHUB_TCP_KEEPALIVE_MS", default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]

@@ -138,6 +138,7 @@ impl DeviceSession {
                     );
                     return self.refuse(&msg);
                 }
+                metrics::counter!(crate::metrics::READINGS).increment(1);
                 let dialect = self.dialect_override.unwrap_or(reading.dialect);
                 let reading =
                     registry.record(attachment, dialect, reading.device_ms, reading.values);
@@ -173,6 +174,7 @@ impl DeviceSession {
     /// Counts input the transport could not even turn into a line (a binary frame, say) as an
     /// error, and shows it in the device's console.
     pub fn refuse(&mut self, message: &str) -> Handled {
+        metrics::counter!(crate::metrics::DEVICE_ERRORS).increment(1);
         self.note_error(message);
         tracing::debug!(message, "bad input from device");
         Handled::Refused {

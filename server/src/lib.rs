@@ -35,6 +35,7 @@ pub mod export;
 pub mod hub;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod mqtt;
 pub mod protocol;
 pub mod registry;

@@ -179,6 +179,11 @@ impl Registry {
     // Events are published while the state lock is held, so that `subscribe` (which takes
     // the lock) sees each event either in its snapshot or in its receiver, never both or neither.
     fn publish(&self, event: LiveEvent) {
+        // Every command event is a command entering a status (sent, delivered, acked, …).
+        if let LiveEvent::Command(info) = &event {
+            metrics::counter!(crate::metrics::COMMANDS, "status" => info.status.label().to_string())
+                .increment(1);
+        }
         // An error only means nobody is listening right now.
         let _ = self.shared.events.send(event);
     }
@@ -417,6 +422,18 @@ impl Registry {
     }
 
     /// Sends a raw text line (from the console) to an online device.
+    /// Devices online, and devices known (online or not).
+    pub fn device_counts(&self) -> (usize, usize) {
+        let state = self.lock();
+        let online = state.devices.values().filter(|e| e.summary.online).count();
+        (online, state.devices.len())
+    }
+
+    /// Browsers (live streams) listening now.
+    pub fn subscriber_count(&self) -> usize {
+        self.shared.events.receiver_count()
+    }
+
     /// Tells the device's connection, if any, that token `token_id` was revoked (it closes if
     /// it connected with that token).
     pub fn token_revoked(&self, device: &str, token_id: i64) {

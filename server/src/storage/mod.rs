@@ -355,6 +355,11 @@ impl Store {
             .collect())
     }
 
+    /// Readings queued for the writer.
+    pub fn queued(&self) -> usize {
+        QUEUE_CAPACITY - self.queue.capacity()
+    }
+
     /// Whether the store takes writes: the writer's last batch went in, and the database
     /// answers now. (For `/healthz`.)
     pub async fn healthy(&self) -> bool {
@@ -609,9 +614,12 @@ async fn flush(
             tracing::trace!(readings = batch.len(), elapsed = ?started.elapsed(), "flushed");
             batch.clear();
             writes_ok.store(true, std::sync::atomic::Ordering::Relaxed);
+            metrics::histogram!(crate::metrics::STORE_FLUSH_SECONDS)
+                .record(started.elapsed().as_secs_f64());
         }
         Err(err) => {
             writes_ok.store(false, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!(crate::metrics::STORE_WRITE_FAILURES).increment(1);
             tracing::error!(%err, pending = batch.len(), "writing readings failed; will retry");
             if batch.len() > MAX_UNWRITTEN {
                 let excess = batch.len() - MAX_UNWRITTEN;

@@ -94,6 +94,7 @@ async fn every_route_and_server_function_needs_a_session() {
         "/devices/7?window=1h",
         "/tokens",
         "/export/7.csv?day=2026-11-22",
+        "/metrics",
         "/nowhere",
     ] {
         let res = stranger

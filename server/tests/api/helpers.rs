@@ -28,6 +28,8 @@ pub struct TestApp {
     pub base: String,
     /// The raw TCP device listener, when `tcp_listen` is set.
     pub tcp_addr: Option<SocketAddr>,
+    /// `/metrics` without sign-in, when `metrics_bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub data_dir: TempDir,
     pub stop: CancellationToken,
     /// Signed in as `admin`.
@@ -64,6 +66,7 @@ impl TestApp {
         let app = Application::build(args).await.expect("server starts");
         let addr = app.local_addr();
         let tcp_addr = app.tcp_addr();
+        let metrics_addr = app.metrics_addr();
         let stop = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
         let base = match &tls_cert {
@@ -86,6 +89,7 @@ impl TestApp {
             addr,
             base,
             tcp_addr,
+            metrics_addr,
             data_dir,
             stop,
             http: client_for(addr, tls_cert.as_deref())

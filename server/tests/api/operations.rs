@@ -16,6 +16,79 @@ async fn the_health_check_is_public_and_says_only_ok() {
     app.stop().await;
 }
 
+/// The value of a metric line (`name{labels} value`) in Prometheus text.
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_what_happens_and_need_a_session_or_their_own_address() {
+    let app = TestApp::spawn_with(|args| {
+        args.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let mut device = app.device("?id=metrics-7").await;
+    device.send("metrics-7,1,2").await;
+    device.send("metrics-7,oops").await;
+    assert!(device.recv_text().await.starts_with("error:"));
+    let sent = app
+        .command(
+            app::model::CommandTarget::Device("metrics-7".into()),
+            "LED",
+            1.0,
+            None,
+        )
+        .await
+        .unwrap();
+    let _command = device.recv_text().await;
+    device.send(&format!("ack={}", sent[0].seq)).await;
+    app.command_status(sent[0].seq, app::model::CommandStatus::Acked)
+        .await;
+    let _live = app.live().await;
+
+    let res = anonymous().get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        401,
+        "the dashboard's /metrics needs a session"
+    );
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Counters are process-wide (other tests' servers count too): at least ours.
+    assert!(
+        metric(&text, "iothub_readings_total").unwrap() >= 1.0,
+        "{text}"
+    );
+    assert!(metric(&text, "iothub_device_errors_total").unwrap() >= 1.0);
+    assert!(metric(&text, "iothub_commands_total{status=\"acked\"}").unwrap() >= 1.0);
+    assert!(metric(&text, "iothub_devices_online").unwrap() >= 1.0);
+    assert!(metric(&text, "iothub_live_subscribers").unwrap() >= 1.0);
+    assert!(text.contains("iothub_store_queue_depth"));
+    eventually("a store flush is timed", || async {
+        let text = anonymous()
+            .get(format!("http://{}/metrics", app.metrics_addr.unwrap()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains("iothub_store_flush_seconds").then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_running_hub_is_backed_up_completely() {
     let app = TestApp::spawn().await;

@@ -1,0 +1,50 @@
+//! Prometheus metrics: `GET /metrics` (signed-in, like every page) and, for a scraper,
+//! `--metrics-bind` (the same text on a separate address without sign-in: keep it local).
+//!
+//! Counters are recorded where things happen (readings, device errors, command status changes,
+//! store flushes, lagged browser streams) through the `metrics` facade; gauges (devices online,
+//! browser subscribers, store queue) are read when the page is rendered.
+
+use crate::application::AppState;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const READINGS: &str = "iothub_readings_total";
+pub const DEVICE_ERRORS: &str = "iothub_device_errors_total";
+pub const COMMANDS: &str = "iothub_commands_total";
+pub const STORE_FLUSH_SECONDS: &str = "iothub_store_flush_seconds";
+pub const STORE_WRITE_FAILURES: &str = "iothub_store_write_failures_total";
+
+/// The process-wide recorder (installed once; test servers in one process share it).
+pub fn handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                tracing::warn!(%err, "metrics are not available");
+                None
+            }
+        })
+        .clone()
+}
+
+/// The metrics page, in Prometheus' text format.
+pub async fn render(State(state): State<AppState>) -> axum::response::Response {
+    let Some(handle) = handle() else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no metrics\n").into_response();
+    };
+    let (online, known) = state.registry.device_counts();
+    metrics::gauge!("iothub_devices_online").set(online as f64);
+    metrics::gauge!("iothub_devices_known").set(known as f64);
+    metrics::gauge!("iothub_live_subscribers").set(state.registry.subscriber_count() as f64);
+    metrics::gauge!("iothub_store_queue_depth").set(state.store.queued() as f64);
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
