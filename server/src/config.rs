@@ -20,6 +20,10 @@ pub struct Cli {
     /// Running `iothub` with no subcommand is `iothub serve`.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// A TOML file with settings named like the flags (`bind = "0.0.0.0:3000"`); flags and
+    /// environment variables override it.
+    #[arg(long, global = true, env = "IOTHUB_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Log lines as text (for people) or JSON (one object per line, for log collectors).
     #[arg(long, global = true, env = "IOTHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -133,6 +137,11 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    /// Print the configuration in effect (flags, environment, config file, defaults; secrets
+    /// masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 
     /// Password of the first user, `admin`, created on the first start (when there are no
     /// users). Unset: a password is generated and printed to the log once.
@@ -282,6 +291,27 @@ fn parse_positive(raw: &str) -> Result<f64, String> {
 }
 
 impl ServeArgs {
+    /// The settings in effect, secrets masked (`--print-config`).
+    pub fn printable(&self) -> String {
+        let mut shown = self.clone();
+        let mask = |secret: &mut String| *secret = "***".into();
+        if let Some(password) = shown.admin_password.as_mut() {
+            mask(password);
+        }
+        if let Some(url) = shown.store.database_url.as_mut() {
+            if let Ok(mut parsed) = url::Url::parse(url) {
+                if parsed.password().is_some() {
+                    let _ = parsed.set_password(Some("***"));
+                    *url = parsed.to_string();
+                }
+            }
+        }
+        if let Some((_, password)) = shown.mqtt_url.as_mut().and_then(|b| b.credentials.as_mut()) {
+            mask(password);
+        }
+        format!("{shown:#?}")
+    }
+
     /// The defaults, as `iothub serve` with no flags and no environment would have them
     /// (environment variables are ignored here, so tests are not affected by the caller's shell).
     pub fn defaults() -> Self {

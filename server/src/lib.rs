@@ -29,6 +29,7 @@ pub mod application;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod device_session;
 pub mod device_socket;
 pub mod export;

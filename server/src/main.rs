@@ -2,13 +2,28 @@ use anyhow::Context;
 use clap::Parser;
 use server::application::Application;
 use server::config::{Cli, Command, LogFormat};
-use server::simulator;
+use server::{config_file, simulator};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The config file becomes environment variables before anything else runs (setting the
+    // environment is only sound while the process has one thread).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = config_file::path_from(&args) {
+        for (name, value) in config_file::settings(&path, |name| std::env::var_os(name).is_some())?
+        {
+            std::env::set_var(name, value);
+        }
+    }
     let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Logs go to stderr: stdout is for what a command prints (`iothub token create`).
@@ -24,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     match cli.into_command() {
+        Command::Serve(args) if args.print_config => println!("{}", args.printable()),
         Command::Serve(args) => {
             let app = Application::build(args)
                 .await

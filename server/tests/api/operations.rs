@@ -229,3 +229,96 @@ async fn json_logs_tell_connects_and_disconnects_and_keep_secrets_out() {
         );
     }
 }
+
+/// Runs `iothub` with `args` and `env`; (success, stdout, stderr).
+fn iothub(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_iothub"));
+    command.args(args).env("RUST_BACKTRACE", "0");
+    for name in [
+        "IOTHUB_CONFIG",
+        "IOTHUB_MAX_FIELDS",
+        "IOTHUB_RETENTION_DAYS",
+        "IOTHUB_BIND",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_config_file_sits_under_the_environment_and_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(
+        &file,
+        r#"
+bind = "127.0.0.1:4000"
+max-fields = 10
+retention_days = 5
+admin-password = "pw-secret-xyz"
+allow-tokenless-devices = true
+default-fields = ["speed", "heading"]
+database-url = "postgres://hub:db-secret-xyz@db.lan/iothub"
+"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, shown, err) = iothub(
+        &[
+            "serve",
+            "--config",
+            path,
+            "--retention-days",
+            "7",
+            "--print-config",
+        ],
+        &[("IOTHUB_MAX_FIELDS", "20")],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        shown.contains("bind: 127.0.0.1:4000"),
+        "file over default: {shown}"
+    );
+    assert!(shown.contains("max_fields: 20"), "environment over file");
+    assert!(shown.contains("retention_days: 7"), "flag over file");
+    assert!(
+        shown.contains("flush_rows: 5000"),
+        "default where nothing says otherwise"
+    );
+    assert!(shown.contains("allow_tokenless_devices: true"));
+    assert!(shown.contains("\"heading\""));
+    assert!(
+        !shown.contains("pw-secret-xyz") && !shown.contains("db-secret-xyz"),
+        "{shown}"
+    );
+    assert!(shown.contains("***"));
+    // IOTHUB_CONFIG works as well as the flag.
+    let (ok, shown, _) = iothub(&["--print-config"], &[("IOTHUB_CONFIG", path)]);
+    assert!(ok && shown.contains("bind: 127.0.0.1:4000"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "max-fields = 5000\n").unwrap();
+    let (ok, _, err) = iothub(&["serve", "--config", bad.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("\"max-fields\"") && err.contains("1..=1024"),
+        "{err}"
+    );
+    std::fs::write(&bad, "colour = \"blue\"\n").unwrap();
+    let (ok, _, err) = iothub(&["serve", "--config", bad.to_str().unwrap()], &[]);
+    assert!(
+        !ok && err.contains("unknown key \"colour\"") && err.contains("max-fields"),
+        "{err}"
+    );
+    std::fs::write(&bad, "behind-proxy = \"maybe\"\n").unwrap();
+    let (ok, _, err) = iothub(&["serve", "--config", bad.to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("not true or false"), "{err}");
+}
