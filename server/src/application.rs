@@ -113,13 +113,7 @@ impl Application {
             flush_rows: config.flush_rows as usize,
         })
         .await?;
-        let listener =
-            TcpListener::bind(config.bind)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.bind,
-                    source,
-                })?;
+        let listener = bind(config.bind).await?;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.bind,
             source,
@@ -128,19 +122,11 @@ impl Application {
         let _ = crate::metrics::handle();
         let metrics_listener = match config.metrics_bind {
             None => None,
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartupError::Bind { addr, source })?,
-            ),
+            Some(addr) => Some(bind(addr).await?),
         };
         let tcp_listener = match config.tcp_listen {
             None => None,
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartupError::Bind { addr, source })?,
-            ),
+            Some(addr) => Some(bind(addr).await?),
         };
 
         let leptos_options = LeptosOptions::builder()
@@ -340,6 +326,12 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 /// The configured CSV names must be valid field names, not reserved, and must not repeat.

@@ -312,12 +312,16 @@ impl ServeArgs {
         format!("{shown:#?}")
     }
 
+    /// The serve flags alone, without their environment fallback.
+    pub fn command_without_env() -> clap::Command {
+        <ServeArgs as clap::Args>::augment_args(clap::Command::new("iothub"))
+            .mut_args(|arg| arg.env(None::<&str>))
+    }
+
     /// The defaults, as `iothub serve` with no flags and no environment would have them
     /// (environment variables are ignored here, so tests are not affected by the caller's shell).
     pub fn defaults() -> Self {
-        let mut cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("iothub"));
-        cmd = cmd.mut_args(|arg| arg.env(None::<&str>));
-        let matches = cmd.get_matches_from(["iothub"]);
+        let matches = Self::command_without_env().get_matches_from(["iothub"]);
         <ServeArgs as clap::FromArgMatches>::from_arg_matches(&matches)
             .expect("the defaults of ServeArgs are valid")
     }

@@ -110,8 +110,9 @@ pub fn settings(
             other => return Err(bad(format!("{} is not a setting value", other.type_str()))),
         };
         if *takes_value {
-            // The flag's own parser says what is wrong (range, choices, format).
-            let check = ServeArgs::command_for_check()
+            // The flag's own parser says what is wrong (range, choices, format); without the
+            // environment, so the value is checked on its own.
+            let check = ServeArgs::command_without_env()
                 .try_get_matches_from(["iothub".to_string(), format!("--{long}={text}")]);
             if let Err(err) = check {
                 let message = err.render().to_string();
@@ -130,12 +131,4 @@ pub fn settings(
         }
     }
     Ok(out)
-}
-
-impl ServeArgs {
-    /// The serve flags alone, without environment fallback (a value from the file is checked
-    /// on its own).
-    fn command_for_check() -> clap::Command {
-        ServeArgs::augment_args(clap::Command::new("iothub")).mut_args(|arg| arg.env(None::<&str>))
-    }
 }

@@ -118,14 +118,13 @@ pub async fn require_session(
     };
     match user {
         // A signed-in person asking for the login page goes where they were going.
+        // (The page reads `next` the same way, with `Route::parse`.)
         Some(_) if login_page => {
             let query = request.uri().query().unwrap_or_default();
-            let next = query
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("next="))
-                .and_then(url_decode)
-                .unwrap_or_default();
-            see_other(safe_next(&next))
+            match app::links::Route::parse(path, query) {
+                app::links::Route::Login { next, .. } => see_other(safe_next(&next)),
+                _ => see_other("/"),
+            }
         }
         Some(user) => {
             request.extensions_mut().insert(SignedIn(user));
@@ -246,12 +245,6 @@ pub fn client_address(peer: SocketAddr, headers: &HeaderMap, behind_proxy: bool)
 
 fn url_encode(raw: &str) -> String {
     url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
-}
-
-fn url_decode(raw: &str) -> Option<String> {
-    url::form_urlencoded::parse(format!("x={raw}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
