@@ -53,11 +53,11 @@ pub fn parse_broker(raw: &str) -> Result<Broker, String> {
         .trim_matches(['[', ']'])
         .to_string();
     let credentials = (!url.username().is_empty()).then(|| {
+        // Percent-decoding only: in the user part of a URL `+` is a plus, not a space.
         let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         (
             decode(url.username()),
@@ -278,6 +278,8 @@ mod tests {
         assert_eq!(b.credentials, Some(("hub".into(), "p@ss".into())));
         assert_eq!(b.port, 1884);
         assert_eq!(b.to_string(), "mqtt://10.0.0.2:1884", "no password");
+        let plus = parse_broker("mqtt://hub:a+b%2Bc@broker").unwrap();
+        assert_eq!(plus.credentials, Some(("hub".into(), "a+b+c".into())));
         assert!(parse_broker("mqtts://broker").is_err());
         assert!(parse_broker("broker:1883").is_err());
         assert_eq!(device_of_topic("devices/7/readings"), Some("7"));
