@@ -7,16 +7,6 @@
 use super::{Backend, StorageError, Store};
 use app::model::DeviceToken;
 
-/// Runs the same query code on either pool.
-macro_rules! on_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite($pool) => $body,
-            Backend::Postgres($pool) => $body,
-        }
-    };
-}
-
 type TokenRow = (i64, String, String, i64, Option<i64>, Option<i64>);
 
 const TOKEN_COLUMNS: &str = "id, device_id, label, created_ms, last_used_ms, revoked_ms";

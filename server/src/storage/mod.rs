@@ -9,6 +9,16 @@
 //! [`MAX_UNWRITTEN`] readings. [`Store::close`] flushes what is queued; a graceful stop loses
 //! nothing, and a crash loses at most the last flush interval.
 
+/// Runs the same query code on either pool (for the SQL both back ends share).
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
 mod accounts;
 mod postgres;
 mod sqlite;
@@ -366,11 +376,10 @@ impl Store {
         if !self.writes_ok.load(std::sync::atomic::Ordering::Relaxed) {
             return false;
         }
-        let answer = match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
-            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
-        };
-        answer.is_ok()
+        on_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .is_ok())
     }
 
     /// Copies a SQLite store, consistent and complete, to `destination` (which must not exist)
