@@ -167,6 +167,17 @@ impl TestApp {
             .find(|s| s.id == id)
     }
 
+    /// Waits until the dashboard shows device `id` offline.
+    pub async fn offline(&self, id: &str) {
+        eventually(&format!("device {id} shows offline"), || async {
+            self.device_summary(id)
+                .await
+                .is_some_and(|s| !s.online)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// The overview's snapshot: every device, sparkline readings, no consoles.
     pub async fn dashboard(&self) -> DashboardSnapshot {
         self.call::<app::api::LoadDashboard, _>(&[])

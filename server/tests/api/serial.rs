@@ -2,7 +2,7 @@
 //! the terminal's device node (through a symlink, so that "plugging in" another one works), the
 //! test speaks on the other end.
 
-use crate::helpers::{eventually, TestApp};
+use crate::helpers::TestApp;
 use app::model::{CommandStatus, CommandTarget};
 use server::serial::SerialSpec;
 use std::path::Path;
@@ -86,13 +86,7 @@ async fn a_serial_device_streams_takes_commands_and_comes_back_after_an_unplug()
 
     // Unplugged: offline. Plugged in again: back, with no restart.
     drop(device);
-    eventually("the device shows offline", || async {
-        app.device_summary("7")
-            .await
-            .is_some_and(|s| !s.online)
-            .then_some(())
-    })
-    .await;
+    app.offline("7").await;
     let mut device = plug_in(&link);
     for attempt in 1.. {
         device.get_mut().write_all(b"7,100,24.5\n").await.unwrap();

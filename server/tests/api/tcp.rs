@@ -195,13 +195,7 @@ async fn framed_devices_use_frames_both_ways_and_keep_alive_with_hello() {
     // Silent: pinged with HELLO!, and dropped when it stays silent.
     assert_eq!(device.frame().await, "|START|COMMAND=HELLO!|END|");
     assert!(device.closed().await, "dropped after a second silence");
-    eventually("the device shows offline", || async {
-        app.device_summary("7")
-            .await
-            .is_some_and(|s| !s.online)
-            .then_some(())
-    })
-    .await;
+    app.offline("7").await;
     app.stop().await;
 }
 
