@@ -219,6 +219,27 @@ fn is_local(ip: IpAddr) -> bool {
     }
 }
 
+/// The next connection, or `None` once `stop` is cancelled.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(err) => {
+                    // Out of file descriptors and the like: keep serving the connections we
+                    // have, and try again shortly.
+                    tracing::warn!(%err, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then waits (at most
 /// [`DRAIN_LIMIT`]) for open connections to finish.
 pub async fn serve(
@@ -237,18 +258,8 @@ pub async fn serve(
         .keep_alive(true);
     let mut refused_logged = false;
     loop {
-        let (tcp, remote) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: keep serving the connections we
-                    // have, and try again shortly.
-                    tracing::warn!(%err, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, remote)) = next_connection(&listener, &shutdown).await else {
+            break;
         };
         let slot = match counts.take_unless_local(remote.ip(), config.max_connections_per_ip) {
             Some(slot) => slot,

@@ -17,7 +17,7 @@
 use crate::application::AppState;
 use crate::auth::DeviceAccess;
 use crate::device_session::{DeviceSession, Handled};
-use crate::listener::ConnectionCounts;
+use crate::listener::{next_connection, ConnectionCounts};
 use crate::protocol::Dialect;
 use crate::registry::Outbound;
 use std::net::SocketAddr;
@@ -235,16 +235,8 @@ pub async fn serve(listener: TcpListener, state: AppState) {
     let counts = ConnectionCounts::default();
     let max = state.config.max_connections_per_ip as usize;
     loop {
-        let (tcp, remote) = tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(%err, "accepting a TCP device failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, remote)) = next_connection(&listener, &state.shutdown).await else {
+            return;
         };
         let Some(slot) = counts.take_unless_local(remote.ip(), max) else {
             tracing::debug!(%remote, "TCP device refused: per-address limit");
