@@ -5,6 +5,8 @@
 #   scripts/setup.sh            build tools only (for scripts/start.sh)
 #   scripts/setup.sh --browser  also what the tests need: Debian's chromium (browser tests) and
 #                               mosquitto (MQTT bridge tests)
+#   scripts/setup.sh --aarch64  also the Raspberry Pi cross build: Debian's aarch64 cross
+#                               toolchain, qemu-user to run its result, the Rust target
 #
 # Nothing here downloads a prebuilt binary from outside the package registries: wasm-bindgen is
 # built by cargo, wasm-opt comes from the npm package `binaryen` (Debian's binaryen 108 produces
@@ -15,7 +17,14 @@ cd "$(dirname "$0")/.."
 WASM_BINDGEN_VERSION=0.2.129 # must equal the wasm-bindgen crate pinned in Cargo.toml
 
 want_browser=false
-[[ "${1:-}" == "--browser" ]] && want_browser=true
+want_aarch64=false
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=true ;;
+    --aarch64) want_aarch64=true ;;
+    *) echo "setup: unknown option $arg (--browser, --aarch64)" >&2; exit 2 ;;
+  esac
+done
 
 as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi; }
 apt_packages=()
@@ -23,6 +32,11 @@ command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs
 $want_browser && ! command -v chromium >/dev/null && apt_packages+=(chromium)
 # The MQTT bridge tests run against Debian's Mosquitto (scripts/mosquitto-for-tests.sh).
 $want_browser && [[ ! -x /usr/sbin/mosquitto ]] && apt_packages+=(mosquitto)
+if $want_aarch64; then
+  command -v aarch64-linux-gnu-gcc >/dev/null || apt_packages+=(gcc-aarch64-linux-gnu)
+  [[ -e /usr/aarch64-linux-gnu/lib/libc.so ]] || apt_packages+=(libc6-dev-arm64-cross)
+  command -v qemu-aarch64 >/dev/null || apt_packages+=(qemu-user)
+fi
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} from Debian"
   as_root apt-get update -qq
@@ -31,6 +45,9 @@ fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
+fi
+if $want_aarch64 && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  rustup target add aarch64-unknown-linux-gnu
 fi
 
 if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
