@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test: format, clippy for the server (ssr) and browser (hydrate, wasm32)
-# builds separately, all Rust tests, then the browser tests in headless chromium.
+# builds separately, all Rust tests, the browser tests in headless chromium, then the Raspberry Pi
+# (aarch64) release build, tried under qemu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -45,5 +46,8 @@ bash scripts/build-site.sh
 
 step "browser tests (headless chromium)"
 IOTHUB_BIN="${CARGO_TARGET_DIR:-target}/debug/iothub" node --test --test-concurrency=1 end2end/
+
+step "Raspberry Pi build (aarch64 cross build, smoke test under qemu-user)"
+bash scripts/build-aarch64.sh
 
 step "all checks passed"
