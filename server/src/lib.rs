@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod protocol;
 pub mod registry;
+pub mod retry;
 pub mod security;
 pub mod serial;
 pub mod simulator;

@@ -11,6 +11,7 @@ use crate::application::AppState;
 use crate::device_session::{DeviceSession, Handled};
 use crate::protocol::DeviceId;
 use crate::registry::Outbound;
+use crate::retry::Backoff;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -124,7 +125,7 @@ impl Bridge {
             self.state.config.ping_after_ms + self.state.config.keepalive_timeout_ms,
         );
         let mut sweep = tokio::time::interval(SWEEP);
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = Backoff::default();
         let mut reported = false;
         loop {
             tokio::select! {
@@ -135,7 +136,7 @@ impl Bridge {
                 }
                 event = events.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        backoff = Duration::from_millis(250);
+                        backoff.reset();
                         reported = false;
                         tracing::info!(broker = %self.broker, "MQTT bridge connected");
                         if let Err(err) = self.client.subscribe(READINGS_TOPIC, QoS::AtLeastOnce).await {
@@ -151,11 +152,9 @@ impl Bridge {
                             tracing::warn!(broker = %self.broker, %err, "MQTT broker unreachable; retrying");
                             reported = true;
                         }
-                        tokio::select! {
-                            _ = stopping.cancelled() => break,
-                            _ = tokio::time::sleep(backoff) => {}
+                        if !backoff.wait(&stopping).await {
+                            break;
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 },
             }

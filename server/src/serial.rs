@@ -9,14 +9,10 @@
 use crate::application::AppState;
 use crate::device_session::DeviceSession;
 use crate::protocol::DeviceId;
+use crate::retry::Backoff;
 use crate::tcp::{converse, Decoder, Framing, Keepalive, Link, Writer};
 use std::path::PathBuf;
-use std::time::Duration;
 use tokio_serial::SerialPortBuilderExt;
-
-/// First wait before reopening a port; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One `--serial` flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +55,12 @@ pub fn parse_spec(raw: &str) -> Result<SerialSpec, String> {
 /// Serves the device on `spec`'s port until the server stops, reopening the port when it goes.
 pub async fn run(spec: SerialSpec, state: AppState) {
     let stopping = state.shutdown.clone();
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::default();
     let mut reported = false;
     while !stopping.is_cancelled() {
         match tokio_serial::new(spec.path.to_string_lossy(), spec.baud).open_native_async() {
             Ok(port) => {
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 reported = false;
                 tracing::info!(port = %spec.path.display(), baud = spec.baud, "serial port open");
                 let reason = serve_port(port, &spec, state.clone()).await;
@@ -78,11 +74,9 @@ pub async fn run(spec: SerialSpec, state: AppState) {
                 }
             }
         }
-        tokio::select! {
-            _ = stopping.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+        if !backoff.wait(&stopping).await {
+            return;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -4,6 +4,7 @@
 //! command, and reconnects with backoff when the connection drops. With `--dialect csv
 //! --no-register` it speaks only the plain CSV line protocol, for any server that does.
 
+use crate::retry::Backoff;
 use clap::{Args, ValueEnum};
 use futures::{SinkExt, StreamExt};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -246,7 +247,7 @@ impl SimulatedDevice {
         period: Duration,
         stop: CancellationToken,
     ) {
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = Backoff::default();
         while !stop.is_cancelled() {
             let connector = tls.clone().map(tokio_tungstenite::Connector::Rustls);
             match tokio_tungstenite::connect_async_tls_with_config(
@@ -258,16 +259,14 @@ impl SimulatedDevice {
             .await
             {
                 Ok((socket, _)) => {
-                    backoff = Duration::from_millis(250);
+                    backoff.reset();
                     self.stream(socket, period, &stop).await;
                 }
                 Err(err) => tracing::debug!(id = self.id, %err, "simulated device cannot connect"),
             }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+            if !backoff.wait(&stop).await {
+                return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
