@@ -17,8 +17,9 @@ use app::model::{
     DeviceSnapshot, DeviceSummary, Direction, FieldValue, LiveEvent, Reading, Registration,
     CONSOLE_LINES, RECENT_COMMANDS, SPARKLINE_POINTS,
 };
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
@@ -72,8 +73,10 @@ pub struct Registry {
 }
 
 struct Shared {
-    // A std Mutex: it is never held across an `.await`, and every critical section is a few
-    // map operations, so an async mutex would only add overhead.
+    // A blocking mutex: it is never held across an `.await`, and every critical section is a
+    // few map operations, so an async mutex would only add overhead. parking_lot's does not
+    // poison: a panic while holding it cannot leave the maps half-updated in a way that matters
+    // more than losing the hub, so the next holder simply goes on.
     state: Mutex<State>,
     events: broadcast::Sender<LiveEvent>,
     config: RegistryConfig,
@@ -168,12 +171,7 @@ impl Registry {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that
-        // matters more than losing the hub, so a poisoned lock is simply taken over.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.state.lock()
     }
 
     // Events are published while the state lock is held, so that `subscribe` (which takes

@@ -14,11 +14,12 @@ pub mod web;
 use crate::protocol::DeviceId;
 use crate::storage::{StorageError, Store};
 use app::model::{DeviceToken, NewDeviceToken};
+use parking_lot::{Mutex, MutexGuard};
 use password::PasswordError;
 use secret::RandomError;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use throttle::LoginThrottle;
 
@@ -302,11 +303,8 @@ impl Auth {
         Ok(self.store().delete_session(&fingerprint).await?)
     }
 
-    fn known_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownSession>> {
-        self.inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn known_sessions(&self) -> MutexGuard<'_, HashMap<String, KnownSession>> {
+        self.inner.sessions.lock()
     }
 
     /// Forgets the remembered sessions of `user` (their password changed or they were removed).
@@ -364,7 +362,6 @@ impl Auth {
         self.inner
             .ephemeral_tokens
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(secret::fingerprint(&secret), device_id);
         Ok(secret)
     }
@@ -387,7 +384,6 @@ impl Auth {
             .inner
             .ephemeral_tokens
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(&fingerprint)
             .cloned();
         if let Some(device_id) = ephemeral {
@@ -421,12 +417,8 @@ impl Auth {
         })
     }
 
-    fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
-        // The throttle's tables stay consistent even if a holder panicked mid-update.
-        self.inner
-            .throttle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn throttle(&self) -> MutexGuard<'_, LoginThrottle> {
+        self.inner.throttle.lock()
     }
 }
 
