@@ -24,6 +24,7 @@
 //! Around them: [`config`] (flags with environment fallback), [`application`] (the shared
 //! [`application::AppState`], start-up, graceful shutdown) and [`simulator`] (fake devices).
 
+pub mod address;
 pub mod admin;
 pub mod application;
 pub mod auth;

@@ -131,6 +131,7 @@ impl ConnectionCounts {
     }
 
     fn take(&self, ip: IpAddr, max: usize) -> Option<Slot> {
+        let ip = crate::address::client_network(ip);
         let mut open = self.lock();
         let count = open.entry(ip).or_insert(0);
         if *count >= max {

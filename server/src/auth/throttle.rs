@@ -10,6 +10,7 @@
 //!
 //! Failures are forgotten after [`FORGET_AFTER`] without new ones, and on a successful login.
 
+use crate::address::client_network;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -109,6 +110,7 @@ impl Default for LoginThrottle {
 impl LoginThrottle {
     /// `Err(wait)` while `address` must wait before trying again.
     pub fn check_address(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
+        let address = client_network(address);
         let Some(failures) = self.addresses.count(&address, now) else {
             return Ok(());
         };
@@ -141,12 +143,12 @@ impl LoginThrottle {
     }
 
     pub fn failed(&mut self, address: IpAddr, account: &str, now: Instant) {
-        self.addresses.fail(address, now);
+        self.addresses.fail(client_network(address), now);
         self.accounts.fail(account.to_string(), now);
     }
 
     pub fn succeeded(&mut self, address: IpAddr, account: &str) {
-        self.addresses.clear(&address);
+        self.addresses.clear(&client_network(address));
         self.accounts.clear(&account.to_string());
     }
 }
@@ -187,6 +189,20 @@ mod tests {
             "capped"
         );
         assert!(t.check_address(ip(3), later + FORGET_AFTER).is_ok());
+    }
+
+    #[test]
+    fn ipv6_guesses_from_one_64_network_count_together() {
+        let mut t = LoginThrottle::default();
+        let now = Instant::now();
+        // A fresh address from the same /64 for every guess, as any IPv6 host can.
+        let in_one_network = |i: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]);
+        for i in 0..FREE_PER_ADDRESS as u16 {
+            t.failed(in_one_network(i), "admin", now);
+        }
+        assert!(t.check_address(in_one_network(999), now).is_err());
+        let next_network = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert!(t.check_address(next_network, now).is_ok());
     }
 
     #[test]
