@@ -94,18 +94,17 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
   });
 }
 
-test('a page whose session ends goes to the login page when its stream reconnects', async () => {
+test('a page whose session ends elsewhere goes to the login page by itself', async () => {
   const { page, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.desktop, '/devices/7');
   await page.waitForSelector('.link-badge[data-status="live"]');
-  // End the session from elsewhere (as signing out in another tab does), then drop the
-  // stream by restarting the server.
+  // End the session from elsewhere, as signing out in another tab does. The open stream
+  // notices within seconds (the server checks it every 5 s) and ends; the page's reconnect
+  // is refused and it goes to the login page. Nothing else happens to the page.
   const [cookie] = (await context.cookies()).filter((c) => c.name === 'iothub_session');
   const out = await fetch(`${env.server.baseUrl}/logout`, {
     method: 'POST', headers: { cookie: `iothub_session=${cookie.value}` }, redirect: 'manual',
   });
   assert.equal(out.status, 303);
-  await env.server.halt();
-  await env.server.start();
   await page.waitForURL(/\/login\?next=%2Fdevices%2F7$/, { timeout: 20_000 });
   await context.close();
 });

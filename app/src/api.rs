@@ -108,7 +108,7 @@ pub async fn send_console_line(device_id: String, line: String) -> Result<(), Ap
 /// lines are left out: the device page does not show them.
 #[server(output = StreamingText)]
 pub async fn live_updates(focus: Option<String>) -> Result<TextStream<AppError>, AppError> {
-    ssr::respond(ssr::hub().map(|hub| ssr::live_stream(hub, focus)))
+    ssr::respond(ssr::hub().map(|hub| ssr::live_stream(hub, focus, ssr::session())))
 }
 
 /// Every device token, revoked ones too, newest first (never the tokens themselves).
@@ -191,19 +191,44 @@ pub mod ssr {
         /// Cancelled when the server begins to shut down; open streams end then, so a graceful
         /// stop does not wait on browsers.
         fn stopping(&self) -> CancellationToken;
+        /// Whether the session with this secret is still valid (not signed out, expired, or its
+        /// user removed). An open live stream asks from time to time and ends when it is not.
+        async fn still_signed_in(&self, session: &str) -> bool;
     }
 
     /// The handle the server provides as Leptos context.
     pub type SharedHub = Arc<dyn Hub>;
 
-    /// The signed-in user, put into each request's extensions by the server's session check.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct SignedIn(pub String);
+    /// Who is signed in, put into each request's extensions by the server's session check.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct SignedIn {
+        pub user: String,
+        /// The session's secret, from the cookie: what a long-lived stream checks again.
+        pub session: String,
+    }
+
+    impl std::fmt::Debug for SignedIn {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // The secret stays out of logs and panic messages.
+            f.debug_struct("SignedIn")
+                .field("user", &self.user)
+                .finish_non_exhaustive()
+        }
+    }
+
+    fn signed_in_request() -> Option<SignedIn> {
+        use_context::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<SignedIn>().cloned())
+    }
 
     /// Who made the request being served.
     pub(crate) fn signed_in() -> Option<String> {
-        use_context::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<SignedIn>().map(|s| s.0.clone()))
+        signed_in_request().map(|s| s.user)
+    }
+
+    /// The session the request being served came with.
+    pub(crate) fn session() -> Option<String> {
+        signed_in_request().map(|s| s.session)
     }
 
     pub(crate) fn hub() -> Result<SharedHub, AppError> {
@@ -226,6 +251,9 @@ pub mod ssr {
 
     /// With nothing else to send, a heartbeat this often lets both ends notice a dead connection.
     pub const HEARTBEAT: Duration = Duration::from_secs(15);
+    /// An open stream checks its session this often: signing out (or removing the user) ends
+    /// the live view within this time, not only when the browser next reconnects.
+    pub const SESSION_CHECK: Duration = Duration::from_secs(5);
     /// Events queued for a subscriber are sent together, up to this many per chunk.
     const MAX_EVENTS_PER_CHUNK: usize = 256;
 
@@ -235,9 +263,15 @@ pub mod ssr {
         rx: Receiver<LiveEvent>,
         pending: Option<LiveEvent>,
         stopping: CancellationToken,
+        session: Option<String>,
+        next_session_check: tokio::time::Instant,
     }
 
-    pub(crate) fn live_stream(hub: SharedHub, focus: Option<String>) -> TextStream<AppError> {
+    pub(crate) fn live_stream(
+        hub: SharedHub,
+        focus: Option<String>,
+        session: Option<String>,
+    ) -> TextStream<AppError> {
         let (snapshot, rx) = hub.subscribe(focus.as_deref());
         let stopping = hub.stopping();
         let sub = Subscription {
@@ -246,6 +280,8 @@ pub mod ssr {
             rx,
             pending: Some(LiveEvent::Snapshot(snapshot)),
             stopping,
+            session,
+            next_session_check: tokio::time::Instant::now() + SESSION_CHECK,
         };
         TextStream::new(futures::stream::unfold(sub, next_chunk))
     }
@@ -260,6 +296,13 @@ pub mod ssr {
             tokio::select! {
                 _ = sub.stopping.cancelled() => return None,
                 _ = &mut heartbeat => break LiveEvent::Heartbeat,
+                _ = tokio::time::sleep_until(sub.next_session_check), if sub.session.is_some() => {
+                    if !sub.still_signed_in().await {
+                        // Ending the stream is enough: the page reconnects, is refused with
+                        // SignedOut and goes to the login page.
+                        return None;
+                    }
+                }
                 received = sub.rx.recv() => match received {
                     Ok(event) if sub.wants(&event) => break event,
                     Ok(_) => continue,
@@ -288,6 +331,14 @@ pub mod ssr {
     }
 
     impl Subscription {
+        async fn still_signed_in(&mut self) -> bool {
+            self.next_session_check = tokio::time::Instant::now() + SESSION_CHECK;
+            match &self.session {
+                Some(session) => self.hub.still_signed_in(session).await,
+                None => true,
+            }
+        }
+
         /// Readings and console lines matter only for the page's device; the overview shows
         /// no console at all.
         fn wants(&self, event: &LiveEvent) -> bool {

@@ -96,6 +96,18 @@ impl Hub for AppState {
     fn stopping(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+
+    async fn still_signed_in(&self, session: &str) -> bool {
+        match self.auth.session_user(session).await {
+            Ok(user) => user.is_some(),
+            // The store is unreachable: that says nothing about the session, and the live view
+            // is what shows the outage. The request that opened the stream was signed in.
+            Err(err) => {
+                tracing::debug!(%err, "cannot check a live stream's session now");
+                true
+            }
+        }
+    }
 }
 
 fn auth_error(err: AuthError) -> AppError {

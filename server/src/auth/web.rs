@@ -106,17 +106,17 @@ pub async fn require_session(
     if public && !login_page {
         return next.run(request).await;
     }
-    let user = match session_from(request.headers()) {
+    let signed_in = match session_from(request.headers()) {
         None => None,
         Some(session) => match auth.session_user(&session).await {
-            Ok(user) => user,
+            Ok(user) => user.map(|user| SignedIn { user, session }),
             Err(err) => {
                 tracing::error!(%err, "checking a session failed");
                 return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
             }
         },
     };
-    match user {
+    match signed_in {
         // A signed-in person asking for the login page goes where they were going.
         // (The page reads `next` the same way, with `Route::parse`.)
         Some(_) if login_page => {
@@ -126,8 +126,8 @@ pub async fn require_session(
                 _ => see_other("/"),
             }
         }
-        Some(user) => {
-            request.extensions_mut().insert(SignedIn(user));
+        Some(signed_in) => {
+            request.extensions_mut().insert(signed_in);
             next.run(request).await
         }
         None if public => next.run(request).await,

@@ -3,7 +3,7 @@
 
 use crate::helpers::{anonymous, eventually, post_login, sign_in, Device, TestApp, ADMIN_PASSWORD};
 use app::error::AppError;
-use app::model::{DeviceToken, NewDeviceToken};
+use app::model::{DeviceToken, LiveEvent, NewDeviceToken};
 use leptos::server_fn::ServerFn;
 use reqwest::header::{ACCEPT, LOCATION, RETRY_AFTER, SET_COOKIE};
 use std::collections::BTreeMap;
@@ -201,6 +201,41 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_signing_out_ends_the_sess
         .unwrap();
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()[LOCATION], "/devices/7");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signing_out_ends_that_sessions_open_live_stream_and_no_other() {
+    let app = TestApp::spawn().await;
+    let leaving = sign_in(app.addr, "admin", ADMIN_PASSWORD).await.unwrap();
+    let mut leaving_stream = app.live_with_session(&leaving).await;
+    let mut staying_stream = app.live().await;
+    for stream in [&mut leaving_stream, &mut staying_stream] {
+        assert!(matches!(stream.next_event().await, LiveEvent::Snapshot(_)));
+    }
+
+    let out = anonymous()
+        .post(app.url("/logout"))
+        .header("cookie", &leaving)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    // Within SESSION_CHECK (5 s), well inside the helper's patience.
+    assert!(
+        leaving_stream.ended().await,
+        "a signed-out session must not keep receiving live data"
+    );
+
+    // The other session's stream goes on.
+    let mut device = app.device("").await;
+    device.send("7,1,20").await;
+    loop {
+        if let LiveEvent::Reading(reading) = staying_stream.next_event().await {
+            assert_eq!(reading.device_id, "7");
+            break;
+        }
+    }
     app.stop().await;
 }
 

@@ -210,13 +210,25 @@ impl TestApp {
     /// The live stream of a page: the overview (`None`) or a device page.
     pub async fn live_for(&self, focus: Option<&str>) -> LiveClient {
         let form: Vec<(&str, &str)> = focus.map(|f| ("focus", f)).into_iter().collect();
-        let res = self
-            .http
+        self.open_live(
+            self.http
+                .post(self.url(app::api::LiveUpdates::PATH))
+                .form(&form),
+        )
+        .await
+    }
+
+    /// The overview's live stream, opened with the session `cookie` (a `Cookie` header value).
+    pub async fn live_with_session(&self, cookie: &str) -> LiveClient {
+        let request = anonymous()
             .post(self.url(app::api::LiveUpdates::PATH))
-            .form(&form)
-            .send()
-            .await
-            .expect("stream opens");
+            .header(reqwest::header::COOKIE, cookie)
+            .form(&[] as &[(&str, &str)]);
+        self.open_live(request).await
+    }
+
+    async fn open_live(&self, request: reqwest::RequestBuilder) -> LiveClient {
+        let res = request.send().await.expect("stream opens");
         assert!(
             res.status().is_success(),
             "live stream refused: {}",
