@@ -293,6 +293,11 @@ impl Application {
             state.auth.clone(),
             state.shutdown.clone(),
         ));
+        state.tasks.spawn(end_revoked_connections(
+            state.store.clone(),
+            state.registry.clone(),
+            state.shutdown.clone(),
+        ));
         if state.config.retention_days > 0 {
             let keep = Duration::from_secs(u64::from(state.config.retention_days) * 86_400);
             state.tasks.spawn(apply_retention(
@@ -378,6 +383,38 @@ async fn forget_expired_sessions(auth: Auth, stop: CancellationToken) {
                 Ok(deleted) => tracing::debug!(deleted, "forgot expired sessions"),
                 Err(err) => tracing::warn!(%err, "deleting expired sessions failed"),
             },
+        }
+    }
+}
+
+/// How often tokens revoked elsewhere are looked for.
+const REVOCATION_SWEEP: Duration = Duration::from_secs(5);
+/// How far back each look reaches beyond the previous one: a revocation stamped just before a
+/// look but committed just after it is still found. Finding one twice is harmless.
+const REVOCATION_OVERLAP_MS: i64 = 30_000;
+
+/// Revoking a token on the dashboard disconnects its device at once (`Hub::revoke_device_token`);
+/// `iothub token revoke` runs in another process, so the hub looks for revocations in the store
+/// and disconnects those devices within a few seconds.
+async fn end_revoked_connections(store: Store, registry: Registry, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(REVOCATION_SWEEP);
+    let mut since_ms = crate::now_ms();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let now_ms = crate::now_ms();
+                match store.tokens_revoked_since(since_ms - REVOCATION_OVERLAP_MS).await {
+                    Ok(revoked) => {
+                        for (token_id, device_id) in revoked {
+                            registry.token_revoked(&device_id, token_id);
+                        }
+                        since_ms = now_ms;
+                    }
+                    // Tried again next time from the same point.
+                    Err(err) => tracing::debug!(%err, "looking for revoked tokens failed"),
+                }
+            }
         }
     }
 }

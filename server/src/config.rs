@@ -101,8 +101,8 @@ pub enum TokenCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Revoke a token by its number (see `list`). A device connected with it stays connected
-    /// until it reconnects, unless the token is revoked from the dashboard.
+    /// Revoke a token by its number (see `list`). A running hub disconnects the device using
+    /// it within five seconds.
     Revoke {
         id: i64,
         #[command(flatten)]

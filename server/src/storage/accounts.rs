@@ -245,6 +245,20 @@ impl Store {
         Ok(row.map(token_from))
     }
 
+    /// Tokens revoked at or after `since_ms`, as (token id, device id), by any process using
+    /// this store (the command line's `iothub token revoke` too).
+    pub async fn tokens_revoked_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, String)>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as("SELECT id, device_id FROM device_tokens WHERE revoked_ms >= $1")
+                .bind(since_ms)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
     /// Notes when a token was last used to connect.
     pub async fn touch_device_token(&self, id: i64, now_ms: i64) -> Result<(), StorageError> {
         on_pool!(self, |pool| {

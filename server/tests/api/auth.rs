@@ -604,6 +604,9 @@ async fn the_command_line_manages_users_and_device_tokens() {
         .to_string();
     let (ok, _, err) = iothub(&["token", "revoke", &id], "");
     assert!(ok, "{err}");
+    // Revoked in another process: the hub finds it in the store within seconds and ends the
+    // connection that uses it.
+    assert_eq!(device.closed().await, "device token revoked");
     assert_eq!(
         connect(&app, &format!("?token={token}"), None).await.err(),
         Some(401)
