@@ -1,6 +1,7 @@
 //! The client side of signing in, for the benchmark tools that talk to a running hub over HTTP
 //! as a browser would.
 
+use crate::auth::web::SESSION_COOKIE;
 use anyhow::Context;
 
 /// Posts the login form and returns the session as a `Cookie` header value
@@ -16,14 +17,17 @@ pub async fn sign_in(base: &url::Url, user: &str, password: &str) -> anyhow::Res
         .send()
         .await
         .context("posting the login form")?;
-    let status = response.status();
-    response
-        .headers()
+    session_cookie(response.headers())
+        .with_context(|| format!("signing in as {user} failed ({})", response.status()))
+}
+
+/// The session a login response sets, as a `Cookie` header value (`iothub_session=…`).
+pub fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
         .get_all(reqwest::header::SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| v.split(';').next())
-        .find(|pair| pair.starts_with(crate::auth::web::SESSION_COOKIE))
+        .find(|pair| pair.split_once('=').map(|(name, _)| name) == Some(SESSION_COOKIE))
         .map(str::to_string)
-        .with_context(|| format!("signing in as {user} failed ({status})"))
 }

@@ -304,16 +304,7 @@ pub async fn sign_in(addr: SocketAddr, user: &str, password: &str) -> Result<Str
 
 /// The session cookie a login response sets, as a `Cookie` header value, or its status.
 fn session_from(res: &reqwest::Response) -> Result<String, u16> {
-    res.headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let pair = v.split(';').next()?;
-            pair.starts_with("iothub_session=")
-                .then(|| pair.to_string())
-        })
-        .ok_or(res.status().as_u16())
+    server::client::session_cookie(res.headers()).ok_or(res.status().as_u16())
 }
 
 /// Sends a server-function request: the decoded JSON on success, else the status and body.
