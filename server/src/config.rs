@@ -212,6 +212,11 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_MQTT_URL", hide_env_values = true, value_parser = crate::mqtt::parse_broker)]
     pub mqtt_url: Option<crate::mqtt::Broker>,
 
+    /// First topic levels of the MQTT bridge, in place of `devices` (e.g. `home/hub-2/devices`):
+    /// two hubs on one broker each keep to their own devices.
+    #[arg(long, env = "IOTHUB_MQTT_TOPIC_PREFIX", default_value = crate::mqtt::DEFAULT_TOPIC_PREFIX, value_parser = crate::mqtt::parse_topic_prefix)]
+    pub mqtt_topic_prefix: crate::mqtt::Topics,
+
     /// Also serve `/metrics` (Prometheus text format) on this address, without sign-in, for a
     /// scraper: keep it on 127.0.0.1 or a private network. (`/metrics` on the dashboard's own
     /// address needs a session like every page.)

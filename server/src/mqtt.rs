@@ -2,6 +2,7 @@
 //! hub subscribes to `devices/+/readings`; a message on `devices/7/readings` is device 7
 //! speaking (one or more lines in any of the reading formats). Commands for such a device are
 //! published to `devices/<id>/commands`, errors about its messages to `devices/<id>/errors`.
+//! `--mqtt-topic-prefix` replaces `devices`, so that two hubs can share one broker.
 //!
 //! Who may publish is the broker's business (its users and ACLs); the hub trusts the topic.
 //! A device counts as online while it publishes, and goes offline after
@@ -18,7 +19,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub const READINGS_TOPIC: &str = "devices/+/readings";
 /// Messages queued for the broker before publishing waits.
 const CLIENT_QUEUE: usize = 256;
 /// How often silent devices are looked for.
@@ -72,12 +72,68 @@ pub fn parse_broker(raw: &str) -> Result<Broker, String> {
     })
 }
 
-/// The device id in a readings topic (`devices/<id>/readings`).
-pub fn device_of_topic(topic: &str) -> Option<&str> {
-    topic
-        .strip_prefix("devices/")?
-        .strip_suffix("/readings")
-        .filter(|id| !id.contains('/'))
+/// The bridge's topics: `<prefix>/<id>/readings` in, `<prefix>/<id>/commands` and
+/// `<prefix>/<id>/errors` out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+pub const DEFAULT_TOPIC_PREFIX: &str = "devices";
+/// Longest topic prefix: topics stay far below MQTT's 64 KiB limit.
+const MAX_TOPIC_PREFIX: usize = 200;
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            prefix: DEFAULT_TOPIC_PREFIX.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Topics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.prefix)
+    }
+}
+
+/// A topic prefix such as `devices` or `home/hub-2/devices`: levels separated by `/`, none
+/// empty, no wildcards (`+`, `#`).
+pub fn parse_topic_prefix(raw: &str) -> Result<Topics, String> {
+    if raw.is_empty() || raw.len() > MAX_TOPIC_PREFIX {
+        return Err(format!("a topic prefix is 1 to {MAX_TOPIC_PREFIX} bytes"));
+    }
+    if raw.contains(['+', '#', '\0']) {
+        return Err("a topic prefix cannot contain the wildcards + and # (or NUL)".into());
+    }
+    if raw.split('/').any(str::is_empty) {
+        return Err("a topic prefix has no empty levels: no leading, trailing or double /".into());
+    }
+    Ok(Topics { prefix: raw.into() })
+}
+
+impl Topics {
+    /// What the bridge subscribes to.
+    pub fn readings_filter(&self) -> String {
+        format!("{}/+/readings", self.prefix)
+    }
+
+    /// The device id in a readings topic, if it is one.
+    pub fn device_of<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')?
+            .strip_suffix("/readings")
+            .filter(|id| !id.contains('/'))
+    }
+
+    pub fn commands(&self, id: &DeviceId) -> String {
+        format!("{}/{id}/commands", self.prefix)
+    }
+
+    pub fn errors(&self, id: &DeviceId) -> String {
+        format!("{}/{id}/errors", self.prefix)
+    }
 }
 
 /// One device heard through the broker.
@@ -102,6 +158,7 @@ pub async fn run(broker: Broker, state: AppState) {
     }
     let (client, events) = AsyncClient::new(options, CLIENT_QUEUE);
     Bridge {
+        topics: state.config.mqtt_topic_prefix.clone(),
         state,
         client,
         broker,
@@ -115,6 +172,7 @@ struct Bridge {
     state: AppState,
     client: AsyncClient,
     broker: Broker,
+    topics: Topics,
     devices: HashMap<DeviceId, Bridged>,
 }
 
@@ -138,8 +196,9 @@ impl Bridge {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff.reset();
                         reported = false;
-                        tracing::info!(broker = %self.broker, "MQTT bridge connected");
-                        if let Err(err) = self.client.subscribe(READINGS_TOPIC, QoS::AtLeastOnce).await {
+                        let readings = self.topics.readings_filter();
+                        tracing::info!(broker = %self.broker, topics = %readings, "MQTT bridge connected");
+                        if let Err(err) = self.client.subscribe(readings, QoS::AtLeastOnce).await {
                             tracing::warn!(%err, "MQTT subscribe failed");
                         }
                     }
@@ -166,7 +225,7 @@ impl Bridge {
     }
 
     async fn message(&mut self, topic: &str, payload: &[u8]) {
-        let Some(raw_id) = device_of_topic(topic) else {
+        let Some(raw_id) = self.topics.device_of(topic) else {
             return;
         };
         let id = match DeviceId::parse(raw_id) {
@@ -176,7 +235,7 @@ impl Bridge {
                 return;
             }
         };
-        let errors_topic = format!("devices/{id}/errors");
+        let errors_topic = self.topics.errors(&id);
         // New, or closed by the registry (it connected some other way meanwhile).
         if self
             .devices
@@ -220,7 +279,7 @@ impl Bridge {
         let forwarder = tokio::spawn(forward(
             self.client.clone(),
             self.state.clone(),
-            id,
+            self.topics.commands(&id),
             outbound,
         ));
         Bridged {
@@ -231,14 +290,13 @@ impl Bridge {
     }
 }
 
-/// Publishes what the registry sends device `id` until it closes the device.
+/// Publishes what the registry sends a device to its `topic` until it closes the device.
 async fn forward(
     client: AsyncClient,
     state: AppState,
-    id: DeviceId,
+    topic: String,
     mut outbound: mpsc::Receiver<Outbound>,
 ) {
-    let topic = format!("devices/{id}/commands");
     while let Some(out) = outbound.recv().await {
         match out {
             Outbound::Line(line) => {
@@ -281,8 +339,26 @@ mod tests {
         assert_eq!(plus.credentials, Some(("hub".into(), "a+b+c".into())));
         assert!(parse_broker("mqtts://broker").is_err());
         assert!(parse_broker("broker:1883").is_err());
-        assert_eq!(device_of_topic("devices/7/readings"), Some("7"));
-        assert_eq!(device_of_topic("devices/a/b/readings"), None);
-        assert_eq!(device_of_topic("devices/7/commands"), None);
+        let topics = Topics::default();
+        assert_eq!(topics.readings_filter(), "devices/+/readings");
+        assert_eq!(topics.device_of("devices/7/readings"), Some("7"));
+        assert_eq!(topics.device_of("devices/a/b/readings"), None);
+        assert_eq!(topics.device_of("devices/7/commands"), None);
+        assert_eq!(topics.device_of("devicesX/7/readings"), None);
+    }
+
+    #[test]
+    fn topic_prefixes() {
+        let topics = parse_topic_prefix("home/hub-2/devices").unwrap();
+        assert_eq!(topics.readings_filter(), "home/hub-2/devices/+/readings");
+        assert_eq!(topics.device_of("home/hub-2/devices/7/readings"), Some("7"));
+        assert_eq!(topics.device_of("devices/7/readings"), None);
+        let seven = DeviceId::parse("7").unwrap();
+        assert_eq!(topics.commands(&seven), "home/hub-2/devices/7/commands");
+        assert_eq!(topics.errors(&seven), "home/hub-2/devices/7/errors");
+        for bad in ["", "/devices", "devices/", "a//b", "a/+/b", "#", "a\0b"] {
+            assert!(parse_topic_prefix(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_topic_prefix(&"a".repeat(MAX_TOPIC_PREFIX + 1)).is_err());
     }
 }

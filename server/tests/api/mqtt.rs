@@ -72,9 +72,11 @@ impl MqttDevice {
     }
 }
 
-/// Every hub bridging the test broker hears every device on it (and answers its errors), so
-/// the tests that bridge it take turns.
-static ONE_BRIDGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// A topic prefix of the test's own: hubs of tests running at the same time (or of other runs
+/// on the same broker) each hear only their own devices.
+fn own_prefix() -> String {
+    format!("test-{:08x}/devices", fastrand::u32(..))
+}
 
 fn broker() -> Option<server::mqtt::Broker> {
     let Ok(url) = std::env::var(MQTT_URL_VAR) else {
@@ -89,22 +91,25 @@ async fn readings_come_in_and_commands_go_out_through_the_broker() {
     let Some(broker) = broker() else {
         return;
     };
-    let _turn = ONE_BRIDGE_AT_A_TIME.lock().await;
-    // A device id of its own, so runs sharing the broker do not see each other.
-    let id = format!("mqtt-{:08x}", fastrand::u32(..));
-    let app = TestApp::spawn_with(|args| args.mqtt_url = Some(broker.clone())).await;
+    let prefix = own_prefix();
+    let id = "7".to_string();
+    let app = TestApp::spawn_with(|args| {
+        args.mqtt_url = Some(broker.clone());
+        args.mqtt_topic_prefix = server::mqtt::parse_topic_prefix(&prefix).unwrap();
+    })
+    .await;
     let mut device = MqttDevice::connect(
         &broker,
         &[
-            format!("devices/{id}/commands"),
-            format!("devices/{id}/errors"),
+            format!("{prefix}/{id}/commands"),
+            format!("{prefix}/{id}/errors"),
         ],
     )
     .await;
     let mut live = app.live().await;
 
     // The bridge subscribes once it is connected: until then a reading may go nowhere.
-    let readings = format!("devices/{id}/readings");
+    let readings = format!("{prefix}/{id}/readings");
     let mut counter = 0;
     eventually("a reading through the broker is stored", || {
         counter += 1;
@@ -140,7 +145,7 @@ async fn readings_come_in_and_commands_go_out_through_the_broker() {
     assert_eq!(
         device.next().await,
         (
-            format!("devices/{id}/commands"),
+            format!("{prefix}/{id}/commands"),
             format!(r#"{{"cmd":"LED","value":1,"seq":{seq}}}"#)
         )
     );
@@ -152,12 +157,20 @@ async fn readings_come_in_and_commands_go_out_through_the_broker() {
     // Bad input: the error is published back to the device.
     device.publish(&readings, "not a reading").await;
     let (topic, error) = device.next().await;
-    assert_eq!(topic, format!("devices/{id}/errors"));
+    assert_eq!(topic, format!("{prefix}/{id}/errors"));
     assert!(error.starts_with("error: "), "{error}");
     // Another device's id inside this device's topic is refused.
     device.publish(&readings, "someone-else,1,2").await;
     let (_, refused) = device.next().await;
     assert!(refused.contains("does not match"), "{refused}");
+
+    // Readings under another prefix (another hub's devices) are not this hub's business. The
+    // error answered to the bad line after it shows the bridge has taken both in order.
+    device.publish("devices/8/readings", "8,1,20").await;
+    device.publish(&readings, "still not a reading").await;
+    let (topic, _) = device.next().await;
+    assert_eq!(topic, format!("{prefix}/{id}/errors"));
+    assert!(app.device_summary("8").await.is_none());
     app.stop().await;
 }
 
@@ -166,16 +179,17 @@ async fn a_device_that_stops_publishing_goes_offline() {
     let Some(broker) = broker() else {
         return;
     };
-    let _turn = ONE_BRIDGE_AT_A_TIME.lock().await;
-    let id = format!("mqtt-quiet-{:08x}", fastrand::u32(..));
+    let prefix = own_prefix();
+    let id = "7".to_string();
     let app = TestApp::spawn_with(|args| {
         args.mqtt_url = Some(broker.clone());
+        args.mqtt_topic_prefix = server::mqtt::parse_topic_prefix(&prefix).unwrap();
         args.ping_after_ms = 300;
         args.keepalive_timeout_ms = 300;
     })
     .await;
     let device = MqttDevice::connect(&broker, &[]).await;
-    let topic = format!("devices/{id}/readings");
+    let topic = format!("{prefix}/{id}/readings");
     eventually("the device is online", || {
         let (device, app, topic, id) = (&device, &app, &topic, &id);
         async move {
