@@ -78,6 +78,8 @@ pub enum StartupError {
     FirstUser(#[from] AuthError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::listener::TlsError),
+    #[error("--tcp-tls needs a certificate: give --tls-cert and --tls-key")]
+    TcpTlsWithoutCertificate,
 }
 
 pub struct Application {
@@ -98,6 +100,9 @@ impl Application {
             (Some(cert), Some(key)) => Some(crate::listener::load_tls(cert, key)?),
             _ => None,
         };
+        if config.tcp_tls && tls.is_none() {
+            return Err(StartupError::TcpTlsWithoutCertificate);
+        }
         std::fs::create_dir_all(&config.store.data_dir).map_err(|source| {
             StartupError::DataDir {
                 path: config.store.data_dir.clone(),
@@ -234,12 +239,19 @@ impl Application {
             });
         }
         if let Some(tcp_listener) = tcp_listener {
+            // The dashboard's certificate, without its HTTP ALPN: devices offer none.
+            let tcp_tls = tls.as_ref().filter(|_| state.config.tcp_tls).map(|tls| {
+                let mut config = (*tls.server).clone();
+                config.alpn_protocols.clear();
+                tokio_rustls::TlsAcceptor::from(Arc::new(config))
+            });
             if let Ok(addr) = tcp_listener.local_addr() {
-                tracing::info!("raw TCP devices: listening on {addr}");
+                let kind = if tcp_tls.is_some() { "TLS" } else { "plain" };
+                tracing::info!("raw TCP devices ({kind}): listening on {addr}");
             }
             state
                 .tasks
-                .spawn(crate::tcp::serve(tcp_listener, state.clone()));
+                .spawn(crate::tcp::serve(tcp_listener, tcp_tls, state.clone()));
         }
         let addr = state.leptos_options.site_addr;
         let mut router = router(state.clone());

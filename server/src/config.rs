@@ -197,10 +197,14 @@ pub struct ServeArgs {
     pub header_timeout_ms: u64,
 
     /// Also accept raw TCP devices (lines, or `|START|…|END|` frames) on this address; the
-    /// flag alone means `0.0.0.0:5070`. Off unless given. Plain TCP: tokens travel unencrypted,
-    /// so use it on your own network.
+    /// flag alone means `0.0.0.0:5070`. Off unless given. Plain TCP unless `--tcp-tls`: tokens
+    /// travel unencrypted, so use it on your own network.
     #[arg(long, env = "IOTHUB_TCP_LISTEN", num_args = 0..=1, default_missing_value = "0.0.0.0:5070")]
     pub tcp_listen: Option<SocketAddr>,
+
+    /// Raw TCP devices must speak TLS, with the dashboard's certificate (`--tls-cert`).
+    #[arg(long, env = "IOTHUB_TCP_TLS", requires = "tls_cert")]
+    pub tcp_tls: bool,
 
     /// A device on a serial port: `PATH:BAUD` or `PATH:BAUD:ID` (e.g. `/dev/ttyUSB0:115200`);
     /// repeat for more. Reopened with backoff when it goes away.

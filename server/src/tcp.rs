@@ -23,8 +23,9 @@ use crate::registry::Outbound;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 const FRAME_START: &[u8] = b"|START|";
 const FRAME_END: &[u8] = b"|END|";
@@ -231,9 +232,12 @@ pub fn frame_meaning(pairs: &[(String, String)]) -> Result<FrameMeaning, String>
 }
 
 /// Accepts device connections until the server stops; each is served in its own tracked task.
-pub async fn serve(listener: TcpListener, state: AppState) {
+/// Accepts raw TCP devices until the server stops; with `tls` (`--tcp-tls`), each connection
+/// must complete a TLS handshake first, within the head timeout.
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: AppState) {
     let counts = ConnectionCounts::default();
     let max = state.config.max_connections_per_ip as usize;
+    let handshake_limit = Duration::from_millis(state.config.header_timeout_ms);
     loop {
         let Some((tcp, remote)) = next_connection(&listener, &state.shutdown).await else {
             return;
@@ -244,9 +248,21 @@ pub async fn serve(listener: TcpListener, state: AppState) {
         };
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
+        let tls = tls.clone();
         state.tasks.clone().spawn(async move {
             let _slot = slot;
-            serve_device(tcp, remote, state).await;
+            let Some(acceptor) = tls else {
+                let (reader, writer) = tcp.into_split();
+                return serve_device(reader, writer, remote, state).await;
+            };
+            match tokio::time::timeout(handshake_limit, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let (reader, writer) = tokio::io::split(stream);
+                    serve_device(reader, writer, remote, state).await;
+                }
+                Ok(Err(err)) => tracing::debug!(%remote, %err, "TCP device: TLS handshake failed"),
+                Err(_) => tracing::debug!(%remote, "TCP device: TLS handshake timed out"),
+            }
         });
     }
 }
@@ -289,9 +305,13 @@ impl Writer {
 }
 
 #[tracing::instrument(name = "tcp device", skip_all, fields(%remote, id = tracing::field::Empty))]
-async fn serve_device(tcp: TcpStream, remote: SocketAddr, state: AppState) {
+async fn serve_device(
+    mut reader: impl AsyncRead + Unpin,
+    writer: impl AsyncWrite + Send + Unpin + 'static,
+    remote: SocketAddr,
+    state: AppState,
+) {
     let config = state.config.clone();
-    let (mut reader, writer) = tcp.into_split();
     let mut decoder = Decoder::new(config.max_frame_bytes as usize);
     let mut chunk = vec![0u8; READ_CHUNK];
 
@@ -476,7 +496,7 @@ pub(crate) async fn converse(
 
 /// Reads until the first complete message; `None` if the connection closed first.
 async fn first_message(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut (impl AsyncRead + Unpin),
     decoder: &mut Decoder,
     chunk: &mut [u8],
 ) -> Option<Result<Message, DecodeError>> {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -275,4 +275,95 @@ async fn silent_and_idle_connections_are_closed() {
     })
     .await;
     app.stop().await;
+}
+
+#[tokio::test]
+async fn raw_tcp_devices_speak_tls_with_tcp_tls() {
+    let (app, _dir, der) = tls_app(|args| {
+        args.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+        args.tcp_tls = true;
+        args.allow_tokenless_devices = false;
+    })
+    .await;
+    let tcp_addr = app.tcp_addr.expect("the TCP listener is on");
+    let secret = app
+        .call::<app::api::CreateDeviceToken, app::model::NewDeviceToken>(&[
+            ("device_id", "7"),
+            ("label", ""),
+        ])
+        .await
+        .unwrap()
+        .secret;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(tcp_addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .expect("the TLS handshake succeeds");
+    let (reader, mut writer) = tokio::io::split(stream);
+    let mut lines = tokio::io::BufReader::new(reader).lines();
+    writer
+        .write_all(format!("token={secret}\n7,1,23.5\n").as_bytes())
+        .await
+        .unwrap();
+    eventually("the reading is stored", || async {
+        (app.history("7", 10).await.len() == 1).then_some(())
+    })
+    .await;
+    let sent = app
+        .command(
+            app::model::CommandTarget::Device("7".into()),
+            "LED",
+            1.0,
+            None,
+        )
+        .await
+        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a command in time")
+        .unwrap()
+        .expect("a line");
+    assert_eq!(line, format!("LED=1,seq={}", sent[0].seq));
+
+    // Plain text on the TLS port is not a device, even with a valid token.
+    let mut plain = TcpStream::connect(tcp_addr).await.unwrap();
+    plain
+        .write_all(format!("token={secret}\n7,2,24\n").as_bytes())
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut rest)).await;
+    assert_eq!(
+        app.history("7", 10).await.len(),
+        1,
+        "only the reading sent over TLS"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tcp_tls_without_a_certificate_does_not_start() {
+    let mut args = server::config::ServeArgs::defaults();
+    let dir = tempfile::tempdir().unwrap();
+    args.store.data_dir = dir.path().to_path_buf();
+    args.bind = "127.0.0.1:0".parse().unwrap();
+    args.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+    args.tcp_tls = true;
+    let err = server::application::Application::build(args)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("--tls-cert"), "{err}");
 }
