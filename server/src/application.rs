@@ -80,6 +80,8 @@ pub enum StartupError {
     Tls(#[from] crate::listener::TlsError),
     #[error("--tcp-tls needs a certificate: give --tls-cert and --tls-key")]
     TcpTlsWithoutCertificate,
+    #[error("MQTT over TLS: {0}")]
+    MqttTls(#[from] crate::mqtt::MqttTlsError),
 }
 
 pub struct Application {
@@ -90,6 +92,8 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     tls: Option<crate::listener::Tls>,
+    /// The client side of an `mqtts://` broker.
+    mqtt_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Application {
@@ -103,6 +107,15 @@ impl Application {
         if config.tcp_tls && tls.is_none() {
             return Err(StartupError::TcpTlsWithoutCertificate);
         }
+        let mqtt_tls = match &config.mqtt_url {
+            Some(broker) if broker.tls => {
+                Some(crate::mqtt::client_tls(config.mqtt_ca_file.as_deref())?)
+            }
+            _ if config.mqtt_ca_file.is_some() => {
+                return Err(crate::mqtt::MqttTlsError::CaWithoutTls.into())
+            }
+            _ => None,
+        };
         std::fs::create_dir_all(&config.store.data_dir).map_err(|source| {
             StartupError::DataDir {
                 path: config.store.data_dir.clone(),
@@ -181,6 +194,7 @@ impl Application {
             metrics_listener,
             state,
             tls,
+            mqtt_tls,
         })
     }
 
@@ -217,9 +231,12 @@ impl Application {
             metrics_listener,
             state,
             tls,
+            mqtt_tls,
         } = self;
         if let Some(broker) = state.config.mqtt_url.clone() {
-            state.tasks.spawn(crate::mqtt::run(broker, state.clone()));
+            state
+                .tasks
+                .spawn(crate::mqtt::run(broker, mqtt_tls, state.clone()));
         }
         for spec in state.config.serial.clone() {
             state.tasks.spawn(crate::serial::run(spec, state.clone()));

@@ -211,10 +211,16 @@ pub struct ServeArgs {
     #[arg(long = "serial", env = "IOTHUB_SERIAL", value_delimiter = ',', value_parser = crate::serial::parse_spec)]
     pub serial: Vec<crate::serial::SerialSpec>,
 
-    /// Bridge an MQTT broker: `mqtt://[user:password@]host[:port]`. Readings published to
+    /// Bridge an MQTT broker: `mqtt://[user:password@]host[:port]`, or `mqtts://` for TLS
+    /// (port 8883 unless given). Readings published to
     /// `devices/<id>/readings` come in; commands go out to `devices/<id>/commands`.
     #[arg(long, env = "IOTHUB_MQTT_URL", hide_env_values = true, value_parser = crate::mqtt::parse_broker)]
     pub mqtt_url: Option<crate::mqtt::Broker>,
+
+    /// CA certificates (PEM) to trust for an `mqtts://` broker whose certificate is not from a
+    /// public CA, e.g. one you made for your own Mosquitto.
+    #[arg(long, env = "IOTHUB_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
 
     /// First topic levels of the MQTT bridge, in place of `devices` (e.g. `home/hub-2/devices`):
     /// two hubs on one broker each keep to their own devices.

@@ -3,6 +3,7 @@
 //! speaking (one or more lines in any of the reading formats). Commands for such a device are
 //! published to `devices/<id>/commands`, errors about its messages to `devices/<id>/errors`.
 //! `--mqtt-topic-prefix` replaces `devices`, so that two hubs can share one broker.
+//! `mqtts://` connects over TLS (rustls on ring, like the rest of the hub).
 //!
 //! Who may publish is the broker's business (its users and ACLs); the hub trusts the topic.
 //! A device counts as online while it publishes, and goes offline after
@@ -13,8 +14,14 @@ use crate::device_session::{DeviceSession, Handled};
 use crate::protocol::DeviceId;
 use crate::registry::Outbound;
 use crate::retry::Backoff;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,29 +31,34 @@ const CLIENT_QUEUE: usize = 256;
 /// How often silent devices are looked for.
 const SWEEP: Duration = Duration::from_secs(1);
 
-/// Where the broker is: `mqtt://[user:password@]host[:port]`.
+/// Where the broker is: `mqtt://[user:password@]host[:port]`, or `mqtts://` for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broker {
     pub host: String,
     pub port: u16,
     pub credentials: Option<(String, String)>,
+    pub tls: bool,
 }
 
 impl std::fmt::Display for Broker {
     // Never the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 
 pub fn parse_broker(raw: &str) -> Result<Broker, String> {
     let url = url::Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
-    if url.scheme() != "mqtt" {
-        return Err(format!(
-            "{}: only mqtt:// is supported (for TLS, run the hub next to the broker)",
-            url.scheme()
-        ));
-    }
+    let (tls, default_port) = match url.scheme() {
+        "mqtt" => (false, 1883),
+        "mqtts" => (true, 8883),
+        other => {
+            return Err(format!(
+                "{other}: the broker's URL starts with mqtt:// or mqtts:// (TLS)"
+            ))
+        }
+    };
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())
@@ -67,9 +79,54 @@ pub fn parse_broker(raw: &str) -> Result<Broker, String> {
     });
     Ok(Broker {
         host,
-        port: url.port().unwrap_or(1883),
+        port: url.port().unwrap_or(default_port),
         credentials,
+        tls,
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttTlsError {
+    #[error("cannot read the CA certificates in {path}: {message}")]
+    CaFile { path: PathBuf, message: String },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("--mqtt-ca-file is for a TLS broker: give an mqtts:// URL")]
+    CaWithoutTls,
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The TLS client side for an `mqtts://` broker: the public web roots (a broker with a
+/// Let's Encrypt certificate, say) and, for a broker with a certificate of your own making,
+/// the CA certificates in `ca_file`.
+pub fn client_tls(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, MqttTlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let failed = |message: String| MqttTlsError::CaFile {
+            path: path.to_path_buf(),
+            message,
+        };
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| failed(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(MqttTlsError::NoCertificate {
+                path: path.to_path_buf(),
+            });
+        }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// The bridge's topics: `<prefix>/<id>/readings` in, `<prefix>/<id>/commands` and
@@ -145,7 +202,8 @@ struct Bridged {
 }
 
 /// Runs the bridge until the server stops, reconnecting to the broker when it goes away.
-pub async fn run(broker: Broker, state: AppState) {
+/// `tls` is [`client_tls`]'s configuration for an `mqtts://` broker.
+pub async fn run(broker: Broker, tls: Option<Arc<rustls::ClientConfig>>, state: AppState) {
     let client_id = format!("iothub-{:08x}", fastrand::u32(..));
     let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
     options.set_keep_alive(Duration::from_secs(30));
@@ -155,6 +213,9 @@ pub async fn run(broker: Broker, state: AppState) {
     );
     if let Some((user, password)) = &broker.credentials {
         options.set_credentials(user, password);
+    }
+    if let Some(tls) = tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     }
     let (client, events) = AsyncClient::new(options, CLIENT_QUEUE);
     Bridge {
@@ -328,7 +389,8 @@ mod tests {
             Ok(Broker {
                 host: "broker.lan".into(),
                 port: 1883,
-                credentials: None
+                credentials: None,
+                tls: false,
             })
         );
         let b = parse_broker("mqtt://hub:p%40ss@10.0.0.2:1884").unwrap();
@@ -337,7 +399,11 @@ mod tests {
         assert_eq!(b.to_string(), "mqtt://10.0.0.2:1884", "no password");
         let plus = parse_broker("mqtt://hub:a+b%2Bc@broker").unwrap();
         assert_eq!(plus.credentials, Some(("hub".into(), "a+b+c".into())));
-        assert!(parse_broker("mqtts://broker").is_err());
+        let secure = parse_broker("mqtts://broker.example.org").unwrap();
+        assert!(secure.tls);
+        assert_eq!(secure.port, 8883);
+        assert_eq!(secure.to_string(), "mqtts://broker.example.org:8883");
+        assert!(parse_broker("http://broker").is_err());
         assert!(parse_broker("broker:1883").is_err());
         let topics = Topics::default();
         assert_eq!(topics.readings_filter(), "devices/+/readings");

@@ -4,6 +4,7 @@
 use crate::helpers::{eventually, TestApp};
 use app::model::{CommandStatus, CommandTarget, LiveEvent};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -216,4 +217,99 @@ async fn an_unreachable_broker_does_not_stop_the_hub() {
     .await;
     assert!(app.dashboard().await.devices.is_empty());
     app.stop().await;
+}
+
+/// A TLS front for the test broker, as a broker's own TLS listener would be: it accepts TLS
+/// with a certificate made here for `localhost` and passes the bytes on to the plain broker.
+/// Returns its port and the certificate's PEM file, which the hub is told to trust.
+async fn tls_front(broker: &server::mqtt::Broker) -> (u16, tempfile::TempDir) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), made.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![made.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = (broker.host.clone(), broker.port);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut plain = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, dir)
+}
+
+#[tokio::test]
+async fn a_tls_broker_is_bridged_over_mqtts() {
+    let Some(broker) = broker() else {
+        return;
+    };
+    let (port, ca_dir) = tls_front(&broker).await;
+    let prefix = own_prefix();
+    let app = TestApp::spawn_with(|args| {
+        args.mqtt_url =
+            Some(server::mqtt::parse_broker(&format!("mqtts://localhost:{port}")).unwrap());
+        args.mqtt_ca_file = Some(ca_dir.path().join("ca.pem"));
+        args.mqtt_topic_prefix = server::mqtt::parse_topic_prefix(&prefix).unwrap();
+    })
+    .await;
+    // The device itself talks to the plain broker: only the hub's side is TLS here.
+    let device = MqttDevice::connect(&broker, &[]).await;
+    let topic = format!("{prefix}/7/readings");
+    let mut counter = 0;
+    eventually("a reading through the TLS broker is stored", || {
+        counter += 1;
+        let (device, app, topic) = (&device, &app, &topic);
+        let payload = format!("7,{counter},21.5");
+        async move {
+            device.publish(topic, &payload).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (!app.history("7", 1).await.is_empty()).then_some(())
+        }
+    })
+    .await;
+    let summary = app.device_summary("7").await.unwrap();
+    assert_eq!(summary.transport, format!("mqtt localhost:{port}"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn mqtt_tls_settings_are_checked_at_start() {
+    let build = |url: &str, ca: Option<std::path::PathBuf>| {
+        let mut args = server::config::ServeArgs::defaults();
+        let dir = tempfile::tempdir().unwrap();
+        args.store.data_dir = dir.path().to_path_buf();
+        args.bind = "127.0.0.1:0".parse().unwrap();
+        args.mqtt_url = Some(server::mqtt::parse_broker(url).unwrap());
+        args.mqtt_ca_file = ca;
+        async move {
+            let _dir = dir;
+            server::application::Application::build(args)
+                .await
+                .err()
+                .map(|e| e.to_string())
+        }
+    };
+    let none = build("mqtt://localhost", Some("/nonexistent/ca.pem".into())).await;
+    assert!(none.unwrap().contains("mqtts://"));
+    let missing = build("mqtts://localhost", Some("/nonexistent/ca.pem".into())).await;
+    assert!(missing.unwrap().contains("/nonexistent/ca.pem"));
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let no_certificate = build("mqtts://localhost", Some(empty.path().into())).await;
+    assert!(no_certificate.unwrap().contains("holds no certificate"));
 }
