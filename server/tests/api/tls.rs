@@ -26,6 +26,20 @@ fn certificate() -> (TempDir, PathBuf, PathBuf, CertificateDer<'static>) {
     (dir, cert, key, made.cert.der().clone())
 }
 
+/// A TLS client that trusts only `certificate`.
+fn trusting(certificate: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
+}
+
 async fn tls_app(
     configure: impl FnOnce(&mut server::config::ServeArgs),
 ) -> (TestApp, TempDir, CertificateDer<'static>) {
@@ -76,15 +90,7 @@ async fn plain_http_sends_no_hsts() {
 #[tokio::test]
 async fn a_device_connects_over_wss() {
     let (app, _dir, der) = tls_app(|_| {}).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = trusting(der);
     let request = format!("wss://localhost:{}/ws/device?id=7", app.addr.port())
         .into_client_request()
         .unwrap();
@@ -93,7 +99,7 @@ async fn a_device_connects_over_wss() {
         request,
         tcp,
         None,
-        Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))),
+        Some(tokio_tungstenite::Connector::Rustls(config)),
     )
     .await
     .expect("the WSS handshake succeeds");
@@ -295,16 +301,8 @@ async fn raw_tcp_devices_speak_tls_with_tcp_tls() {
         .unwrap()
         .secret;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let config = trusting(der);
+    let connector = tokio_rustls::TlsConnector::from(config);
     let tcp = TcpStream::connect(tcp_addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let stream = connector
