@@ -36,6 +36,8 @@ if $want_aarch64; then
   command -v aarch64-linux-gnu-gcc >/dev/null || apt_packages+=(gcc-aarch64-linux-gnu)
   [[ -e /usr/aarch64-linux-gnu/lib/libc.so ]] || apt_packages+=(libc6-dev-arm64-cross)
   command -v qemu-aarch64 >/dev/null || apt_packages+=(qemu-user)
+  # The smoke test (scripts/smoke-test.sh) talks HTTP with curl.
+  command -v curl >/dev/null || apt_packages+=(curl)
 fi
 if ((${#apt_packages[@]})); then
   echo "setup: installing ${apt_packages[*]} from Debian"
