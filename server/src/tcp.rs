@@ -12,7 +12,8 @@
 //!   (`|START|COMMAND=SET|LED=1|SEQ=12|END|`), errors as `|START|ERROR=…|END|`.
 //!
 //! The first line or frame may carry the device token (`token=…`, `|START|TOKEN=…|END|`);
-//! without one the connection is refused unless tokenless devices are allowed.
+//! without one the connection is refused unless tokenless devices are allowed. With
+//! `--tcp-tls` the same conversation runs inside TLS, on the dashboard's certificate.
 
 use crate::application::AppState;
 use crate::auth::DeviceAccess;
