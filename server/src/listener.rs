@@ -77,17 +77,24 @@ pub struct Tls {
     pub certificate: CertificateDer<'static>,
 }
 
-/// A TLS configuration from a PEM certificate chain (leaf first) and its private key.
-pub fn load_tls(cert_pem: &Path, key_pem: &Path) -> Result<Tls, TlsError> {
-    let certs = CertificateDer::pem_file_iter(cert_pem)
+/// The certificates in a PEM file, at least one.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Certificate {
-            path: cert_pem.to_path_buf(),
+            path: path.to_path_buf(),
             source,
         })?;
-    let Some(certificate) = certs.first().cloned() else {
-        return Err(TlsError::NoCertificate(cert_pem.to_path_buf()));
-    };
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_path_buf()));
+    }
+    Ok(certs)
+}
+
+/// A TLS configuration from a PEM certificate chain (leaf first) and its private key.
+pub fn load_tls(cert_pem: &Path, key_pem: &Path) -> Result<Tls, TlsError> {
+    let certs = read_certificates(cert_pem)?;
+    let certificate = certs[0].clone();
     let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|source| TlsError::Key {
         path: key_pem.to_path_buf(),
         source,

@@ -17,8 +17,6 @@ use crate::retry::Backoff;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,10 +85,10 @@ pub fn parse_broker(raw: &str) -> Result<Broker, String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttTlsError {
-    #[error("cannot read the CA certificates in {path}: {message}")]
-    CaFile { path: PathBuf, message: String },
-    #[error("{path} holds no certificate")]
-    NoCertificate { path: PathBuf },
+    #[error("--mqtt-ca-file: {0}")]
+    CaFile(#[from] crate::listener::TlsError),
+    #[error("--mqtt-ca-file {path}: not a usable CA certificate: {message}")]
+    BadCa { path: PathBuf, message: String },
     #[error("--mqtt-ca-file is for a TLS broker: give an mqtts:// URL")]
     CaWithoutTls,
     #[error(transparent)]
@@ -104,20 +102,11 @@ pub fn client_tls(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, M
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let failed = |message: String| MqttTlsError::CaFile {
-            path: path.to_path_buf(),
-            message,
-        };
-        let certificates = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| failed(e.to_string()))?;
-        if certificates.is_empty() {
-            return Err(MqttTlsError::NoCertificate {
+        for certificate in crate::listener::read_certificates(path)? {
+            roots.add(certificate).map_err(|e| MqttTlsError::BadCa {
                 path: path.to_path_buf(),
-            });
-        }
-        for certificate in certificates {
-            roots.add(certificate).map_err(|e| failed(e.to_string()))?;
+                message: e.to_string(),
+            })?;
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -139,20 +128,6 @@ pub struct Topics {
 pub const DEFAULT_TOPIC_PREFIX: &str = "devices";
 /// Longest topic prefix: topics stay far below MQTT's 64 KiB limit.
 const MAX_TOPIC_PREFIX: usize = 200;
-
-impl Default for Topics {
-    fn default() -> Self {
-        Topics {
-            prefix: DEFAULT_TOPIC_PREFIX.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Topics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.prefix)
-    }
-}
 
 /// A topic prefix such as `devices` or `home/hub-2/devices`: levels separated by `/`, none
 /// empty, no wildcards (`+`, `#`).
@@ -405,7 +380,7 @@ mod tests {
         assert_eq!(secure.to_string(), "mqtts://broker.example.org:8883");
         assert!(parse_broker("http://broker").is_err());
         assert!(parse_broker("broker:1883").is_err());
-        let topics = Topics::default();
+        let topics = parse_topic_prefix(DEFAULT_TOPIC_PREFIX).unwrap();
         assert_eq!(topics.readings_filter(), "devices/+/readings");
         assert_eq!(topics.device_of("devices/7/readings"), Some("7"));
         assert_eq!(topics.device_of("devices/a/b/readings"), None);
