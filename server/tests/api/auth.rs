@@ -177,12 +177,7 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_signing_out_ends_the_sess
         }
     };
     assert_eq!(with_session(session.clone()).await, 200);
-    let out = anonymous()
-        .post(app.url("/logout"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let out = app.sign_out(&session).await;
     assert_eq!(out.status(), 303);
     assert_eq!(out.headers()[LOCATION], "/login");
     assert!(out.headers()[SET_COOKIE]
@@ -214,12 +209,7 @@ async fn signing_out_ends_that_sessions_open_live_stream_and_no_other() {
         assert!(matches!(stream.next_event().await, LiveEvent::Snapshot(_)));
     }
 
-    let out = anonymous()
-        .post(app.url("/logout"))
-        .header("cookie", &leaving)
-        .send()
-        .await
-        .unwrap();
+    let out = app.sign_out(&leaving).await;
     assert_eq!(out.status(), 303);
     // Within SESSION_CHECK (5 s), well inside the helper's patience.
     assert!(
@@ -351,18 +341,12 @@ async fn connect(app: &TestApp, query: &str, bearer: Option<&str>) -> Result<Dev
     }
 }
 
-async fn create_token(app: &TestApp, device: &str, label: &str) -> NewDeviceToken {
-    app.call::<app::api::CreateDeviceToken, _>(&[("device_id", device), ("label", label)])
-        .await
-        .expect("token created")
-}
-
 #[tokio::test]
 async fn devices_need_a_valid_token_which_names_their_id() {
     let app = TestApp::spawn_with(|args| args.allow_tokenless_devices = false).await;
-    let new = create_token(&app, "7", "kitchen").await;
+    let new = app.create_token("7", "kitchen").await;
     assert!(new.secret.starts_with("iot_"));
-    let other = create_token(&app, "8", "").await;
+    let other = app.create_token("8", "").await;
 
     assert_eq!(
         connect(&app, "?id=7", None).await.err(),
@@ -501,7 +485,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[tokio::test]
 async fn no_secret_is_stored_in_plain_text() {
     let app = TestApp::spawn().await;
-    let token = create_token(&app, "7", "").await;
+    let token = app.create_token("7", "").await;
     let session = app
         .session_cookie
         .trim_start_matches("iothub_session=")

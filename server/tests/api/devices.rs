@@ -1,4 +1,4 @@
-use crate::helpers::{eventually, TestApp};
+use crate::helpers::{body_text, eventually, TestApp};
 
 #[tokio::test]
 async fn a_classic_csv_reading_reaches_the_dashboard_and_the_store() {
@@ -193,15 +193,7 @@ async fn the_server_rendered_page_shows_devices_and_escapes_their_names() {
     })
     .await;
 
-    let html = app
-        .http
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = body_text(app.http.get(app.url("/"))).await;
     assert!(
         html.contains("/pkg/iothub.js"),
         "hydration script is linked"

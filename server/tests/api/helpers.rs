@@ -1,6 +1,6 @@
 use app::model::{
     CommandInfo, CommandRequest, CommandStatus, CommandTarget, DashboardSnapshot, LiveEvent,
-    Reading,
+    NewDeviceToken, Reading,
 };
 use futures::{SinkExt, StreamExt};
 use leptos::server_fn::ServerFn;
@@ -111,6 +111,23 @@ impl TestApp {
             .await
             .expect("device connects");
         Device { ws }
+    }
+
+    /// Creates a device token for `device` through the Tokens page's server function.
+    pub async fn create_token(&self, device: &str, label: &str) -> NewDeviceToken {
+        self.call::<app::api::CreateDeviceToken, _>(&[("device_id", device), ("label", label)])
+            .await
+            .expect("token created")
+    }
+
+    /// Signs the session `cookie` (a `Cookie` header value) out; the response, unfollowed.
+    pub async fn sign_out(&self, cookie: &str) -> reqwest::Response {
+        anonymous()
+            .post(self.url("/logout"))
+            .header(reqwest::header::COOKIE, cookie)
+            .send()
+            .await
+            .expect("logout request")
     }
 
     /// Calls a server function the way the browser does: POST, form-encoded arguments, JSON back.
@@ -305,6 +322,19 @@ pub async fn sign_in(addr: SocketAddr, user: &str, password: &str) -> Result<Str
 /// The session cookie a login response sets, as a `Cookie` header value, or its status.
 fn session_from(res: &reqwest::Response) -> Result<String, u16> {
     server::client::session_cookie(res.headers()).ok_or(res.status().as_u16())
+}
+
+/// The body of a successful answer to `request`, as text.
+pub async fn body_text(request: reqwest::RequestBuilder) -> String {
+    request
+        .send()
+        .await
+        .expect("request sent")
+        .error_for_status()
+        .expect("a successful answer")
+        .text()
+        .await
+        .expect("a text body")
 }
 
 /// Sends a server-function request: the decoded JSON on success, else the status and body.

@@ -73,10 +73,21 @@ impl MqttDevice {
     }
 }
 
-/// A topic prefix of the test's own: hubs of tests running at the same time (or of other runs
-/// on the same broker) each hear only their own devices.
-fn own_prefix() -> String {
-    format!("test-{:08x}/devices", fastrand::u32(..))
+/// A hub bridging `broker` under a topic prefix of its own, and that prefix: hubs of tests
+/// running at the same time (or of other runs on the same broker) each hear only their own
+/// devices.
+async fn bridging(
+    broker: server::mqtt::Broker,
+    configure: impl FnOnce(&mut server::config::ServeArgs),
+) -> (TestApp, String) {
+    let prefix = format!("test-{:08x}/devices", fastrand::u32(..));
+    let app = TestApp::spawn_with(|args| {
+        args.mqtt_url = Some(broker);
+        args.mqtt_topic_prefix = server::mqtt::parse_topic_prefix(&prefix).unwrap();
+        configure(args);
+    })
+    .await;
+    (app, prefix)
 }
 
 fn broker() -> Option<server::mqtt::Broker> {
@@ -92,13 +103,8 @@ async fn readings_come_in_and_commands_go_out_through_the_broker() {
     let Some(broker) = broker() else {
         return;
     };
-    let prefix = own_prefix();
+    let (app, prefix) = bridging(broker.clone(), |_| {}).await;
     let id = "7".to_string();
-    let app = TestApp::spawn_with(|args| {
-        args.mqtt_url = Some(broker.clone());
-        args.mqtt_topic_prefix = server::mqtt::parse_topic_prefix(&prefix).unwrap();
-    })
-    .await;
     let mut device = MqttDevice::connect(
         &broker,
         &[
@@ -180,15 +186,12 @@ async fn a_device_that_stops_publishing_goes_offline() {
     let Some(broker) = broker() else {
         return;
     };
-    let prefix = own_prefix();
-    let id = "7".to_string();
-    let app = TestApp::spawn_with(|args| {
-        args.mqtt_url = Some(broker.clone());
-        args.mqtt_topic_prefix = server::mqtt::parse_topic_prefix(&prefix).unwrap();
+    let (app, prefix) = bridging(broker.clone(), |args| {
         args.ping_after_ms = 300;
         args.keepalive_timeout_ms = 300;
     })
     .await;
+    let id = "7".to_string();
     let device = MqttDevice::connect(&broker, &[]).await;
     let topic = format!("{prefix}/{id}/readings");
     eventually("the device is online", || {
@@ -260,12 +263,9 @@ async fn a_tls_broker_is_bridged_over_mqtts() {
         return;
     };
     let (port, ca_dir) = tls_front(&broker).await;
-    let prefix = own_prefix();
-    let app = TestApp::spawn_with(|args| {
-        args.mqtt_url =
-            Some(server::mqtt::parse_broker(&format!("mqtts://localhost:{port}")).unwrap());
+    let tls_broker = server::mqtt::parse_broker(&format!("mqtts://localhost:{port}")).unwrap();
+    let (app, prefix) = bridging(tls_broker, |args| {
         args.mqtt_ca_file = Some(ca_dir.path().join("ca.pem"));
-        args.mqtt_topic_prefix = server::mqtt::parse_topic_prefix(&prefix).unwrap();
     })
     .await;
     // The device itself talks to the plain broker: only the hub's side is TLS here.

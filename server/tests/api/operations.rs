@@ -1,6 +1,6 @@
 //! Running it for real: the health check, backups of a running hub, JSON logs without secrets.
 
-use crate::helpers::{anonymous, eventually, TestApp};
+use crate::helpers::{anonymous, body_text, eventually, TestApp};
 use app::model::NewDeviceToken;
 use leptos::server_fn::ServerFn;
 use std::process::Stdio;
@@ -55,15 +55,7 @@ async fn metrics_count_what_happens_and_need_a_session_or_their_own_address() {
         401,
         "the dashboard's /metrics needs a session"
     );
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = body_text(app.http.get(app.url("/metrics"))).await;
     // Counters are process-wide (other tests' servers count too): at least ours.
     assert!(
         metric(&text, "iothub_readings_total").unwrap() >= 1.0,
@@ -75,14 +67,8 @@ async fn metrics_count_what_happens_and_need_a_session_or_their_own_address() {
     assert!(metric(&text, "iothub_live_subscribers").unwrap() >= 1.0);
     assert!(text.contains("iothub_store_queue_depth"));
     eventually("a store flush is timed", || async {
-        let text = anonymous()
-            .get(format!("http://{}/metrics", app.metrics_addr.unwrap()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = format!("http://{}/metrics", app.metrics_addr.unwrap());
+        let text = body_text(anonymous().get(metrics)).await;
         text.contains("iothub_store_flush_seconds").then_some(())
     })
     .await;

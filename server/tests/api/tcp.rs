@@ -1,7 +1,7 @@
 //! Raw TCP devices: line and framed modes against the real server, with real sockets.
 
 use crate::helpers::{eventually, TestApp};
-use app::model::{CommandStatus, CommandTarget, LiveEvent, NewDeviceToken};
+use app::model::{CommandStatus, CommandTarget, LiveEvent};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -86,17 +86,10 @@ async fn tcp_app(configure: impl FnOnce(&mut server::config::ServeArgs)) -> (Tes
     (app, addr)
 }
 
-async fn token(app: &TestApp, device: &str) -> String {
-    app.call::<app::api::CreateDeviceToken, NewDeviceToken>(&[("device_id", device), ("label", "")])
-        .await
-        .unwrap()
-        .secret
-}
-
 #[tokio::test]
 async fn line_devices_send_readings_and_get_commands() {
     let (app, addr) = tcp_app(|_| {}).await;
-    let secret = token(&app, "7").await;
+    let secret = app.create_token("7", "").await.secret;
     let mut live = app.live().await;
 
     let mut device = TcpDevice::connect(addr).await;
@@ -155,7 +148,7 @@ async fn line_devices_send_readings_and_get_commands() {
 #[tokio::test]
 async fn framed_devices_use_frames_both_ways_and_keep_alive_with_hello() {
     let (app, addr) = tcp_app(|args| args.tcp_keepalive_ms = 300).await;
-    let secret = token(&app, "7").await;
+    let secret = app.create_token("7", "").await.secret;
     let mut device = TcpDevice::connect(addr).await;
     device.send(&format!("|START|TOKEN={secret}|END|")).await;
     device.send("|START|ID=7|TEMP=23.5|E").await;
@@ -202,7 +195,7 @@ async fn framed_devices_use_frames_both_ways_and_keep_alive_with_hello() {
 #[tokio::test]
 async fn a_framed_device_answering_the_ping_stays() {
     let (app, addr) = tcp_app(|args| args.tcp_keepalive_ms = 200).await;
-    let secret = token(&app, "7").await;
+    let secret = app.create_token("7", "").await.secret;
     let mut device = TcpDevice::connect(addr).await;
     device
         .send(&format!("|START|TOKEN={secret}|END||START|ID=7|T=1|END|"))
@@ -238,7 +231,7 @@ async fn devices_without_a_valid_token_are_refused_before_any_reading() {
     assert!(device.closed().await);
 
     // A token for 8 does not let a device speak as 7.
-    let secret = token(&app, "8").await;
+    let secret = app.create_token("8", "").await.secret;
     let mut device = TcpDevice::connect(addr).await;
     device.send(&format!("token={secret}\n7,1,1\n")).await;
     assert!(device.line().await.contains("does not match"));

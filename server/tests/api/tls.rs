@@ -292,14 +292,7 @@ async fn raw_tcp_devices_speak_tls_with_tcp_tls() {
     })
     .await;
     let tcp_addr = app.tcp_addr.expect("the TCP listener is on");
-    let secret = app
-        .call::<app::api::CreateDeviceToken, app::model::NewDeviceToken>(&[
-            ("device_id", "7"),
-            ("label", ""),
-        ])
-        .await
-        .unwrap()
-        .secret;
+    let secret = app.create_token("7", "").await.secret;
 
     let config = trusting(der);
     let connector = tokio_rustls::TlsConnector::from(config);
