@@ -3,8 +3,10 @@
 # Raspberry Pi OS 64-bit bookworm), cross-built on an x86_64 Debian machine with Debian's
 # aarch64 cross toolchain, then tried under qemu-user (scripts/smoke-test.sh).
 #
-#   scripts/build-aarch64.sh            build, package, smoke-test
-#   scripts/build-aarch64.sh --no-test  build and package only
+#   scripts/build-aarch64.sh               build, package, smoke-test
+#   scripts/build-aarch64.sh --no-test     build and package only
+#   scripts/build-aarch64.sh --site-built  take target/site as it is (scripts/test.sh has just
+#                                          built it) instead of building it again
 #
 # Result: target/dist/iothub-<version>-aarch64-unknown-linux-gnu.tar.gz with the server binary,
 # the browser bundle (site/, the same on every architecture) and the systemd unit. The README's
@@ -13,7 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run_smoke_test=true
-[[ "${1:-}" == "--no-test" ]] && run_smoke_test=false
+build_site=true
+for arg in "$@"; do
+  case "$arg" in
+    --no-test) run_smoke_test=false ;;
+    --site-built) build_site=false ;;
+    *) echo "build-aarch64: unknown option $arg (--no-test, --site-built)" >&2; exit 2 ;;
+  esac
+done
 
 triple=aarch64-unknown-linux-gnu
 cargo_target="${CARGO_TARGET_DIR:-target}"
@@ -21,7 +30,12 @@ cargo_target="${CARGO_TARGET_DIR:-target}"
 sysroot=/usr/aarch64-linux-gnu
 
 bash scripts/setup.sh --aarch64
-bash scripts/build-site.sh
+if $build_site; then
+  bash scripts/build-site.sh
+elif [[ ! -f target/site/pkg/iothub_bg.wasm ]]; then
+  echo "build-aarch64: --site-built, but target/site has no bundle" >&2
+  exit 1
+fi
 cargo build --locked -p server --bin iothub --profile server-release --target "$triple"
 
 binary="$cargo_target/$triple/server-release/iothub"

@@ -20,22 +20,26 @@ cargo clippy --locked -p server -p app --all-targets -- -D warnings
 step "clippy: browser side (hydrate, wasm32)"
 cargo clippy --locked -p frontend -p app --target wasm32-unknown-unknown -- -D warnings
 
+# Starts a test service with its script, which prints its URL; fails unless the URL has the
+# scheme expected.
+service_url() {
+  local script=$1 scheme=$2 url
+  url=$(bash "$script")
+  if [[ "$url" != "$scheme"://* ]]; then
+    echo "$script printed no $scheme:// URL: '$url'" >&2
+    exit 1
+  fi
+  echo "$url"
+}
+
 step "PostgreSQL for the storage tests"
 # The storage tests run on SQLite and on this server; the outage test stops and restarts it.
-IOTHUB_TEST_POSTGRES_URL=$(bash scripts/postgres-for-tests.sh)
-if [[ "$IOTHUB_TEST_POSTGRES_URL" != postgres://* ]]; then
-  echo "scripts/postgres-for-tests.sh printed no URL: '$IOTHUB_TEST_POSTGRES_URL'" >&2
-  exit 1
-fi
+IOTHUB_TEST_POSTGRES_URL=$(service_url scripts/postgres-for-tests.sh postgres)
 export IOTHUB_TEST_POSTGRES_URL
 export IOTHUB_TEST_POSTGRES_CTL="pg_ctlcluster $(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')"
 
 step "Mosquitto for the MQTT bridge tests"
-IOTHUB_TEST_MQTT_URL=$(bash scripts/mosquitto-for-tests.sh)
-if [[ "$IOTHUB_TEST_MQTT_URL" != mqtt://* ]]; then
-  echo "scripts/mosquitto-for-tests.sh printed no URL: '$IOTHUB_TEST_MQTT_URL'" >&2
-  exit 1
-fi
+IOTHUB_TEST_MQTT_URL=$(service_url scripts/mosquitto-for-tests.sh mqtt)
 export IOTHUB_TEST_MQTT_URL
 
 step "rust tests"
@@ -48,6 +52,6 @@ step "browser tests (headless chromium)"
 IOTHUB_BIN="${CARGO_TARGET_DIR:-target}/debug/iothub" node --test --test-concurrency=1 end2end/
 
 step "Raspberry Pi build (aarch64 cross build, smoke test under qemu-user)"
-bash scripts/build-aarch64.sh
+bash scripts/build-aarch64.sh --site-built
 
 step "all checks passed"
