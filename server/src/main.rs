@@ -6,6 +6,10 @@ use server::{config_file, simulator};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of the C library's malloc: see the note in the workspace Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // The config file becomes environment variables before anything else runs (setting the
     // environment is only sound while the process has one thread).
