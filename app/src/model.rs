@@ -51,7 +51,23 @@ pub struct HistoryWindow {
     pub from_ms: i64,
     pub to_ms: i64,
     pub bucket_ms: i64,
+    /// What the points were computed from: 0 for raw readings, else the length of the stored
+    /// aggregates (60,000 per-minute, 3,600,000 per-hour) that long windows read.
+    #[serde(default)]
+    pub level_ms: i64,
     pub series: Vec<Series>,
+}
+
+impl HistoryWindow {
+    /// What a chart of this window says about where its points come from.
+    pub fn level_label(&self) -> &'static str {
+        match self.level_ms {
+            0 => "from every stored reading",
+            60_000 => "from per-minute aggregates",
+            3_600_000 => "from per-hour aggregates",
+            _ => "from stored aggregates",
+        }
+    }
 }
 
 /// What the device list shows about one device.

@@ -99,6 +99,7 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
                         });
                     }
                     let span = Some((window_data.from_ms, window_data.to_ms));
+                    let level = window_data.level_label();
                     let charts = window_data
                         .series
                         .iter()
@@ -110,7 +111,12 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
                             chart(&series.field, unit.as_deref(), &points, span, zone, window)
                         })
                         .collect_view();
-                    EitherOf4::B(charts)
+                    EitherOf4::B(view! {
+                        <p class="level" data-testid="history-level">
+                            "Each point is an average, computed " {level} "."
+                        </p>
+                        {charts}
+                    })
                 }
                 Ok(None) => EitherOf4::C(()),
                 Err(err) => {

@@ -28,7 +28,7 @@ use futures::StreamExt;
 use leptos::server_fn::ServerFn;
 use server::application::Application;
 use server::config::ServeArgs;
-use server::storage::{Database, Store, StoreConfig};
+use server::storage::{self, Database, Store, StoreConfig};
 use sqlx::{Connection, Executor, Row as _};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -437,7 +437,9 @@ async fn bench_backend(
     let counted = Instant::now();
     let stored_readings = store.count_readings().await?;
     let count_time = counted.elapsed();
-    let (stored_rows, db_bytes) = table_stats(&url).await?;
+    // Every reading holds every field of the plan: value rows in the old layout's terms.
+    let stored_rows = stored_readings * plan.field_names.len() as u64;
+    let db_bytes = database_bytes(&url).await?;
     println!(
         "stored: {stored_readings} readings, {stored_rows} value rows (count_readings() took {:.2} s); database size {:.0} MB",
         count_time.as_secs_f64(),
@@ -654,37 +656,24 @@ fn sqlite_path(url: &str) -> PathBuf {
     PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url))
 }
 
-/// Value rows in `readings` and the database's size on disk, in bytes.
-async fn table_stats(url: &str) -> anyhow::Result<(u64, u64)> {
+/// The database's size on disk, in bytes.
+async fn database_bytes(url: &str) -> anyhow::Result<u64> {
     if is_postgres(url) {
         let mut conn = sqlx::PgConnection::connect(url).await?;
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings")
-            .fetch_one(&mut conn)
-            .await?;
         let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
             .fetch_one(&mut conn)
             .await?;
         conn.close().await?;
-        Ok((rows as u64, bytes as u64))
+        Ok(bytes as u64)
     } else {
         let path = sqlite_path(url);
-        let mut conn = sqlx::SqliteConnection::connect_with(
-            &sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&path)
-                .read_only(true),
-        )
-        .await?;
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings")
-            .fetch_one(&mut conn)
-            .await?;
-        conn.close().await?;
         let mut bytes = 0;
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.clone().into_os_string();
             p.push(suffix);
             bytes += std::fs::metadata(&p).map_or(0, |m| m.len());
         }
-        Ok((rows as u64, bytes))
+        Ok(bytes)
     }
 }
 
@@ -727,25 +716,29 @@ async fn print_stats_state(url: &str) {
 
 /// The plan of the history query (a copy of the SQL in `storage/{sqlite,postgres}.rs`).
 async fn print_plan(url: &str, device: &str, from_ms: i64, to_ms: i64) {
-    let span = to_ms - from_ms;
-    let bucket_ms = (span + i64::from(MAX_POINTS) - 1) / i64::from(MAX_POINTS);
+    // A 24 h window in 1000 points has buckets of more than a minute: the store reads the
+    // per-minute rollups for the whole minutes (and raw readings for the ragged ends).
+    let level = 60_000;
+    let (inner_from, inner_to) = (
+        storage::rollup::align_up(from_ms, level),
+        storage::rollup::bucket_start(to_ms, level),
+    );
     let result = async {
         let mut out = String::new();
         if is_postgres(url) {
             let mut conn = sqlx::PgConnection::connect(url).await?;
-            let rows: Vec<String> = sqlx::query_scalar(
-                "EXPLAIN (ANALYZE, BUFFERS)
-                 SELECT field, (received_ms - $2) / $4 AS bucket,
-                        MIN(value) AS min, MAX(value) AS max, AVG(value) AS avg, COUNT(*) AS count
-                   FROM readings
-                  WHERE device_id = $1 AND received_ms >= $2 AND received_ms < $3
-                  GROUP BY field, bucket
-                  ORDER BY field, bucket",
-            )
-            .bind(device)
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(bucket_ms)
+            let key: i64 = sqlx::query_scalar(storage::DEVICE_KEY_SQL)
+                .bind(device)
+                .fetch_one(&mut conn)
+                .await?;
+            let rows: Vec<String> = sqlx::query_scalar(&format!(
+                "EXPLAIN (ANALYZE, BUFFERS) {}",
+                storage::ROLLUP_WINDOW_SQL
+            ))
+            .bind(key)
+            .bind(level)
+            .bind(inner_from)
+            .bind(inner_to)
             .fetch_all(&mut conn)
             .await?;
             conn.close().await?;
@@ -759,19 +752,18 @@ async fn print_plan(url: &str, device: &str, from_ms: i64, to_ms: i64) {
                     .read_only(true),
             )
             .await?;
-            let rows = sqlx::query(
-                "EXPLAIN QUERY PLAN
-                 SELECT field, (received_ms - ?2) / ?4 AS bucket,
-                        MIN(value) AS min, MAX(value) AS max, AVG(value) AS avg, COUNT(*) AS count
-                   FROM readings
-                  WHERE device_id = ?1 AND received_ms >= ?2 AND received_ms < ?3
-                  GROUP BY field, bucket
-                  ORDER BY field, bucket",
-            )
-            .bind(device)
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(bucket_ms)
+            let key: i64 = sqlx::query_scalar(storage::DEVICE_KEY_SQL)
+                .bind(device)
+                .fetch_one(&mut conn)
+                .await?;
+            let rows = sqlx::query(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                storage::ROLLUP_WINDOW_SQL
+            ))
+            .bind(key)
+            .bind(level)
+            .bind(inner_from)
+            .bind(inner_to)
             .fetch_all(&mut conn)
             .await?;
             conn.close().await?;

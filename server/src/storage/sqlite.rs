@@ -1,17 +1,27 @@
-//! The SQLite back end: one file, WAL mode. Each function has a twin in `postgres.rs`.
+//! The SQLite back end: one file, WAL mode. Reads and the small tables go through the sqlx
+//! pool; readings are written by one connection of their own on a thread of their own
+//! ([`Writer`], rusqlite): a flush is then one hand-over of the whole batch and a loop of
+//! cached prepared statements, instead of an async round trip per statement. (With the old
+//! layout half of the hub's CPU went to sqlx's SQLite worker thread during a flood.)
+//!
+//! Statements here number their parameters `?N`: rusqlite binds by position, and SQLite
+//! numbers `$N` names by where they first appear, not by N. The statements shared with
+//! PostgreSQL (`batch.rs`) use `$N` in order, which a test checks.
 
-use super::{pump, spawn_rows, BucketRow, Row, RowStream};
+use super::batch::{self, Keys, Prepared};
+use super::convert::{self, OldRow};
+use super::StorageError;
 use app::model::Reading;
+use rusqlite::{params, Connection, OpenFlags, Transaction};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
-/// Rows per multi-row INSERT: 6 parameters each stays far below SQLite's limit of 32,766.
-const ROWS_PER_INSERT: usize = 500;
-
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) async fn open(path: &Path) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::new()
         .filename(path)
@@ -20,204 +30,246 @@ pub(super) async fn open(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         // With WAL, NORMAL survives a process crash; only an OS crash or power loss may lose
         // the last commits.
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(BUSY_TIMEOUT);
     SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)
         .await
 }
 
-pub(super) async fn write_batch(pool: &SqlitePool, batch: &[Reading]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for (device, first, last) in super::device_spans(batch) {
-        sqlx::query(
-            "INSERT INTO devices (id, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
-        )
-        .bind(device)
-        .bind(first)
-        .bind(last)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let rows: Vec<_> = batch
-        .iter()
-        .flat_map(|r| r.values.iter().map(move |v| (r, v)))
-        .collect();
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO readings (device_id, received_ms, seq, device_ms, field, value) ",
-        );
-        insert.push_values(chunk, |mut row, (reading, value)| {
-            row.push_bind(&reading.device_id)
-                .push_bind(reading.received_ms)
-                .push_bind(reading.seq as i64)
-                .push_bind(reading.device_ms)
-                .push_bind(&value.field)
-                .push_bind(value.value);
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await
+/// A batch handed back with the outcome of writing it (kept for a retry when it failed).
+type Written = (Vec<Arc<Reading>>, Result<(), StorageError>);
+
+enum Job {
+    Write(Vec<Arc<Reading>>, oneshot::Sender<Written>),
+    Convert(oneshot::Sender<Result<u64, StorageError>>),
 }
 
-pub(super) async fn save_registration(
-    pool: &SqlitePool,
-    device_id: &str,
-    name: Option<&str>,
-    registration: &str,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO devices (id, first_seen_ms, last_seen_ms, name, registration) VALUES (?1, ?2, ?2, ?3, ?4)
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, registration = excluded.registration",
-    )
-    .bind(device_id)
-    .bind(now_ms)
-    .bind(name)
-    .bind(registration)
-    .execute(pool)
-    .await?;
+/// The thread that writes readings. Dropping the handle ends the thread once its queue is
+/// done; [`Writer::stop`] also waits for the connection to close.
+pub(super) struct Writer {
+    jobs: std::sync::mpsc::Sender<Job>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(path: &Path) -> Result<Writer, StorageError> {
+        let conn = connect(path)?;
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, queue))
+            .map_err(StorageError::Thread)?;
+        Ok(Writer {
+            jobs,
+            thread: Some(thread),
+        })
+    }
+
+    /// Writes `batch` in one transaction; hands it back with the outcome.
+    pub async fn write(&self, batch: Vec<Arc<Reading>>) -> Written {
+        let (done, result) = oneshot::channel();
+        if let Err(refused) = self.jobs.send(Job::Write(batch, done)) {
+            let Job::Write(batch, _) = refused.0 else {
+                unreachable!("a write job comes back as it went")
+            };
+            return (batch, Err(StorageError::Closed));
+        }
+        // The thread only drops the reply sender by panicking, and then the batch is gone.
+        result
+            .await
+            .unwrap_or((Vec::new(), Err(StorageError::Closed)))
+    }
+
+    /// Converts readings stored in the old layout, if there are any; returns the value rows
+    /// converted.
+    pub async fn convert_v1(&self) -> Result<u64, StorageError> {
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Job::Convert(done))
+            .map_err(|_| StorageError::Closed)?;
+        result.await.unwrap_or(Err(StorageError::Closed))
+    }
+
+    /// Ends the thread and waits until its connection is closed.
+    pub async fn stop(mut self) {
+        let thread = self.thread.take();
+        drop(self);
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // 16 MiB of page cache: the pages where each device's newest readings go stay in memory.
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    Ok(conn)
+}
+
+fn run(mut conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
+    let mut keys = Keys::default();
+    for job in queue {
+        match job {
+            Job::Write(batch, done) => {
+                let result = write(&mut conn, &mut keys, &batch);
+                if result.is_err() {
+                    // Keys learned in the failed transaction may not exist: look them up again.
+                    keys = Keys::default();
+                }
+                let _ = done.send((batch, result));
+            }
+            Job::Convert(done) => {
+                let result = convert_v1(&mut conn, &mut keys);
+                if result.is_err() {
+                    keys = Keys::default();
+                }
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+fn write(
+    conn: &mut Connection,
+    keys: &mut Keys,
+    batch: &[Arc<Reading>],
+) -> Result<(), StorageError> {
+    let tx = conn.transaction()?;
+    resolve(&tx, keys, batch)?;
+    let prepared = batch::prepare(batch, keys)?;
+    write_prepared(&tx, &prepared)?;
+    tx.commit()?;
     Ok(())
 }
 
-#[allow(clippy::type_complexity)]
-pub(super) async fn device(
-    pool: &SqlitePool,
-    device_id: &str,
-) -> Result<Option<(i64, i64, Option<String>, Option<String>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT first_seen_ms, last_seen_ms, name, registration FROM devices WHERE id = ?1",
-    )
-    .bind(device_id)
-    .fetch_optional(pool)
-    .await
+/// Finds (or creates) the keys of the batch's devices and series that `keys` does not know.
+fn resolve(tx: &Transaction, keys: &mut Keys, batch: &[Arc<Reading>]) -> Result<(), StorageError> {
+    for _ in 0..2 {
+        let missing = keys.missing(batch);
+        if missing.is_empty() {
+            break;
+        }
+        for id in &missing.devices {
+            let first = batch::first_time(batch, id, None);
+            tx.prepare_cached(batch::INSERT_DEVICE)?
+                .execute(params![id, first])?;
+            let key: i64 = tx
+                .prepare_cached(batch::DEVICE_KEY)?
+                .query_row([id], |row| row.get(0))?;
+            keys.learn_device(id, key);
+        }
+        for (id, field) in &missing.series {
+            let Some(device) = keys.device(id) else {
+                continue;
+            };
+            let first = batch::first_time(batch, id, Some(field));
+            tx.prepare_cached(batch::INSERT_SERIES)?
+                .execute(params![device, field, first])?;
+            let key: i64 = tx
+                .prepare_cached(batch::SERIES_KEY)?
+                .query_row(params![device, field], |row| row.get(0))?;
+            keys.learn_series(id, field, key);
+        }
+    }
+    Ok(())
 }
 
-/// Every row of `devices`, in id order.
-#[allow(clippy::type_complexity)]
-pub(super) async fn devices(
-    pool: &SqlitePool,
-) -> Result<Vec<(String, i64, i64, Option<String>, Option<String>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, first_seen_ms, last_seen_ms, name, registration FROM devices ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await
+fn write_prepared(tx: &Transaction, batch: &Prepared) -> Result<(), rusqlite::Error> {
+    let mut insert = tx.prepare_cached(batch::INSERT_BLOCK)?;
+    for block in &batch.blocks {
+        insert.execute(params![
+            block.device,
+            block.first_ms,
+            block.first_seq,
+            block.last_ms,
+            block.last_seq,
+            block.readings,
+            block.body
+        ])?;
+    }
+    let mut seen = tx
+        .prepare_cached("UPDATE devices SET last_seen_ms = max(last_seen_ms, ?2) WHERE key = ?1")?;
+    for (key, (_, last)) in &batch.devices {
+        seen.execute(params![key, last])?;
+    }
+    let mut used = tx.prepare_cached(
+        "UPDATE series SET first_ms = min(first_ms, ?2), last_ms = max(last_ms, ?3) WHERE key = ?1",
+    )?;
+    for (key, (first, last)) in &batch.series {
+        used.execute(params![key, first, last])?;
+    }
+    let mut rollup = tx.prepare_cached(
+        "INSERT INTO rollups (series, span_ms, start_ms, minimum, maximum, total, samples)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (series, span_ms, start_ms) DO UPDATE SET
+           minimum = min(minimum, excluded.minimum), maximum = max(maximum, excluded.maximum),
+           total = total + excluded.total, samples = samples + excluded.samples",
+    )?;
+    for (key, a) in batch.rollups.iter() {
+        rollup.execute(params![
+            key.series,
+            key.span_ms,
+            key.start_ms,
+            a.min,
+            a.max,
+            a.sum,
+            a.count
+        ])?;
+    }
+    Ok(())
 }
 
-pub(super) async fn newest(
-    pool: &SqlitePool,
-    device_id: &str,
-    since_ms: i64,
-    limit: u32,
-) -> Result<Vec<Row>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.received_ms, r.seq, r.device_ms, r.field, r.value
-           FROM readings r
-           JOIN (SELECT DISTINCT received_ms, seq FROM readings
-                  WHERE device_id = ?1 AND received_ms >= ?2
-                  ORDER BY received_ms DESC, seq DESC
-                  LIMIT ?3) newest
-             ON r.received_ms = newest.received_ms AND r.seq = newest.seq
-          WHERE r.device_id = ?1
-          ORDER BY r.received_ms, r.seq, r.field",
-    )
-    .bind(device_id)
-    .bind(since_ms)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-}
-
-pub(super) async fn buckets(
-    pool: &SqlitePool,
-    device_id: &str,
-    from_ms: i64,
-    to_ms: i64,
-    bucket_ms: i64,
-) -> Result<Vec<BucketRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT field, (received_ms - ?2) / ?4 AS bucket,
-                MIN(value) AS min, MAX(value) AS max, AVG(value) AS avg, COUNT(*) AS count
-           FROM readings
-          WHERE device_id = ?1 AND received_ms >= ?2 AND received_ms < ?3
-          GROUP BY field, bucket
-          ORDER BY field, bucket",
-    )
-    .bind(device_id)
-    .bind(from_ms)
-    .bind(to_ms)
-    .bind(bucket_ms)
-    .fetch_all(pool)
-    .await
-}
-
-pub(super) async fn fields(
-    pool: &SqlitePool,
-    device_id: &str,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT field FROM readings
-          WHERE device_id = ?1 AND received_ms >= ?2 AND received_ms < ?3
-          ORDER BY field",
-    )
-    .bind(device_id)
-    .bind(from_ms)
-    .bind(to_ms)
-    .fetch_all(pool)
-    .await
-}
-
-pub(super) fn rows(pool: SqlitePool, device_id: String, from_ms: i64, to_ms: i64) -> RowStream {
-    spawn_rows(move |tx| {
-        Box::pin(async move {
-            let rows = sqlx::query_as::<_, Row>(
-                "SELECT received_ms, seq, device_ms, field, value FROM readings
-                  WHERE device_id = ?1 AND received_ms >= ?2 AND received_ms < ?3
-                  ORDER BY received_ms, seq, field",
-            )
-            .bind(&device_id)
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch(&pool);
-            pump(rows, tx).await;
-        })
-    })
-}
-
-pub(super) async fn device_ids(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM devices")
-        .fetch_all(pool)
-        .await
-}
-
-/// Deletes at most `limit` readings of `device_id` received before `cutoff_ms`.
-pub(super) async fn delete_chunk(
-    pool: &SqlitePool,
-    device_id: &str,
-    cutoff_ms: i64,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM readings WHERE rowid IN
-           (SELECT rowid FROM readings WHERE device_id = ?1 AND received_ms < ?2 LIMIT ?3)",
-    )
-    .bind(device_id)
-    .bind(cutoff_ms)
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-pub(super) async fn count_readings(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT DISTINCT device_id, received_ms, seq FROM readings)",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(n as u64)
+fn convert_v1(conn: &mut Connection, keys: &mut Keys) -> Result<u64, StorageError> {
+    let pending: i64 = conn.query_row(convert::SQLITE_PENDING, [], |row| row.get(0))?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    let tx = conn.transaction()?;
+    let total: i64 = tx.query_row(convert::COUNT, [], |row| row.get(0))?;
+    let mut progress = convert::Progress::new(total);
+    let devices: Vec<String> = tx
+        .prepare(convert::DEVICES)?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut next = tx.prepare(convert::NEXT)?;
+    for device in devices {
+        let mut after = (i64::MIN, i64::MIN);
+        loop {
+            let rows: Vec<OldRow> = next
+                .query_map(params![device, after.0, after.1, convert::CHUNK], |row| {
+                    Ok(OldRow {
+                        received_ms: row.get(0)?,
+                        seq: row.get(1)?,
+                        device_ms: row.get(2)?,
+                        field: row.get(3)?,
+                        value: row.get(4)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let full = rows.len() as i64 == convert::CHUNK;
+            let readings = convert::group(&device, rows, full);
+            let Some(last) = convert::after(&readings) else {
+                break;
+            };
+            after = last;
+            resolve(&tx, keys, &readings)?;
+            write_prepared(&tx, &batch::prepare(&readings, keys)?)?;
+            progress.add(&readings);
+            if !full {
+                break;
+            }
+        }
+    }
+    drop(next);
+    tx.execute(convert::DROP, [])?;
+    tx.commit()?;
+    progress.finish();
+    Ok(total as u64)
 }

@@ -3,7 +3,7 @@
 
 use super::test_support::TestPostgres;
 use super::*;
-use app::model::FieldValue;
+use app::model::{FieldValue, HistoryWindow, Registration};
 use futures::StreamExt;
 
 fn reading(seq: u64, ms: i64, fields: &[(&str, f64)]) -> Reading {
@@ -371,6 +371,171 @@ async fn users_sessions_and_device_tokens() {
             [second.id, first.id],
             "newest first"
         );
+        store.close().await;
+    })
+    .await;
+}
+
+/// What the raw readings give per (field, bucket of `span_ms`): min, max, sum, count.
+fn expected_buckets(
+    readings: &[Reading],
+    span_ms: i64,
+) -> std::collections::BTreeMap<(String, i64), (f64, f64, f64, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in readings {
+        for v in &r.values {
+            let e = out
+                .entry((v.field.clone(), r.received_ms.div_euclid(span_ms)))
+                .or_insert((f64::INFINITY, f64::NEG_INFINITY, 0.0, 0));
+            e.0 = e.0.min(v.value);
+            e.1 = e.1.max(v.value);
+            e.2 += v.value;
+            e.3 += 1;
+        }
+    }
+    out
+}
+
+/// A window's points as (field, bucket) → (min, max, avg, count).
+fn window_buckets(
+    window: &HistoryWindow,
+) -> std::collections::BTreeMap<(String, i64), (f64, f64, f64, u64)> {
+    window
+        .series
+        .iter()
+        .flat_map(|s| {
+            s.points.iter().map(|p| {
+                (
+                    (
+                        s.field.clone(),
+                        (p.t_ms - window.from_ms) / window.bucket_ms,
+                    ),
+                    (p.min, p.max, p.avg, p.count),
+                )
+            })
+        })
+        .collect()
+}
+
+fn assert_same_buckets(window: &HistoryWindow, readings: &[Reading], what: &str) {
+    let expected = expected_buckets(readings, window.bucket_ms);
+    let got = window_buckets(window);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{what}: buckets"
+    );
+    for (key, (min, max, sum, count)) in &expected {
+        let (gmin, gmax, gavg, gcount) = got[key];
+        assert_eq!(
+            (gmin, gmax, gcount),
+            (*min, *max, *count),
+            "{what}: {key:?}"
+        );
+        let avg = sum / *count as f64;
+        assert!(
+            (gavg - avg).abs() <= 1e-9 * avg.abs().max(1.0),
+            "{what}: {key:?} avg {gavg} vs {avg}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(12))]
+
+    /// Per-minute and per-hour rollups hold what the raw readings give for the same buckets,
+    /// whatever the batches and however a restart splits a minute; they stay when retention
+    /// has deleted every raw reading.
+    #[test]
+    fn rollups_equal_the_raw_readings_and_outlive_them(
+        steps in proptest::collection::vec((0i64..30_000, 0usize..3, -1e6f64..1e6), 1..300),
+        restart_at in 0usize..300,
+    ) {
+        let mut t = 0;
+        let readings: Vec<Reading> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, (dt, fields, v))| {
+                t += dt;
+                let names = [("temp", *v), ("hum", v / 3.0), ("co2", -v)];
+                reading(i as u64 + 1, t, &names[..=*fields])
+            })
+            .collect();
+        let restart_at = restart_at.min(readings.len());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(on_each_backend(|db| {
+                let readings = readings.clone();
+                async move {
+                    let store = open(&db, Duration::from_millis(5)).await;
+                    for r in &readings[..restart_at] {
+                        store.append(r.clone()).await.unwrap();
+                    }
+                    store.close().await;
+                    let store = open(&db, Duration::from_millis(5)).await;
+                    store
+                        .append_batch(readings[restart_at..].iter().cloned().map(Arc::new).collect())
+                        .await
+                        .unwrap();
+                    store.close().await;
+
+                    let store = open(&db, Duration::from_millis(5)).await;
+                    let end = 10 * 3_600_000;
+                    let minutes = store.series("7", 0, end, 600).await.unwrap();
+                    assert_eq!((minutes.bucket_ms, minutes.level_ms), (60_000, 60_000));
+                    assert_same_buckets(&minutes, &readings, &format!("minutes on {db}"));
+                    let hours = store.series("7", 0, end, 10).await.unwrap();
+                    assert_eq!(hours.level_ms, 3_600_000);
+                    assert_same_buckets(&hours, &readings, &format!("hours on {db}"));
+
+                    store.delete_older_than(i64::MAX).await.unwrap();
+                    assert_eq!(store.count_readings().await.unwrap(), 0);
+                    let after = store.series("7", 0, end, 600).await.unwrap();
+                    assert_eq!(window_buckets(&after), window_buckets(&minutes), "{db}");
+                    store.close().await;
+                }
+            }));
+    }
+}
+
+#[tokio::test]
+async fn windows_with_ragged_ends_read_raw_readings_there_and_rollups_between() {
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        // One reading every 10 s for two hours: value = its second.
+        let readings: Vec<Reading> = (0..720u64)
+            .map(|i| reading(i + 1, i as i64 * 10_000, &[("temp", (i * 10) as f64)]))
+            .collect();
+        store
+            .append_batch(readings.iter().cloned().map(Arc::new).collect())
+            .await
+            .unwrap();
+        store.close().await;
+        let store = open(&db, Duration::from_millis(10)).await;
+        // From 00:00:25 to 01:30:35: neither end on a minute.
+        let (from, to) = (25_000, 5_435_000);
+        let window = store.series("7", from, to, 90).await.unwrap();
+        assert_eq!(window.level_ms, 60_000);
+        let inside: Vec<Reading> = readings
+            .iter()
+            .filter(|r| r.received_ms >= from && r.received_ms < to)
+            .cloned()
+            .collect();
+        let counted: u64 = window.series[0].points.iter().map(|p| p.count).sum();
+        assert_eq!(
+            counted,
+            inside.len() as u64,
+            "{db}: exactly the window's readings"
+        );
+        let first = &window.series[0].points[0];
+        assert_eq!(
+            first.min, 30.0,
+            "{db}: the first reading inside, not the one before"
+        );
+        let last = window.series[0].points.last().unwrap();
+        assert_eq!(last.max, 5_430.0, "{db}");
         store.close().await;
     })
     .await;

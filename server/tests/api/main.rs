@@ -11,6 +11,7 @@ mod devices;
 mod gateway;
 mod lifecycle;
 mod live;
+mod migration;
 mod mqtt;
 mod operations;
 mod pages;

@@ -105,20 +105,22 @@ async fn a_running_hub_is_backed_up_completely() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", copy.display()))
-        .await
-        .unwrap();
-    let (values,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM readings")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(values, 100, "50 readings of two values each");
-    let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(users, 1);
-    pool.close().await;
+    // The copy opens as a store of its own and holds every value.
+    let store = server::storage::Store::open(server::storage::StoreConfig {
+        database: server::storage::Database::Sqlite(copy.clone()),
+        flush_interval: std::time::Duration::from_secs(1),
+        flush_rows: 1,
+    })
+    .await
+    .unwrap();
+    let readings = store.history("7", 0, 100).await.unwrap();
+    assert_eq!(readings.len(), 50);
+    assert!(
+        readings.iter().all(|r| r.values.len() == 2),
+        "50 readings of two values each"
+    );
+    assert_eq!(store.user_count().await.unwrap(), 1);
+    store.close().await;
     let again = backup(&copy);
     assert!(
         !again.status.success(),

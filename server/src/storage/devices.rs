@@ -1,0 +1,89 @@
+//! The `devices` table: one row per device ever seen, with its first and last reading and what
+//! it said about itself. The writer keeps first/last seen up to date; registrations are
+//! written here at once (they are rare). One SQL text serves both back ends.
+
+use super::{Backend, StorageError, Store};
+use app::model::Registration;
+
+/// A row of the `devices` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDevice {
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub name: Option<String>,
+    pub registration: Option<Registration>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeviceRow {
+    id: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    name: Option<String>,
+    registration: Option<String>,
+}
+
+impl From<DeviceRow> for StoredDevice {
+    fn from(row: DeviceRow) -> StoredDevice {
+        StoredDevice {
+            first_seen_ms: row.first_seen_ms,
+            last_seen_ms: row.last_seen_ms,
+            name: row.name,
+            // Written by `save_registration` from the same type; an unreadable one (a
+            // registration format from a future version) is treated as none.
+            registration: row
+                .registration
+                .and_then(|json| serde_json::from_str(&json).ok()),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, first_seen_ms, last_seen_ms, name, registration";
+
+impl Store {
+    /// Remembers what a device said about itself (name and registration), creating its row if
+    /// it has sent no reading yet.
+    pub async fn save_registration(
+        &self,
+        device_id: &str,
+        registration: &Registration,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        // Serialising a plain struct of strings and numbers cannot fail.
+        let json = serde_json::to_string(registration).unwrap_or_default();
+        let sql = "INSERT INTO devices (id, first_seen_ms, last_seen_ms, name, registration)
+                   VALUES ($1, $2, $2, $3, $4)
+                   ON CONFLICT (id) DO UPDATE SET name = excluded.name, registration = excluded.registration";
+        on_pool!(self, |pool| {
+            sqlx::query(sql)
+                .bind(device_id)
+                .bind(now_ms)
+                .bind(registration.name.as_deref())
+                .bind(&json)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// A device as stored: first and last seen, name and registration.
+    pub async fn device(&self, device_id: &str) -> Result<Option<StoredDevice>, StorageError> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = $1");
+        let row: Option<DeviceRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(device_id)
+            .fetch_optional(pool)
+            .await?);
+        Ok(row.map(StoredDevice::from))
+    }
+
+    /// Every stored device, in id order (one query: it runs at start-up for every device).
+    pub async fn devices(&self) -> Result<Vec<(String, StoredDevice)>, StorageError> {
+        let sql = format!("SELECT {COLUMNS} FROM devices ORDER BY id");
+        let rows: Vec<DeviceRow> =
+            on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.id.clone(), StoredDevice::from(row)))
+            .collect())
+    }
+}

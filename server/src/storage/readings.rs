@@ -1,0 +1,513 @@
+//! Readings read back: the newest of a device, downsampled windows, the fields a device used,
+//! CSV export, retention and counts. One SQL text serves both back ends (sqlx binds `$1` on
+//! SQLite too); the values are unpacked and aggregated here, in Rust.
+//!
+//! A window whose chart buckets are a minute or longer reads the rollups (see
+//! [`super::rollup`]) for the whole minutes or hours inside it and raw readings only for the
+//! ragged ends, so a year of history is a few thousand rows and still there after the raw
+//! readings have been deleted.
+
+use super::batch::MAX_BLOCK_SPAN_MS;
+use super::rollup::{self, Aggregate};
+use super::{packed, Backend, StorageError, Store};
+use app::model::{FieldValue, HistoryWindow, Reading, Series, SeriesPoint};
+use futures::{Stream, StreamExt};
+use std::collections::HashMap;
+use std::pin::Pin;
+
+/// Blocks deleted per statement by retention, so the writer is never locked out for long.
+const DELETE_CHUNK: i64 = 500;
+/// Most buckets one window may ask for (the dashboard asks for at most 2,000).
+const MAX_POINTS: u32 = 100_000;
+/// Rows an export holds in flight between the database task and the HTTP response.
+const EXPORT_BUFFER: usize = 256;
+
+/// A stream of stored readings (for CSV export), oldest first.
+pub type ReadingStream = Pin<Box<dyn Stream<Item = Result<Reading, StorageError>> + Send>>;
+
+/// A device's key.
+pub const DEVICE_KEY_SQL: &str = "SELECT key FROM devices WHERE id = $1";
+/// The rollups of one device ($1) and level ($2) starting in [$3, $4). (Public for the storage
+/// benchmark, which prints its query plan.)
+pub const ROLLUP_WINDOW_SQL: &str =
+    "SELECT r.series, r.start_ms, r.minimum, r.maximum, r.total, r.samples
+       FROM rollups r JOIN series s ON s.key = r.series
+      WHERE s.device = $1 AND r.span_ms = $2 AND r.start_ms >= $3 AND r.start_ms < $4";
+
+/// A block's readings, still packed.
+#[derive(Debug, sqlx::FromRow)]
+struct BlockRow {
+    body: Vec<u8>,
+}
+
+/// A block that retention cuts in two.
+#[derive(Debug, sqlx::FromRow)]
+struct EdgeBlock {
+    first_ms: i64,
+    first_seq: i64,
+    body: Vec<u8>,
+}
+
+/// The blocks of one device ($1) that may hold readings received in [$4, $3): those that
+/// start before $3 and at most a block's span ($2 = $4 - span) before $4, and end after $4.
+const WINDOW_BLOCKS: &str = "SELECT body FROM blocks
+    WHERE device = $1 AND first_ms >= $2 AND first_ms < $3 AND last_ms >= $4
+    ORDER BY first_ms, first_seq";
+
+#[derive(Debug, sqlx::FromRow)]
+struct RollupRow {
+    series: i64,
+    start_ms: i64,
+    minimum: f64,
+    maximum: f64,
+    total: f64,
+    samples: i64,
+}
+
+/// A device's series keys and their field names.
+type Names = HashMap<i64, String>;
+
+impl Store {
+    async fn device_key(&self, device_id: &str) -> Result<Option<i64>, StorageError> {
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(DEVICE_KEY_SQL)
+            .bind(device_id)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    async fn series_names(&self, device: i64) -> Result<Names, StorageError> {
+        let sql = "SELECT key, field FROM series WHERE device = $1";
+        let rows: Vec<(i64, String)> = on_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(device)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The newest `limit` readings of `device_id` received at or after `since_ms`, oldest first.
+    pub async fn history(
+        &self,
+        device_id: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Reading>, StorageError> {
+        let Some(device) = self.device_key(device_id).await? else {
+            return Ok(Vec::new());
+        };
+        let names = self.series_names(device).await?;
+        let limit = limit as usize;
+        let sql = "SELECT body FROM blocks WHERE device = $1 AND first_ms >= $2
+                    ORDER BY first_ms DESC, first_seq DESC";
+        let mut blocks = on_pool!(self, |pool| sqlx::query_as::<_, BlockRow>(sql)
+            .bind(device)
+            .bind(since_ms.saturating_sub(MAX_BLOCK_SPAN_MS))
+            .fetch(pool)
+            .map(|row| row.map_err(StorageError::from))
+            .boxed());
+        let mut newest = Vec::new();
+        // Newest blocks first, until enough readings are in hand.
+        while let Some(block) = blocks.next().await {
+            for packed in packed::decode(&block?.body) {
+                let packed = packed?;
+                if packed.received_ms >= since_ms {
+                    newest.push(reading_from(device_id, packed, &names)?);
+                }
+            }
+            if newest.len() >= limit {
+                break;
+            }
+        }
+        newest.sort_by_key(|r| (r.received_ms, r.seq));
+        let skip = newest.len().saturating_sub(limit);
+        Ok(newest.split_off(skip))
+    }
+
+    /// Every field of `device_id` over `[from_ms, to_ms)`, in at most `max_points` buckets each
+    /// (min, max, average and count per bucket). Buckets of a minute or more are whole
+    /// minutes (or hours) read from the rollups; `level_ms` in the answer says which.
+    pub async fn series(
+        &self,
+        device_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        max_points: u32,
+    ) -> Result<HistoryWindow, StorageError> {
+        let span = to_ms.saturating_sub(from_ms).max(1);
+        let points = i64::from(max_points.clamp(1, MAX_POINTS));
+        let mut bucket_ms = (span / points + i64::from(span % points != 0)).max(1);
+        let level = rollup::level_for(bucket_ms);
+        if let Some(level) = level {
+            // Whole rollup buckets per point: every point then holds as many of them.
+            bucket_ms = rollup::align_up(bucket_ms, level);
+        }
+        let mut window = HistoryWindow {
+            device_id: device_id.to_string(),
+            from_ms,
+            to_ms,
+            bucket_ms,
+            level_ms: level.unwrap_or(0),
+            series: Vec::new(),
+        };
+        let Some(device) = self.device_key(device_id).await? else {
+            return Ok(window);
+        };
+        let names = self.series_names(device).await?;
+        let buckets = usize::try_from(span / bucket_ms + i64::from(span % bucket_ms != 0))
+            .unwrap_or(usize::MAX);
+        let mut grid = Grid::new(from_ms, bucket_ms, buckets);
+        match level {
+            None => self.add_raw(&mut grid, device, from_ms, to_ms).await?,
+            Some(level) => {
+                // Whole rollup buckets inside the window, raw readings for the ends.
+                let inner_from = rollup::align_up(from_ms, level);
+                let inner_to = rollup::bucket_start(to_ms, level).max(inner_from);
+                if inner_from >= to_ms {
+                    self.add_raw(&mut grid, device, from_ms, to_ms).await?;
+                } else {
+                    self.add_raw(&mut grid, device, from_ms, inner_from).await?;
+                    self.add_rollups(&mut grid, device, level, inner_from, inner_to)
+                        .await?;
+                    self.add_raw(&mut grid, device, inner_to, to_ms).await?;
+                }
+            }
+        }
+        window.series = grid.into_series(&names);
+        Ok(window)
+    }
+
+    async fn add_raw(
+        &self,
+        grid: &mut Grid,
+        device: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<(), StorageError> {
+        if from_ms >= to_ms {
+            return Ok(());
+        }
+        let mut blocks = on_pool!(self, |pool| sqlx::query_as::<_, BlockRow>(WINDOW_BLOCKS)
+            .bind(device)
+            .bind(from_ms.saturating_sub(MAX_BLOCK_SPAN_MS))
+            .bind(to_ms)
+            .bind(from_ms)
+            .fetch(pool)
+            .map(|row| row.map_err(StorageError::from))
+            .boxed());
+        while let Some(block) = blocks.next().await {
+            for packed in packed::decode(&block?.body) {
+                let packed = packed?;
+                if packed.received_ms < from_ms || packed.received_ms >= to_ms {
+                    continue;
+                }
+                for (series, value) in packed.values {
+                    grid.add(series, packed.received_ms, &Aggregate::of(value));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_rollups(
+        &self,
+        grid: &mut Grid,
+        device: i64,
+        level: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<(), StorageError> {
+        let rows: Vec<RollupRow> = on_pool!(self, |pool| sqlx::query_as(ROLLUP_WINDOW_SQL)
+            .bind(device)
+            .bind(level)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(pool)
+            .await?);
+        for row in rows {
+            let aggregate = Aggregate {
+                min: row.minimum,
+                max: row.maximum,
+                sum: row.total,
+                count: row.samples,
+            };
+            grid.add(row.series, row.start_ms, &aggregate);
+        }
+        Ok(())
+    }
+
+    /// Field names `device_id` used over `[from_ms, to_ms)`, sorted: those whose first and
+    /// last use bound a span that meets the window.
+    pub async fn fields(
+        &self,
+        device_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let sql = "SELECT s.field FROM series s JOIN devices d ON d.key = s.device
+                    WHERE d.id = $1 AND s.last_ms >= $2 AND s.first_ms < $3
+                    ORDER BY s.field";
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(sql)
+            .bind(device_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(pool)
+            .await?))
+    }
+
+    /// Every reading of `device_id` over `[from_ms, to_ms)`, oldest first, streamed from the
+    /// database (never collected in memory).
+    pub fn export(&self, device_id: &str, from_ms: i64, to_ms: i64) -> ReadingStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+        let store = self.clone();
+        let device_id = device_id.to_string();
+        // In its own task so the stream can outlive the borrow of the pool (an HTTP response
+        // body must be 'static); it ends when the receiver goes away.
+        tokio::spawn(async move {
+            if let Err(err) = store.pump_export(&device_id, from_ms, to_ms, &tx).await {
+                let _ = tx.send(Err(err)).await;
+            }
+        });
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|reading| (reading, rx))
+        }))
+    }
+
+    async fn pump_export(
+        &self,
+        device_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        tx: &tokio::sync::mpsc::Sender<Result<Reading, StorageError>>,
+    ) -> Result<(), StorageError> {
+        let Some(device) = self.device_key(device_id).await? else {
+            return Ok(());
+        };
+        let names = self.series_names(device).await?;
+        let mut blocks = on_pool!(self, |pool| sqlx::query_as::<_, BlockRow>(WINDOW_BLOCKS)
+            .bind(device)
+            .bind(from_ms.saturating_sub(MAX_BLOCK_SPAN_MS))
+            .bind(to_ms)
+            .bind(from_ms)
+            .fetch(pool)
+            .map(|row| row.map_err(StorageError::from))
+            .boxed());
+        while let Some(block) = blocks.next().await {
+            for packed in packed::decode(&block?.body) {
+                let packed = packed?;
+                if packed.received_ms < from_ms || packed.received_ms >= to_ms {
+                    continue;
+                }
+                let reading = reading_from(device_id, packed, &names)?;
+                if tx.send(Ok(reading)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes readings received before `cutoff_ms`; returns how many were deleted. Whole
+    /// blocks go at once; a block that holds readings from both sides is written again with
+    /// the newer ones. The rollups stay (see [`Store::delete_rollups_older_than`]).
+    pub async fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, StorageError> {
+        let devices: Vec<i64> =
+            on_pool!(self, |pool| sqlx::query_scalar("SELECT key FROM devices")
+                .fetch_all(pool)
+                .await?);
+        // Device by device (the key leads with the device) and in chunks, so the writer is
+        // never locked out for long.
+        let whole = "DELETE FROM blocks WHERE (device, first_ms, first_seq) IN
+                       (SELECT device, first_ms, first_seq FROM blocks
+                         WHERE device = $1 AND first_ms < $2 AND last_ms < $2 LIMIT $3)
+                     RETURNING readings";
+        let mut deleted = 0;
+        for device in devices {
+            loop {
+                let counts: Vec<i64> = on_pool!(self, |pool| sqlx::query_scalar(whole)
+                    .bind(device)
+                    .bind(cutoff_ms)
+                    .bind(DELETE_CHUNK)
+                    .fetch_all(pool)
+                    .await?);
+                deleted += counts.iter().sum::<i64>() as u64;
+                if (counts.len() as i64) < DELETE_CHUNK {
+                    break;
+                }
+            }
+            deleted += self.cut_blocks(device, cutoff_ms).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Writes the blocks of `device` that straddle `cutoff_ms` again without their older
+    /// readings; returns how many readings went.
+    async fn cut_blocks(&self, device: i64, cutoff_ms: i64) -> Result<u64, StorageError> {
+        let edges: Vec<EdgeBlock> = on_pool!(self, |pool| sqlx::query_as(
+            "SELECT first_ms, first_seq, body FROM blocks
+              WHERE device = $1 AND first_ms < $2 AND last_ms >= $2"
+        )
+        .bind(device)
+        .bind(cutoff_ms)
+        .fetch_all(pool)
+        .await?);
+        let mut deleted = 0;
+        for edge in edges {
+            let mut kept = Vec::new();
+            for packed in packed::decode(&edge.body) {
+                let packed = packed?;
+                if packed.received_ms >= cutoff_ms {
+                    kept.push(packed);
+                } else {
+                    deleted += 1;
+                }
+            }
+            let block = super::batch::reblock(device, &kept);
+            on_pool!(self, |pool| {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "DELETE FROM blocks WHERE device = $1 AND first_ms = $2 AND first_seq = $3",
+                )
+                .bind(device)
+                .bind(edge.first_ms)
+                .bind(edge.first_seq)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(block) = &block {
+                    sqlx::query(super::batch::INSERT_BLOCK)
+                        .bind(block.device)
+                        .bind(block.first_ms)
+                        .bind(block.first_seq)
+                        .bind(block.last_ms)
+                        .bind(block.last_seq)
+                        .bind(block.readings)
+                        .bind(&block.body)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            });
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes rollups of level `span_ms` that start before `cutoff_ms`; returns how many.
+    pub async fn delete_rollups_older_than(
+        &self,
+        span_ms: i64,
+        cutoff_ms: i64,
+    ) -> Result<u64, StorageError> {
+        let series: Vec<i64> = on_pool!(self, |pool| sqlx::query_scalar("SELECT key FROM series")
+            .fetch_all(pool)
+            .await?);
+        let sql = "DELETE FROM rollups WHERE series = $1 AND span_ms = $2 AND start_ms < $3";
+        let mut deleted = 0;
+        for key in series {
+            deleted += on_pool!(self, |pool| sqlx::query(sql)
+                .bind(key)
+                .bind(span_ms)
+                .bind(cutoff_ms)
+                .execute(pool)
+                .await?
+                .rows_affected());
+        }
+        Ok(deleted)
+    }
+
+    /// Number of stored readings, for tests and diagnostics.
+    pub async fn count_readings(&self) -> Result<u64, StorageError> {
+        let n: i64 = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(readings), 0) AS BIGINT) FROM blocks"
+        )
+        .fetch_one(pool)
+        .await?);
+        Ok(n as u64)
+    }
+}
+
+/// A stored reading with its names; values in field-name order, as the dashboard shows them.
+fn reading_from(
+    device_id: &str,
+    packed: packed::Packed,
+    names: &Names,
+) -> Result<Reading, StorageError> {
+    let mut values = Vec::with_capacity(packed.values.len());
+    for (series, value) in packed.values {
+        let field = names
+            .get(&series)
+            .cloned()
+            .ok_or(StorageError::Damaged(packed::Damaged("unknown series key")))?;
+        values.push(FieldValue { field, value });
+    }
+    values.sort_by(|a, b| a.field.cmp(&b.field));
+    Ok(Reading {
+        seq: packed.seq as u64,
+        device_id: device_id.to_string(),
+        received_ms: packed.received_ms,
+        device_ms: packed.device_ms,
+        values,
+    })
+}
+
+/// Chart buckets being filled, per series.
+struct Grid {
+    from_ms: i64,
+    bucket_ms: i64,
+    buckets: usize,
+    series: HashMap<i64, Vec<Option<Aggregate>>>,
+}
+
+impl Grid {
+    fn new(from_ms: i64, bucket_ms: i64, buckets: usize) -> Grid {
+        Grid {
+            from_ms,
+            bucket_ms,
+            buckets,
+            series: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, series: i64, t_ms: i64, aggregate: &Aggregate) {
+        let Ok(index) = usize::try_from((t_ms - self.from_ms).div_euclid(self.bucket_ms)) else {
+            return;
+        };
+        if index >= self.buckets {
+            return;
+        }
+        let buckets = self.buckets;
+        let slots = self
+            .series
+            .entry(series)
+            .or_insert_with(|| vec![None; buckets]);
+        match &mut slots[index] {
+            Some(existing) => existing.merge(aggregate),
+            empty => *empty = Some(*aggregate),
+        }
+    }
+
+    /// Series in field-name order, each with its non-empty buckets in time order.
+    fn into_series(self, names: &Names) -> Vec<Series> {
+        let (from_ms, bucket_ms) = (self.from_ms, self.bucket_ms);
+        let mut series: Vec<Series> = self
+            .series
+            .into_iter()
+            .filter_map(|(key, slots)| {
+                let field = names.get(&key)?.clone();
+                let points = slots
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, slot)| {
+                        slot.map(|a| SeriesPoint {
+                            t_ms: from_ms + i as i64 * bucket_ms + bucket_ms / 2,
+                            min: a.min,
+                            max: a.max,
+                            avg: a.avg(),
+                            count: a.count as u64,
+                        })
+                    })
+                    .collect();
+                Some(Series { field, points })
+            })
+            .collect();
+        series.sort_by(|a, b| a.field.cmp(&b.field));
+        series
+    }
+}
