@@ -2,11 +2,17 @@
 //! parsed by [`crate::protocol`], recorded in the [`crate::registry`] and queued for
 //! [`crate::storage`]. The transports do the I/O around it: they feed lines in, write out what
 //! the registry sends ([`Outbound`]) and the errors this returns, and close when told.
+//!
+//! Readings are handed on in batches: the transport feeds every line of what it read at once
+//! (a WebSocket frame, a TCP read) and then calls [`DeviceSession::flush`], which records them
+//! in the registry under one lock and queues them for the store in one message. A device that
+//! sends ten lines per frame costs one hand-over, not ten. Anything else a line asks for (an
+//! acknowledgement, a registration) first flushes what came before it, so order is kept.
 
 use crate::application::AppState;
 use crate::limits::{ErrorBudget, RateLimit};
 use crate::protocol::{self, DeviceId, DeviceMessage, Dialect, ParseRules};
-use crate::registry::{Attachment, Outbound};
+use crate::registry::{Attachment, NewReading, Outbound};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -41,6 +47,8 @@ pub struct DeviceSession {
     /// Readings are recorded in this dialect instead of the one parsed (framed TCP devices
     /// send key=value inside frames, and want their commands framed).
     dialect_override: Option<Dialect>,
+    /// Readings accepted since the last [`DeviceSession::flush`].
+    pending: Vec<NewReading>,
 }
 
 impl DeviceSession {
@@ -66,6 +74,7 @@ impl DeviceSession {
             attachment: None,
             token_id,
             dialect_override: None,
+            pending: Vec::new(),
         };
         if let Some(id) = device {
             session.attach(id);
@@ -128,7 +137,6 @@ impl DeviceSession {
                 return self.refuse(&msg);
             }
         }
-        let registry = &self.state.registry;
         match message {
             DeviceMessage::Reading(reading) => {
                 if !self.rate.allow(Instant::now()) {
@@ -138,37 +146,63 @@ impl DeviceSession {
                     );
                     return self.refuse(&msg);
                 }
-                metrics::counter!(crate::metrics::READINGS).increment(1);
-                let dialect = self.dialect_override.unwrap_or(reading.dialect);
-                let reading =
-                    registry.record(attachment, dialect, reading.device_ms, reading.values);
-                if let Err(err) = self.state.store.append(reading).await {
-                    tracing::warn!(%err, "reading not stored");
-                }
+                self.pending.push(NewReading {
+                    dialect: self.dialect_override.unwrap_or(reading.dialect),
+                    device_ms: reading.device_ms,
+                    values: reading.values,
+                });
             }
             DeviceMessage::Ack { seq, .. } => {
+                self.flush().await;
+                let (registry, Some(attachment)) = (&self.state.registry, &self.attachment) else {
+                    return Handled::Accepted;
+                };
                 if let Err(err) = registry.acknowledge(attachment, seq) {
                     return self.refuse(&err.to_string());
                 }
             }
             DeviceMessage::Register { registration, .. } => {
+                self.flush().await;
+                let (registry, Some(attachment)) = (&self.state.registry, &self.attachment) else {
+                    return Handled::Accepted;
+                };
                 // Registered field names name the values of this device's CSV lines.
                 if !registration.fields.is_empty() {
                     self.rules.csv_fields =
                         registration.fields.iter().map(|f| f.name.clone()).collect();
                 }
-                if let Err(err) = self
-                    .state
-                    .store
-                    .save_registration(attachment.device().as_str(), &registration, crate::now_ms())
-                    .await
-                {
+                // Boxed: this rare path's database future would otherwise be part of every
+                // idle connection's task (its size is the largest of what it awaits).
+                let saving = Box::pin(self.state.store.save_registration(
+                    attachment.device().as_str(),
+                    &registration,
+                    crate::now_ms(),
+                ));
+                if let Err(err) = saving.await {
                     tracing::warn!(%err, "registration not stored");
                 }
                 registry.register(attachment, registration);
             }
         }
         Handled::Accepted
+    }
+
+    /// Records the readings accepted since the last call and queues them for the store.
+    pub async fn flush(&mut self) {
+        let Some(attachment) = &self.attachment else {
+            return;
+        };
+        if self.pending.is_empty() {
+            return;
+        }
+        metrics::counter!(crate::metrics::READINGS).increment(self.pending.len() as u64);
+        let readings = self
+            .state
+            .registry
+            .record_batch(attachment, self.pending.drain(..));
+        if let Err(err) = self.state.store.append_batch(readings).await {
+            tracing::warn!(%err, "readings not stored");
+        }
     }
 
     /// Counts input the transport could not even turn into a line (a binary frame, say) as an

@@ -222,14 +222,18 @@ async fn serve(
 }
 
 impl Connection {
+    /// Every line of a frame, then the frame's readings handed on as one batch.
     async fn handle_text(&mut self, text: &str) -> Option<Ending> {
+        let mut ending = None;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let handled = self.session.line(line).await;
-            if let Some(ending) = self.answer(handled).await {
-                return Some(ending);
+            ending = self.answer(handled).await;
+            if ending.is_some() {
+                break;
             }
         }
-        None
+        self.session.flush().await;
+        ending
     }
 
     /// Tells the device what was wrong with its input; ends the connection when errors persist.

@@ -292,6 +292,7 @@ impl Bridge {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     errors.push(device.session.line(line).await);
                 }
+                device.session.flush().await;
             }
         }
         for handled in errors {

@@ -95,7 +95,8 @@ struct State {
 
 struct Entry {
     summary: DeviceSummary,
-    recent: VecDeque<Reading>,
+    /// Shared with the store's queue: recording a reading copies nothing.
+    recent: VecDeque<Arc<Reading>>,
     console: VecDeque<ConsoleLine>,
     /// The dialect of its last reading: commands go out in it.
     dialect: Dialect,
@@ -124,6 +125,15 @@ impl Entry {
             connection: None,
         }
     }
+}
+
+/// A reading as a connection hands it over, before the registry stamps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewReading {
+    /// Commands to the device go out in the dialect of its last reading.
+    pub dialect: Dialect,
+    pub device_ms: Option<i64>,
+    pub values: Vec<FieldValue>,
 }
 
 struct Connection {
@@ -235,29 +245,63 @@ impl Registry {
         device_ms: Option<i64>,
         values: Vec<FieldValue>,
     ) -> Reading {
-        let now = now_ms();
-        let recent_cap = self.shared.config.recent_per_device;
-        let mut state = self.lock();
-        state.seq += 1;
-        let reading = Reading {
-            seq: state.seq,
-            device_id: attachment.device.to_string(),
-            received_ms: now,
+        let new = NewReading {
+            dialect,
             device_ms,
             values,
         };
-        if let Some(entry) = state.devices.get_mut(&attachment.device) {
-            entry.dialect = dialect;
-            entry.summary.last_seen_ms = now;
-            entry.summary.readings += 1;
-            entry.summary.latest = reading.values.clone();
-            if entry.recent.len() >= recent_cap {
-                entry.recent.pop_front();
+        let mut recorded = self.record_batch(attachment, [new]);
+        let reading = recorded
+            .pop()
+            .unwrap_or_else(|| unreachable!("one reading in, one out"));
+        Arc::unwrap_or_clone(reading)
+    }
+
+    /// [`Registry::record`] for several readings of one device at once, under one lock: each
+    /// gets the receive time and the next sequence number, goes into the device's recent
+    /// readings and is published, in order.
+    pub fn record_batch(
+        &self,
+        attachment: &Attachment,
+        readings: impl IntoIterator<Item = NewReading>,
+    ) -> Vec<Arc<Reading>> {
+        let now = now_ms();
+        let recent_cap = self.shared.config.recent_per_device;
+        let readings = readings.into_iter();
+        let mut recorded = Vec::with_capacity(readings.size_hint().0);
+        let mut state = self.lock();
+        // Read under the lock: `subscribe` adds receivers under it, so no subscriber can miss
+        // what is recorded after its snapshot. Nobody listening, nothing to clone.
+        let publish = self.shared.events.receiver_count() > 0;
+        let State { devices, seq, .. } = &mut *state;
+        let mut entry = devices.get_mut(&attachment.device);
+        for new in readings {
+            *seq += 1;
+            let reading = Arc::new(Reading {
+                seq: *seq,
+                device_id: attachment.device.to_string(),
+                received_ms: now,
+                device_ms: new.device_ms,
+                values: new.values,
+            });
+            if let Some(entry) = entry.as_mut() {
+                entry.dialect = new.dialect;
+                entry.summary.readings += 1;
+                if entry.recent.len() >= recent_cap {
+                    entry.recent.pop_front();
+                }
+                entry.recent.push_back(reading.clone());
             }
-            entry.recent.push_back(reading.clone());
+            if publish {
+                self.publish(LiveEvent::Reading((*reading).clone()));
+            }
+            recorded.push(reading);
         }
-        self.publish(LiveEvent::Reading(reading.clone()));
-        reading
+        if let (Some(entry), Some(last)) = (entry, recorded.last()) {
+            entry.summary.last_seen_ms = now;
+            entry.summary.latest = last.values.clone();
+        }
+        recorded
     }
 
     /// A raw line arrived from this device: console, byte count, last seen.
@@ -292,11 +336,14 @@ impl Registry {
         if entry.console.len() >= CONSOLE_LINES {
             entry.console.pop_front();
         }
-        entry.console.push_back(line.clone());
-        self.publish(LiveEvent::Console {
-            device_id: device.to_string(),
-            line,
-        });
+        // Under the lock, as for readings: nobody listening, nothing to clone.
+        if self.shared.events.receiver_count() > 0 {
+            self.publish(LiveEvent::Console {
+                device_id: device.to_string(),
+                line: line.clone(),
+            });
+        }
+        entry.console.push_back(line);
     }
 
     /// Stores what the device said about itself and publishes the updated summary.
@@ -554,7 +601,7 @@ impl Registry {
             let mut entry = Entry::new(&id, last_seen_ms);
             entry.summary.registration = registration;
             entry.summary.latest = recent.last().map(|r| r.values.clone()).unwrap_or_default();
-            entry.recent = recent.into_iter().skip(skip).collect();
+            entry.recent = recent.into_iter().skip(skip).map(Arc::new).collect();
             entry
         });
     }
@@ -595,13 +642,16 @@ fn snapshot_of(state: &State, focus: Option<&str>) -> DashboardSnapshot {
         .map(|e| {
             let (recent, console) = match focus {
                 Some(id) if id == e.summary.id => (
-                    e.recent.iter().cloned().collect(),
+                    e.recent.iter().map(|r| (**r).clone()).collect(),
                     e.console.iter().cloned().collect(),
                 ),
                 Some(_) => (Vec::new(), Vec::new()),
                 None => {
                     let skip = e.recent.len().saturating_sub(SPARKLINE_POINTS);
-                    (e.recent.iter().skip(skip).cloned().collect(), Vec::new())
+                    (
+                        e.recent.iter().skip(skip).map(|r| (**r).clone()).collect(),
+                        Vec::new(),
+                    )
                 }
             };
             DeviceSnapshot {

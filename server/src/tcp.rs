@@ -367,16 +367,9 @@ async fn serve_device(
     tracing::info!(?framing, "device connected");
     let mut link = Link::new(session, writer);
     // The first message, if it was not a token, and whatever arrived with it.
-    let already: Vec<_> = pending
-        .map(Ok)
-        .into_iter()
-        .chain(std::iter::from_fn(|| decoder.next_message()))
-        .collect();
-    for message in already {
-        if let Some(reason) = link.message(message).await {
-            tracing::info!(%reason, "device disconnected");
-            return;
-        }
+    if let Some(reason) = link.drain(pending, &mut decoder).await {
+        tracing::info!(%reason, "device disconnected");
+        return;
     }
 
     // Framed devices have their own keepalive; line devices cannot be pinged, so they must
@@ -485,10 +478,8 @@ pub(crate) async fn converse(
                 link.pinged = false;
                 decoder.push(&chunk[..n]);
                 link.adopt(decoder.framing());
-                while let Some(message) = decoder.next_message() {
-                    if let Some(reason) = link.message(message).await {
-                        return reason;
-                    }
+                if let Some(reason) = link.drain(None, &mut decoder).await {
+                    return reason;
                 }
             }
         }
@@ -551,6 +542,23 @@ impl Link {
         if framing == Framing::Frames {
             self.session.record_as(Dialect::Framed);
         }
+    }
+
+    /// Handles `first` and every complete message the decoder holds, then hands the readings
+    /// among them on as one batch; `Some(reason)` ends the connection.
+    async fn drain(&mut self, first: Option<Message>, decoder: &mut Decoder) -> Option<String> {
+        let mut ended = match first {
+            Some(message) => self.message(Ok(message)).await,
+            None => None,
+        };
+        while ended.is_none() {
+            let Some(message) = decoder.next_message() else {
+                break;
+            };
+            ended = self.message(message).await;
+        }
+        self.session.flush().await;
+        ended
     }
 
     /// Handles one decoded message; `Some(reason)` ends the connection.
