@@ -233,6 +233,8 @@ impl Application {
             tls,
             mqtt_tls,
         } = self;
+        let tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(broker) = state.config.mqtt_url.clone() {
             state
                 .tasks
@@ -327,17 +329,26 @@ impl Application {
             state.registry.clone(),
             state.shutdown.clone(),
         ));
-        if state.config.retention_days > 0 {
-            let keep = Duration::from_secs(u64::from(state.config.retention_days) * 86_400);
+        let retention = Retention::from_config(&state.config);
+        if retention.any() {
             state.tasks.spawn(apply_retention(
                 state.store.clone(),
-                keep,
+                retention,
                 state.shutdown.clone(),
             ));
         }
 
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!("dashboard listening on {scheme}://{addr}");
+        if let Some(path) = &state.config.ready_file {
+            let ready = serde_json::json!({
+                "dashboard": format!("{scheme}://{addr}"),
+                "tcp": tcp_addr.map(|a| a.to_string()),
+                "metrics": metrics_addr.map(|a| a.to_string()),
+                "pid": std::process::id(),
+            });
+            write_whole(path, ready.to_string().as_bytes())?;
+        }
         let config = &state.config;
         crate::listener::serve(
             listener,
@@ -448,20 +459,65 @@ async fn end_revoked_connections(store: Store, registry: Registry, stop: Cancell
     }
 }
 
-/// How often old readings are looked for, when a retention period is set.
-const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+/// Writes a file so that no reader ever sees half of it: a temporary file beside it, renamed.
+fn write_whole(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    std::fs::write(&temporary, contents)?;
+    std::fs::rename(&temporary, path)
+}
 
-async fn apply_retention(store: Store, keep: Duration, stop: CancellationToken) {
+/// How often old readings and aggregates are looked for, when a retention period is set.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+const DAY_MS: i64 = 86_400_000;
+
+/// How long each level of stored data is kept, in days; 0 keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Retention {
+    raw_days: u32,
+    minute_days: u32,
+    hour_days: u32,
+}
+
+impl Retention {
+    fn from_config(config: &ServeArgs) -> Retention {
+        Retention {
+            raw_days: config.retention_days,
+            minute_days: config.minute_retention_days,
+            hour_days: config.hour_retention_days,
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.raw_days > 0 || self.minute_days > 0 || self.hour_days > 0
+    }
+}
+
+async fn apply_retention(store: Store, keep: Retention, stop: CancellationToken) {
     let mut tick = tokio::time::interval(RETENTION_SWEEP);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                let cutoff = crate::now_ms() - keep.as_millis() as i64;
-                match store.delete_older_than(cutoff).await {
-                    Ok(0) => {}
-                    Ok(deleted) => tracing::info!(deleted, "retention: deleted old readings"),
-                    Err(err) => tracing::error!(%err, "retention: deleting old readings failed"),
+                let now = crate::now_ms();
+                if keep.raw_days > 0 {
+                    let cutoff = now - i64::from(keep.raw_days) * DAY_MS;
+                    match store.delete_older_than(cutoff).await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::info!(deleted, "retention: deleted old readings"),
+                        Err(err) => tracing::error!(%err, "retention: deleting old readings failed"),
+                    }
+                }
+                for (days, span_ms) in [(keep.minute_days, 60_000), (keep.hour_days, 3_600_000)] {
+                    if days == 0 {
+                        continue;
+                    }
+                    let cutoff = now - i64::from(days) * DAY_MS;
+                    match store.delete_rollups_older_than(span_ms, cutoff).await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::info!(deleted, span_ms, "retention: deleted old aggregates"),
+                        Err(err) => tracing::error!(%err, "retention: deleting old aggregates failed"),
+                    }
                 }
             }
         }

@@ -167,6 +167,22 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub retention_days: u32,
 
+    /// Delete per-minute aggregates older than this many days; 0 keeps them. They serve
+    /// history windows of an hour or more, also after the raw readings are gone.
+    #[arg(long, env = "IOTHUB_MINUTE_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub minute_retention_days: u32,
+
+    /// Delete per-hour aggregates older than this many days; 0 keeps them (a year of one
+    /// field is 8,760 rows).
+    #[arg(long, env = "IOTHUB_HOUR_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub hour_retention_days: u32,
+
+    /// Once every listener is bound, write their addresses to this file as JSON
+    /// (`{"dashboard":"http://127.0.0.1:3000","tcp":null,"metrics":null,"pid":1234}`), for
+    /// scripts that start the hub on port 0. Written whole or not at all.
+    #[arg(long, env = "IOTHUB_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
     /// The address people open the dashboard at, e.g. `https://hub.example.org:8443`. Browser
     /// requests that change something or stream (server functions, WebSockets) from any other
     /// origin are refused. Unset: the origin must match the `Host` the request was sent to.
