@@ -19,10 +19,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BENCH="$TARGET_DIR/server-release/iothub-bench-store"
+# The cargo profile built and measured (BENCH_PROFILE=dev: the debug build `cargo test` made,
+# for a quick check that the benchmark runs, not for figures).
+PROFILE=${BENCH_PROFILE:-server-release}
+case $PROFILE in
+    dev | test) PROFILE_DIR=debug ;;
+    release | bench) PROFILE_DIR=release ;;
+    *) PROFILE_DIR=$PROFILE ;;
+esac
+BENCH="$TARGET_DIR/$PROFILE_DIR/iothub-bench-store"
 
-echo "== building (release profile server-release)" >&2
-cargo build --locked -p server --profile server-release --bin iothub-bench-store
+echo "== building (profile $PROFILE)" >&2
+cargo build --locked -p server --profile "$PROFILE" --bin iothub-bench-store
 [ -x "$BENCH" ] || {
     echo "bench-store: missing $BENCH after the build" >&2
     exit 1

@@ -3,8 +3,10 @@
 # release server and bundle, drives the real server over loopback with the bundled tools, and
 # prints a table. Every part also prints its own details above the table.
 #
-#   1. scripts/bench-gateway.sh: readings/s stored with 100 WebSocket devices (median of 3
-#      runs), server memory per idle connection with 10,000 connections;
+#   1. scripts/bench-gateway.sh: readings/s stored with 100 WebSocket and raw TCP devices, one
+#      and ten lines per frame (median of 3 runs), beside the same load against the original
+#      Python design (scripts/peer/tornado_hub.py, WebSocket only) with the ratio hub/peer per
+#      CPU-second; server memory per idle connection with 10,000 connections;
 #   2. scripts/bench-store.sh --backend sqlite: the 24 h history window over 10 M stored value
 #      rows (median of 7), through the store and through the HTTP server function;
 #   3. iothub-bench-live against a fresh release server: device → live-stream latency with
@@ -13,16 +15,31 @@
 #   4. criterion (`cargo bench`): line parsing per dialect, drawing a 1,000-point chart;
 #   5. the release .wasm size.
 #
-# Raw TCP devices are not in the table: that transport does not exist yet (#7).
-# Takes about a quarter of an hour on 2 cores. Knobs: BENCH_LIVE_RUNS=3 BENCH_LIVE_DEVICES=1000,
-# BENCH_STORE_ARGS (e.g. "--rows 100000"), and those of scripts/bench-gateway.sh (BENCH_RUNS,
-# BENCH_DURATION, BENCH_IDLE_CONNECTIONS, BENCH_IDLE_DURATION, …). A quick trial run:
+# Takes about twenty minutes on 2 cores. Knobs: BENCH_LIVE_RUNS=3 BENCH_LIVE_DEVICES=1000
+# BENCH_LIVE_DURATION=20, BENCH_WARM_UP_S=1 BENCH_MEASURE_S=3 (criterion),
+# BENCH_STORE_ARGS (e.g. "--rows 100000"), BENCH_SKIP_STORE=1 (step 2), BENCH_SKIP_LIVE=1 (step
+# 3), BENCH_SKIP_CRITERION=1 (step 4), BENCH_PROFILE=server-release (the cargo profile built and
+# measured; dev takes the debug binaries `cargo test` already built), and those of
+# scripts/bench-gateway.sh (BENCH_RUNS, BENCH_DURATION, BENCH_BATCHES="1 10", BENCH_PEER=0,
+# BENCH_IDLE_CONNECTIONS, BENCH_IDLE_DURATION, …). A quick trial run:
 #   BENCH_RUNS=1 BENCH_DURATION=2 BENCH_IDLE_CONNECTIONS=200 BENCH_IDLE_DURATION=5 \
 #   BENCH_STORE_ARGS="--rows 100000" BENCH_LIVE_RUNS=1 BENCH_LIVE_DEVICES=100 bash scripts/bench.sh
+# and a quicker form for the test command (scripts/test.sh), after `cargo test`: debug builds,
+# tiny loads, every part run once to prove the benchmark works (its figures mean nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
+PROFILE=${BENCH_PROFILE:-server-release}
+export BENCH_PROFILE=$PROFILE
+# cargo's output folder for a profile: dev and test build into debug/, release and bench into
+# release/, a custom profile into its own name.
+case $PROFILE in
+    dev | test) PROFILE_DIR=debug ;;
+    release | bench) PROFILE_DIR=release ;;
+    *) PROFILE_DIR=$PROFILE ;;
+esac
+BIN="$TARGET_DIR/$PROFILE_DIR"
 LIVE_RUNS=${BENCH_LIVE_RUNS:-3}
 LIVE_DEVICES=${BENCH_LIVE_DEVICES:-1000}
 out=$(mktemp -d)
@@ -34,49 +51,67 @@ step() { printf '\n######## %s\n' "$*"; }
 step "build"
 bash scripts/setup.sh
 bash scripts/build-site.sh | tee "$out/site.txt"
-cargo build --locked -p server --profile server-release --bins
+cargo build --locked -p server --profile "$PROFILE" --bins
 
 step "1. device gateway"
-BENCH_BATCHES=1 bash scripts/bench-gateway.sh | tee "$out/gateway.txt"
+BENCH_BATCHES=${BENCH_BATCHES:-"1 10"} bash scripts/bench-gateway.sh | tee "$out/gateway.txt"
 
-step "2. store (SQLite)"
-# shellcheck disable=SC2086 # extra arguments, split on purpose
-bash scripts/bench-store.sh --backend sqlite ${BENCH_STORE_ARGS:-} | tee "$out/store.txt"
+if [ "${BENCH_SKIP_STORE:-0}" != 1 ]; then
+    step "2. store (SQLite)"
+    # shellcheck disable=SC2086 # extra arguments, split on purpose
+    bash scripts/bench-store.sh --backend sqlite ${BENCH_STORE_ARGS:-} | tee "$out/store.txt"
+fi
 
-step "3. live latency and page render, $LIVE_DEVICES devices"
-for run in $(seq 1 "$LIVE_RUNS"); do
-    data=$(mktemp -d)
-    "$TARGET_DIR/server-release/iothub" serve --bind 127.0.0.1:0 --data-dir "$data" \
-        --site-root target/site --admin-password bench-password --allow-tokenless-devices \
-        > "$out/server.log" 2>&1 &
-    server=$!
-    base=""
-    for _ in $(seq 1 100); do
-        base=$(grep -o 'listening on http://[0-9.:]*' "$out/server.log" | head -n1 | cut -d' ' -f3 || true)
-        [ -n "$base" ] && break
-        sleep 0.1
+if [ "${BENCH_SKIP_LIVE:-0}" != 1 ]; then
+    step "3. live latency and page render, $LIVE_DEVICES devices"
+    for run in $(seq 1 "$LIVE_RUNS"); do
+        data=$(mktemp -d)
+        rm -f "$out/ready.json"
+        # The server writes its addresses to --ready-file once every listener is bound.
+        "$BIN/iothub" serve --bind 127.0.0.1:0 --data-dir "$data" \
+            --site-root target/site --admin-password bench-password --allow-tokenless-devices \
+            --ready-file "$out/ready.json" > "$out/server.log" 2>&1 &
+        server=$!
+        base=""
+        for _ in $(seq 1 300); do
+            if [ -s "$out/ready.json" ]; then
+                base=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["dashboard"])' "$out/ready.json")
+                break
+            fi
+            kill -0 "$server" 2> /dev/null || break
+            sleep 0.1
+        done
+        [ -n "$base" ] || {
+            cat "$out/server.log" >&2
+            kill -TERM "$server" 2> /dev/null || true
+            echo "bench: the server did not write $out/ready.json" >&2
+            exit 1
+        }
+        "$BIN/iothub-bench-live" --base "$base" --devices "$LIVE_DEVICES" \
+            --password bench-password --rate 1 --duration "${BENCH_LIVE_DURATION:-20}" | tee -a "$out/live.txt"
+        kill -TERM "$server"
+        wait "$server" || true
+        rm -rf "$data"
+        echo "   run $run done"
     done
-    [ -n "$base" ] || { cat "$out/server.log" >&2; exit 1; }
-    "$TARGET_DIR/server-release/iothub-bench-live" --base "$base" --devices "$LIVE_DEVICES" \
-        --password bench-password --rate 1 --duration 20 | tee -a "$out/live.txt"
-    kill -TERM "$server"
-    wait "$server" || true
-    rm -rf "$data"
-    echo "   run $run done"
-done
+fi
 
-step "4. criterion"
-cargo bench --locked --profile server-release -p server --bench parse -- \
-    --warm-up-time 1 --measurement-time 3 2>&1 | tee "$out/parse.txt"
-cargo bench --locked --profile server-release -p app --features ssr --bench chart -- \
-    --warm-up-time 1 --measurement-time 3 2>&1 | tee "$out/chart.txt"
+if [ "${BENCH_SKIP_CRITERION:-0}" != 1 ]; then
+    step "4. criterion"
+    timing=(--warm-up-time "${BENCH_WARM_UP_S:-1}" --measurement-time "${BENCH_MEASURE_S:-3}")
+    cargo bench --locked --profile "$PROFILE" -p server --bench parse -- \
+        "${timing[@]}" 2>&1 | tee "$out/parse.txt"
+    cargo bench --locked --profile "$PROFILE" -p app --features ssr --bench chart -- \
+        "${timing[@]}" 2>&1 | tee "$out/chart.txt"
+fi
 
 step "figures"
 echo "date: $(date -u '+%Y-%m-%d') · $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) · $(rustc --version | cut -d' ' -f1-2) · source $(git rev-parse --short HEAD 2> /dev/null || echo '?')"
 python3 - "$out" << 'EOF'
 import re, statistics, sys, pathlib
 out = pathlib.Path(sys.argv[1])
-text = lambda name: (out / name).read_text()
+# A step left out (BENCH_SKIP_*) has no file: its rows are left out of the table.
+text = lambda name: (out / name).read_text() if (out / name).exists() else ""
 
 def find(pattern, name, group=1):
     m = re.search(pattern, text(name))
@@ -85,15 +120,33 @@ def find(pattern, name, group=1):
 rows = []
 gw_conns = find(r"== throughput: (\d+) connections", "gateway.txt")
 gw_secs = find(r"== throughput: \d+ connections, (\S+) s at full speed", "gateway.txt")
-for transport, label in [("ws", "WebSocket devices, one CSV line per frame"), ("tcp", "raw TCP devices, one CSV line per write")]:
-    gw_runs = find(rf"MEDIAN {transport}/1 \((\d+) runs\)", "gateway.txt")
-    gw_rate = find(rf"MEDIAN {transport}/1 \(\d+ runs\): stored/s=(\d+)", "gateway.txt")
-    rows.append((f"readings/s stored, {gw_conns} {label}, {gw_secs} s at full speed",
-                 f"{gw_rate} (median of {gw_runs} runs)", "counted in the store after a graceful stop"))
+gateway = text("gateway.txt")
+per_cpu = lambda m: f" · {int(m['cpu']):,} per CPU-second" if m["cpu"] else ""
+for m in re.finditer(r"^MEDIAN (?P<t>\w+)/(?P<b>\d+) \((?P<n>\d+) runs\): stored/s=(?P<rate>\d+)"
+                     r"(?:\s+per_cpu_s=(?P<cpu>\d+))?", gateway, re.M):
+    transport, batch = m["t"], int(m["b"])
+    devices = {"ws": "WebSocket devices", "tcp": "raw TCP devices"}.get(transport, transport)
+    unit = "frame" if transport == "ws" else "write"
+    lines = "one CSV line" if batch == 1 else f"{batch} CSV lines"
+    rows.append((f"readings/s stored, {gw_conns} {devices}, {lines} per {unit}, {gw_secs} s at full speed",
+                 f"{int(m['rate']):,} (median of {m['n']} runs){per_cpu(m)}",
+                 "counted in the store after a graceful stop; per CPU-second of the server"))
+    key = rf"{transport}/{batch}"
+    peer = re.search(rf"^PEER {key} \((?P<n>\d+) runs\): stored/s=(?P<rate>\d+)\s+per_cpu_s=(?P<cpu>\d+)",
+                     gateway, re.M)
+    if peer:
+        rows.append(("the same load against the original Python design (Tornado peer)",
+                     f"{int(peer['rate']):,} (median of {peer['n']} runs){per_cpu(peer)}",
+                     "scripts/peer/tornado_hub.py, same load; data lines of its CSV files after a graceful stop"))
+    ratio = re.search(rf"^RATIO {key}: per_cpu_s hub/peer=(\S+)\s+stored/s hub/peer=(\S+)", gateway, re.M)
+    if ratio:
+        rows.append((f"hub / Python peer, {devices}, {lines} per {unit}",
+                     f"{ratio[1]} per CPU-second · {ratio[2]} per wall second", "ratio of the medians above"))
 per_conn = find(r"-> ([0-9.]+) KiB per idle connection", "gateway.txt")
 idle_n = find(r"per idle connection \((\d+) connections\)", "gateway.txt")
-rows.append(("server RSS per idle device connection", f"{per_conn} KiB ({idle_n} connections)",
-             "RSS before and 3 s after connecting, divided"))
+if per_conn != "?":
+    rows.append(("server RSS per idle device connection", f"{per_conn} KiB ({idle_n} connections)",
+                 "RSS before and 3 s after connecting, divided"))
 live = text("live.txt")
 lat = [dict(kv.split("=") for kv in l.split()[1:]) for l in live.splitlines() if l.startswith("phase=latency")]
 ttfb = [dict(kv.split("=") for kv in l.split()[1:]) for l in live.splitlines() if l.startswith("phase=ttfb")]
@@ -108,16 +161,19 @@ if ttfb:
     rows.append((f"overview page, time to first byte, {devices} devices online",
                  f"median {med(ttfb, 'median_ms'):.1f} ms · p95 {med(ttfb, 'p95_ms'):.1f} ms",
                  f"{ttfb[0]['pages']} GETs per run while the devices send"))
-value_rows = find(r"stored: \d+ readings, (\d+) value rows", "store.txt")
-history = find(r"median: ([0-9.]+) ms", "store.txt")
-rows.append((f"history query, 24 h window (≤ 2,000 points) over {value_rows} stored value rows (SQLite)",
-             f"{history} ms (median)", "Store::series, the query behind the device_series server function"))
-for name, label in [("csv", "CSV"), ("key_value", "key=value"), ("json", "JSON"), ("registration", "registration (JSON)")]:
-    t = find(rf"parse_line/{name}\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", "parse.txt")
-    rows.append((f"parse one line: {label}", t, "criterion (cargo bench -p server --bench parse)"))
-chart = find(r"render_series_svg/1000_points\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", "chart.txt")
-rows.append(("draw a 1,000-point chart (plotters → SVG), native", chart,
-             "criterion (cargo bench -p app --bench chart); in the browser see scripts/bench-dashboard.sh"))
+if text("store.txt"):
+    value_rows = find(r"stored: \d+ readings, (\d+) value rows", "store.txt")
+    history = find(r"median: ([0-9.]+) ms", "store.txt")
+    rows.append((f"history query, 24 h window (≤ 2,000 points) over {value_rows} stored value rows (SQLite)",
+                 f"{history} ms (median)", "Store::series, the query behind the device_series server function"))
+if text("parse.txt"):
+    for name, label in [("csv", "CSV"), ("key_value", "key=value"), ("json", "JSON"), ("registration", "registration (JSON)")]:
+        t = find(rf"parse_line/{name}\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", "parse.txt")
+        rows.append((f"parse one line: {label}", t, "criterion (cargo bench -p server --bench parse)"))
+if text("chart.txt"):
+    chart = find(r"render_series_svg/1000_points\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", "chart.txt")
+    rows.append(("draw a 1,000-point chart (plotters → SVG), native", chart,
+                 "criterion (cargo bench -p app --bench chart); in the browser see scripts/bench-dashboard.sh"))
 raw = find(r"(\d+) KiB raw", "site.txt")
 gz = find(r"(\d+) KiB gzip", "site.txt")
 rows.append(("release .wasm after wasm-opt -Oz", f"{raw} KiB raw, {gz} KiB gzip", "scripts/build-site.sh"))

@@ -51,6 +51,21 @@ bash scripts/build-site.sh
 step "browser tests (headless chromium)"
 IOTHUB_BIN="${CARGO_TARGET_DIR:-target}/debug/iothub" node --test --test-concurrency=1 end2end/
 
+# The benchmark (README: `bash scripts/bench.sh`) in a quick form on the debug builds above:
+# every part runs once on a tiny load, with the Python peer, so a benchmark that breaks fails
+# here. Its figures mean nothing.
+step "benchmarks, quick form"
+BENCH_PROFILE=dev BENCH_RUNS=1 BENCH_DURATION=2 BENCH_CONNECTIONS=20 BENCH_IDLE_CONNECTIONS=200 \
+  BENCH_IDLE_DURATION=5 BENCH_SETTLE=1 BENCH_LIVE_RUNS=1 BENCH_LIVE_DEVICES=20 \
+  BENCH_LIVE_DURATION=3 BENCH_WARM_UP_S=0.1 BENCH_MEASURE_S=0.2 \
+  BENCH_STORE_ARGS="--rows 20000 --devices 5 --repeat 2 --export-repeat 1" \
+  bash scripts/bench.sh > "${CARGO_TARGET_DIR:-target}/bench-quick.txt" 2>&1 || {
+  tail -n 60 "${CARGO_TARGET_DIR:-target}/bench-quick.txt" >&2
+  echo "the quick benchmark failed (whole output: ${CARGO_TARGET_DIR:-target}/bench-quick.txt)" >&2
+  exit 1
+}
+sed -n '/^######## figures/,$p' "${CARGO_TARGET_DIR:-target}/bench-quick.txt"
+
 step "Raspberry Pi build (aarch64 cross build, smoke test under qemu-user)"
 bash scripts/build-aarch64.sh --site-built
 
