@@ -145,20 +145,34 @@ async fn serve(
     let give_up_after = Duration::from_millis(config.keepalive_timeout_ms);
     let mut heard = Instant::now();
     let mut pinged = false;
-
-    let ending = loop {
-        let quiet_until = if pinged {
+    let quiet_until = |heard: Instant, pinged: bool| {
+        if pinged {
             heard + ping_after + give_up_after
         } else {
             heard + ping_after
-        };
+        }
+    };
+    // One timer per connection, moved only when it fires: a frame just notes when it came.
+    // (A new timer and a new cancellation waiter per frame cost more than reading the frame.)
+    let quiet = tokio::time::sleep_until(quiet_until(heard, pinged));
+    let stopped = stopping.cancelled();
+    tokio::pin!(quiet, stopped);
+
+    let ending = loop {
         tokio::select! {
-            _ = stopping.cancelled() => break Ending::close(CLOSE_GOING_AWAY, "server shutting down"),
-            _ = tokio::time::sleep_until(quiet_until) => {
+            _ = &mut stopped => break Ending::close(CLOSE_GOING_AWAY, "server shutting down"),
+            _ = &mut quiet => {
+                let due = quiet_until(heard, pinged);
+                if Instant::now() < due {
+                    // Heard from meanwhile.
+                    quiet.as_mut().reset(due);
+                    continue;
+                }
                 if pinged {
                     break Ending::close(CLOSE_SILENT, "no data or pong: keepalive timeout");
                 }
                 pinged = true;
+                quiet.as_mut().reset(quiet_until(heard, pinged));
                 if conn.socket.send(Message::Ping(Default::default())).await.is_err() {
                     break Ending::quiet("ping failed");
                 }

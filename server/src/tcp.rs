@@ -416,29 +416,42 @@ pub(crate) async fn converse(
     let stopping = link.session.state().shutdown.clone();
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut heard = Instant::now();
+    // A day stands in for "never": far beyond any real keepalive.
+    let quiet_until = |heard: Instant, pinged: bool| match keepalive {
+        Keepalive::Ping { after, .. } if !pinged => heard + after,
+        Keepalive::Ping {
+            after,
+            give_up_after,
+        } => heard + after + give_up_after,
+        Keepalive::Drop { after } => heard + after,
+        Keepalive::None => heard + Duration::from_secs(86_400),
+    };
+    // One timer per connection, moved only when it fires (as on WebSockets).
+    let quiet = tokio::time::sleep_until(quiet_until(heard, link.pinged));
+    let stopped = stopping.cancelled();
+    tokio::pin!(quiet, stopped);
     loop {
-        // A day stands in for "never": far beyond any real keepalive.
-        let quiet_until = match keepalive {
-            Keepalive::Ping { after, .. } if !link.pinged => heard + after,
-            Keepalive::Ping {
-                after,
-                give_up_after,
-            } => heard + after + give_up_after,
-            Keepalive::Drop { after } => heard + after,
-            Keepalive::None => heard + Duration::from_secs(86_400),
-        };
         tokio::select! {
-            _ = stopping.cancelled() => return "server shutting down".to_string(),
-            _ = tokio::time::sleep_until(quiet_until) => {
+            _ = &mut stopped => return "server shutting down".to_string(),
+            _ = &mut quiet => {
+                let due = quiet_until(heard, link.pinged);
+                if Instant::now() < due {
+                    quiet.as_mut().reset(due);
+                    continue;
+                }
                 match keepalive {
                     Keepalive::Ping { .. } if !link.pinged => {
                         link.pinged = true;
                         link.awaiting_answer = true;
+                        quiet.as_mut().reset(quiet_until(heard, true));
                         if !link.writer.raw(HELLO).await {
                             return "ping failed".into();
                         }
                     }
-                    Keepalive::None => heard = Instant::now(),
+                    Keepalive::None => {
+                        heard = Instant::now();
+                        quiet.as_mut().reset(quiet_until(heard, link.pinged));
+                    }
                     _ => {
                         let _ = link.writer.error("silent too long: keepalive timeout").await;
                         return "keepalive timeout".into();
