@@ -175,6 +175,37 @@ impl Store {
         Ok(window)
     }
 
+    /// The readings of `device` received in `[from_ms, to_ms)`, in the order of their blocks,
+    /// still packed.
+    fn window(
+        &self,
+        device: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> futures::stream::BoxStream<'_, Result<packed::Packed, StorageError>> {
+        let blocks = on_pool!(self, |pool| sqlx::query_as::<_, BlockRow>(WINDOW_BLOCKS)
+            .bind(device)
+            .bind(from_ms.saturating_sub(MAX_BLOCK_SPAN_MS))
+            .bind(to_ms)
+            .bind(from_ms)
+            .fetch(pool));
+        blocks
+            .flat_map(move |block| {
+                let readings: Vec<Result<packed::Packed, StorageError>> = match block {
+                    Err(err) => vec![Err(err.into())],
+                    Ok(block) => packed::decode(&block.body)
+                        .map(|r| r.map_err(StorageError::from))
+                        // Errors go through; readings outside the window do not.
+                        .filter(|r| {
+                            !matches!(r, Ok(p) if p.received_ms < from_ms || p.received_ms >= to_ms)
+                        })
+                        .collect(),
+                };
+                futures::stream::iter(readings)
+            })
+            .boxed()
+    }
+
     async fn add_raw(
         &self,
         grid: &mut Grid,
@@ -185,23 +216,11 @@ impl Store {
         if from_ms >= to_ms {
             return Ok(());
         }
-        let mut blocks = on_pool!(self, |pool| sqlx::query_as::<_, BlockRow>(WINDOW_BLOCKS)
-            .bind(device)
-            .bind(from_ms.saturating_sub(MAX_BLOCK_SPAN_MS))
-            .bind(to_ms)
-            .bind(from_ms)
-            .fetch(pool)
-            .map(|row| row.map_err(StorageError::from))
-            .boxed());
-        while let Some(block) = blocks.next().await {
-            for packed in packed::decode(&block?.body) {
-                let packed = packed?;
-                if packed.received_ms < from_ms || packed.received_ms >= to_ms {
-                    continue;
-                }
-                for (series, value) in packed.values {
-                    grid.add(series, packed.received_ms, &Aggregate::of(value));
-                }
+        let mut readings = self.window(device, from_ms, to_ms);
+        while let Some(packed) = readings.next().await {
+            let packed = packed?;
+            for (series, value) in packed.values {
+                grid.add(series, packed.received_ms, &Aggregate::of(value));
             }
         }
         Ok(())
@@ -282,24 +301,11 @@ impl Store {
             return Ok(());
         };
         let names = self.series_names(device).await?;
-        let mut blocks = on_pool!(self, |pool| sqlx::query_as::<_, BlockRow>(WINDOW_BLOCKS)
-            .bind(device)
-            .bind(from_ms.saturating_sub(MAX_BLOCK_SPAN_MS))
-            .bind(to_ms)
-            .bind(from_ms)
-            .fetch(pool)
-            .map(|row| row.map_err(StorageError::from))
-            .boxed());
-        while let Some(block) = blocks.next().await {
-            for packed in packed::decode(&block?.body) {
-                let packed = packed?;
-                if packed.received_ms < from_ms || packed.received_ms >= to_ms {
-                    continue;
-                }
-                let reading = reading_from(device_id, packed, &names)?;
-                if tx.send(Ok(reading)).await.is_err() {
-                    return Ok(());
-                }
+        let mut readings = self.window(device, from_ms, to_ms);
+        while let Some(packed) = readings.next().await {
+            let reading = reading_from(device_id, packed?, &names)?;
+            if tx.send(Ok(reading)).await.is_err() {
+                break;
             }
         }
         Ok(())

@@ -72,18 +72,9 @@ pub struct BucketKey {
 pub struct Deltas(BTreeMap<BucketKey, Aggregate>);
 
 impl Deltas {
+    /// One value, at `t_ms`.
     pub fn add(&mut self, series: i64, t_ms: i64, value: f64) {
-        for span_ms in LEVELS {
-            let key = BucketKey {
-                series,
-                span_ms,
-                start_ms: bucket_start(t_ms, span_ms),
-            };
-            self.0
-                .entry(key)
-                .and_modify(|a| a.merge(&Aggregate::of(value)))
-                .or_insert_with(|| Aggregate::of(value));
-        }
+        self.add_minute(series, bucket_start(t_ms, LEVELS[0]), &Aggregate::of(value));
     }
 
     /// A minute's aggregate of one series: into its minute and its hour.
