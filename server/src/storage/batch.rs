@@ -1,7 +1,7 @@
 //! What one flush writes, worked out before any SQL runs, the same for both back ends: device
 //! ids and field names become the small integer keys the tables use ([`Keys`], filled from the
-//! database once per name and kept for the life of the writer), each reading's values are
-//! packed into one blob ([`super::packed`]), and the batch's per-minute and per-hour
+//! database once per name and kept for the life of the writer), each device's readings are
+//! packed into blocks ([`super::packed`]), and the batch's per-minute and per-hour
 //! aggregates, first/last times per device and per series are summed up.
 
 use super::packed;
@@ -134,6 +134,37 @@ pub struct Block {
     pub body: Vec<u8>,
 }
 
+impl Block {
+    /// An empty block of `device` that will start with reading number `first_seq` at `t`.
+    fn new(device: i64, t: i64, first_seq: i64) -> Block {
+        Block {
+            device,
+            first_ms: t,
+            last_ms: t,
+            first_seq,
+            last_seq: first_seq,
+            readings: 0,
+            body: Vec::with_capacity(256),
+        }
+    }
+
+    /// Appends one reading, keeping the block's times and counts up to date.
+    fn push(
+        &mut self,
+        encoder: &mut packed::Encoder,
+        t: i64,
+        seq: i64,
+        device_ms: Option<i64>,
+        values: impl ExactSizeIterator<Item = (i64, f64)>,
+    ) {
+        self.first_ms = self.first_ms.min(t);
+        self.last_ms = self.last_ms.max(t);
+        self.last_seq = seq;
+        self.readings += 1;
+        encoder.push(&mut self.body, t, seq, device_ms, values);
+    }
+}
+
 /// Everything one flush writes.
 #[derive(Debug, Default)]
 pub struct Prepared {
@@ -158,15 +189,7 @@ struct Open {
 impl Open {
     fn new(device: i64, reading: &Reading) -> Open {
         Open {
-            block: Block {
-                device,
-                first_ms: reading.received_ms,
-                last_ms: reading.received_ms,
-                first_seq: reading.seq as i64,
-                last_seq: reading.seq as i64,
-                readings: 0,
-                body: Vec::with_capacity(256),
-            },
+            block: Block::new(device, reading.received_ms, reading.seq as i64),
             encoder: packed::Encoder::default(),
             series: Vec::new(),
             pending_rollups: Vec::new(),
@@ -181,14 +204,9 @@ impl Open {
 
     fn push(&mut self, reading: &Reading, series_keys: &[i64]) {
         let t = reading.received_ms;
-        let block = &mut self.block;
-        block.first_ms = block.first_ms.min(t);
-        block.last_ms = block.last_ms.max(t);
-        block.last_seq = reading.seq as i64;
-        block.readings += 1;
         let values = reading.values.iter().zip(series_keys);
-        self.encoder.push(
-            &mut block.body,
+        self.block.push(
+            &mut self.encoder,
             t,
             reading.seq as i64,
             reading.device_ms,
@@ -277,23 +295,11 @@ pub fn prepare(batch: &[Arc<Reading>], keys: &Keys) -> Result<Prepared, UnknownN
 /// Readings already packed (what retention keeps of a block), as one block again.
 pub fn reblock(device: i64, readings: &[packed::Packed]) -> Option<Block> {
     let first = readings.first()?;
-    let mut block = Block {
-        device,
-        first_ms: first.received_ms,
-        last_ms: first.received_ms,
-        first_seq: first.seq,
-        last_seq: first.seq,
-        readings: 0,
-        body: Vec::new(),
-    };
+    let mut block = Block::new(device, first.received_ms, first.seq);
     let mut encoder = packed::Encoder::default();
     for r in readings {
-        block.first_ms = block.first_ms.min(r.received_ms);
-        block.last_ms = block.last_ms.max(r.received_ms);
-        block.last_seq = r.seq;
-        block.readings += 1;
-        encoder.push(
-            &mut block.body,
+        block.push(
+            &mut encoder,
             r.received_ms,
             r.seq,
             r.device_ms,
