@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the readings store on both back ends with the release build (iothub-bench-store):
 #
-#  1. ingest through the store's batching writer (Store::append, flush every 250 ms / 5000
+#  1. ingest through the store's batching writer (Store::append_batch, flush every 250 ms / 100,000
 #     values, then close()): readings/s actually stored (counted in the database afterwards);
 #  2. the dashboard's history query (Store::series, 24 h of one device, 1000 points) over a
 #     database of 10 million value rows: every run and the median, directly and through the

@@ -343,7 +343,7 @@ pub mod ssr {
         /// no console at all.
         fn wants(&self, event: &LiveEvent) -> bool {
             match (event, &self.focus) {
-                (LiveEvent::Reading(r), Some(focus)) => &r.device_id == focus,
+                (LiveEvent::Reading(r), Some(focus)) => *r.device_id == **focus,
                 (LiveEvent::Console { device_id, .. }, Some(focus)) => device_id == focus,
                 (LiveEvent::Console { .. }, None) => false,
                 _ => true,

@@ -5,10 +5,15 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
+/// A device id or field name as readings carry it: shared, not copied, because every reading
+/// of a device names the same device and fields (one allocation per connection rather than per
+/// value on the server's ingest path). Serialised as a plain string.
+pub type Name = std::sync::Arc<str>;
+
 /// One named numeric value of a reading, in the order the device sent them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldValue {
-    pub field: String,
+    pub field: Name,
     pub value: f64,
 }
 
@@ -18,7 +23,7 @@ pub struct Reading {
     /// Position in the server's stream of events since it started; lets a browser drop what it
     /// already has after it re-synchronises.
     pub seq: u64,
-    pub device_id: String,
+    pub device_id: Name,
     pub received_ms: i64,
     /// The device's own timestamp (JSON `"ts"`), if it sent one; kept, never trusted for ordering.
     #[serde(default)]
@@ -391,10 +396,10 @@ impl DeviceView {
     /// Adds a reading's values, keeping at most `cap` points per field.
     fn push(&mut self, reading: &Reading, cap: usize) {
         for FieldValue { field, value } in &reading.values {
-            let idx = match self.series.iter().position(|(name, _)| name == field) {
+            let idx = match self.series.iter().position(|(name, _)| **name == **field) {
                 Some(idx) => idx,
                 None => {
-                    self.series.push((field.clone(), VecDeque::new()));
+                    self.series.push((field.to_string(), VecDeque::new()));
                     self.series.len() - 1
                 }
             };
@@ -598,7 +603,10 @@ impl DashboardState {
                 }
                 self.seq = reading.seq;
                 let cap = self.points_kept_for(&reading.device_id);
-                let view = self.devices.entry(reading.device_id.clone()).or_default();
+                let view = self
+                    .devices
+                    .entry(reading.device_id.to_string())
+                    .or_default();
                 view.push(&reading, cap);
                 if let Some(summary) = view.summary.as_mut() {
                     summary.last_seen_ms = reading.received_ms;

@@ -38,7 +38,7 @@ pub struct DeviceSession {
     state: AppState,
     rules: ParseRules,
     transport: String,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: mpsc::Sender<Box<Outbound>>,
     attachment: Option<Attachment>,
     rate: RateLimit,
     errors: ErrorBudget,
@@ -58,12 +58,16 @@ impl DeviceSession {
         transport: String,
         device: Option<DeviceId>,
         token_id: Option<i64>,
-    ) -> (DeviceSession, mpsc::Receiver<Outbound>) {
+    ) -> (DeviceSession, mpsc::Receiver<Box<Outbound>>) {
         let (outbound, commands) = mpsc::channel(OUTBOUND_QUEUE);
         let config = state.config.clone();
         let mut session = DeviceSession {
             rules: ParseRules {
-                csv_fields: config.default_fields.clone(),
+                csv_fields: config
+                    .default_fields
+                    .iter()
+                    .map(|f| f.as_str().into())
+                    .collect(),
                 max_fields: config.max_fields as usize,
             },
             transport,
@@ -168,8 +172,11 @@ impl DeviceSession {
                 };
                 // Registered field names name the values of this device's CSV lines.
                 if !registration.fields.is_empty() {
-                    self.rules.csv_fields =
-                        registration.fields.iter().map(|f| f.name.clone()).collect();
+                    self.rules.csv_fields = registration
+                        .fields
+                        .iter()
+                        .map(|f| f.name.as_str().into())
+                        .collect();
                 }
                 // Boxed: this rare path's database future would otherwise be part of every
                 // idle connection's task (its size is the largest of what it awaits).

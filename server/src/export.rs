@@ -143,7 +143,7 @@ fn data_row(fields: &[String], reading: &Reading) -> String {
     }
     for field in fields {
         line.push(',');
-        if let Some(v) = reading.values.iter().find(|v| &v.field == field) {
+        if let Some(v) = reading.values.iter().find(|v| *v.field == **field) {
             line.push_str(&v.value.to_string());
         }
     }

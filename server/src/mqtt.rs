@@ -332,10 +332,10 @@ async fn forward(
     client: AsyncClient,
     state: AppState,
     topic: String,
-    mut outbound: mpsc::Receiver<Outbound>,
+    mut outbound: mpsc::Receiver<Box<Outbound>>,
 ) {
     while let Some(out) = outbound.recv().await {
-        match out {
+        match *out {
             Outbound::Line(line) => {
                 let _ = client.publish(&topic, QoS::AtLeastOnce, false, line).await;
             }

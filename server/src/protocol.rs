@@ -12,7 +12,7 @@
 //! Everything here is hostile input: lengths are bounded, numbers must be finite, and names may
 //! not hold control characters. No I/O happens here, so every case is a unit test.
 
-use app::model::{FieldValue, Registration};
+use app::model::{FieldValue, Name, Registration};
 use std::fmt;
 
 /// Longest device id or field name, in characters.
@@ -91,8 +91,8 @@ pub struct ParsedReading {
 /// What the parser needs to know besides the line.
 #[derive(Debug, Clone)]
 pub struct ParseRules {
-    /// Names for positional CSV values, in order.
-    pub csv_fields: Vec<String>,
+    /// Names for positional CSV values, in order (shared: every reading's values point to them).
+    pub csv_fields: Vec<Name>,
     pub max_fields: usize,
 }
 
@@ -189,14 +189,15 @@ fn parse_csv(line: &str, rules: &ParseRules) -> Result<ParsedReading, ProtocolEr
 
 /// Names for `count` positional values: the configured (or registered) names in order, then
 /// `f<position>` — skipping any `f<n>` the list already uses, so names never repeat.
-pub fn csv_names(named: &[String], count: usize) -> Vec<String> {
-    let mut names: Vec<String> = named.iter().take(count).cloned().collect();
+pub fn csv_names(named: &[Name], count: usize) -> Vec<Name> {
+    let mut names: Vec<Name> = named.iter().take(count).cloned().collect();
     let mut n = names.len() + 1;
     while names.len() < count {
         let candidate = format!("f{n}");
         n += 1;
-        if !named.contains(&candidate) && !names.contains(&candidate) {
-            names.push(candidate);
+        let taken = |list: &[Name]| list.iter().any(|name| **name == *candidate);
+        if !taken(named) && !taken(&names) {
+            names.push(candidate.into());
         }
     }
     names
@@ -403,12 +404,12 @@ fn push_value(
     value: f64,
     rules: &ParseRules,
 ) -> Result<(), ProtocolError> {
-    if values.iter().any(|v| v.field == field) {
+    if values.iter().any(|v| &*v.field == field) {
         return Err(ProtocolError::DuplicateField(quote(field)));
     }
     check_field_count(values.len() + 1, rules)?;
     values.push(FieldValue {
-        field: field.to_string(),
+        field: field.into(),
         value,
     });
     Ok(())
@@ -493,10 +494,7 @@ mod tests {
     }
 
     fn fields(r: &ParsedReading) -> Vec<(&str, f64)> {
-        r.values
-            .iter()
-            .map(|v| (v.field.as_str(), v.value))
-            .collect()
+        r.values.iter().map(|v| (&*v.field, v.value)).collect()
     }
 
     #[test]
@@ -515,10 +513,14 @@ mod tests {
 
     #[test]
     fn generated_csv_names_skip_registered_ones() {
-        let named = vec!["f2".to_string()];
-        assert_eq!(csv_names(&named, 3), ["f2", "f3", "f4"]);
-        assert_eq!(csv_names(&[], 2), ["f1", "f2"]);
-        assert_eq!(csv_names(&["a".into(), "b".into()], 1), ["a"]);
+        let names = |named: &[&str], count| {
+            let named: Vec<Name> = named.iter().map(|&n| n.into()).collect();
+            let names = csv_names(&named, count);
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&["f2"], 3), ["f2", "f3", "f4"]);
+        assert_eq!(names(&[], 2), ["f1", "f2"]);
+        assert_eq!(names(&["a", "b"], 1), ["a"]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::now_ms;
 use crate::protocol::{format_command, DeviceId, Dialect};
 use app::model::{
     CommandInfo, CommandRequest, CommandStatus, CommandTarget, ConsoleLine, DashboardSnapshot,
-    DeviceSnapshot, DeviceSummary, Direction, FieldValue, LiveEvent, Reading, Registration,
+    DeviceSnapshot, DeviceSummary, Direction, FieldValue, LiveEvent, Name, Reading, Registration,
     CONSOLE_LINES, RECENT_COMMANDS, SPARKLINE_POINTS,
 };
 use parking_lot::{Mutex, MutexGuard};
@@ -28,7 +28,9 @@ const CONSOLE_LINE_CHARS: usize = 256;
 /// Commands tracked at once (for acks and timeouts); a command to "all" creates one per device.
 const MAX_TRACKED_COMMANDS: usize = 20_000;
 
-/// What the registry (or another part of the server) asks a connection to do.
+/// What the registry (or another part of the server) asks a connection to do. Queued boxed:
+/// a channel's first block has 32 slots however little it is used, and every idle connection
+/// has one (32 pointers rather than 32 of these: about a kilobyte less per device).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// Send this raw text line to the device.
@@ -138,7 +140,7 @@ pub struct NewReading {
 
 struct Connection {
     id: u64,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: mpsc::Sender<Box<Outbound>>,
 }
 
 struct Tracked {
@@ -150,6 +152,8 @@ struct Tracked {
 pub struct Attachment {
     registry: Registry,
     device: DeviceId,
+    /// The id as readings carry it, made once per connection.
+    name: Name,
     connection: u64,
 }
 
@@ -202,7 +206,7 @@ impl Registry {
         &self,
         device: DeviceId,
         transport: String,
-        outbound: mpsc::Sender<Outbound>,
+        outbound: mpsc::Sender<Box<Outbound>>,
     ) -> Attachment {
         let now = now_ms();
         let mut state = self.lock();
@@ -218,9 +222,9 @@ impl Registry {
         }) {
             // If the old connection's queue is full it is stuck anyway; dropping its sender
             // (with `old`) still ends it once it drains.
-            let _ = old
-                .outbound
-                .try_send(Outbound::Close("replaced by a newer connection".into()));
+            let _ = old.outbound.try_send(Box::new(Outbound::Close(
+                "replaced by a newer connection".into(),
+            )));
         }
         entry.summary.online = true;
         entry.summary.transport = transport;
@@ -231,6 +235,7 @@ impl Registry {
         drop(state);
         Attachment {
             registry: self.clone(),
+            name: device.as_str().into(),
             device,
             connection,
         }
@@ -279,7 +284,7 @@ impl Registry {
             *seq += 1;
             let reading = Arc::new(Reading {
                 seq: *seq,
-                device_id: attachment.device.to_string(),
+                device_id: attachment.name.clone(),
                 received_ms: now,
                 device_ms: new.device_ms,
                 values: new.values,
@@ -306,11 +311,12 @@ impl Registry {
 
     /// A raw line arrived from this device: console, byte count, last seen.
     pub fn line_in(&self, attachment: &Attachment, text: &str) {
+        let now = now_ms();
         let mut state = self.lock();
         if let Some(entry) = state.devices.get_mut(&attachment.device) {
             entry.summary.bytes_in += text.len() as u64 + 1;
-            entry.summary.last_seen_ms = now_ms();
-            self.push_console(&attachment.device, entry, Direction::In, text);
+            entry.summary.last_seen_ms = now;
+            self.push_console(&attachment.device, entry, Direction::In, text, now);
         }
     }
 
@@ -319,17 +325,30 @@ impl Registry {
         let mut state = self.lock();
         if let Some(entry) = state.devices.get_mut(&attachment.device) {
             entry.summary.errors += 1;
-            self.push_console(&attachment.device, entry, Direction::Error, message);
+            self.push_console(
+                &attachment.device,
+                entry,
+                Direction::Error,
+                message,
+                now_ms(),
+            );
         }
     }
 
-    fn push_console(&self, device: &DeviceId, entry: &mut Entry, direction: Direction, text: &str) {
+    fn push_console(
+        &self,
+        device: &DeviceId,
+        entry: &mut Entry,
+        direction: Direction,
+        text: &str,
+        now: i64,
+    ) {
         let text = match text.char_indices().nth(CONSOLE_LINE_CHARS) {
             Some((cut, _)) => format!("{}…", &text[..cut]),
             None => text.to_string(),
         };
         let line = ConsoleLine {
-            ms: now_ms(),
+            ms: now,
             direction,
             text,
         };
@@ -429,12 +448,12 @@ impl Registry {
                         request.value,
                         request.duration_ms,
                     );
-                    match connection.outbound.try_send(Outbound::Command {
+                    match connection.outbound.try_send(Box::new(Outbound::Command {
                         seq,
                         line: line.clone(),
-                    }) {
+                    })) {
                         Ok(()) => {
-                            self.push_console(&id, entry, Direction::Out, &line);
+                            self.push_console(&id, entry, Direction::Out, &line, now_ms());
                             CommandStatus::Pending
                         }
                         Err(_) => {
@@ -491,7 +510,7 @@ impl Registry {
             // revoked token anyway.
             let _ = connection
                 .outbound
-                .try_send(Outbound::TokenRevoked(token_id));
+                .try_send(Box::new(Outbound::TokenRevoked(token_id)));
         }
     }
 
@@ -508,9 +527,9 @@ impl Registry {
             .ok_or_else(|| CommandError::Offline(id.to_string()))?;
         connection
             .outbound
-            .try_send(Outbound::Line(line.to_string()))
+            .try_send(Box::new(Outbound::Line(line.to_string())))
             .map_err(|_| CommandError::Busy(id.to_string()))?;
-        self.push_console(&id, entry, Direction::Out, line);
+        self.push_console(&id, entry, Direction::Out, line, now_ms());
         Ok(())
     }
 
@@ -732,7 +751,7 @@ mod tests {
         let (new_tx, _new_rx) = mpsc::channel(4);
         let _new = registry.attach(id("7"), "b".into(), new_tx);
         assert!(
-            matches!(old_rx.try_recv(), Ok(Outbound::Close(reason)) if reason.contains("replaced"))
+            matches!(old_rx.try_recv().map(|b| *b), Ok(Outbound::Close(reason)) if reason.contains("replaced"))
         );
         drop(old);
         let s = registry.summary(&id("7")).unwrap();
@@ -881,7 +900,7 @@ mod tests {
             .unwrap();
         let seq = sent[0].seq;
         assert_eq!(
-            rx.try_recv().unwrap(),
+            *rx.try_recv().unwrap(),
             Outbound::Command {
                 seq,
                 line: format!(r#"{{"cmd":"LED","value":1,"seq":{seq}}}"#)
@@ -920,7 +939,7 @@ mod tests {
         let devices: Vec<&str> = sent.iter().map(|c| c.device_id.as_str()).collect();
         assert_eq!(devices, ["a", "b"]);
         assert!(
-            matches!(a_rx.try_recv(), Ok(Outbound::Command { line, .. }) if line.starts_with("LED=0,seq="))
+            matches!(a_rx.try_recv().map(|b| *b), Ok(Outbound::Command { line, .. }) if line.starts_with("LED=0,seq="))
         );
         assert!(b_rx.try_recv().is_ok());
         assert_ne!(sent[0].seq, sent[1].seq);

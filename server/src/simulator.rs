@@ -339,7 +339,7 @@ mod tests {
                     panic!("{line}")
                 };
                 assert_eq!(r.device_id.unwrap().as_str(), "7");
-                let get = |name: &str| r.values.iter().find(|v| v.field == name).map(|v| v.value);
+                let get = |name: &str| r.values.iter().find(|v| &*v.field == name).map(|v| v.value);
                 assert_eq!(get("counter"), Some(expected_counter as f64), "{line}");
                 assert!((17.0..=25.0).contains(&get("temp").unwrap()), "{line}");
                 assert_eq!(get("led"), Some(0.0));

@@ -409,7 +409,7 @@ pub(crate) enum Keepalive {
 pub(crate) async fn converse(
     mut reader: impl AsyncRead + Unpin,
     link: &mut Link,
-    mut commands: tokio::sync::mpsc::Receiver<Outbound>,
+    mut commands: tokio::sync::mpsc::Receiver<Box<Outbound>>,
     mut decoder: Decoder,
     keepalive: Keepalive,
 ) -> String {
@@ -458,7 +458,7 @@ pub(crate) async fn converse(
                     }
                 }
             }
-            Some(out) = commands.recv() => match out {
+            Some(out) = commands.recv() => match *out {
                 Outbound::Line(line) => {
                     if !link.writer.raw(&line).await {
                         return "send failed".into();

@@ -225,8 +225,8 @@ fn any_name(_: &str) -> bool {
 /// Rules as a server would use them: configured or registered (hence unique, valid) CSV names,
 /// possibly including `f<n>`, which a device may register.
 fn rules() -> impl Strategy<Value = ParseRules> {
-    (unique_names(0..=4, any_name), 1usize..=8).prop_map(|(csv_fields, max_fields)| ParseRules {
-        csv_fields,
+    (unique_names(0..=4, any_name), 1usize..=8).prop_map(|(names, max_fields)| ParseRules {
+        csv_fields: names.into_iter().map(Into::into).collect(),
         max_fields,
     })
 }
@@ -541,7 +541,7 @@ fn check_message(msg: &DeviceMessage, rules: &ParseRules) -> Result<(), TestCase
 
 fn check_unique_fields(msg: &DeviceMessage) -> Result<(), TestCaseError> {
     let names: Vec<&str> = match msg {
-        DeviceMessage::Reading(r) => r.values.iter().map(|v| v.field.as_str()).collect(),
+        DeviceMessage::Reading(r) => r.values.iter().map(|v| &*v.field).collect(),
         DeviceMessage::Register { registration, .. } => registration
             .fields
             .iter()
@@ -639,15 +639,16 @@ proptest! {
         prop_assert_eq!(r.device_id.as_ref().map(DeviceId::as_str), Some(case.id.as_str()));
         prop_assert_eq!(r.device_ms, None);
         // The configured names first; then `f<n>` names, rising, never one the list uses.
-        let names: Vec<String> = r.values.iter().map(|v| v.field.clone()).collect();
-        let named = case.rules.csv_fields.len().min(names.len());
-        prop_assert_eq!(&names[..named], &case.rules.csv_fields[..named]);
+        let names: Vec<String> = r.values.iter().map(|v| v.field.to_string()).collect();
+        let configured: Vec<String> = case.rules.csv_fields.iter().map(|f| f.to_string()).collect();
+        let named = configured.len().min(names.len());
+        prop_assert_eq!(&names[..named], &configured[..named]);
         let mut last = 0u64;
         for generated in &names[named..] {
             let n: u64 = generated.strip_prefix('f').and_then(|d| d.parse().ok())
                 .ok_or_else(|| TestCaseError::fail(format!("generated name {generated:?}")))?;
             prop_assert!(n > last && n as usize > named, "{:?}", names);
-            prop_assert!(!case.rules.csv_fields.contains(generated), "{:?} reuses a configured name", generated);
+            prop_assert!(!configured.contains(generated), "{:?} reuses a configured name", generated);
             last = n;
         }
         let values: Vec<f64> = r.values.iter().map(|v| v.value).collect();
@@ -665,7 +666,7 @@ proptest! {
         prop_assert_eq!(r.device_id.as_ref().map(DeviceId::as_str), case.id.as_deref());
         prop_assert_eq!(r.values.len(), case.values.len());
         for (got, (name, value)) in r.values.iter().zip(&case.values) {
-            prop_assert_eq!(&got.field, name);
+            prop_assert_eq!(&*got.field, name.as_str());
             prop_assert!(same(got.value, *value), "{}: sent {:e}, got {:e}", name, value, got.value);
         }
     }
@@ -707,7 +708,10 @@ proptest! {
         };
         let names: Vec<String> = registration.fields.iter().map(|f| f.name.clone()).collect();
         prop_assert_eq!(&names, &case.fields);
-        let rules = ParseRules { csv_fields: names, max_fields: case.rules.max_fields };
+        let rules = ParseRules {
+            csv_fields: names.into_iter().map(Into::into).collect(),
+            max_fields: case.rules.max_fields,
+        };
         let values = &values[..values.len().min(rules.max_fields)];
         let texts: Vec<String> = values.iter().map(f64::to_string).collect();
         let msg = parse_line(&format!("7,{}", texts.join(",")), &rules).unwrap();
@@ -795,7 +799,7 @@ fn check_json_case(case: &JsonCase) -> Result<(), TestCaseError> {
     let got: BTreeMap<String, f64> = r
         .values
         .iter()
-        .map(|v| (v.field.clone(), v.value))
+        .map(|v| (v.field.to_string(), v.value))
         .collect();
     prop_assert_eq!(
         got.len(),
@@ -838,12 +842,16 @@ fn registered_names_do_not_collide_with_numbered_csv_values() {
         panic!("a registration");
     };
     let rules = ParseRules {
-        csv_fields: registration.fields.into_iter().map(|f| f.name).collect(),
+        csv_fields: registration
+            .fields
+            .into_iter()
+            .map(|f| f.name.into())
+            .collect(),
         ..rules
     };
     if let Ok(msg) = parse_line("7,0,0", &rules) {
         let names: Vec<_> = match &msg {
-            DeviceMessage::Reading(r) => r.values.iter().map(|v| v.field.as_str()).collect(),
+            DeviceMessage::Reading(r) => r.values.iter().map(|v| &*v.field).collect(),
             other => panic!("{other:?}"),
         };
         assert_eq!(

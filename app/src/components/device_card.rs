@@ -33,7 +33,7 @@ impl Card {
                         let unit = view.unit(&f.field).map(|u| format!(" {u}"));
                         let shown =
                             format!("{}{}", format_value(f.value), unit.unwrap_or_default());
-                        (f.field.clone(), shown)
+                        (f.field.to_string(), shown)
                     })
                     .collect()
             })

@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
                     let sent = reading
                         .values
                         .iter()
-                        .find(|v| v.field == "sent")
+                        .find(|v| &*v.field == "sent")
                         .map(|v| v.value);
                     if let Some(sent) = sent.filter(|_| reading.device_id.starts_with("lat-")) {
                         if sent >= *counting_from.lock().unwrap_or_else(|e| e.into_inner()) {

@@ -5,9 +5,10 @@
 //!
 //! 1. **Ingest**: `--devices` devices each send one reading per second with `--fields` values,
 //!    interleaved in time order like real ingest, timestamps ending now; `--rows` value rows in
-//!    all. Every reading goes through [`Store::append`] (the store's batching writer, flushing
-//!    every 250 ms or 5000 values like the server's defaults), then [`Store::close`] flushes the
-//!    rest. Stored readings/s = readings the database holds afterwards ([`Store::count_readings`]
+//!    all. Every reading goes through the store (the store's batching writer, flushing
+//!    every 250 ms or 100,000 values like the server's defaults) in batches of one second of the
+//!    plan (a reading of every device, as [`Store::append_batch`] gets them from the devices'
+//!    frames), then [`Store::close`] flushes the rest. Stored readings/s = readings the database holds afterwards ([`Store::count_readings`]
 //!    on a reopened store) / time from the first append until `close()` returned.
 //! 2. **History query**: the dashboard's chart query, [`Store::series`] over the last 24 h of one
 //!    device with 1000 points, `--repeat` times (every run and the median are printed), then the
@@ -15,13 +16,16 @@
 //!    process on 127.0.0.1:0 over the same database). The query plan is printed too.
 //! 3. **CSV export**: one device's full history streamed through [`Store::export`], each reading
 //!    formatted as a plain `time,value,value` line; readings/s and MB/s of CSV text.
+//! 4. **1-year window**: `--year-devices` more devices with a reading every `--year-interval-s`
+//!    over the last 365 days, then the chart query over one device's year (1000 points, read
+//!    from the hourly rollup plus the raw ragged ends), `--repeat` times.
 //!
 //! The SQLite database lives in a temporary folder that is deleted afterwards; the PostgreSQL
 //! database is created on the server of `--database-url` (a role that may create databases) and
 //! dropped afterwards. Progress goes to stderr, results to stdout.
 
 use anyhow::{bail, Context};
-use app::model::{FieldValue, HistoryWindow, Reading};
+use app::model::{FieldValue, HistoryWindow, Name, Reading};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
@@ -33,11 +37,13 @@ use sqlx::{Connection, Executor, Row as _};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
+const YEAR_MS: i64 = 365 * DAY_MS;
 /// Points per series the dashboard asks for.
 const MAX_POINTS: u32 = 1000;
 
@@ -79,19 +85,27 @@ struct Args {
     /// The writer's flush interval (ms); the server's default is 250.
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     flush_interval_ms: u64,
-    /// The writer flushes as soon as this many values wait; the server's default is 5000.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// The writer flushes as soon as this many values wait; the server's default is 100,000.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     flush_rows: u32,
     /// Skip the history query through the HTTP server function.
     #[arg(long)]
     no_http: bool,
+    /// Devices with a year of readings, for the 1-year window (read from the hourly rollup);
+    /// 0 leaves that part out.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    year_devices: u32,
+    /// Seconds between two readings of a year device. The hourly rollup holds one row per
+    /// field and hour whatever the rate, so this sets the load time, not the query's work.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    year_interval_s: u32,
 }
 
 /// The synthetic data set.
 #[derive(Debug, Clone)]
 struct Plan {
     devices: u32,
-    field_names: Vec<String>,
+    field_names: Vec<Name>,
     /// Readings per device, one per second.
     per_device: u64,
     /// Receive time of the first reading of device 0.
@@ -115,6 +129,7 @@ impl Plan {
                 NAMES
                     .get(i)
                     .map_or_else(|| format!("f{}", i + 1), |s| s.to_string())
+                    .into()
             })
             .collect();
         // Whole seconds, ending just before now.
@@ -169,6 +184,8 @@ struct Report {
     series: Vec<SeriesRun>,
     http: Result<Vec<HttpRun>, String>,
     export: Vec<ExportRun>,
+    /// The 1-year window's runs; empty with `--year-devices 0`.
+    year: Vec<SeriesRun>,
 }
 
 struct SeriesRun {
@@ -273,13 +290,13 @@ fn print_conditions(args: &Args, plan: &Plan) {
         args.rows,
         plan.devices,
         plan.field_names.len(),
-        plan.field_names.join(","),
+        plan.field_names.iter().map(|f| &**f).collect::<Vec<_>>().join(","),
         plan.per_device,
         per_device_h,
         plan.readings()
     );
     println!(
-        "writer:     Store::append, flush_interval={} ms, flush_rows={} values; then close()",
+        "writer:     Store::append_batch, flush_interval={} ms, flush_rows={} values; then close()",
         args.flush_interval_ms, args.flush_rows
     );
     println!(
@@ -433,7 +450,7 @@ async fn bench_backend(
     );
 
     // Reopen, like a restarted server.
-    let store = Store::open(config).await?;
+    let store = Store::open(config.clone()).await?;
     let counted = Instant::now();
     let stored_readings = store.count_readings().await?;
     let count_time = counted.elapsed();
@@ -528,6 +545,13 @@ async fn bench_backend(
     }
     store.close().await;
 
+    // 4. A year of readings, and the 1-year window over it (read from the hourly rollup).
+    let year = if args.year_devices == 0 {
+        Vec::new()
+    } else {
+        year_window(args, plan, config).await?
+    };
+
     Ok(Report {
         backend,
         version: String::new(),
@@ -540,13 +564,65 @@ async fn bench_backend(
         series,
         http,
         export,
+        year,
     })
 }
 
-/// Appends every reading of the plan in time order; returns readings sent and the time from the
-/// first append until `close()` returned.
+/// Loads a year for `--year-devices` devices into the store, then times the dashboard's chart
+/// query over one device's last 365 days (`--repeat` runs).
+async fn year_window(
+    args: &Args,
+    plan: &Plan,
+    config: StoreConfig,
+) -> anyhow::Result<Vec<SeriesRun>> {
+    let store = Store::open(config.clone()).await?;
+    let began = Instant::now();
+    let sent = load_year(&store, args, &plan.field_names).await?;
+    store.close().await;
+    println!(
+        "1-year data: {sent} readings of {} devices, one every {} s for 365 days, stored in {:.2} s",
+        args.year_devices,
+        args.year_interval_s,
+        began.elapsed().as_secs_f64()
+    );
+    let store = Store::open(config).await?;
+    let device = year_device(args.year_devices / 2);
+    let to_ms = server::now_ms();
+    let from_ms = to_ms - YEAR_MS;
+    println!("1-year window: Store::series({device}, {from_ms}, {to_ms}, {MAX_POINTS})");
+    let mut runs = Vec::new();
+    for run in 1..=args.repeat {
+        let began = Instant::now();
+        let window = store.series(&device, from_ms, to_ms, MAX_POINTS).await?;
+        let elapsed = began.elapsed();
+        let (points, rows) = window_size(&window);
+        println!(
+            "  run {run}: {:>9.1} ms  ({} series, {points} points, {rows} readings summarised, level {} ms)",
+            ms(elapsed),
+            window.series.len(),
+            window.level_ms
+        );
+        runs.push(SeriesRun {
+            elapsed,
+            points,
+            rows,
+        });
+    }
+    println!(
+        "  median: {:.1} ms",
+        ms(median(runs.iter().map(|r| r.elapsed)))
+    );
+    store.close().await;
+    Ok(runs)
+}
+
+/// Appends every reading of the plan in time order, one batch per second of the plan (one
+/// reading of each device, like one frame from each of them); returns readings sent and the time
+/// from the first append until `close()` returned.
 async fn load(store: &Store, plan: &Plan) -> anyhow::Result<(u64, Duration)> {
-    let devices: Vec<String> = (0..plan.devices).map(Plan::device_id).collect();
+    let devices: Vec<Name> = (0..plan.devices)
+        .map(|d| Plan::device_id(d).into())
+        .collect();
     let total = plan.readings();
     let mut sent = 0u64;
     let mut next_report = total / 10;
@@ -555,6 +631,7 @@ async fn load(store: &Store, plan: &Plan) -> anyhow::Result<(u64, Duration)> {
     for t in 0..plan.per_device {
         // A slow daily wave plus noise, different per field.
         let phase = (t as f64 / 86_400.0) * std::f64::consts::TAU;
+        let mut batch = Vec::with_capacity(devices.len());
         for (d, device_id) in devices.iter().enumerate() {
             let values = plan
                 .field_names
@@ -567,24 +644,23 @@ async fn load(store: &Store, plan: &Plan) -> anyhow::Result<(u64, Duration)> {
                 })
                 .collect();
             sent += 1;
-            store
-                .append(Reading {
-                    seq: sent,
-                    device_id: device_id.clone(),
-                    received_ms: plan.received_ms(t, d as u32),
-                    device_ms: None,
-                    values,
-                })
-                .await?;
-            if sent == next_report {
-                let secs = began.elapsed().as_secs_f64();
-                eprintln!(
-                    "  ingest: {:>3}% {sent}/{total} readings appended, {secs:.1} s, {:.0} readings/s",
-                    sent * 100 / total,
-                    sent as f64 / secs
-                );
-                next_report += total / 10;
-            }
+            batch.push(Arc::new(Reading {
+                seq: sent,
+                device_id: device_id.clone(),
+                received_ms: plan.received_ms(t, d as u32),
+                device_ms: None,
+                values,
+            }));
+        }
+        store.append_batch(batch).await?;
+        if sent >= next_report {
+            let secs = began.elapsed().as_secs_f64();
+            eprintln!(
+                "  ingest: {:>3}% {sent}/{total} readings appended, {secs:.1} s, {:.0} readings/s",
+                sent * 100 / total,
+                sent as f64 / secs
+            );
+            next_report += total / 10;
         }
     }
     let appended = began.elapsed();
@@ -596,6 +672,50 @@ async fn load(store: &Store, plan: &Plan) -> anyhow::Result<(u64, Duration)> {
         elapsed.as_secs_f64()
     );
     Ok((sent, elapsed))
+}
+
+/// A year of `--year-devices` devices, one reading every `--year-interval-s` seconds each, ending
+/// now, appended a time step at a time (the devices are named `year-NNN`, apart from the plan's).
+/// Returns the readings appended.
+async fn load_year(store: &Store, args: &Args, fields: &[Name]) -> anyhow::Result<u64> {
+    let devices: Vec<Name> = (0..args.year_devices)
+        .map(|d| year_device(d).into())
+        .collect();
+    let step_ms = i64::from(args.year_interval_s) * 1000;
+    let end_ms = server::now_ms();
+    let start_ms = end_ms - YEAR_MS;
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut sent = 0u64;
+    let mut t_ms = start_ms;
+    while t_ms < end_ms {
+        let batch = devices
+            .iter()
+            .enumerate()
+            .map(|(d, device_id)| {
+                sent += 1;
+                Arc::new(Reading {
+                    seq: sent,
+                    device_id: device_id.clone(),
+                    received_ms: t_ms + d as i64,
+                    device_ms: None,
+                    values: fields
+                        .iter()
+                        .map(|field| FieldValue {
+                            field: field.clone(),
+                            value: 15.0 + 10.0 * rng.f64(),
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        store.append_batch(batch).await?;
+        t_ms += step_ms;
+    }
+    Ok(sent)
+}
+
+fn year_device(d: u32) -> String {
+    format!("year-{d:03}")
 }
 
 fn window_size(window: &HistoryWindow) -> (usize, u64) {
@@ -714,7 +834,7 @@ async fn print_stats_state(url: &str) {
     }
 }
 
-/// The plan of the history query (a copy of the SQL in `storage/{sqlite,postgres}.rs`).
+/// The plan of the history query's rollup part (the SQL of `storage/readings.rs`).
 async fn print_plan(url: &str, device: &str, from_ms: i64, to_ms: i64) {
     // A 24 h window in 1000 points has buckets of more than a minute: the store reads the
     // per-minute rollups for the whole minutes (and raw readings for the ragged ends).
@@ -723,6 +843,8 @@ async fn print_plan(url: &str, device: &str, from_ms: i64, to_ms: i64) {
         storage::rollup::align_up(from_ms, level),
         storage::rollup::bucket_start(to_ms, level),
     );
+    // The chart's bucket: 1000 points over the window, in whole rollup buckets.
+    let bucket_ms = storage::rollup::align_up((to_ms - from_ms + 999) / 1000, level);
     let result = async {
         let mut out = String::new();
         if is_postgres(url) {
@@ -739,6 +861,8 @@ async fn print_plan(url: &str, device: &str, from_ms: i64, to_ms: i64) {
             .bind(level)
             .bind(inner_from)
             .bind(inner_to)
+            .bind(from_ms)
+            .bind(bucket_ms)
             .fetch_all(&mut conn)
             .await?;
             conn.close().await?;
@@ -764,6 +888,8 @@ async fn print_plan(url: &str, device: &str, from_ms: i64, to_ms: i64) {
             .bind(level)
             .bind(inner_from)
             .bind(inner_to)
+            .bind(from_ms)
+            .bind(bucket_ms)
             .fetch_all(&mut conn)
             .await?;
             conn.close().await?;
@@ -973,7 +1099,7 @@ fn print_summary(plan: &Plan, reports: &[Report]) {
         load_avg()
     );
     let head = format!(
-        "{:<11} {:>10} {:>8} {:>11} {:>10} {:>7} {:>10} {:>10} {:>10} {:>11} {:>8}",
+        "{:<11} {:>10} {:>8} {:>11} {:>10} {:>7} {:>10} {:>10} {:>10} {:>11} {:>8} {:>10}",
         "back end",
         "stored",
         "load s",
@@ -984,7 +1110,8 @@ fn print_summary(plan: &Plan, reports: &[Report]) {
         "http med",
         "export s",
         "export r/s",
-        "MB/s"
+        "MB/s",
+        "q1y med"
     );
     println!("{head}");
     for r in reports {
@@ -1001,8 +1128,13 @@ fn print_summary(plan: &Plan, reports: &[Report]) {
             .export
             .first()
             .map_or((0.0, 0.0), |x| (x.readings as f64, x.bytes as f64));
+        let year = if r.year.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.1} ms", ms(median(r.year.iter().map(|s| s.elapsed))))
+        };
         println!(
-            "{:<11} {:>10} {:>8.1} {:>11.0} {:>10.0} {:>7.0} {:>10} {:>10} {:>10.2} {:>11.0} {:>8.1}",
+            "{:<11} {:>10} {:>8.1} {:>11.0} {:>10.0} {:>7.0} {:>10} {:>10} {:>10.2} {:>11.0} {:>8.1} {:>10}",
             r.backend,
             r.stored_readings,
             load,
@@ -1013,7 +1145,8 @@ fn print_summary(plan: &Plan, reports: &[Report]) {
             http,
             e,
             er / e,
-            eb / 1e6 / e
+            eb / 1e6 / e,
+            year
         );
     }
     for r in reports {

@@ -6,7 +6,7 @@
 
 use super::packed;
 use super::rollup::{self, Aggregate, Deltas};
-use app::model::Reading;
+use app::model::{Name, Reading};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -60,23 +60,25 @@ impl Keys {
                 continue;
             }
             previous = Some(reading);
-            match self.0.get(&reading.device_id) {
+            let device_id: &str = &reading.device_id;
+            match self.0.get(device_id) {
                 None => {
-                    if !missing.devices.contains(&reading.device_id) {
-                        missing.devices.push(reading.device_id.clone());
+                    if !missing.devices.iter().any(|d| d == device_id) {
+                        missing.devices.push(device_id.to_string());
                     }
                 }
                 Some(device) => {
                     for value in &reading.values {
-                        if !device.series.contains_key(&value.field)
+                        let field: &str = &value.field;
+                        if !device.series.contains_key(field)
                             && !missing
                                 .series
                                 .iter()
-                                .any(|(d, f)| *d == reading.device_id && *f == value.field)
+                                .any(|(d, f)| d == device_id && f == field)
                         {
                             missing
                                 .series
-                                .push((reading.device_id.clone(), value.field.clone()));
+                                .push((device_id.to_string(), field.to_string()));
                         }
                     }
                 }
@@ -108,8 +110,8 @@ impl Keys {
 pub fn first_time(batch: &[Arc<Reading>], device_id: &str, field: Option<&str>) -> i64 {
     batch
         .iter()
-        .filter(|r| r.device_id == device_id)
-        .filter(|r| field.is_none_or(|f| r.values.iter().any(|v| v.field == f)))
+        .filter(|r| &*r.device_id == device_id)
+        .filter(|r| field.is_none_or(|f| r.values.iter().any(|v| &*v.field == f)))
         .map(|r| r.received_ms)
         .min()
         .unwrap_or(0)
@@ -259,11 +261,11 @@ pub fn prepare(batch: &[Arc<Reading>], keys: &Keys) -> Result<Prepared, UnknownN
         if !previous.is_some_and(|p| same_names(p, reading)) {
             let device = keys
                 .0
-                .get(&reading.device_id)
+                .get(&*reading.device_id)
                 .ok_or_else(|| UnknownName(format!("device {:?}", reading.device_id)))?;
             series_keys.clear();
             for value in &reading.values {
-                series_keys.push(*device.series.get(&value.field).ok_or_else(|| {
+                series_keys.push(*device.series.get(&*value.field).ok_or_else(|| {
                     UnknownName(format!(
                         "field {:?} of {:?}",
                         value.field, reading.device_id
@@ -328,12 +330,15 @@ fn finish(mut open: Open, out: &mut Prepared) {
 
 /// Whether two readings name the same device and the same fields in the same order.
 fn same_names(a: &Reading, b: &Reading) -> bool {
-    a.device_id == b.device_id
+    // A connection's readings share their names: comparing pointers settles most pairs
+    // without reading the text.
+    let same = |x: &Name, y: &Name| Arc::ptr_eq(x, y) || x == y;
+    same(&a.device_id, &b.device_id)
         && a.values.len() == b.values.len()
         && a.values
             .iter()
             .zip(&b.values)
-            .all(|(x, y)| x.field == y.field)
+            .all(|(x, y)| same(&x.field, &y.field))
 }
 
 fn widen(spans: &mut BTreeMap<i64, (i64, i64)>, key: i64, first: i64, last: i64) {

@@ -44,7 +44,7 @@ pub fn group(device_id: &str, rows: Vec<OldRow>, chunk_was_full: bool) -> Vec<Ar
     let mut readings: Vec<Reading> = Vec::new();
     for row in rows {
         let value = FieldValue {
-            field: row.field,
+            field: row.field.into(),
             value: row.value,
         };
         match readings.last_mut() {
@@ -53,7 +53,7 @@ pub fn group(device_id: &str, rows: Vec<OldRow>, chunk_was_full: bool) -> Vec<Ar
             }
             _ => readings.push(Reading {
                 seq: row.seq as u64,
-                device_id: device_id.to_string(),
+                device_id: device_id.into(),
                 received_ms: row.received_ms,
                 device_ms: row.device_ms,
                 values: vec![value],

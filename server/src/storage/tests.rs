@@ -385,7 +385,7 @@ fn expected_buckets(
     for r in readings {
         for v in &r.values {
             let e = out
-                .entry((v.field.clone(), r.received_ms.div_euclid(span_ms)))
+                .entry((v.field.to_string(), r.received_ms.div_euclid(span_ms)))
                 .or_insert((f64::INFINITY, f64::NEG_INFINITY, 0.0, 0));
             e.0 = e.0.min(v.value);
             e.1 = e.1.max(v.value);

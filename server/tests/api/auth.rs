@@ -222,7 +222,7 @@ async fn signing_out_ends_that_sessions_open_live_stream_and_no_other() {
     device.send("7,1,20").await;
     loop {
         if let LiveEvent::Reading(reading) = staying_stream.next_event().await {
-            assert_eq!(reading.device_id, "7");
+            assert_eq!(&*reading.device_id, "7");
             break;
         }
     }

@@ -21,7 +21,7 @@ async fn a_classic_csv_reading_reaches_the_dashboard_and_the_store() {
         .summary
         .latest
         .iter()
-        .map(|v| (v.field.as_str(), v.value))
+        .map(|v| (&*v.field, v.value))
         .collect();
     assert_eq!(latest, [("counter", 42.0), ("temp", 23.5)]);
     assert_eq!(dev.recent.len(), 1);
@@ -53,7 +53,7 @@ async fn key_value_and_json_lines_with_the_id_in_the_url() {
         history[1]
             .values
             .iter()
-            .find(|v| v.field == "hum")
+            .find(|v| &*v.field == "hum")
             .map(|v| v.value),
         Some(41.0)
     );

@@ -20,7 +20,7 @@ async fn a_registration_names_csv_values_and_declares_commands() {
         app.device_summary("7").await.filter(|s| s.readings == 1)
     })
     .await;
-    let fields: Vec<&str> = summary.latest.iter().map(|v| v.field.as_str()).collect();
+    let fields: Vec<&str> = summary.latest.iter().map(|v| &*v.field).collect();
     assert_eq!(fields, ["n", "temp"]);
     let registration = summary.registration.expect("registration kept");
     assert_eq!(registration.name.as_deref(), Some("Kitchen"));

@@ -29,7 +29,7 @@ async fn the_live_stream_starts_with_a_snapshot_then_carries_devices_and_reading
     assert!(online.online);
     let reading = live
         .find(|e| match e {
-            LiveEvent::Reading(r) if r.device_id == "7" => Some(r),
+            LiveEvent::Reading(r) if &*r.device_id == "7" => Some(r),
             _ => None,
         })
         .await;
@@ -98,7 +98,7 @@ async fn a_device_page_stream_carries_only_its_device_readings_and_console() {
     while !(reading && console) {
         match live.next_event().await {
             LiveEvent::Reading(r) => {
-                assert_eq!(r.device_id, "8", "device 7's reading must be left out");
+                assert_eq!(&*r.device_id, "8", "device 7's reading must be left out");
                 reading = true;
             }
             LiveEvent::Console { device_id, .. } => {

@@ -131,11 +131,11 @@ async fn readings_come_in_and_commands_go_out_through_the_broker() {
     .await;
     let streamed = live
         .find(|e| match e {
-            LiveEvent::Reading(r) if r.device_id == id => Some(r),
+            LiveEvent::Reading(r) if *r.device_id == *id => Some(r),
             _ => None,
         })
         .await;
-    assert_eq!(streamed.values[0].field, "counter");
+    assert_eq!(&*streamed.values[0].field, "counter");
     let summary = app.device_summary(&id).await.unwrap();
     assert!(summary.online);
     assert_eq!(

@@ -278,7 +278,7 @@ database-url = "postgres://hub:db-secret-xyz@db.lan/iothub"
     assert!(shown.contains("max_fields: 20"), "environment over file");
     assert!(shown.contains("retention_days: 7"), "flag over file");
     assert!(
-        shown.contains("flush_rows: 5000"),
+        shown.contains("flush_rows: 100000"),
         "default where nothing says otherwise"
     );
     assert!(shown.contains("allow_tokenless_devices: true"));

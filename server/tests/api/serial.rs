@@ -57,7 +57,7 @@ async fn a_serial_device_streams_takes_commands_and_comes_back_after_an_unplug()
     }
     let streamed = live
         .find(|e| match e {
-            app::model::LiveEvent::Reading(r) if r.device_id == "7" => Some(r),
+            app::model::LiveEvent::Reading(r) if &*r.device_id == "7" => Some(r),
             _ => None,
         })
         .await;

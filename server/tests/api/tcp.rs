@@ -107,11 +107,11 @@ async fn line_devices_send_readings_and_get_commands() {
     assert_eq!(stored[0].values[1].value, 23.5);
     let streamed = live
         .find(|e| match e {
-            LiveEvent::Reading(r) if r.device_id == "7" => Some(r),
+            LiveEvent::Reading(r) if &*r.device_id == "7" => Some(r),
             _ => None,
         })
         .await;
-    assert_eq!(streamed.values[0].field, "counter");
+    assert_eq!(&*streamed.values[0].field, "counter");
     let summary = app.device_summary("7").await.unwrap();
     assert!(summary.online);
     assert!(
