@@ -51,6 +51,10 @@ pub async fn device_history(
 pub const SERIES_POINTS_MAX: u32 = 2_000;
 /// Longest history window: 400 days.
 pub const WINDOW_MAX_MS: i64 = 400 * 86_400_000;
+/// Latest time a window may reach: the end of the year 9999. Readings carry the server's
+/// receive time, so nothing lies before 1970 or anywhere near this; the bounds keep every
+/// window's arithmetic (spans, bucket alignment) far from overflowing.
+pub const TIME_MAX_MS: i64 = 253_402_300_799_999;
 
 /// A device's stored history over `[from_ms, to_ms)` for charts: every field downsampled by
 /// the database to at most `max_points` buckets (min, max, average per bucket).
@@ -67,9 +71,11 @@ pub async fn device_series(
                 "max_points must be between 1 and {SERIES_POINTS_MAX}"
             )));
         }
-        if to_ms <= from_ms || to_ms - from_ms > WINDOW_MAX_MS {
+        let inside = (0..=TIME_MAX_MS).contains(&from_ms) && (0..=TIME_MAX_MS).contains(&to_ms);
+        if !inside || to_ms <= from_ms || to_ms - from_ms > WINDOW_MAX_MS {
             return Err(AppError::BadRequest(
-                "the window must end after it starts and span at most 400 days".into(),
+                "the window must lie between 1970 and 9999, end after it starts and span at most 400 days"
+                    .into(),
             ));
         }
         ssr::hub()?

@@ -49,6 +49,9 @@ pub struct DeviceSession {
     dialect_override: Option<Dialect>,
     /// Readings accepted since the last [`DeviceSession::flush`].
     pending: Vec<NewReading>,
+    /// When the lines since the last flush arrived (monotonic, and wall-clock ms): read once
+    /// per batch, as the lines of one frame or read arrived together.
+    arrived: Option<(Instant, i64)>,
 }
 
 impl DeviceSession {
@@ -79,6 +82,7 @@ impl DeviceSession {
             token_id,
             dialect_override: None,
             pending: Vec::new(),
+            arrived: None,
         };
         if let Some(id) = device {
             session.attach(id);
@@ -114,6 +118,9 @@ impl DeviceSession {
 
     /// Handles one line of text (without its line ending).
     pub async fn line(&mut self, line: &str) -> Handled {
+        let (now, now_ms) = *self
+            .arrived
+            .get_or_insert_with(|| (Instant::now(), crate::now_ms()));
         let parsed = protocol::parse_line(line, &self.rules);
         // The first line that names a device identifies the connection.
         if self.attachment.is_none() {
@@ -122,7 +129,7 @@ impl DeviceSession {
             }
         }
         if let Some(attachment) = &self.attachment {
-            self.state.registry.line_in(attachment, line);
+            self.state.registry.line_in(attachment, line, now_ms);
         }
         let message = match parsed {
             Ok(message) => message,
@@ -143,7 +150,7 @@ impl DeviceSession {
         }
         match message {
             DeviceMessage::Reading(reading) => {
-                if !self.rate.allow(Instant::now()) {
+                if !self.rate.allow(now) {
                     let msg = format!(
                         "rate limit: at most {} readings per second; reading dropped",
                         self.state.config.max_readings_per_sec
@@ -196,6 +203,7 @@ impl DeviceSession {
 
     /// Records the readings accepted since the last call and queues them for the store.
     pub async fn flush(&mut self) {
+        self.arrived = None;
         let Some(attachment) = &self.attachment else {
             return;
         };

@@ -310,8 +310,7 @@ impl Registry {
     }
 
     /// A raw line arrived from this device: console, byte count, last seen.
-    pub fn line_in(&self, attachment: &Attachment, text: &str) {
-        let now = now_ms();
+    pub fn line_in(&self, attachment: &Attachment, text: &str, now: i64) {
         let mut state = self.lock();
         if let Some(entry) = state.devices.get_mut(&attachment.device) {
             entry.summary.bytes_in += text.len() as u64 + 1;
@@ -343,18 +342,29 @@ impl Registry {
         text: &str,
         now: i64,
     ) {
-        let text = match text.char_indices().nth(CONSOLE_LINE_CHARS) {
-            Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text.to_string(),
+        // Once the ring is full, the line it drops lends its buffer to the new one: a device
+        // streaming lines costs no allocation per line for its console.
+        let mut buffer = match entry.console.len() >= CONSOLE_LINES {
+            true => entry
+                .console
+                .pop_front()
+                .map(|old| old.text)
+                .unwrap_or_default(),
+            false => String::new(),
         };
+        buffer.clear();
+        match text.char_indices().nth(CONSOLE_LINE_CHARS) {
+            Some((cut, _)) => {
+                buffer.push_str(&text[..cut]);
+                buffer.push('…');
+            }
+            None => buffer.push_str(text),
+        }
         let line = ConsoleLine {
             ms: now,
             direction,
-            text,
+            text: buffer,
         };
-        if entry.console.len() >= CONSOLE_LINES {
-            entry.console.pop_front();
-        }
         // Under the lock, as for readings: nobody listening, nothing to clone.
         if self.shared.events.receiver_count() > 0 {
             self.publish(LiveEvent::Console {
@@ -768,7 +778,7 @@ mod tests {
         let (tx, _rx) = mpsc::channel(4);
         let att = registry.attach(id("7"), "t".into(), tx);
         for i in 0..(CONSOLE_LINES + 10) {
-            registry.line_in(&att, &format!("7,{i}"));
+            registry.line_in(&att, &format!("7,{i}"), now_ms());
             registry.record(&att, Dialect::Csv, None, temp(i as f64));
         }
         let snap = registry.snapshot(Some("7"));
@@ -780,7 +790,7 @@ mod tests {
             snap.devices[0].console.last().unwrap().text,
             format!("7,{}", CONSOLE_LINES + 9)
         );
-        registry.line_in(&att, &"x".repeat(10_000));
+        registry.line_in(&att, &"x".repeat(10_000), now_ms());
         assert!(
             registry.snapshot(Some("7")).devices[0]
                 .console
@@ -835,7 +845,7 @@ mod tests {
         let eight = registry.attach(id("8"), "t".into(), tx);
         for i in 0..(SPARKLINE_POINTS + 40) {
             for att in [&seven, &eight] {
-                registry.line_in(att, "line");
+                registry.line_in(att, "line", now_ms());
                 registry.record(att, Dialect::Csv, None, temp(i as f64));
             }
         }

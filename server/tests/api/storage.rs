@@ -52,6 +52,24 @@ async fn history_windows_come_downsampled_from_the_store() {
         .await
         .unwrap_err();
     assert_eq!(err.0, 400, "{err:?}");
+    // Windows whose span or alignment would overflow are refused, not computed.
+    let day_before_max = (i64::MAX - 86_400_000).to_string();
+    let max = i64::MAX.to_string();
+    for (from, to) in [
+        ("-1", max.as_str()),
+        (day_before_max.as_str(), max.as_str()),
+    ] {
+        let err = app
+            .call::<app::api::DeviceSeries, HistoryWindow>(&[
+                ("device_id", "7"),
+                ("from_ms", from),
+                ("to_ms", to),
+                ("max_points", "10"),
+            ])
+            .await
+            .unwrap_err();
+        assert_eq!(err.0, 400, "{from}..{to}: {err:?}");
+    }
     app.stop().await;
 }
 
