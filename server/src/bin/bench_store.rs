@@ -481,27 +481,7 @@ async fn bench_backend(
     let from_ms = to_ms - DAY_MS;
     print_plan(&url, &device, from_ms, to_ms).await;
     println!("history query: Store::series({device}, {from_ms}, {to_ms}, {MAX_POINTS})");
-    let mut series = Vec::new();
-    for run in 1..=args.repeat {
-        let began = Instant::now();
-        let window = store.series(&device, from_ms, to_ms, MAX_POINTS).await?;
-        let elapsed = began.elapsed();
-        let (points, rows) = window_size(&window);
-        println!(
-            "  run {run}: {:>9.1} ms  ({} series, {points} points, {rows} value rows aggregated)",
-            ms(elapsed),
-            window.series.len()
-        );
-        series.push(SeriesRun {
-            elapsed,
-            points,
-            rows,
-        });
-    }
-    println!(
-        "  median: {:.1} ms",
-        ms(median(series.iter().map(|r| r.elapsed)))
-    );
+    let series = time_series(&store, &device, from_ms, to_ms, args.repeat).await?;
 
     let http = if args.no_http {
         Err("skipped (--no-http)".to_string())
@@ -590,14 +570,27 @@ async fn year_window(
     let to_ms = server::now_ms();
     let from_ms = to_ms - YEAR_MS;
     println!("1-year window: Store::series({device}, {from_ms}, {to_ms}, {MAX_POINTS})");
+    let runs = time_series(&store, &device, from_ms, to_ms, args.repeat).await?;
+    store.close().await;
+    Ok(runs)
+}
+
+/// Runs the dashboard's chart query `repeat` times, printing every run and the median.
+async fn time_series(
+    store: &Store,
+    device: &str,
+    from_ms: i64,
+    to_ms: i64,
+    repeat: u32,
+) -> anyhow::Result<Vec<SeriesRun>> {
     let mut runs = Vec::new();
-    for run in 1..=args.repeat {
+    for run in 1..=repeat {
         let began = Instant::now();
-        let window = store.series(&device, from_ms, to_ms, MAX_POINTS).await?;
+        let window = store.series(device, from_ms, to_ms, MAX_POINTS).await?;
         let elapsed = began.elapsed();
         let (points, rows) = window_size(&window);
         println!(
-            "  run {run}: {:>9.1} ms  ({} series, {points} points, {rows} readings summarised, level {} ms)",
+            "  run {run}: {:>9.1} ms  ({} series, {points} points, {rows} value rows aggregated, level {} ms)",
             ms(elapsed),
             window.series.len(),
             window.level_ms
@@ -612,7 +605,6 @@ async fn year_window(
         "  median: {:.1} ms",
         ms(median(runs.iter().map(|r| r.elapsed)))
     );
-    store.close().await;
     Ok(runs)
 }
 
