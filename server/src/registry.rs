@@ -344,13 +344,14 @@ impl Registry {
     ) {
         // Once the ring is full, the line it drops lends its buffer to the new one: a device
         // streaming lines costs no allocation per line for its console.
-        let mut buffer = match entry.console.len() >= CONSOLE_LINES {
-            true => entry
+        let mut buffer = if entry.console.len() >= CONSOLE_LINES {
+            entry
                 .console
                 .pop_front()
                 .map(|old| old.text)
-                .unwrap_or_default(),
-            false => String::new(),
+                .unwrap_or_default()
+        } else {
+            String::new()
         };
         buffer.clear();
         match text.char_indices().nth(CONSOLE_LINE_CHARS) {

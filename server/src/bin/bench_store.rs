@@ -830,13 +830,14 @@ async fn print_stats_state(url: &str) {
 async fn print_plan(url: &str, device: &str, from_ms: i64, to_ms: i64) {
     // A 24 h window in 1000 points has buckets of more than a minute: the store reads the
     // per-minute rollups for the whole minutes (and raw readings for the ragged ends).
-    let level = 60_000;
+    let (bucket_ms, Some(level)) = storage::chart_bucket(from_ms, to_ms, MAX_POINTS) else {
+        println!("query plan: none (this window reads raw readings only)");
+        return;
+    };
     let (inner_from, inner_to) = (
         storage::rollup::align_up(from_ms, level),
         storage::rollup::bucket_start(to_ms, level),
     );
-    // The chart's bucket: 1000 points over the window, in whole rollup buckets.
-    let bucket_ms = storage::rollup::align_up((to_ms - from_ms + 999) / 1000, level);
     let result = async {
         let mut out = String::new();
         if is_postgres(url) {

@@ -30,7 +30,7 @@ pub mod rollup;
 mod sqlite;
 
 pub use devices::StoredDevice;
-pub use readings::{ReadingStream, DEVICE_KEY_SQL, ROLLUP_WINDOW_SQL};
+pub use readings::{chart_bucket, ReadingStream, DEVICE_KEY_SQL, ROLLUP_WINDOW_SQL};
 
 use app::model::Reading;
 use sqlx::postgres::PgPool;

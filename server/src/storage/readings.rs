@@ -144,13 +144,7 @@ impl Store {
         max_points: u32,
     ) -> Result<HistoryWindow, StorageError> {
         let span = to_ms.saturating_sub(from_ms).max(1);
-        let points = i64::from(max_points.clamp(1, MAX_POINTS));
-        let mut bucket_ms = (span / points + i64::from(span % points != 0)).max(1);
-        let level = rollup::level_for(bucket_ms);
-        if let Some(level) = level {
-            // Whole rollup buckets per point: every point then holds as many of them.
-            bucket_ms = rollup::align_up(bucket_ms, level);
-        }
+        let (bucket_ms, level) = chart_bucket(from_ms, to_ms, max_points);
         let mut window = HistoryWindow {
             device_id: device_id.to_string(),
             from_ms,
@@ -261,11 +255,7 @@ impl Store {
                 sum: row.total,
                 count: row.samples,
             };
-            grid.add(
-                row.series,
-                grid.from_ms + row.bucket * grid.bucket_ms,
-                &aggregate,
-            );
+            grid.add_to(row.series, row.bucket, &aggregate);
         }
         Ok(())
     }
@@ -447,6 +437,19 @@ impl Store {
     }
 }
 
+/// The length of one point of a chart of `[from_ms, to_ms)` in at most `max_points` points,
+/// and the rollup level it is read from (none: raw readings). A point of a minute or more is a
+/// whole number of rollup buckets, so every point holds as many of them.
+pub fn chart_bucket(from_ms: i64, to_ms: i64, max_points: u32) -> (i64, Option<i64>) {
+    let span = to_ms.saturating_sub(from_ms).max(1);
+    let points = i64::from(max_points.clamp(1, MAX_POINTS));
+    let bucket_ms = (span / points + i64::from(span % points != 0)).max(1);
+    match rollup::level_for(bucket_ms) {
+        Some(level) => (rollup::align_up(bucket_ms, level), Some(level)),
+        None => (bucket_ms, None),
+    }
+}
+
 /// A stored reading with its names; values in field-name order, as the dashboard shows them.
 fn reading_from(
     device_id: &Name,
@@ -490,7 +493,16 @@ impl Grid {
     }
 
     fn add(&mut self, series: i64, t_ms: i64, aggregate: &Aggregate) {
-        let Ok(index) = usize::try_from((t_ms - self.from_ms).div_euclid(self.bucket_ms)) else {
+        self.add_to(
+            series,
+            (t_ms - self.from_ms).div_euclid(self.bucket_ms),
+            aggregate,
+        );
+    }
+
+    /// Adds to point `index` (counted from the window's start); points outside are ignored.
+    fn add_to(&mut self, series: i64, index: i64, aggregate: &Aggregate) {
+        let Ok(index) = usize::try_from(index) else {
             return;
         };
         if index >= self.buckets {
