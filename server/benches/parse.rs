@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 fn dialects(c: &mut Criterion) {
     let rules = ParseRules {
-        csv_fields: vec!["counter".into(), "temp".into()],
+        csv_fields: ["counter".into(), "temp".into()].into(),
         max_fields: 64,
     };
     let lines = [

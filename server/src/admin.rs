@@ -143,6 +143,7 @@ where
             session_lifetime: Duration::from_secs(3600),
             secure_cookies: true,
             allow_tokenless_devices: false,
+            behind_proxy: false,
         },
     );
     let result = work(auth).await;

@@ -1,5 +1,9 @@
 //! Command-line configuration. Every flag falls back to an `IOTHUB_*` environment variable.
 
+use crate::devices::mqtt::MqttArgs;
+use crate::devices::serial::SerialArgs;
+use crate::devices::tcp::TcpArgs;
+use crate::devices::DeviceArgs;
 use crate::simulator::SimulatorArgs;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -129,74 +133,70 @@ impl Cli {
     }
 }
 
+/// `iothub serve`: every setting, in groups; each part of the hub is handed only its own group.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address for the dashboard and the device endpoints.
-    #[arg(long, env = "IOTHUB_BIND", default_value = "0.0.0.0:3000")]
-    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub writes: WriteArgs,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+
+    #[command(flatten)]
+    pub accounts: AccountArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+
+    #[command(flatten)]
+    pub tcp: TcpArgs,
+
+    #[command(flatten)]
+    pub serial: SerialArgs,
+
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
+
+    #[command(flatten)]
+    pub live: LiveArgs,
+
+    #[command(flatten)]
+    pub simulate: SimulateArgs,
 
     /// Print the configuration in effect (flags, environment, config file, defaults; secrets
     /// masked) and exit.
     #[arg(long)]
     pub print_config: bool,
 
-    /// Password of the first user, `admin`, created on the first start (when there are no
-    /// users). Unset: a password is generated and printed to the log once.
-    #[arg(long, env = "IOTHUB_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: Option<String>,
-
-    /// How long a sign-in lasts, in hours.
-    #[arg(long, env = "IOTHUB_SESSION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=8_760))]
-    pub session_hours: u32,
-
-    /// Let devices connect without a token. Only on a network you trust: anyone who can reach
-    /// the hub can then send readings as any device. The dashboard warns while this is on.
-    #[arg(long, env = "IOTHUB_ALLOW_TOKENLESS_DEVICES", value_parser = clap::builder::BoolishValueParser::new())]
-    pub allow_tokenless_devices: bool,
-
-    /// The hub is reached through a reverse proxy on this machine: for requests from
-    /// 127.0.0.1 or ::1, sign-in throttling counts the address the proxy appended to
-    /// `X-Forwarded-For` rather than the proxy's own.
-    #[arg(long, env = "IOTHUB_BEHIND_PROXY", value_parser = clap::builder::BoolishValueParser::new())]
-    pub behind_proxy: bool,
-
-    /// Delete readings older than this many days (checked hourly); 0 keeps everything.
-    #[arg(long, env = "IOTHUB_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
-    pub retention_days: u32,
-
-    /// Delete per-minute aggregates older than this many days; 0 keeps them. They serve
-    /// history windows of an hour or more, also after the raw readings are gone.
-    #[arg(long, env = "IOTHUB_MINUTE_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
-    pub minute_retention_days: u32,
-
-    /// Delete per-hour aggregates older than this many days; 0 keeps them (a year of one
-    /// field is 8,760 rows).
-    #[arg(long, env = "IOTHUB_HOUR_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
-    pub hour_retention_days: u32,
-
     /// Once every listener is bound, write their addresses to this file as JSON
     /// (`{"dashboard":"http://127.0.0.1:3000","tcp":null,"metrics":null,"pid":1234}`), for
     /// scripts that start the hub on port 0. Written whole or not at all.
     #[arg(long, env = "IOTHUB_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+}
+
+/// The dashboard's HTTP listener and what it accepts.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Web server")]
+pub struct HttpArgs {
+    /// Address for the dashboard and the device endpoints.
+    #[arg(long, env = "IOTHUB_BIND", default_value = "0.0.0.0:3000")]
+    pub bind: SocketAddr,
 
     /// The address people open the dashboard at, e.g. `https://hub.example.org:8443`. Browser
     /// requests that change something or stream (server functions, WebSockets) from any other
     /// origin are refused. Unset: the origin must match the `Host` the request was sent to.
     #[arg(long, env = "IOTHUB_PUBLIC_ORIGIN", value_parser = crate::security::parse_origin)]
     pub public_origin: Option<String>,
-
-    /// Serve HTTPS and WSS with this certificate chain (PEM, the hub's certificate first);
-    /// needs --tls-key. With TLS on, browsers are told to use HTTPS from then on (HSTS).
-    #[arg(long, env = "IOTHUB_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "IOTHUB_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
 
     /// Most open connections from one client address. Connections from this machine
     /// (127.0.0.1, ::1) are not counted.
@@ -212,99 +212,55 @@ pub struct ServeArgs {
     #[arg(long, env = "IOTHUB_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub header_timeout_ms: u64,
 
-    /// Also accept raw TCP devices (lines, or `|START|…|END|` frames) on this address; the
-    /// flag alone means `0.0.0.0:5070`. Off unless given. Plain TCP unless `--tcp-tls`: tokens
-    /// travel unencrypted, so use it on your own network.
-    #[arg(long, env = "IOTHUB_TCP_LISTEN", num_args = 0..=1, default_missing_value = "0.0.0.0:5070")]
-    pub tcp_listen: Option<SocketAddr>,
+    /// The hub is reached through a reverse proxy on this machine: for requests from
+    /// 127.0.0.1 or ::1, sign-in throttling counts the address the proxy appended to
+    /// `X-Forwarded-For` rather than the proxy's own.
+    #[arg(long, env = "IOTHUB_BEHIND_PROXY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub behind_proxy: bool,
 
-    /// Raw TCP devices must speak TLS, with the dashboard's certificate (`--tls-cert`).
-    #[arg(long, env = "IOTHUB_TCP_TLS", requires = "tls_cert")]
-    pub tcp_tls: bool,
-
-    /// A device on a serial port: `PATH:BAUD` or `PATH:BAUD:ID` (e.g. `/dev/ttyUSB0:115200`);
-    /// repeat for more. Reopened with backoff when it goes away.
-    #[arg(long = "serial", env = "IOTHUB_SERIAL", value_delimiter = ',', value_parser = crate::serial::parse_spec)]
-    pub serial: Vec<crate::serial::SerialSpec>,
-
-    /// Bridge an MQTT broker: `mqtt://[user:password@]host[:port]`, or `mqtts://` for TLS
-    /// (port 8883 unless given). Readings published to
-    /// `devices/<id>/readings` come in; commands go out to `devices/<id>/commands`.
-    #[arg(long, env = "IOTHUB_MQTT_URL", hide_env_values = true, value_parser = crate::mqtt::parse_broker)]
-    pub mqtt_url: Option<crate::mqtt::Broker>,
-
-    /// CA certificates (PEM) to trust for an `mqtts://` broker whose certificate is not from a
-    /// public CA, e.g. one you made for your own Mosquitto.
-    #[arg(long, env = "IOTHUB_MQTT_CA_FILE")]
-    pub mqtt_ca_file: Option<PathBuf>,
-
-    /// First topic levels of the MQTT bridge, in place of `devices` (e.g. `home/hub-2/devices`):
-    /// two hubs on one broker each keep to their own devices.
-    #[arg(long, env = "IOTHUB_MQTT_TOPIC_PREFIX", default_value = crate::mqtt::DEFAULT_TOPIC_PREFIX, value_parser = crate::mqtt::parse_topic_prefix)]
-    pub mqtt_topic_prefix: crate::mqtt::Topics,
+    /// Folder with the built web assets (`pkg/iothub.js`, `.wasm`, `.css`, favicon).
+    #[arg(long, env = "IOTHUB_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
 
     /// Also serve `/metrics` (Prometheus text format) on this address, without sign-in, for a
     /// scraper: keep it on 127.0.0.1 or a private network. (`/metrics` on the dashboard's own
     /// address needs a session like every page.)
     #[arg(long, env = "IOTHUB_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+}
 
-    /// A framed TCP device silent this long is sent `COMMAND=HELLO!`, and dropped if it stays
-    /// silent this long again (ms).
-    #[arg(long, env = "IOTHUB_TCP_KEEPALIVE_MS", default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
-    pub tcp_keepalive_ms: u64,
+/// HTTPS and WSS.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// Serve HTTPS and WSS with this certificate chain (PEM, the hub's certificate first);
+    /// needs --tls-key. With TLS on, browsers are told to use HTTPS from then on (HSTS).
+    #[arg(long, env = "IOTHUB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
 
-    /// Folder with the built web assets (`pkg/iothub.js`, `.wasm`, `.css`, favicon).
-    #[arg(long, env = "IOTHUB_SITE_ROOT", default_value = "target/site")]
-    pub site_root: PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "IOTHUB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
 
-    /// Also run this many simulated devices against this server.
-    #[arg(long, env = "IOTHUB_SIMULATE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
-    pub simulate: u32,
+/// People signing in.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Sign-in")]
+pub struct AccountArgs {
+    /// Password of the first user, `admin`, created on the first start (when there are no
+    /// users). Unset: a password is generated and printed to the log once.
+    #[arg(long, env = "IOTHUB_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
 
-    /// Readings per second each simulated device sends.
-    #[arg(long, env = "IOTHUB_SIMULATE_RATE", default_value_t = 1.0, value_parser = crate::simulator::parse_rate)]
-    pub simulate_rate: f64,
+    /// How long a sign-in lasts, in hours.
+    #[arg(long, env = "IOTHUB_SESSION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=8_760))]
+    pub session_hours: u32,
+}
 
-    /// Names for the values of a positional CSV line after the device id (`7,42,23.5`);
-    /// values beyond the list are named `f3`, `f4`, ….
-    #[arg(
-        long,
-        env = "IOTHUB_DEFAULT_FIELDS",
-        value_delimiter = ',',
-        default_value = "counter,temp"
-    )]
-    pub default_fields: Vec<String>,
-
-    /// Most numeric fields one reading may carry.
-    #[arg(long, env = "IOTHUB_MAX_FIELDS", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub max_fields: u16,
-
-    /// Largest WebSocket message or frame a device may send, in bytes.
-    #[arg(long, env = "IOTHUB_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(128..=16 * 1024 * 1024))]
-    pub max_frame_bytes: u32,
-
-    /// Most readings per second one device may send (short bursts of one second's worth are
-    /// fine); extra readings are refused with an error line.
-    #[arg(long, env = "IOTHUB_MAX_READINGS_PER_SEC", default_value_t = 100.0, value_parser = parse_positive)]
-    pub max_readings_per_sec: f64,
-
-    /// A device silent for this long is pinged (ms).
-    #[arg(long, env = "IOTHUB_PING_AFTER_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
-    pub ping_after_ms: u64,
-
-    /// …and disconnected (marked offline) if it stays silent this much longer (ms).
-    #[arg(long, env = "IOTHUB_KEEPALIVE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
-    pub keepalive_timeout_ms: u64,
-
-    /// How long a device has to acknowledge a command before it counts as timed out (ms).
-    #[arg(long, env = "IOTHUB_COMMAND_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
-    pub command_timeout_ms: u64,
-
-    /// Readings per device kept in memory for the live charts.
-    #[arg(long, env = "IOTHUB_RECENT_READINGS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub recent_readings: u32,
-
+/// How the store batches its writes.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Store")]
+pub struct WriteArgs {
     /// The store writes queued readings at least this often (ms); a crash loses at most this much.
     #[arg(long, env = "IOTHUB_FLUSH_INTERVAL_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub flush_interval_ms: u64,
@@ -317,11 +273,49 @@ pub struct ServeArgs {
     pub flush_rows: u32,
 }
 
-fn parse_positive(raw: &str) -> Result<f64, String> {
-    match raw.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{raw:?} is not a positive number")),
-    }
+/// How long stored data is kept.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Retention")]
+pub struct RetentionArgs {
+    /// Delete readings older than this many days (checked hourly); 0 keeps everything.
+    #[arg(long, env = "IOTHUB_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub retention_days: u32,
+
+    /// Delete per-minute aggregates older than this many days; 0 keeps them. They serve
+    /// history windows of an hour or more, also after the raw readings are gone.
+    #[arg(long, env = "IOTHUB_MINUTE_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub minute_retention_days: u32,
+
+    /// Delete per-hour aggregates older than this many days; 0 keeps them (a year of one
+    /// field is 8,760 rows).
+    #[arg(long, env = "IOTHUB_HOUR_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub hour_retention_days: u32,
+}
+
+/// What the registry keeps for the live view, and how long commands wait.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Live view")]
+pub struct LiveArgs {
+    /// Readings per device kept in memory for the live charts.
+    #[arg(long, env = "IOTHUB_RECENT_READINGS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub recent_readings: u32,
+
+    /// How long a device has to acknowledge a command before it counts as timed out (ms).
+    #[arg(long, env = "IOTHUB_COMMAND_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub command_timeout_ms: u64,
+}
+
+/// Simulated devices run alongside the hub.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Simulated devices")]
+pub struct SimulateArgs {
+    /// Also run this many simulated devices against this server.
+    #[arg(long, env = "IOTHUB_SIMULATE", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub simulate: u32,
+
+    /// Readings per second each simulated device sends.
+    #[arg(long, env = "IOTHUB_SIMULATE_RATE", default_value_t = 1.0, value_parser = crate::simulator::parse_rate)]
+    pub simulate_rate: f64,
 }
 
 impl ServeArgs {
@@ -329,7 +323,7 @@ impl ServeArgs {
     pub fn printable(&self) -> String {
         let mut shown = self.clone();
         let mask = |secret: &mut String| *secret = "***".into();
-        if let Some(password) = shown.admin_password.as_mut() {
+        if let Some(password) = shown.accounts.admin_password.as_mut() {
             mask(password);
         }
         if let Some(url) = shown.store.database_url.as_mut() {
@@ -340,7 +334,12 @@ impl ServeArgs {
                 }
             }
         }
-        if let Some((_, password)) = shown.mqtt_url.as_mut().and_then(|b| b.credentials.as_mut()) {
+        if let Some((_, password)) = shown
+            .mqtt
+            .mqtt_url
+            .as_mut()
+            .and_then(|b| b.credentials.as_mut())
+        {
             mask(password);
         }
         format!("{shown:#?}")
@@ -370,8 +369,8 @@ mod tests {
         let cli = Cli::try_parse_from(["iothub", "--bind", "127.0.0.1:0"]).unwrap();
         match cli.into_command() {
             Command::Serve(args) => {
-                assert_eq!(args.bind.port(), 0);
-                assert_eq!(args.default_fields, ["counter", "temp"]);
+                assert_eq!(args.http.bind.port(), 0);
+                assert_eq!(args.devices.default_fields, ["counter", "temp"]);
             }
             other => panic!("expected serve, got {other:?}"),
         }
@@ -391,12 +390,12 @@ mod tests {
 
     #[test]
     fn the_tcp_listener_is_off_unless_asked_for() {
-        assert_eq!(ServeArgs::defaults().tcp_listen, None);
+        assert_eq!(ServeArgs::defaults().tcp.tcp_listen, None);
         let cli = Cli::try_parse_from(["iothub", "serve", "--tcp-listen"]).unwrap();
         let Command::Serve(args) = cli.into_command() else {
             panic!("serve")
         };
-        assert_eq!(args.tcp_listen, Some("0.0.0.0:5070".parse().unwrap()));
+        assert_eq!(args.tcp.tcp_listen, Some("0.0.0.0:5070".parse().unwrap()));
     }
 
     #[test]
@@ -417,19 +416,19 @@ mod tests {
         let Command::Serve(args) = cli.into_command() else {
             panic!("serve")
         };
-        assert_eq!(args.simulate, 0);
+        assert_eq!(args.simulate.simulate, 0);
     }
 
     #[test]
     fn defaults_ignore_the_environment() {
         let args = ServeArgs::defaults();
-        assert_eq!(args.bind.port(), 3000);
-        assert_eq!(args.max_frame_bytes, 65536);
+        assert_eq!(args.http.bind.port(), 3000);
+        assert_eq!(args.devices.max_frame_bytes, 65536);
         assert!(
-            !args.allow_tokenless_devices,
+            !args.devices.allow_tokenless_devices,
             "devices need tokens unless told otherwise"
         );
-        assert_eq!(args.admin_password, None);
+        assert_eq!(args.accounts.admin_password, None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! CSV, like the classic per-day files. One row per reading: receive time and device time as
 //! ISO-8601 UTC, then one column per field. Streamed from the database, never built in memory.
 
-use crate::application::AppState;
 use crate::protocol::DeviceId;
+use crate::storage::Store;
 use app::model::Reading;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -27,7 +27,7 @@ pub struct ExportQuery {
 }
 
 pub async fn csv(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     Path(device): Path<String>,
     Query(query): Query<ExportQuery>,
 ) -> Response {
@@ -40,7 +40,7 @@ pub async fn csv(
         Ok(window) => window,
         Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
     };
-    let fields = match state.store.fields(device.as_str(), from_ms, to_ms).await {
+    let fields = match store.fields(device.as_str(), from_ms, to_ms).await {
         Ok(fields) => fields,
         Err(err) => {
             tracing::error!(%err, "export: listing fields failed");
@@ -53,8 +53,7 @@ pub async fn csv(
     };
 
     let header_line = header_row(&fields);
-    let rows = state
-        .store
+    let rows = store
         .export(device.as_str(), from_ms, to_ms)
         .ready_chunks(READINGS_PER_CHUNK)
         .map(move |chunk| {

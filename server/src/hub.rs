@@ -1,9 +1,9 @@
 //! What the dashboard's server functions see of the server: the [`app::api::ssr::Hub`]
 //! implementation over the registry and the store.
 
-use crate::application::AppState;
 use crate::auth::AuthError;
 use crate::registry::CommandError;
+use crate::state::AppState;
 use app::api::ssr::Hub;
 use app::error::AppError;
 use app::model::{

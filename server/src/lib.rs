@@ -26,27 +26,27 @@
 
 pub mod address;
 pub mod admin;
-pub mod application;
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod config_file;
-pub mod device_session;
-pub mod device_socket;
+pub mod devices;
 pub mod export;
 pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
-pub mod mqtt;
+pub mod paths;
 pub mod protocol;
 pub mod registry;
 pub mod retry;
+pub mod router;
 pub mod security;
-pub mod serial;
 pub mod simulator;
+pub mod startup;
+pub mod state;
 pub mod storage;
-pub mod tcp;
+pub mod sweeps;
 
 /// Milliseconds since the Unix epoch, the time unit of every reading.
 pub fn now_ms() -> i64 {

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
-use server::application::Application;
 use server::config::{Cli, Command, LogFormat};
+use server::startup::Application;
 use server::{config_file, simulator};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;

@@ -3,12 +3,8 @@
 //!
 //! Counters are recorded where things happen (readings, device errors, command status changes,
 //! store flushes, lagged browser streams) through the `metrics` facade; gauges (devices online,
-//! browser subscribers, store queue) are read when the page is rendered.
+//! browser subscribers, store queue) are read when the page is rendered (`crate::router`).
 
-use crate::application::AppState;
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -30,21 +26,4 @@ pub fn handle() -> Option<PrometheusHandle> {
             }
         })
         .clone()
-}
-
-/// The metrics page, in Prometheus' text format.
-pub async fn render(State(state): State<AppState>) -> axum::response::Response {
-    let Some(handle) = handle() else {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no metrics\n").into_response();
-    };
-    let (online, known) = state.registry.device_counts();
-    metrics::gauge!("iothub_devices_online").set(online as f64);
-    metrics::gauge!("iothub_devices_known").set(known as f64);
-    metrics::gauge!("iothub_live_subscribers").set(state.registry.subscriber_count() as f64);
-    metrics::gauge!("iothub_store_queue_depth").set(state.store.queued() as f64);
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
 }

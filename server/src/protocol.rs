@@ -44,7 +44,7 @@ pub enum Dialect {
     Csv,
     KeyValue,
     Json,
-    /// `|START|KEY=VALUE|…|END|` messages of raw TCP devices (see [`crate::tcp`]); their
+    /// `|START|KEY=VALUE|…|END|` messages of raw TCP devices (see [`crate::devices::stream`]); their
     /// contents are parsed as key=value.
     Framed,
 }
@@ -92,7 +92,7 @@ pub struct ParsedReading {
 #[derive(Debug, Clone)]
 pub struct ParseRules {
     /// Names for positional CSV values, in order (shared: every reading's values point to them).
-    pub csv_fields: Vec<Name>,
+    pub csv_fields: std::sync::Arc<[Name]>,
     pub max_fields: usize,
 }
 
@@ -481,7 +481,7 @@ mod tests {
 
     fn rules() -> ParseRules {
         ParseRules {
-            csv_fields: vec!["counter".into(), "temp".into()],
+            csv_fields: ["counter".into(), "temp".into()].into(),
             max_fields: 4,
         }
     }

@@ -324,7 +324,7 @@ mod tests {
 
     fn rules() -> ParseRules {
         ParseRules {
-            csv_fields: vec!["counter".into(), "temp".into(), "led".into()],
+            csv_fields: ["counter".into(), "temp".into(), "led".into()].into(),
             max_fields: 64,
         }
     }

@@ -8,8 +8,8 @@
 
 use futures::{SinkExt, StreamExt};
 use leptos::server_fn::ServerFn;
-use server::application::Application;
 use server::config::ServeArgs;
+use server::startup::Application;
 use server::storage::test_support::TestPostgres;
 use std::time::Duration;
 
@@ -56,12 +56,12 @@ async fn readings_received_while_postgres_is_down_are_written_when_it_returns() 
     };
     let data_dir = tempfile::tempdir().unwrap();
     let mut args = ServeArgs::defaults();
-    args.bind = "127.0.0.1:0".parse().unwrap();
+    args.http.bind = "127.0.0.1:0".parse().unwrap();
     args.store.data_dir = data_dir.path().to_path_buf();
     args.store.database_url = Some(pg.url.clone());
-    args.flush_interval_ms = 50;
-    args.admin_password = Some("outage test password".into());
-    args.allow_tokenless_devices = true;
+    args.writes.flush_interval_ms = 50;
+    args.accounts.admin_password = Some("outage test password".into());
+    args.devices.allow_tokenless_devices = true;
     let app = Application::build(args).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let stop = app.shutdown_token();

@@ -834,7 +834,7 @@ fn check_json_case(case: &JsonCase) -> Result<(), TestCaseError> {
 #[test]
 fn registered_names_do_not_collide_with_numbered_csv_values() {
     let rules = ParseRules {
-        csv_fields: vec![],
+        csv_fields: [].into(),
         max_fields: 64,
     };
     let registration = r#"{"register":{"fields":[{"name":"f2"}]}}"#;
@@ -866,7 +866,7 @@ fn registered_names_do_not_collide_with_numbered_csv_values() {
 #[test]
 fn json_values_are_exact() {
     let rules = ParseRules {
-        csv_fields: vec![],
+        csv_fields: [].into(),
         max_fields: 64,
     };
     for text in ["5.2298210633531633e-76", "-3.860966849233032e217"] {
@@ -887,7 +887,7 @@ fn json_values_are_exact() {
 #[test]
 fn errors_quoting_unprintable_input_stay_short() {
     let rules = ParseRules {
-        csv_fields: vec!["counter".into()],
+        csv_fields: ["counter".into()].into(),
         max_fields: 64,
     };
     let unprintable = "\u{e0001}";

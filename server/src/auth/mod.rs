@@ -65,6 +65,9 @@ pub struct AuthConfig {
     pub secure_cookies: bool,
     /// Devices may connect without a token (a trusted LAN only).
     pub allow_tokenless_devices: bool,
+    /// Requests from 127.0.0.1 or ::1 come through a reverse proxy: sign-in throttling counts
+    /// the address it appended to `X-Forwarded-For` (`--behind-proxy`).
+    pub behind_proxy: bool,
 }
 
 /// What a login attempt came to.

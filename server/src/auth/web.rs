@@ -6,7 +6,6 @@
 //! answers are redirects: to where the person was going, or back to the form with a message.
 
 use super::{Auth, Login};
-use crate::application::AppState;
 use app::api::ssr::SignedIn;
 use app::error::AppError;
 use axum::body::Body;
@@ -33,17 +32,17 @@ pub struct LoginForm {
 
 /// `POST /login`.
 pub async fn login(
-    State(state): State<AppState>,
+    State(auth): State<Auth>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let client = client_address(peer, &headers, state.config.behind_proxy);
+    let client = client_address(peer, &headers, auth.config().behind_proxy);
     let next = safe_next(&form.next);
-    match state.auth.login(&form.user, &form.password, client).await {
+    match auth.login(&form.user, &form.password, client).await {
         Ok(Login::SignedIn { session, .. }) => {
             let mut response = see_other(next);
-            set_cookie(&mut response, session_cookie(&state.auth, session));
+            set_cookie(&mut response, session_cookie(&auth, session));
             response
         }
         Ok(Login::Refused) => {
@@ -77,14 +76,14 @@ pub async fn login(
 }
 
 /// `POST /logout`: ends the session and forgets the cookie.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
     if let Some(session) = session_from(&headers) {
-        if let Err(err) = state.auth.logout(&session).await {
+        if let Err(err) = auth.logout(&session).await {
             tracing::error!(%err, "ending a session failed");
         }
     }
     let mut response = see_other(LOGIN_PATH);
-    let mut gone = session_cookie(&state.auth, String::new());
+    let mut gone = session_cookie(&auth, String::new());
     gone.make_removal();
     set_cookie(&mut response, gone);
     response
@@ -153,8 +152,8 @@ pub async fn require_session(
 fn is_public(path: &str) -> bool {
     path == LOGIN_PATH
         || path == LOGOUT_PATH
-        || path == "/ws/device"
-        || path == crate::application::HEALTH_PATH
+        || path == crate::paths::DEVICE_SOCKET
+        || path == crate::paths::HEALTH
         || path == "/favicon.svg"
         || path.starts_with("/pkg/")
 }

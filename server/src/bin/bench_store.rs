@@ -30,8 +30,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use leptos::server_fn::ServerFn;
-use server::application::Application;
 use server::config::ServeArgs;
+use server::startup::Application;
 use server::storage::{self, Database, Store, StoreConfig};
 use sqlx::{Connection, Executor, Row as _};
 use std::fmt::Write as _;
@@ -925,11 +925,11 @@ async fn http_series(
         fastrand::u32(..)
     ));
     let mut serve = ServeArgs::defaults();
-    serve.bind = "127.0.0.1:0".parse()?;
+    serve.http.bind = "127.0.0.1:0".parse()?;
     serve.store.data_dir = data_dir.clone();
-    serve.site_root = data_dir.join("no-site");
+    serve.http.site_root = data_dir.join("no-site");
     serve.store.database_url = Some(url.to_string());
-    serve.admin_password = Some(BENCH_PASSWORD.into());
+    serve.accounts.admin_password = Some(BENCH_PASSWORD.into());
     let result = async {
         let app = Application::build(serve).await?;
         let addr = app.local_addr();

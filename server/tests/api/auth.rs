@@ -232,7 +232,7 @@ async fn signing_out_ends_that_sessions_open_live_stream_and_no_other() {
 #[tokio::test]
 async fn behind_https_the_cookie_is_secure() {
     let app = TestApp::spawn_with(|args| {
-        args.public_origin = Some("https://hub.example.org".into());
+        args.http.public_origin = Some("https://hub.example.org".into());
     })
     .await;
     let res = post_login(&anonymous(), app.addr, "admin", ADMIN_PASSWORD).await;
@@ -297,7 +297,7 @@ async fn rapid_wrong_passwords_from_one_address_are_refused_but_not_the_owner_el
 
 #[tokio::test]
 async fn behind_a_proxy_the_forwarded_address_is_throttled() {
-    let app = TestApp::spawn_with(|args| args.behind_proxy = true).await;
+    let app = TestApp::spawn_with(|args| args.http.behind_proxy = true).await;
     let from = |client: &'static str| {
         let http = anonymous();
         let url = app.url("/login");
@@ -343,7 +343,7 @@ async fn connect(app: &TestApp, query: &str, bearer: Option<&str>) -> Result<Dev
 
 #[tokio::test]
 async fn devices_need_a_valid_token_which_names_their_id() {
-    let app = TestApp::spawn_with(|args| args.allow_tokenless_devices = false).await;
+    let app = TestApp::spawn_with(|args| args.devices.allow_tokenless_devices = false).await;
     let new = app.create_token("7", "kitchen").await;
     assert!(new.secret.starts_with("iot_"));
     let other = app.create_token("8", "").await;
@@ -443,9 +443,9 @@ async fn with_tokenless_devices_allowed_the_dashboard_is_told() {
 #[tokio::test]
 async fn the_bundled_simulator_gets_tokens_of_its_own() {
     let app = TestApp::spawn_with(|args| {
-        args.allow_tokenless_devices = false;
-        args.simulate = 2;
-        args.simulate_rate = 50.0;
+        args.devices.allow_tokenless_devices = false;
+        args.simulate.simulate = 2;
+        args.simulate.simulate_rate = 50.0;
     })
     .await;
     for id in ["1", "2"] {
@@ -518,7 +518,7 @@ async fn no_secret_is_stored_in_plain_text() {
 
 #[tokio::test]
 async fn the_command_line_manages_users_and_device_tokens() {
-    let app = TestApp::spawn_with(|args| args.allow_tokenless_devices = false).await;
+    let app = TestApp::spawn_with(|args| args.devices.allow_tokenless_devices = false).await;
     let data_dir = app.data_dir.path().to_str().unwrap().to_string();
     let iothub = |args: &[&str], stdin: &str| {
         use std::io::Write;

@@ -101,7 +101,7 @@ async fn bad_input_gets_an_error_line_and_the_connection_survives() {
 
 #[tokio::test]
 async fn an_oversized_frame_closes_the_connection_without_harming_the_server() {
-    let app = TestApp::spawn_with(|args| args.max_frame_bytes = 1024).await;
+    let app = TestApp::spawn_with(|args| args.devices.max_frame_bytes = 1024).await;
     let mut device = app.device("").await;
     device.send("7,1,2").await;
     device.send(&format!("7,{}", "1".repeat(4096))).await;

@@ -153,7 +153,7 @@ async fn a_command_to_all_reaches_every_online_device() {
 
 #[tokio::test]
 async fn commands_time_out_fail_offline_and_refuse_bad_values() {
-    let app = TestApp::spawn_with(|args| args.command_timeout_ms = 150).await;
+    let app = TestApp::spawn_with(|args| args.live.command_timeout_ms = 150).await;
     let mut device = app.device("?id=7").await;
     device.send("temp=1").await;
     eventually("device 7", || async { app.device_summary("7").await }).await;
@@ -231,8 +231,8 @@ async fn console_lines_reach_the_device() {
 #[tokio::test]
 async fn a_silent_device_is_pinged_then_dropped_and_shown_offline() {
     let app = TestApp::spawn_with(|args| {
-        args.ping_after_ms = 100;
-        args.keepalive_timeout_ms = 100;
+        args.devices.ping_after_ms = 100;
+        args.devices.keepalive_timeout_ms = 100;
     })
     .await;
     let mut silent = app.device("?id=silent").await;
@@ -252,7 +252,7 @@ async fn a_silent_device_is_pinged_then_dropped_and_shown_offline() {
 
 #[tokio::test]
 async fn readings_over_the_rate_limit_are_refused() {
-    let app = TestApp::spawn_with(|args| args.max_readings_per_sec = 5.0).await;
+    let app = TestApp::spawn_with(|args| args.devices.max_readings_per_sec = 5.0).await;
     let mut device = app.device("").await;
     let burst: Vec<String> = (0..8).map(|i| format!("7,{i},1")).collect();
     device.send(&burst.join("\n")).await;
@@ -276,7 +276,7 @@ async fn readings_over_the_rate_limit_are_refused() {
 async fn persistent_abuse_closes_the_connection() {
     let app = TestApp::spawn().await;
     let mut device = app.device("?id=7").await;
-    let garbage: Vec<&str> = vec!["x=y"; server::device_session::ERROR_BUDGET + 1];
+    let garbage: Vec<&str> = vec!["x=y"; server::devices::session::ERROR_BUDGET + 1];
     device.send(&garbage.join("\n")).await;
     assert_eq!(device.closed().await, "too many errors");
     app.stop().await;
@@ -284,7 +284,7 @@ async fn persistent_abuse_closes_the_connection() {
 
 #[tokio::test]
 async fn hostile_and_malformed_lines_get_clear_errors() {
-    let app = TestApp::spawn_with(|args| args.max_fields = 3).await;
+    let app = TestApp::spawn_with(|args| args.devices.max_fields = 3).await;
     let mut device = app.device("?id=7").await;
     let long_id = "x".repeat(65);
     for (line, expected) in [

@@ -5,8 +5,8 @@ use app::model::{
 use futures::{SinkExt, StreamExt};
 use leptos::server_fn::ServerFn;
 use serde::de::DeserializeOwned;
-use server::application::Application;
 use server::config::ServeArgs;
+use server::startup::Application;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,15 +51,16 @@ impl TestApp {
     /// Starts a server on an existing data folder (to test restarts).
     pub async fn spawn_in(data_dir: TempDir, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         let mut args = ServeArgs::defaults();
-        args.bind = "127.0.0.1:0".parse().unwrap();
+        args.http.bind = "127.0.0.1:0".parse().unwrap();
         args.store.data_dir = data_dir.path().to_path_buf();
-        args.flush_interval_ms = 20;
-        args.admin_password = Some(ADMIN_PASSWORD.into());
+        args.writes.flush_interval_ms = 20;
+        args.accounts.admin_password = Some(ADMIN_PASSWORD.into());
         // Most tests are about what devices do, not how they sign in; the tests of device
         // tokens (auth.rs) turn this off.
-        args.allow_tokenless_devices = true;
+        args.devices.allow_tokenless_devices = true;
         configure(&mut args);
         let tls_cert = args
+            .tls
             .tls_cert
             .as_ref()
             .map(|path| std::fs::read(path).expect("the test certificate"));

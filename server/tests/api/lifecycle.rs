@@ -4,8 +4,8 @@ use crate::helpers::{eventually, TestApp};
 async fn a_graceful_stop_stores_every_reading_the_server_received() {
     // A flush interval far longer than the test: only the shutdown flush can write these.
     let app = TestApp::spawn_with(|args| {
-        args.flush_interval_ms = 3_600_000;
-        args.max_readings_per_sec = 10_000.0;
+        args.writes.flush_interval_ms = 3_600_000;
+        args.devices.max_readings_per_sec = 10_000.0;
     })
     .await;
     let mut device = app.device("").await;
@@ -37,8 +37,8 @@ async fn a_graceful_stop_stores_every_reading_the_server_received() {
 #[tokio::test]
 async fn the_simulator_flag_brings_devices_to_the_dashboard() {
     let app = TestApp::spawn_with(|args| {
-        args.simulate = 3;
-        args.simulate_rate = 20.0;
+        args.simulate.simulate = 3;
+        args.simulate.simulate_rate = 20.0;
     })
     .await;
     let snapshot = eventually("three simulated devices with readings", || async {

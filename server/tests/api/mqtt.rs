@@ -18,7 +18,7 @@ struct MqttDevice {
 }
 
 impl MqttDevice {
-    async fn connect(broker: &server::mqtt::Broker, topics: &[String]) -> MqttDevice {
+    async fn connect(broker: &server::devices::mqtt::Broker, topics: &[String]) -> MqttDevice {
         let mut options = MqttOptions::new(
             format!("test-device-{:08x}", fastrand::u32(..)),
             broker.host.clone(),
@@ -77,25 +77,27 @@ impl MqttDevice {
 /// running at the same time (or of other runs on the same broker) each hear only their own
 /// devices.
 async fn bridging(
-    broker: server::mqtt::Broker,
+    broker: server::devices::mqtt::Broker,
     configure: impl FnOnce(&mut server::config::ServeArgs),
 ) -> (TestApp, String) {
     let prefix = format!("test-{:08x}/devices", fastrand::u32(..));
     let app = TestApp::spawn_with(|args| {
-        args.mqtt_url = Some(broker);
-        args.mqtt_topic_prefix = server::mqtt::parse_topic_prefix(&prefix).unwrap();
+        args.mqtt.mqtt_url = Some(broker);
+        args.mqtt.mqtt_topic_prefix = server::devices::mqtt::parse_topic_prefix(&prefix).unwrap();
         configure(args);
     })
     .await;
     (app, prefix)
 }
 
-fn broker() -> Option<server::mqtt::Broker> {
+fn broker() -> Option<server::devices::mqtt::Broker> {
     let Ok(url) = std::env::var(MQTT_URL_VAR) else {
         eprintln!("{MQTT_URL_VAR} is not set: skipping the MQTT bridge test");
         return None;
     };
-    Some(server::mqtt::parse_broker(&url).unwrap_or_else(|e| panic!("{MQTT_URL_VAR}: {e}")))
+    Some(
+        server::devices::mqtt::parse_broker(&url).unwrap_or_else(|e| panic!("{MQTT_URL_VAR}: {e}")),
+    )
 }
 
 #[tokio::test]
@@ -187,8 +189,8 @@ async fn a_device_that_stops_publishing_goes_offline() {
         return;
     };
     let (app, prefix) = bridging(broker.clone(), |args| {
-        args.ping_after_ms = 300;
-        args.keepalive_timeout_ms = 300;
+        args.devices.ping_after_ms = 300;
+        args.devices.keepalive_timeout_ms = 300;
     })
     .await;
     let id = "7".to_string();
@@ -215,7 +217,8 @@ async fn a_device_that_stops_publishing_goes_offline() {
 async fn an_unreachable_broker_does_not_stop_the_hub() {
     let app = TestApp::spawn_with(|args| {
         // Nothing listens on port 1 of this machine.
-        args.mqtt_url = Some(server::mqtt::parse_broker("mqtt://127.0.0.1:1").unwrap());
+        args.mqtt.mqtt_url =
+            Some(server::devices::mqtt::parse_broker("mqtt://127.0.0.1:1").unwrap());
     })
     .await;
     assert!(app.dashboard().await.devices.is_empty());
@@ -225,7 +228,7 @@ async fn an_unreachable_broker_does_not_stop_the_hub() {
 /// A TLS front for the test broker, as a broker's own TLS listener would be: it accepts TLS
 /// with a certificate made here for `localhost` and passes the bytes on to the plain broker.
 /// Returns its port and the certificate's PEM file, which the hub is told to trust.
-async fn tls_front(broker: &server::mqtt::Broker) -> (u16, tempfile::TempDir) {
+async fn tls_front(broker: &server::devices::mqtt::Broker) -> (u16, tempfile::TempDir) {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), made.cert.pem()).unwrap();
@@ -263,9 +266,10 @@ async fn a_tls_broker_is_bridged_over_mqtts() {
         return;
     };
     let (port, ca_dir) = tls_front(&broker).await;
-    let tls_broker = server::mqtt::parse_broker(&format!("mqtts://localhost:{port}")).unwrap();
+    let tls_broker =
+        server::devices::mqtt::parse_broker(&format!("mqtts://localhost:{port}")).unwrap();
     let (app, prefix) = bridging(tls_broker, |args| {
-        args.mqtt_ca_file = Some(ca_dir.path().join("ca.pem"));
+        args.mqtt.mqtt_ca_file = Some(ca_dir.path().join("ca.pem"));
     })
     .await;
     // The device itself talks to the plain broker: only the hub's side is TLS here.
@@ -294,12 +298,12 @@ async fn mqtt_tls_settings_are_checked_at_start() {
         let mut args = server::config::ServeArgs::defaults();
         let dir = tempfile::tempdir().unwrap();
         args.store.data_dir = dir.path().to_path_buf();
-        args.bind = "127.0.0.1:0".parse().unwrap();
-        args.mqtt_url = Some(server::mqtt::parse_broker(url).unwrap());
-        args.mqtt_ca_file = ca;
+        args.http.bind = "127.0.0.1:0".parse().unwrap();
+        args.mqtt.mqtt_url = Some(server::devices::mqtt::parse_broker(url).unwrap());
+        args.mqtt.mqtt_ca_file = ca;
         async move {
             let _dir = dir;
-            server::application::Application::build(args)
+            server::startup::Application::build(args)
                 .await
                 .err()
                 .map(|e| e.to_string())

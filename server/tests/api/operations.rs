@@ -27,7 +27,7 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_count_what_happens_and_need_a_session_or_their_own_address() {
     let app = TestApp::spawn_with(|args| {
-        args.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+        args.http.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let mut device = app.device("?id=metrics-7").await;

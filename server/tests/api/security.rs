@@ -77,7 +77,7 @@ async fn browser_requests_from_another_origin_are_refused() {
 #[tokio::test]
 async fn with_a_public_origin_only_that_origin_is_accepted() {
     let app = TestApp::spawn_with(|args| {
-        args.public_origin = Some("https://hub.example.org".into());
+        args.http.public_origin = Some("https://hub.example.org".into());
     })
     .await;
     let status = |origin: String| {

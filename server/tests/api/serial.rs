@@ -4,7 +4,7 @@
 
 use crate::helpers::TestApp;
 use app::model::{CommandStatus, CommandTarget};
-use server::serial::SerialSpec;
+use server::devices::serial::SerialSpec;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -36,7 +36,7 @@ async fn a_serial_device_streams_takes_commands_and_comes_back_after_an_unplug()
     let link = dir.path().join("ttyTEST");
     let mut device = plug_in(&link);
     let app = TestApp::spawn_with(|args| {
-        args.serial = vec![SerialSpec {
+        args.serial.ports = vec![SerialSpec {
             path: link.clone(),
             baud: 115_200,
             device: None,
@@ -106,7 +106,7 @@ async fn a_serial_device_streams_takes_commands_and_comes_back_after_an_unplug()
 async fn a_missing_port_does_not_stop_the_hub() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with(|args| {
-        args.serial = vec![SerialSpec {
+        args.serial.ports = vec![SerialSpec {
             path: dir.path().join("nothing-here"),
             baud: 9_600,
             device: Some(server::protocol::DeviceId::parse("gadget").unwrap()),

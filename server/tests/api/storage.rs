@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test]
 async fn history_windows_come_downsampled_from_the_store() {
-    let app = TestApp::spawn_with(|args| args.max_readings_per_sec = 10_000.0).await;
+    let app = TestApp::spawn_with(|args| args.devices.max_readings_per_sec = 10_000.0).await;
     let mut device = app.device("").await;
     let lines: Vec<String> = (0..300).map(|i| format!("7,{i},{}", i % 10)).collect();
     device.send(&lines.join("\n")).await;
@@ -75,7 +75,7 @@ async fn history_windows_come_downsampled_from_the_store() {
 
 #[tokio::test]
 async fn csv_export_streams_a_day_with_a_header_and_utc_times() {
-    let app = TestApp::spawn_with(|args| args.max_readings_per_sec = 10_000.0).await;
+    let app = TestApp::spawn_with(|args| args.devices.max_readings_per_sec = 10_000.0).await;
     let mut device = app.device("?id=kitchen%2F1").await;
     let lines: Vec<String> = (0..1200)
         .map(|i| format!(r#"{{"temp":{i},"=cmd":1,"ts":1700000000000}}"#))
@@ -142,7 +142,7 @@ async fn postgres_as_the_store_keeps_readings_across_a_restart() {
     let url = pg.url.clone();
     let app = TestApp::spawn_with(|args| {
         args.store.database_url = Some(url.clone());
-        args.flush_interval_ms = 3_600_000;
+        args.writes.flush_interval_ms = 3_600_000;
     })
     .await;
     let mut device = app.device("").await;

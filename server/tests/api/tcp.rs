@@ -77,8 +77,8 @@ impl TcpDevice {
 
 async fn tcp_app(configure: impl FnOnce(&mut server::config::ServeArgs)) -> (TestApp, SocketAddr) {
     let app = TestApp::spawn_with(|args| {
-        args.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
-        args.allow_tokenless_devices = false;
+        args.tcp.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+        args.devices.allow_tokenless_devices = false;
         configure(args);
     })
     .await;
@@ -147,7 +147,7 @@ async fn line_devices_send_readings_and_get_commands() {
 
 #[tokio::test]
 async fn framed_devices_use_frames_both_ways_and_keep_alive_with_hello() {
-    let (app, addr) = tcp_app(|args| args.tcp_keepalive_ms = 300).await;
+    let (app, addr) = tcp_app(|args| args.tcp.tcp_keepalive_ms = 300).await;
     let secret = app.create_token("7", "").await.secret;
     let mut device = TcpDevice::connect(addr).await;
     device.send(&format!("|START|TOKEN={secret}|END|")).await;
@@ -194,7 +194,7 @@ async fn framed_devices_use_frames_both_ways_and_keep_alive_with_hello() {
 
 #[tokio::test]
 async fn a_framed_device_answering_the_ping_stays() {
-    let (app, addr) = tcp_app(|args| args.tcp_keepalive_ms = 200).await;
+    let (app, addr) = tcp_app(|args| args.tcp.tcp_keepalive_ms = 200).await;
     let secret = app.create_token("7", "").await.secret;
     let mut device = TcpDevice::connect(addr).await;
     device
@@ -242,7 +242,7 @@ async fn devices_without_a_valid_token_are_refused_before_any_reading() {
 
 #[tokio::test]
 async fn tokenless_tcp_devices_name_themselves_when_allowed() {
-    let (app, addr) = tcp_app(|args| args.allow_tokenless_devices = true).await;
+    let (app, addr) = tcp_app(|args| args.devices.allow_tokenless_devices = true).await;
     let mut device = TcpDevice::connect(addr).await;
     device.send("7,1,23.5\n").await;
     eventually("stored", || async {

@@ -45,8 +45,8 @@ async fn tls_app(
 ) -> (TestApp, TempDir, CertificateDer<'static>) {
     let (dir, cert, key, der) = certificate();
     let app = TestApp::spawn_with(|args| {
-        args.tls_cert = Some(cert);
-        args.tls_key = Some(key);
+        args.tls.tls_cert = Some(cert);
+        args.tls.tls_key = Some(key);
         configure(args);
     })
     .await;
@@ -115,9 +115,9 @@ async fn a_device_connects_over_wss() {
 #[tokio::test]
 async fn the_bundled_simulator_speaks_wss_when_tls_is_on() {
     let (app, _dir, _) = tls_app(|args| {
-        args.simulate = 2;
-        args.simulate_rate = 50.0;
-        args.allow_tokenless_devices = false;
+        args.simulate.simulate = 2;
+        args.simulate.simulate_rate = 50.0;
+        args.devices.allow_tokenless_devices = false;
     })
     .await;
     for id in ["1", "2"] {
@@ -161,7 +161,7 @@ const LOGOUT: &str = "POST /logout HTTP/1.1\r\nHost: hub\r\nContent-Length: 0\r\
 
 #[tokio::test]
 async fn connections_per_client_address_are_limited() {
-    let app = TestApp::spawn_with(|args| args.max_connections_per_ip = 3).await;
+    let app = TestApp::spawn_with(|args| args.http.max_connections_per_ip = 3).await;
     let mut open = Vec::new();
     for _ in 0..3 {
         let mut tcp = connect_from([127, 0, 0, 2], app.addr).await;
@@ -200,7 +200,7 @@ async fn connections_per_client_address_are_limited() {
 
 #[tokio::test]
 async fn an_open_websocket_keeps_its_place_in_the_count() {
-    let app = TestApp::spawn_with(|args| args.max_connections_per_ip = 1).await;
+    let app = TestApp::spawn_with(|args| args.http.max_connections_per_ip = 1).await;
     let tcp = connect_from([127, 0, 0, 2], app.addr).await;
     let request = format!("ws://{}/ws/device?id=7", app.addr)
         .into_client_request()
@@ -246,7 +246,7 @@ async fn oversized_request_heads_are_refused() {
 
 #[tokio::test]
 async fn silent_and_idle_connections_are_closed() {
-    let app = TestApp::spawn_with(|args| args.header_timeout_ms = 300).await;
+    let app = TestApp::spawn_with(|args| args.http.header_timeout_ms = 300).await;
     let closed_within = |mut tcp: TcpStream, limit: Duration| async move {
         let mut buf = [0u8; 64];
         matches!(
@@ -286,9 +286,9 @@ async fn silent_and_idle_connections_are_closed() {
 #[tokio::test]
 async fn raw_tcp_devices_speak_tls_with_tcp_tls() {
     let (app, _dir, der) = tls_app(|args| {
-        args.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
-        args.tcp_tls = true;
-        args.allow_tokenless_devices = false;
+        args.tcp.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+        args.tcp.tcp_tls = true;
+        args.devices.allow_tokenless_devices = false;
     })
     .await;
     let tcp_addr = app.tcp_addr.expect("the TCP listener is on");
@@ -349,10 +349,10 @@ async fn tcp_tls_without_a_certificate_does_not_start() {
     let mut args = server::config::ServeArgs::defaults();
     let dir = tempfile::tempdir().unwrap();
     args.store.data_dir = dir.path().to_path_buf();
-    args.bind = "127.0.0.1:0".parse().unwrap();
-    args.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
-    args.tcp_tls = true;
-    let err = server::application::Application::build(args)
+    args.http.bind = "127.0.0.1:0".parse().unwrap();
+    args.tcp.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+    args.tcp.tcp_tls = true;
+    let err = server::startup::Application::build(args)
         .await
         .err()
         .expect("refused");

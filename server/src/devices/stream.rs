@@ -1,6 +1,6 @@
-//! Raw TCP devices (`--tcp-listen`, port 5070): for boards that cannot speak WebSocket. I/O
-//! only, like [`crate::device_socket`]: bytes in, split into messages by [`Decoder`], each
-//! handed to the device's [`DeviceSession`]; commands and errors out.
+//! What raw TCP and serial devices share: a byte stream split into messages ([`Decoder`]:
+//! lines, or `|START|KEY=VALUE|END|` frames), the way back framed the same way ([`Writer`]),
+//! and the conversation loop over both ([`converse`]).
 //!
 //! Two framings, told apart by the first byte a connection sends:
 //! - **lines**: the WebSocket dialects (CSV, key=value, JSON), one per line (`\n` or `\r\n`);
@@ -10,23 +10,13 @@
 //!   the keepalive: the hub answers it, sends it to a device silent for `--tcp-keepalive-ms`,
 //!   and drops a device that stays silent that long again. Commands go out framed
 //!   (`|START|COMMAND=SET|LED=1|SEQ=12|END|`), errors as `|START|ERROR=…|END|`.
-//!
-//! The first line or frame may carry the device token (`token=…`, `|START|TOKEN=…|END|`);
-//! without one the connection is refused unless tokenless devices are allowed. With
-//! `--tcp-tls` the same conversation runs inside TLS, on the dashboard's certificate.
 
-use crate::application::AppState;
-use crate::auth::DeviceAccess;
-use crate::device_session::{DeviceSession, Handled};
-use crate::listener::{next_connection, ConnectionCounts};
+use super::session::{DeviceSession, Handled};
 use crate::protocol::Dialect;
 use crate::registry::Outbound;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
 const FRAME_START: &[u8] = b"|START|";
 const FRAME_END: &[u8] = b"|END|";
@@ -35,7 +25,7 @@ pub const HELLO: &str = "|START|COMMAND=HELLO!|END|";
 /// Longest a write to a device may take before the device counts as gone.
 const WRITE_LIMIT: Duration = Duration::from_secs(5);
 /// Bytes read from a connection at a time.
-const READ_CHUNK: usize = 4096;
+pub(super) const READ_CHUNK: usize = 4096;
 
 /// How a connection frames its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,57 +222,21 @@ pub fn frame_meaning(pairs: &[(String, String)]) -> Result<FrameMeaning, String>
     ))
 }
 
-/// Accepts device connections until the server stops; each is served in its own tracked task.
-/// Accepts raw TCP devices until the server stops; with `tls` (`--tcp-tls`), each connection
-/// must complete a TLS handshake first, within the head timeout.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: AppState) {
-    let counts = ConnectionCounts::default();
-    let max = state.config.max_connections_per_ip as usize;
-    let handshake_limit = Duration::from_millis(state.config.header_timeout_ms);
-    loop {
-        let Some((tcp, remote)) = next_connection(&listener, &state.shutdown).await else {
-            return;
-        };
-        let Some(slot) = counts.take_unless_local(remote.ip(), max) else {
-            tracing::debug!(%remote, "TCP device refused: per-address limit");
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let state = state.clone();
-        let tls = tls.clone();
-        state.tasks.clone().spawn(async move {
-            let _slot = slot;
-            let Some(acceptor) = tls else {
-                let (reader, writer) = tcp.into_split();
-                return serve_device(reader, writer, remote, state).await;
-            };
-            match tokio::time::timeout(handshake_limit, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let (reader, writer) = tokio::io::split(stream);
-                    serve_device(reader, writer, remote, state).await;
-                }
-                Ok(Err(err)) => tracing::debug!(%remote, %err, "TCP device: TLS handshake failed"),
-                Err(_) => tracing::debug!(%remote, "TCP device: TLS handshake timed out"),
-            }
-        });
-    }
-}
-
 /// The way back to a device, framed the way it speaks.
-pub(crate) struct Writer {
+pub(super) struct Writer {
     half: Box<dyn AsyncWrite + Send + Unpin>,
     framing: Framing,
 }
 
 impl Writer {
-    pub(crate) fn new(half: impl AsyncWrite + Send + Unpin + 'static, framing: Framing) -> Self {
+    pub(super) fn new(half: impl AsyncWrite + Send + Unpin + 'static, framing: Framing) -> Self {
         Writer {
             half: Box::new(half),
             framing,
         }
     }
 
-    async fn raw(&mut self, text: &str) -> bool {
+    pub(super) async fn raw(&mut self, text: &str) -> bool {
         let mut bytes = text.as_bytes().to_vec();
         if self.framing == Framing::Lines {
             bytes.push(b'\n');
@@ -293,7 +247,7 @@ impl Writer {
         )
     }
 
-    async fn error(&mut self, message: &str) -> bool {
+    pub(super) async fn error(&mut self, message: &str) -> bool {
         match self.framing {
             Framing::Lines => self.raw(&format!("error: {message}")).await,
             // `|` would end the value early.
@@ -305,94 +259,9 @@ impl Writer {
     }
 }
 
-#[tracing::instrument(name = "tcp device", skip_all, fields(%remote, id = tracing::field::Empty))]
-async fn serve_device(
-    mut reader: impl AsyncRead + Unpin,
-    writer: impl AsyncWrite + Send + Unpin + 'static,
-    remote: SocketAddr,
-    state: AppState,
-) {
-    let config = state.config.clone();
-    let mut decoder = Decoder::new(config.max_frame_bytes as usize);
-    let mut chunk = vec![0u8; READ_CHUNK];
-
-    // The first message: a token, or (tokenless devices allowed) already data.
-    let first = tokio::time::timeout(
-        Duration::from_millis(config.header_timeout_ms),
-        first_message(&mut reader, &mut decoder, &mut chunk),
-    )
-    .await;
-    let framing = decoder.framing().unwrap_or(Framing::Lines);
-    let mut writer = Writer::new(writer, framing);
-    let first = match first {
-        Ok(Some(Ok(message))) => message,
-        Ok(Some(Err(err))) => {
-            let _ = writer.error(&err.to_string()).await;
-            return;
-        }
-        Ok(None) | Err(_) => return, // closed, or silent from the start
-    };
-    let (token, pending) = match &first {
-        Message::Line(line) => match line.split_once('=') {
-            Some((key, value)) if key.trim().eq_ignore_ascii_case("token") => {
-                (Some(value.trim().to_string()), None)
-            }
-            _ => (None, Some(first)),
-        },
-        Message::Frame(pairs) => match frame_meaning(pairs) {
-            Ok(FrameMeaning::Token(token)) => (Some(token), None),
-            _ => (None, Some(first)),
-        },
-    };
-    let (device, token_id) = match state.auth.admit_device(token.as_deref()).await {
-        Ok(DeviceAccess::Device {
-            device_id,
-            token_id,
-        }) => (Some(device_id), token_id),
-        Ok(DeviceAccess::Tokenless) => (None, None),
-        Err(refusal) => {
-            tracing::warn!(%refusal, "TCP device refused");
-            let _ = writer.error(&refusal.to_string()).await;
-            return;
-        }
-    };
-    let transport = match framing {
-        Framing::Lines => format!("tcp {remote}"),
-        Framing::Frames => format!("tcp framed {remote}"),
-    };
-    let (mut session, commands) = DeviceSession::new(state, transport, device, token_id);
-    if framing == Framing::Frames {
-        session.record_as(Dialect::Framed);
-    }
-    tracing::info!(?framing, "device connected");
-    let mut link = Link::new(session, writer);
-    // The first message, if it was not a token, and whatever arrived with it.
-    if let Some(reason) = link.drain(pending, &mut decoder).await {
-        tracing::info!(%reason, "device disconnected");
-        return;
-    }
-
-    // Framed devices have their own keepalive; line devices cannot be pinged, so they must
-    // send something within the WebSocket ping interval plus timeout.
-    let keepalive = match framing {
-        Framing::Frames => {
-            let idle = Duration::from_millis(config.tcp_keepalive_ms);
-            Keepalive::Ping {
-                after: idle,
-                give_up_after: idle,
-            }
-        }
-        Framing::Lines => Keepalive::Drop {
-            after: Duration::from_millis(config.ping_after_ms + config.keepalive_timeout_ms),
-        },
-    };
-    let reason = converse(reader, &mut link, commands, decoder, keepalive).await;
-    tracing::info!(%reason, "device disconnected");
-}
-
 /// What to do about a silent device.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Keepalive {
+pub(super) enum Keepalive {
     /// Send `HELLO!` after this much silence; drop the device after as much again.
     Ping {
         after: Duration,
@@ -406,14 +275,14 @@ pub(crate) enum Keepalive {
 
 /// Serves a device until it goes, the server stops, or the registry closes it: reads and
 /// handles its messages, writes what the registry sends. Returns why it ended.
-pub(crate) async fn converse(
+pub(super) async fn converse(
     mut reader: impl AsyncRead + Unpin,
     link: &mut Link,
     mut commands: tokio::sync::mpsc::Receiver<Box<Outbound>>,
     mut decoder: Decoder,
     keepalive: Keepalive,
 ) -> String {
-    let stopping = link.session.state().shutdown.clone();
+    let stopping = link.session.context().shutdown.clone();
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut heard = Instant::now();
     // A day stands in for "never": far beyond any real keepalive.
@@ -499,25 +368,8 @@ pub(crate) async fn converse(
     }
 }
 
-/// Reads until the first complete message; `None` if the connection closed first.
-async fn first_message(
-    reader: &mut (impl AsyncRead + Unpin),
-    decoder: &mut Decoder,
-    chunk: &mut [u8],
-) -> Option<Result<Message, DecodeError>> {
-    loop {
-        if let Some(message) = decoder.next_message() {
-            return Some(message);
-        }
-        match reader.read(chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => decoder.push(&chunk[..n]),
-        }
-    }
-}
-
 /// A connected device: its conversation and the way back to it.
-pub(crate) struct Link {
+pub(super) struct Link {
     session: DeviceSession,
     writer: Writer,
     /// A keepalive was sent and nothing has been heard since.
@@ -531,7 +383,7 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub(crate) fn new(session: DeviceSession, writer: Writer) -> Self {
+    pub(super) fn new(session: DeviceSession, writer: Writer) -> Self {
         Link {
             session,
             writer,
@@ -541,7 +393,7 @@ impl Link {
         }
     }
 
-    pub(crate) fn follow_framing_of_first_message(&mut self) {
+    pub(super) fn follow_framing_of_first_message(&mut self) {
         self.adopt_framing = true;
     }
 
@@ -559,7 +411,11 @@ impl Link {
 
     /// Handles `first` and every complete message the decoder holds, then hands the readings
     /// among them on as one batch; `Some(reason)` ends the connection.
-    async fn drain(&mut self, first: Option<Message>, decoder: &mut Decoder) -> Option<String> {
+    pub(super) async fn drain(
+        &mut self,
+        first: Option<Message>,
+        decoder: &mut Decoder,
+    ) -> Option<String> {
         let mut ended = match first {
             Some(message) => self.message(Ok(message)).await,
             None => None,
@@ -611,6 +467,23 @@ impl Link {
                 }
                 give_up.then(|| "too many errors".to_string())
             }
+        }
+    }
+}
+
+/// Reads until the first complete message; `None` if the connection closed first.
+pub(super) async fn first_message(
+    reader: &mut (impl AsyncRead + Unpin),
+    decoder: &mut Decoder,
+    chunk: &mut [u8],
+) -> Option<Result<Message, DecodeError>> {
+    loop {
+        if let Some(message) = decoder.next_message() {
+            return Some(message);
+        }
+        match reader.read(chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => decoder.push(&chunk[..n]),
         }
     }
 }

@@ -6,13 +6,25 @@
 //! When the port goes away (USB unplugged) the device goes offline and the port is reopened
 //! with backoff until it is back.
 
-use crate::application::AppState;
-use crate::device_session::DeviceSession;
+use super::session::DeviceSession;
+use super::stream::{converse, Decoder, Framing, Keepalive, Link, Writer};
+use super::DeviceContext;
 use crate::protocol::DeviceId;
 use crate::retry::Backoff;
-use crate::tcp::{converse, Decoder, Framing, Keepalive, Link, Writer};
+use clap::Args;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio_serial::SerialPortBuilderExt;
+
+/// Devices on serial ports.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Serial devices")]
+pub struct SerialArgs {
+    /// A device on a serial port: `PATH:BAUD` or `PATH:BAUD:ID` (e.g. `/dev/ttyUSB0:115200`);
+    /// repeat for more. Reopened with backoff when it goes away.
+    #[arg(long = "serial", env = "IOTHUB_SERIAL", value_delimiter = ',', value_parser = parse_spec)]
+    pub ports: Vec<SerialSpec>,
+}
 
 /// One `--serial` flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +65,8 @@ pub fn parse_spec(raw: &str) -> Result<SerialSpec, String> {
 }
 
 /// Serves the device on `spec`'s port until the server stops, reopening the port when it goes.
-pub async fn run(spec: SerialSpec, state: AppState) {
-    let stopping = state.shutdown.clone();
+pub async fn run(spec: SerialSpec, context: Arc<DeviceContext>) {
+    let stopping = context.shutdown.clone();
     let mut backoff = Backoff::default();
     let mut reported = false;
     while !stopping.is_cancelled() {
@@ -63,7 +75,7 @@ pub async fn run(spec: SerialSpec, state: AppState) {
                 backoff.reset();
                 reported = false;
                 tracing::info!(port = %spec.path.display(), baud = spec.baud, "serial port open");
-                let reason = serve_port(port, &spec, state.clone()).await;
+                let reason = serve_port(port, &spec, context.clone()).await;
                 tracing::info!(port = %spec.path.display(), %reason, "serial device disconnected");
             }
             Err(err) => {
@@ -83,12 +95,12 @@ pub async fn run(spec: SerialSpec, state: AppState) {
 async fn serve_port(
     port: tokio_serial::SerialStream,
     spec: &SerialSpec,
-    state: AppState,
+    context: Arc<DeviceContext>,
 ) -> String {
     let (reader, writer) = tokio::io::split(port);
-    let max = state.config.max_frame_bytes as usize;
+    let max = context.limits.max_frame_bytes;
     let transport = format!("serial {}", spec.path.display());
-    let (session, commands) = DeviceSession::new(state, transport, spec.device.clone(), None);
+    let (session, commands) = DeviceSession::new(context, transport, spec.device.clone(), None);
     // Until the device speaks, answer in lines; a framed device is recognised by its first
     // message like on TCP, and its readings are then recorded as framed.
     let mut link = Link::new(session, Writer::new(writer, Framing::Lines));

@@ -9,10 +9,11 @@
 //! sends ten lines per frame costs one hand-over, not ten. Anything else a line asks for (an
 //! acknowledgement, a registration) first flushes what came before it, so order is kept.
 
-use crate::application::AppState;
+use super::DeviceContext;
 use crate::limits::{ErrorBudget, RateLimit};
 use crate::protocol::{self, DeviceId, DeviceMessage, Dialect, ParseRules};
 use crate::registry::{Attachment, NewReading, Outbound};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -35,7 +36,7 @@ pub enum Handled {
 }
 
 pub struct DeviceSession {
-    state: AppState,
+    context: Arc<DeviceContext>,
     rules: ParseRules,
     transport: String,
     outbound: mpsc::Sender<Box<Outbound>>,
@@ -57,26 +58,22 @@ pub struct DeviceSession {
 impl DeviceSession {
     /// A new conversation; returns it and the receiver of what the registry sends the device.
     pub fn new(
-        state: AppState,
+        context: Arc<DeviceContext>,
         transport: String,
         device: Option<DeviceId>,
         token_id: Option<i64>,
     ) -> (DeviceSession, mpsc::Receiver<Box<Outbound>>) {
         let (outbound, commands) = mpsc::channel(OUTBOUND_QUEUE);
-        let config = state.config.clone();
+        let limits = &context.limits;
         let mut session = DeviceSession {
             rules: ParseRules {
-                csv_fields: config
-                    .default_fields
-                    .iter()
-                    .map(|f| f.as_str().into())
-                    .collect(),
-                max_fields: config.max_fields as usize,
+                csv_fields: limits.csv_fields.clone(),
+                max_fields: limits.max_fields,
             },
             transport,
-            rate: RateLimit::new(config.max_readings_per_sec, Instant::now()),
+            rate: RateLimit::new(limits.max_readings_per_sec, Instant::now()),
             errors: ErrorBudget::new(ERROR_BUDGET, ERROR_WINDOW),
-            state,
+            context,
             outbound,
             attachment: None,
             token_id,
@@ -90,8 +87,8 @@ impl DeviceSession {
         (session, commands)
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
+    pub fn context(&self) -> &DeviceContext {
+        &self.context
     }
 
     pub fn token_id(&self) -> Option<i64> {
@@ -104,12 +101,12 @@ impl DeviceSession {
 
     /// The transport wrote command `seq` to the device.
     pub fn delivered(&self, seq: u64) {
-        self.state.registry.command_delivered(seq);
+        self.context.registry.command_delivered(seq);
     }
 
     fn attach(&mut self, id: DeviceId) {
         tracing::Span::current().record("id", tracing::field::display(&id));
-        self.attachment = Some(self.state.registry.attach(
+        self.attachment = Some(self.context.registry.attach(
             id,
             self.transport.clone(),
             self.outbound.clone(),
@@ -129,7 +126,7 @@ impl DeviceSession {
             }
         }
         if let Some(attachment) = &self.attachment {
-            self.state.registry.line_in(attachment, line, now_ms);
+            self.context.registry.line_in(attachment, line, now_ms);
         }
         let message = match parsed {
             Ok(message) => message,
@@ -153,7 +150,7 @@ impl DeviceSession {
                 if !self.rate.allow(now) {
                     let msg = format!(
                         "rate limit: at most {} readings per second; reading dropped",
-                        self.state.config.max_readings_per_sec
+                        self.context.limits.max_readings_per_sec
                     );
                     return self.refuse(&msg);
                 }
@@ -165,7 +162,8 @@ impl DeviceSession {
             }
             DeviceMessage::Ack { seq, .. } => {
                 self.flush().await;
-                let (registry, Some(attachment)) = (&self.state.registry, &self.attachment) else {
+                let (registry, Some(attachment)) = (&self.context.registry, &self.attachment)
+                else {
                     return Handled::Accepted;
                 };
                 if let Err(err) = registry.acknowledge(attachment, seq) {
@@ -174,7 +172,8 @@ impl DeviceSession {
             }
             DeviceMessage::Register { registration, .. } => {
                 self.flush().await;
-                let (registry, Some(attachment)) = (&self.state.registry, &self.attachment) else {
+                let (registry, Some(attachment)) = (&self.context.registry, &self.attachment)
+                else {
                     return Handled::Accepted;
                 };
                 // Registered field names name the values of this device's CSV lines.
@@ -187,7 +186,7 @@ impl DeviceSession {
                 }
                 // Boxed: this rare path's database future would otherwise be part of every
                 // idle connection's task (its size is the largest of what it awaits).
-                let saving = Box::pin(self.state.store.save_registration(
+                let saving = Box::pin(self.context.store.save_registration(
                     attachment.device().as_str(),
                     &registration,
                     crate::now_ms(),
@@ -212,10 +211,10 @@ impl DeviceSession {
         }
         metrics::counter!(crate::metrics::READINGS).increment(self.pending.len() as u64);
         let readings = self
-            .state
+            .context
             .registry
             .record_batch(attachment, self.pending.drain(..));
-        if let Err(err) = self.state.store.append_batch(readings).await {
+        if let Err(err) = self.context.store.append_batch(readings).await {
             tracing::warn!(%err, "readings not stored");
         }
     }
@@ -235,7 +234,7 @@ impl DeviceSession {
     /// Shows an error in the device's console without counting it (the connection is ending).
     pub fn note_error(&self, message: &str) {
         if let Some(attachment) = &self.attachment {
-            self.state.registry.error_out(attachment, message);
+            self.context.registry.error_out(attachment, message);
         }
     }
 }

@@ -6,13 +6,12 @@
 //! tokens (`--allow-tokenless-devices`) a device is known by the id in its first line, or by
 //! `?id=` in the URL. A bad line gets an
 //! `error: …` line back and counts as an error for the device; the connection stays open unless
-//! errors persist ([`crate::device_session::ERROR_BUDGET`] within
-//! [`crate::device_session::ERROR_WINDOW`]). A silent device is pinged after
+//! errors persist ([`super::session::ERROR_BUDGET`] within [`super::session::ERROR_WINDOW`]). A silent device is pinged after
 //! `--ping-after-ms` and dropped after `--keepalive-timeout-ms` more.
 
-use crate::application::AppState;
+use super::session::{DeviceSession, Handled};
+use super::DeviceContext;
 use crate::auth::{DeviceAccess, DeviceRefusal};
-use crate::device_session::{DeviceSession, Handled};
 use crate::protocol::DeviceId;
 use crate::registry::Outbound;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -22,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
@@ -48,7 +47,7 @@ pub struct ConnectParams {
 }
 
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(context): State<Arc<DeviceContext>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(params): Query<ConnectParams>,
     headers: HeaderMap,
@@ -59,7 +58,7 @@ pub async fn upgrade(
         Err(err) => return (StatusCode::BAD_REQUEST, format!("error: {err}\n")).into_response(),
     };
     let token = bearer_token(&headers).or(params.token.as_deref());
-    let (url_id, token_id) = match state.auth.admit_device(token).await {
+    let (url_id, token_id) = match context.auth.admit_device(token).await {
         Ok(DeviceAccess::Tokenless) => (url_id, None),
         Ok(DeviceAccess::Device {
             device_id,
@@ -72,14 +71,14 @@ pub async fn upgrade(
         },
         Err(refusal) => return refuse_upgrade(remote, refusal),
     };
-    let max = state.config.max_frame_bytes as usize;
-    let tasks = state.tasks.clone();
+    let max = context.limits.max_frame_bytes;
+    let tasks = context.tasks.clone();
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_upgrade(move |socket| {
-            tasks.track_future(serve(socket, remote, url_id, token_id, state))
+            tasks.track_future(serve(socket, remote, url_id, token_id, context))
         })
 }
 
@@ -135,17 +134,16 @@ async fn serve(
     remote: SocketAddr,
     url_id: Option<DeviceId>,
     token_id: Option<i64>,
-    state: AppState,
+    context: Arc<DeviceContext>,
 ) {
-    let config = state.config.clone();
-    let stopping = state.shutdown.clone();
+    let stopping = context.shutdown.clone();
+    let ping_after = context.limits.ping_after;
+    let give_up_after = context.limits.keepalive_timeout;
     let (session, mut commands) =
-        DeviceSession::new(state, format!("websocket {remote}"), url_id, token_id);
+        DeviceSession::new(context, format!("websocket {remote}"), url_id, token_id);
     let mut conn = Connection { socket, session };
     tracing::info!("device connected");
 
-    let ping_after = Duration::from_millis(config.ping_after_ms);
-    let give_up_after = Duration::from_millis(config.keepalive_timeout_ms);
     let mut heard = Instant::now();
     let mut pinged = false;
     let quiet_until = |heard: Instant, pinged: bool| {
@@ -277,7 +275,7 @@ impl Connection {
                 CLOSE_TOO_BIG,
                 format!(
                     "message larger than {} bytes",
-                    self.session.state().config.max_frame_bytes
+                    self.session.context().limits.max_frame_bytes
                 ),
             ),
             Ok(tungstenite::Error::Utf8(_)) => (

@@ -9,11 +9,12 @@
 //! A device counts as online while it publishes, and goes offline after
 //! `--ping-after-ms` + `--keepalive-timeout-ms` of silence.
 
-use crate::application::AppState;
-use crate::device_session::{DeviceSession, Handled};
+use super::session::{DeviceSession, Handled};
+use super::DeviceContext;
 use crate::protocol::DeviceId;
 use crate::registry::Outbound;
 use crate::retry::Backoff;
+use clap::Args;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
 };
@@ -28,6 +29,27 @@ use tokio::time::Instant;
 const CLIENT_QUEUE: usize = 256;
 /// How often silent devices are looked for.
 const SWEEP: Duration = Duration::from_secs(1);
+
+/// The MQTT bridge.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "MQTT bridge")]
+pub struct MqttArgs {
+    /// Bridge an MQTT broker: `mqtt://[user:password@]host[:port]`, or `mqtts://` for TLS
+    /// (port 8883 unless given). Readings published to
+    /// `devices/<id>/readings` come in; commands go out to `devices/<id>/commands`.
+    #[arg(long, env = "IOTHUB_MQTT_URL", hide_env_values = true, value_parser = parse_broker)]
+    pub mqtt_url: Option<Broker>,
+
+    /// CA certificates (PEM) to trust for an `mqtts://` broker whose certificate is not from a
+    /// public CA, e.g. one you made for your own Mosquitto.
+    #[arg(long, env = "IOTHUB_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+
+    /// First topic levels of the MQTT bridge, in place of `devices` (e.g. `home/hub-2/devices`):
+    /// two hubs on one broker each keep to their own devices.
+    #[arg(long, env = "IOTHUB_MQTT_TOPIC_PREFIX", default_value = DEFAULT_TOPIC_PREFIX, value_parser = parse_topic_prefix)]
+    pub mqtt_topic_prefix: Topics,
+}
 
 /// Where the broker is: `mqtt://[user:password@]host[:port]`, or `mqtts://` for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,13 +200,18 @@ struct Bridged {
 
 /// Runs the bridge until the server stops, reconnecting to the broker when it goes away.
 /// `tls` is [`client_tls`]'s configuration for an `mqtts://` broker.
-pub async fn run(broker: Broker, tls: Option<Arc<rustls::ClientConfig>>, state: AppState) {
+pub async fn run(
+    broker: Broker,
+    topics: Topics,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    context: Arc<DeviceContext>,
+) {
     let client_id = format!("iothub-{:08x}", fastrand::u32(..));
     let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(
-        state.config.max_frame_bytes as usize + 1024,
-        state.config.max_frame_bytes as usize + 1024,
+        context.limits.max_frame_bytes + 1024,
+        context.limits.max_frame_bytes + 1024,
     );
     if let Some((user, password)) = &broker.credentials {
         options.set_credentials(user, password);
@@ -194,8 +221,8 @@ pub async fn run(broker: Broker, tls: Option<Arc<rustls::ClientConfig>>, state: 
     }
     let (client, events) = AsyncClient::new(options, CLIENT_QUEUE);
     Bridge {
-        topics: state.config.mqtt_topic_prefix.clone(),
-        state,
+        topics,
+        context,
         client,
         broker,
         devices: HashMap::new(),
@@ -205,7 +232,7 @@ pub async fn run(broker: Broker, tls: Option<Arc<rustls::ClientConfig>>, state: 
 }
 
 struct Bridge {
-    state: AppState,
+    context: Arc<DeviceContext>,
     client: AsyncClient,
     broker: Broker,
     topics: Topics,
@@ -214,10 +241,8 @@ struct Bridge {
 
 impl Bridge {
     async fn serve(mut self, mut events: EventLoop) {
-        let stopping = self.state.shutdown.clone();
-        let silence = Duration::from_millis(
-            self.state.config.ping_after_ms + self.state.config.keepalive_timeout_ms,
-        );
+        let stopping = self.context.shutdown.clone();
+        let silence = self.context.limits.ping_after + self.context.limits.keepalive_timeout;
         let mut sweep = tokio::time::interval(SWEEP);
         let mut backoff = Backoff::default();
         let mut reported = false;
@@ -312,10 +337,10 @@ impl Bridge {
     fn bridge(&self, id: DeviceId) -> Bridged {
         let transport = format!("mqtt {}:{}", self.broker.host, self.broker.port);
         let (session, outbound) =
-            DeviceSession::new(self.state.clone(), transport, Some(id.clone()), None);
+            DeviceSession::new(self.context.clone(), transport, Some(id.clone()), None);
         let forwarder = tokio::spawn(forward(
             self.client.clone(),
-            self.state.clone(),
+            self.context.clone(),
             self.topics.commands(&id),
             outbound,
         ));
@@ -330,7 +355,7 @@ impl Bridge {
 /// Publishes what the registry sends a device to its `topic` until it closes the device.
 async fn forward(
     client: AsyncClient,
-    state: AppState,
+    context: Arc<DeviceContext>,
     topic: String,
     mut outbound: mpsc::Receiver<Box<Outbound>>,
 ) {
@@ -345,7 +370,7 @@ async fn forward(
                     .await
                     .is_ok()
                 {
-                    state.registry.command_delivered(seq);
+                    context.registry.command_delivered(seq);
                 }
             }
             Outbound::Close(_) => return,

@@ -1,0 +1,221 @@
+//! Commands: numbered here, handed to the device's connection as [`Outbound::Command`], and
+//! tracked until the device acknowledges them, they time out ([`Registry::expire_overdue`]),
+//! or they fail because the device is offline. Console lines typed on the dashboard go out
+//! here too ([`Registry::send_line`]).
+
+use super::{Attachment, Outbound, Registry, State};
+use crate::now_ms;
+use crate::protocol::{format_command, DeviceId};
+use app::model::{CommandInfo, CommandRequest, CommandStatus, CommandTarget, Direction, LiveEvent};
+
+/// Commands tracked at once (for acks and timeouts); a command to "all" creates one per device.
+const MAX_TRACKED_COMMANDS: usize = 20_000;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("invalid command: {0}")]
+    Invalid(String),
+    #[error("unknown device {0:?}")]
+    UnknownDevice(String),
+    #[error("no device is online")]
+    NobodyOnline,
+    #[error("device {0:?} is offline")]
+    Offline(String),
+    #[error("device {0:?} is not keeping up; try again")]
+    Busy(String),
+    #[error("no command {0} is waiting for this device")]
+    UnknownAck(u64),
+}
+
+/// A command waiting for its acknowledgement (or already final, kept for the dashboard).
+pub(super) struct Tracked {
+    pub(super) info: CommandInfo,
+    pub(super) deadline_ms: i64,
+}
+
+impl Registry {
+    /// Sends a command to one device or to every online device; returns one record per device.
+    /// A command to a known but offline device is recorded as failed.
+    pub fn send_command(&self, request: &CommandRequest) -> Result<Vec<CommandInfo>, CommandError> {
+        let now = now_ms();
+        let timeout_ms = self.shared.config.command_timeout.as_millis() as i64;
+        let mut state = self.lock();
+        let targets: Vec<DeviceId> = match &request.target {
+            CommandTarget::Device(id) => {
+                let id = DeviceId::parse(id).map_err(|e| CommandError::Invalid(e.to_string()))?;
+                let entry = state
+                    .devices
+                    .get(&id)
+                    .ok_or_else(|| CommandError::UnknownDevice(id.to_string()))?;
+                let spec = entry
+                    .summary
+                    .registration
+                    .as_ref()
+                    .and_then(|r| r.commands.iter().find(|c| c.name == request.variable));
+                request.validate(spec).map_err(CommandError::Invalid)?;
+                vec![id]
+            }
+            CommandTarget::All => {
+                request.validate(None).map_err(CommandError::Invalid)?;
+                let mut online: Vec<DeviceId> = state
+                    .devices
+                    .iter()
+                    .filter(|(_, e)| e.connection.is_some())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if online.is_empty() {
+                    return Err(CommandError::NobodyOnline);
+                }
+                online.sort();
+                online
+            }
+        };
+
+        let mut sent = Vec::with_capacity(targets.len());
+        for id in targets {
+            state.next_command += 1;
+            let seq = state.next_command;
+            let Some(entry) = state.devices.get_mut(&id) else {
+                continue;
+            };
+            let status = match &entry.connection {
+                None => CommandStatus::Failed(CommandError::Offline(id.to_string()).to_string()),
+                Some(connection) => {
+                    let line = format_command(
+                        entry.dialect,
+                        seq,
+                        &request.variable,
+                        request.value,
+                        request.duration_ms,
+                    );
+                    match connection.outbound.try_send(Box::new(Outbound::Command {
+                        seq,
+                        line: line.clone(),
+                    })) {
+                        Ok(()) => {
+                            self.push_console(&id, entry, Direction::Out, &line, now_ms());
+                            CommandStatus::Pending
+                        }
+                        Err(_) => {
+                            CommandStatus::Failed(CommandError::Busy(id.to_string()).to_string())
+                        }
+                    }
+                }
+            };
+            let info = CommandInfo {
+                seq,
+                device_id: id.to_string(),
+                variable: request.variable.clone(),
+                value: request.value,
+                duration_ms: request.duration_ms,
+                status,
+                sent_ms: now,
+                updated_ms: now,
+            };
+            if state.commands.len() >= MAX_TRACKED_COMMANDS {
+                state.commands.pop_front();
+            }
+            state.commands.push_back(Tracked {
+                info: info.clone(),
+                deadline_ms: now + timeout_ms,
+            });
+            self.publish(LiveEvent::Command(info.clone()));
+            sent.push(info);
+        }
+        Ok(sent)
+    }
+
+    /// Sends a raw text line (from the console) to an online device.
+    pub fn send_line(&self, device: &str, line: &str) -> Result<(), CommandError> {
+        let id = DeviceId::parse(device).map_err(|e| CommandError::Invalid(e.to_string()))?;
+        let mut state = self.lock();
+        let entry = state
+            .devices
+            .get_mut(&id)
+            .ok_or_else(|| CommandError::UnknownDevice(id.to_string()))?;
+        let connection = entry
+            .connection
+            .as_ref()
+            .ok_or_else(|| CommandError::Offline(id.to_string()))?;
+        connection
+            .outbound
+            .try_send(Box::new(Outbound::Line(line.to_string())))
+            .map_err(|_| CommandError::Busy(id.to_string()))?;
+        self.push_console(&id, entry, Direction::Out, line, now_ms());
+        Ok(())
+    }
+
+    fn update_command(
+        &self,
+        state: &mut State,
+        seq: u64,
+        update: impl FnOnce(&mut CommandInfo) -> bool,
+    ) -> bool {
+        let Ok(index) = state.commands.binary_search_by_key(&seq, |c| c.info.seq) else {
+            return false;
+        };
+        let info = &mut state.commands[index].info;
+        if !update(info) {
+            return false;
+        }
+        info.updated_ms = now_ms();
+        self.publish(LiveEvent::Command(info.clone()));
+        true
+    }
+
+    /// The connection wrote command `seq` to the device.
+    pub fn command_delivered(&self, seq: u64) {
+        let mut state = self.lock();
+        self.update_command(&mut state, seq, |info| {
+            let pending = info.status == CommandStatus::Pending;
+            if pending {
+                info.status = CommandStatus::Delivered;
+            }
+            pending
+        });
+    }
+
+    /// The device acknowledged command `seq`. Only its own, not yet final, commands count.
+    pub fn acknowledge(&self, attachment: &Attachment, seq: u64) -> Result<(), CommandError> {
+        let device = attachment.device.as_str();
+        let mut state = self.lock();
+        let acked = self.update_command(&mut state, seq, |info| {
+            let mine = info.device_id == device && !info.status.is_final();
+            if mine {
+                info.status = CommandStatus::Acked;
+            }
+            mine
+        });
+        if acked {
+            Ok(())
+        } else {
+            Err(CommandError::UnknownAck(seq))
+        }
+    }
+
+    /// Marks commands not acknowledged by their deadline as timed out. Called periodically.
+    pub fn expire_overdue(&self, now_ms: i64) {
+        let mut state = self.lock();
+        let overdue: Vec<u64> = state
+            .commands
+            .iter()
+            .filter(|c| c.deadline_ms <= now_ms && !c.info.status.is_final())
+            .map(|c| c.info.seq)
+            .collect();
+        for seq in overdue {
+            self.update_command(&mut state, seq, |info| {
+                info.status = CommandStatus::TimedOut;
+                true
+            });
+        }
+    }
+
+    pub fn command(&self, seq: u64) -> Option<CommandInfo> {
+        let state = self.lock();
+        let index = state
+            .commands
+            .binary_search_by_key(&seq, |c| c.info.seq)
+            .ok()?;
+        Some(state.commands[index].info.clone())
+    }
+}

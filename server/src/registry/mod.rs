@@ -1,0 +1,504 @@
+//! Who is connected, what they last sent, what was sent to them, and who wants to know.
+//!
+//! One [`Registry`] is shared by every transport. A connection [`Registry::attach`]es under a
+//! device id and gets an [`Attachment`]; dropping it marks the device offline (unless a newer
+//! connection has replaced it meanwhile). Every change is published on a bounded broadcast
+//! channel: a subscriber that falls behind loses events (and is told so), but never slows
+//! ingest or other subscribers.
+//!
+//! Commands to devices are numbered and tracked in [`commands`].
+
+mod commands;
+
+use crate::now_ms;
+use crate::protocol::{DeviceId, Dialect};
+use app::model::{
+    ConsoleLine, DashboardSnapshot, DeviceSnapshot, DeviceSummary, Direction, FieldValue,
+    LiveEvent, Name, Reading, Registration, CONSOLE_LINES, RECENT_COMMANDS, SPARKLINE_POINTS,
+};
+pub use commands::CommandError;
+use commands::Tracked;
+use parking_lot::{Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// Longest console line kept; longer lines are cut (the full line was parsed, not stored).
+const CONSOLE_LINE_CHARS: usize = 256;
+/// What the registry (or another part of the server) asks a connection to do. Queued boxed:
+/// a channel's first block has 32 slots however little it is used, and every idle connection
+/// has one (32 pointers rather than 32 of these: about a kilobyte less per device).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// Send this raw text line to the device.
+    Line(String),
+    /// Send command `seq`, already formatted for the device's dialect, and report delivery.
+    Command { seq: u64, line: String },
+    /// Close the connection, telling the device why.
+    Close(String),
+    /// Device token `id` was revoked: a connection that presented it closes.
+    TokenRevoked(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Readings kept in memory per device for the live charts.
+    pub recent_per_device: usize,
+    /// How far a live subscriber may fall behind before it lags.
+    pub event_capacity: usize,
+    /// How long a device has to acknowledge a command.
+    pub command_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    // A blocking mutex: it is never held across an `.await`, and every critical section is a
+    // few map operations, so an async mutex would only add overhead. parking_lot's does not
+    // poison: a panic while holding it cannot leave the maps half-updated in a way that matters
+    // more than losing the hub, so the next holder simply goes on.
+    state: Mutex<State>,
+    events: broadcast::Sender<LiveEvent>,
+    config: RegistryConfig,
+}
+
+#[derive(Default)]
+struct State {
+    devices: HashMap<DeviceId, Entry>,
+    /// Number of the last published reading; see [`Reading::seq`].
+    seq: u64,
+    next_connection: u64,
+    next_command: u64,
+    /// Tracked commands in `seq` order (so lookups are binary searches).
+    commands: VecDeque<Tracked>,
+}
+
+struct Entry {
+    summary: DeviceSummary,
+    /// Shared with the store's queue: recording a reading copies nothing.
+    recent: VecDeque<Arc<Reading>>,
+    console: VecDeque<ConsoleLine>,
+    /// The dialect of its last reading: commands go out in it.
+    dialect: Dialect,
+    connection: Option<Connection>,
+}
+
+impl Entry {
+    /// A device seen for the first time (or known only from the store): offline, no connection.
+    fn new(device: &DeviceId, last_seen_ms: i64) -> Entry {
+        Entry {
+            summary: DeviceSummary {
+                id: device.to_string(),
+                online: false,
+                transport: String::new(),
+                connected_since_ms: None,
+                last_seen_ms,
+                readings: 0,
+                errors: 0,
+                bytes_in: 0,
+                latest: Vec::new(),
+                registration: None,
+            },
+            recent: VecDeque::new(),
+            console: VecDeque::new(),
+            dialect: Dialect::Csv,
+            connection: None,
+        }
+    }
+}
+
+/// A reading as a connection hands it over, before the registry stamps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewReading {
+    /// Commands to the device go out in the dialect of its last reading.
+    pub dialect: Dialect,
+    pub device_ms: Option<i64>,
+    pub values: Vec<FieldValue>,
+}
+
+struct Connection {
+    id: u64,
+    outbound: mpsc::Sender<Box<Outbound>>,
+}
+
+/// Proof that a connection speaks for a device. Dropping it marks the device offline.
+pub struct Attachment {
+    registry: Registry,
+    device: DeviceId,
+    /// The id as readings carry it, made once per connection.
+    name: Name,
+    connection: u64,
+}
+
+impl Attachment {
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.registry.detach(&self.device, self.connection);
+    }
+}
+
+impl Registry {
+    pub fn new(config: RegistryConfig) -> Self {
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        Registry {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                events,
+                config: RegistryConfig {
+                    recent_per_device: config.recent_per_device.max(1),
+                    ..config
+                },
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock()
+    }
+
+    // Events are published while the state lock is held, so that `subscribe` (which takes
+    // the lock) sees each event either in its snapshot or in its receiver, never both or neither.
+    fn publish(&self, event: LiveEvent) {
+        // Every command event is a command entering a status (sent, delivered, acked, …).
+        if let LiveEvent::Command(info) = &event {
+            metrics::counter!(crate::metrics::COMMANDS, "status" => info.status.label().to_string())
+                .increment(1);
+        }
+        // An error only means nobody is listening right now.
+        let _ = self.shared.events.send(event);
+    }
+
+    /// Makes `device` online on this connection. An earlier connection for the same device is
+    /// told to close: the newest connection wins.
+    pub fn attach(
+        &self,
+        device: DeviceId,
+        transport: String,
+        outbound: mpsc::Sender<Box<Outbound>>,
+    ) -> Attachment {
+        let now = now_ms();
+        let mut state = self.lock();
+        state.next_connection += 1;
+        let connection = state.next_connection;
+        let entry = state
+            .devices
+            .entry(device.clone())
+            .or_insert_with(|| Entry::new(&device, now));
+        if let Some(old) = entry.connection.replace(Connection {
+            id: connection,
+            outbound,
+        }) {
+            // If the old connection's queue is full it is stuck anyway; dropping its sender
+            // (with `old`) still ends it once it drains.
+            let _ = old.outbound.try_send(Box::new(Outbound::Close(
+                "replaced by a newer connection".into(),
+            )));
+        }
+        entry.summary.online = true;
+        entry.summary.transport = transport;
+        entry.summary.connected_since_ms = Some(now);
+        entry.summary.last_seen_ms = now;
+        let summary = entry.summary.clone();
+        self.publish(LiveEvent::Device(summary));
+        drop(state);
+        Attachment {
+            registry: self.clone(),
+            name: device.as_str().into(),
+            device,
+            connection,
+        }
+    }
+
+    /// Stamps a reading with the receive time and the next sequence number, updates the device
+    /// and publishes the reading.
+    pub fn record(
+        &self,
+        attachment: &Attachment,
+        dialect: Dialect,
+        device_ms: Option<i64>,
+        values: Vec<FieldValue>,
+    ) -> Reading {
+        let new = NewReading {
+            dialect,
+            device_ms,
+            values,
+        };
+        let mut recorded = self.record_batch(attachment, [new]);
+        let reading = recorded
+            .pop()
+            .unwrap_or_else(|| unreachable!("one reading in, one out"));
+        Arc::unwrap_or_clone(reading)
+    }
+
+    /// [`Registry::record`] for several readings of one device at once, under one lock: each
+    /// gets the receive time and the next sequence number, goes into the device's recent
+    /// readings and is published, in order.
+    pub fn record_batch(
+        &self,
+        attachment: &Attachment,
+        readings: impl IntoIterator<Item = NewReading>,
+    ) -> Vec<Arc<Reading>> {
+        let now = now_ms();
+        let recent_cap = self.shared.config.recent_per_device;
+        let readings = readings.into_iter();
+        let mut recorded = Vec::with_capacity(readings.size_hint().0);
+        let mut state = self.lock();
+        // Read under the lock: `subscribe` adds receivers under it, so no subscriber can miss
+        // what is recorded after its snapshot. Nobody listening, nothing to clone.
+        let publish = self.shared.events.receiver_count() > 0;
+        let State { devices, seq, .. } = &mut *state;
+        let mut entry = devices.get_mut(&attachment.device);
+        for new in readings {
+            *seq += 1;
+            let reading = Arc::new(Reading {
+                seq: *seq,
+                device_id: attachment.name.clone(),
+                received_ms: now,
+                device_ms: new.device_ms,
+                values: new.values,
+            });
+            if let Some(entry) = entry.as_mut() {
+                entry.dialect = new.dialect;
+                entry.summary.readings += 1;
+                if entry.recent.len() >= recent_cap {
+                    entry.recent.pop_front();
+                }
+                entry.recent.push_back(reading.clone());
+            }
+            if publish {
+                self.publish(LiveEvent::Reading((*reading).clone()));
+            }
+            recorded.push(reading);
+        }
+        if let (Some(entry), Some(last)) = (entry, recorded.last()) {
+            entry.summary.last_seen_ms = now;
+            entry.summary.latest = last.values.clone();
+        }
+        recorded
+    }
+
+    /// A raw line arrived from this device: console, byte count, last seen.
+    pub fn line_in(&self, attachment: &Attachment, text: &str, now: i64) {
+        let mut state = self.lock();
+        if let Some(entry) = state.devices.get_mut(&attachment.device) {
+            entry.summary.bytes_in += text.len() as u64 + 1;
+            entry.summary.last_seen_ms = now;
+            self.push_console(&attachment.device, entry, Direction::In, text, now);
+        }
+    }
+
+    /// The server refused a line from this device with `message`.
+    pub fn error_out(&self, attachment: &Attachment, message: &str) {
+        let mut state = self.lock();
+        if let Some(entry) = state.devices.get_mut(&attachment.device) {
+            entry.summary.errors += 1;
+            self.push_console(
+                &attachment.device,
+                entry,
+                Direction::Error,
+                message,
+                now_ms(),
+            );
+        }
+    }
+
+    fn push_console(
+        &self,
+        device: &DeviceId,
+        entry: &mut Entry,
+        direction: Direction,
+        text: &str,
+        now: i64,
+    ) {
+        // Once the ring is full, the line it drops lends its buffer to the new one: a device
+        // streaming lines costs no allocation per line for its console.
+        let mut buffer = if entry.console.len() >= CONSOLE_LINES {
+            entry
+                .console
+                .pop_front()
+                .map(|old| old.text)
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        buffer.clear();
+        match text.char_indices().nth(CONSOLE_LINE_CHARS) {
+            Some((cut, _)) => {
+                buffer.push_str(&text[..cut]);
+                buffer.push('…');
+            }
+            None => buffer.push_str(text),
+        }
+        let line = ConsoleLine {
+            ms: now,
+            direction,
+            text: buffer,
+        };
+        // Under the lock, as for readings: nobody listening, nothing to clone.
+        if self.shared.events.receiver_count() > 0 {
+            self.publish(LiveEvent::Console {
+                device_id: device.to_string(),
+                line: line.clone(),
+            });
+        }
+        entry.console.push_back(line);
+    }
+
+    /// Stores what the device said about itself and publishes the updated summary.
+    pub fn register(&self, attachment: &Attachment, registration: Registration) {
+        let mut state = self.lock();
+        if let Some(entry) = state.devices.get_mut(&attachment.device) {
+            entry.summary.registration = Some(registration);
+            let summary = entry.summary.clone();
+            self.publish(LiveEvent::Device(summary));
+        }
+    }
+
+    fn detach(&self, device: &DeviceId, connection: u64) {
+        let mut state = self.lock();
+        let Some(entry) = state.devices.get_mut(device) else {
+            return;
+        };
+        // A replaced connection closing late must not take the new one offline.
+        if entry
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.id == connection)
+        {
+            entry.connection = None;
+            entry.summary.online = false;
+            entry.summary.connected_since_ms = None;
+            let summary = entry.summary.clone();
+            self.publish(LiveEvent::Device(summary));
+        }
+    }
+
+    /// Devices online, and devices known (online or not).
+    pub fn device_counts(&self) -> (usize, usize) {
+        let state = self.lock();
+        let online = state.devices.values().filter(|e| e.summary.online).count();
+        (online, state.devices.len())
+    }
+
+    /// Browsers (live streams) listening now.
+    pub fn subscriber_count(&self) -> usize {
+        self.shared.events.receiver_count()
+    }
+
+    /// Tells the device's connection, if any, that token `token_id` was revoked (it closes if
+    /// it connected with that token).
+    pub fn token_revoked(&self, device: &str, token_id: i64) {
+        let Ok(id) = DeviceId::parse(device) else {
+            return;
+        };
+        let state = self.lock();
+        if let Some(connection) = state.devices.get(&id).and_then(|e| e.connection.as_ref()) {
+            // A full queue means a stuck connection; the device cannot reconnect with the
+            // revoked token anyway.
+            let _ = connection
+                .outbound
+                .try_send(Box::new(Outbound::TokenRevoked(token_id)));
+        }
+    }
+
+    /// Lists a device known from the store, offline, as it was last seen: called at start-up,
+    /// so that the dashboard shows every device and not only those that reconnected. `recent`
+    /// is oldest first; its newest reading gives the latest values. A device already present
+    /// (it connected meanwhile) is left alone.
+    pub fn restore(
+        &self,
+        id: &str,
+        last_seen_ms: i64,
+        registration: Option<Registration>,
+        recent: Vec<Reading>,
+    ) {
+        let Ok(id) = DeviceId::parse(id) else {
+            return;
+        };
+        let skip = recent
+            .len()
+            .saturating_sub(self.shared.config.recent_per_device);
+        let mut state = self.lock();
+        state.devices.entry(id.clone()).or_insert_with(|| {
+            let mut entry = Entry::new(&id, last_seen_ms);
+            entry.summary.registration = registration;
+            entry.summary.latest = recent.last().map(|r| r.values.clone()).unwrap_or_default();
+            entry.recent = recent.into_iter().skip(skip).map(Arc::new).collect();
+            entry
+        });
+    }
+
+    /// Every device; `focus` (a device id) in detail, see [`DashboardSnapshot::focus`].
+    pub fn snapshot(&self, focus: Option<&str>) -> DashboardSnapshot {
+        snapshot_of(&self.lock(), focus)
+    }
+
+    pub fn subscribe(
+        &self,
+        focus: Option<&str>,
+    ) -> (DashboardSnapshot, broadcast::Receiver<LiveEvent>) {
+        let state = self.lock();
+        (snapshot_of(&state, focus), self.shared.events.subscribe())
+    }
+
+    pub fn summary(&self, device: &DeviceId) -> Option<DeviceSummary> {
+        self.lock().devices.get(device).map(|e| e.summary.clone())
+    }
+}
+
+/// With hundreds of devices a snapshot with every device's recent readings would weigh
+/// megabytes; a page needs the detail of at most one device, and sparklines for the others.
+fn snapshot_of(state: &State, focus: Option<&str>) -> DashboardSnapshot {
+    let mut devices: Vec<DeviceSnapshot> = state
+        .devices
+        .values()
+        .map(|e| {
+            let (recent, console) = match focus {
+                Some(id) if id == e.summary.id => (
+                    e.recent.iter().map(|r| (**r).clone()).collect(),
+                    e.console.iter().cloned().collect(),
+                ),
+                Some(_) => (Vec::new(), Vec::new()),
+                None => {
+                    let skip = e.recent.len().saturating_sub(SPARKLINE_POINTS);
+                    (
+                        e.recent.iter().skip(skip).map(|r| (**r).clone()).collect(),
+                        Vec::new(),
+                    )
+                }
+            };
+            DeviceSnapshot {
+                summary: e.summary.clone(),
+                recent,
+                console,
+            }
+        })
+        .collect();
+    devices.sort_by(|a, b| a.summary.id.cmp(&b.summary.id));
+    let skip = state.commands.len().saturating_sub(RECENT_COMMANDS);
+    let commands = state
+        .commands
+        .iter()
+        .skip(skip)
+        .map(|c| c.info.clone())
+        .collect();
+    DashboardSnapshot {
+        seq: state.seq,
+        focus: focus.map(str::to_string),
+        devices,
+        commands,
+        viewer: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

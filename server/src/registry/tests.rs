@@ -1,0 +1,326 @@
+//! The registry's own tests: presence, readings, consoles, commands.
+
+use super::*;
+use app::model::{CommandRequest, CommandStatus, CommandTarget};
+
+fn registry(recent: usize, events: usize) -> Registry {
+    Registry::new(RegistryConfig {
+        recent_per_device: recent,
+        event_capacity: events,
+        command_timeout: Duration::from_secs(5),
+    })
+}
+
+fn id(s: &str) -> DeviceId {
+    DeviceId::parse(s).unwrap()
+}
+
+fn temp(v: f64) -> Vec<FieldValue> {
+    vec![FieldValue {
+        field: "temp".into(),
+        value: v,
+    }]
+}
+
+fn led(target: CommandTarget, value: f64) -> CommandRequest {
+    CommandRequest {
+        target,
+        variable: "LED".into(),
+        value,
+        duration_ms: None,
+    }
+}
+
+#[test]
+fn attach_record_detach() {
+    let registry = registry(10, 16);
+    let (tx, _rx) = mpsc::channel(4);
+    let att = registry.attach(id("7"), "test".into(), tx);
+    let r = registry.record(&att, Dialect::Csv, None, temp(23.5));
+    assert_eq!(r.seq, 1);
+    let s = registry.summary(&id("7")).unwrap();
+    assert!(s.online);
+    assert_eq!((s.readings, s.latest[0].value), (1, 23.5));
+    drop(att);
+    assert!(!registry.summary(&id("7")).unwrap().online);
+}
+
+#[test]
+fn a_new_connection_replaces_the_old_one() {
+    let registry = registry(10, 16);
+    let (old_tx, mut old_rx) = mpsc::channel(4);
+    let old = registry.attach(id("7"), "a".into(), old_tx);
+    let (new_tx, _new_rx) = mpsc::channel(4);
+    let _new = registry.attach(id("7"), "b".into(), new_tx);
+    assert!(
+        matches!(old_rx.try_recv().map(|b| *b), Ok(Outbound::Close(reason)) if reason.contains("replaced"))
+    );
+    drop(old);
+    let s = registry.summary(&id("7")).unwrap();
+    assert!(
+        s.online,
+        "the old connection going away must not take the new one offline"
+    );
+    assert_eq!(s.transport, "b");
+}
+
+#[test]
+fn recent_readings_and_console_lines_are_bounded() {
+    let registry = registry(3, 16);
+    let (tx, _rx) = mpsc::channel(4);
+    let att = registry.attach(id("7"), "t".into(), tx);
+    for i in 0..(CONSOLE_LINES + 10) {
+        registry.line_in(&att, &format!("7,{i}"), now_ms());
+        registry.record(&att, Dialect::Csv, None, temp(i as f64));
+    }
+    let snap = registry.snapshot(Some("7"));
+    let n = (CONSOLE_LINES + 10) as u64;
+    let recent: Vec<u64> = snap.devices[0].recent.iter().map(|r| r.seq).collect();
+    assert_eq!(recent, [n - 2, n - 1, n]);
+    assert_eq!(snap.devices[0].console.len(), CONSOLE_LINES);
+    assert_eq!(
+        snap.devices[0].console.last().unwrap().text,
+        format!("7,{}", CONSOLE_LINES + 9)
+    );
+    registry.line_in(&att, &"x".repeat(10_000), now_ms());
+    assert!(
+        registry.snapshot(Some("7")).devices[0]
+            .console
+            .last()
+            .unwrap()
+            .text
+            .chars()
+            .count()
+            <= CONSOLE_LINE_CHARS + 1
+    );
+}
+
+#[test]
+fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
+    let registry = registry(3, 16);
+    let (tx, _rx) = mpsc::channel(4);
+    let _live = registry.attach(id("7"), "t".into(), tx);
+    registry.restore("7", 42, None, Vec::new());
+    let old: Vec<Reading> = (0..5)
+        .map(|i| Reading {
+            seq: 0,
+            device_id: "8".into(),
+            received_ms: i,
+            device_ms: None,
+            values: temp(i as f64),
+        })
+        .collect();
+    registry.restore("8", 42, None, old);
+    registry.restore("bad\nid", 42, None, Vec::new());
+
+    let snap = registry.snapshot(Some("8"));
+    assert_eq!(snap.devices.len(), 2, "an invalid stored id is skipped");
+    let seven = &snap.devices[0].summary;
+    assert!(seven.online, "the live connection stays");
+    let eight = &snap.devices[1];
+    assert!(!eight.summary.online && eight.summary.connected_since_ms.is_none());
+    assert_eq!(eight.summary.last_seen_ms, 42);
+    let kept: Vec<i64> = eight.recent.iter().map(|r| r.received_ms).collect();
+    assert_eq!(kept, [2, 3, 4], "only the newest recent readings are kept");
+    assert_eq!(
+        eight.summary.latest,
+        temp(4.0),
+        "the newest reading's values"
+    );
+}
+
+#[test]
+fn snapshots_carry_detail_only_for_the_device_in_focus() {
+    let registry = registry(SPARKLINE_POINTS + 40, 16);
+    let (tx, _rx) = mpsc::channel(4);
+    let seven = registry.attach(id("7"), "t".into(), tx.clone());
+    let eight = registry.attach(id("8"), "t".into(), tx);
+    for i in 0..(SPARKLINE_POINTS + 40) {
+        for att in [&seven, &eight] {
+            registry.line_in(att, "line", now_ms());
+            registry.record(att, Dialect::Csv, None, temp(i as f64));
+        }
+    }
+    let overview = registry.snapshot(None);
+    assert_eq!(overview.focus, None);
+    for device in &overview.devices {
+        assert_eq!(device.recent.len(), SPARKLINE_POINTS);
+        assert!(device.console.is_empty());
+    }
+    let detail = registry.snapshot(Some("8"));
+    assert_eq!(detail.focus.as_deref(), Some("8"));
+    let by_id = |id: &str| detail.devices.iter().find(|d| d.summary.id == id).unwrap();
+    assert_eq!(by_id("8").recent.len(), SPARKLINE_POINTS + 40);
+    assert_eq!(by_id("8").console.len(), SPARKLINE_POINTS + 40);
+    assert!(by_id("7").recent.is_empty() && by_id("7").console.is_empty());
+    assert!(
+        by_id("7").summary.online,
+        "the others still have their summary"
+    );
+}
+
+#[test]
+fn subscribers_see_each_event_in_the_snapshot_or_the_stream_exactly_once() {
+    let registry = registry(100, 1024);
+    let (tx, _rx) = mpsc::channel(4);
+    let att = registry.attach(id("7"), "t".into(), tx);
+    registry.record(&att, Dialect::Csv, None, temp(1.0));
+    let (snap, mut rx) = registry.subscribe(None);
+    registry.record(&att, Dialect::Csv, None, temp(2.0));
+    assert_eq!(snap.seq, 1);
+    match rx.try_recv().unwrap() {
+        LiveEvent::Reading(r) => assert_eq!(r.seq, 2),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn a_slow_subscriber_lags_without_blocking_ingest() {
+    let registry = registry(10, 4);
+    let (tx, _rx) = mpsc::channel(4);
+    let att = registry.attach(id("7"), "t".into(), tx);
+    let (_, mut slow) = registry.subscribe(None);
+    for i in 0..100 {
+        registry.record(&att, Dialect::Csv, None, temp(i as f64));
+    }
+    assert!(matches!(
+        slow.try_recv(),
+        Err(broadcast::error::TryRecvError::Lagged(_))
+    ));
+    assert_eq!(registry.snapshot(None).seq, 100);
+}
+
+#[test]
+fn a_command_goes_out_in_the_device_dialect_and_is_acked() {
+    let registry = registry(10, 64);
+    let (tx, mut rx) = mpsc::channel(4);
+    let att = registry.attach(id("7"), "t".into(), tx);
+    registry.record(&att, Dialect::Json, None, temp(1.0));
+    let sent = registry
+        .send_command(&led(CommandTarget::Device("7".into()), 1.0))
+        .unwrap();
+    let seq = sent[0].seq;
+    assert_eq!(
+        *rx.try_recv().unwrap(),
+        Outbound::Command {
+            seq,
+            line: format!(r#"{{"cmd":"LED","value":1,"seq":{seq}}}"#)
+        }
+    );
+    registry.command_delivered(seq);
+    assert_eq!(
+        registry.command(seq).unwrap().status,
+        CommandStatus::Delivered
+    );
+    registry.acknowledge(&att, seq).unwrap();
+    assert_eq!(registry.command(seq).unwrap().status, CommandStatus::Acked);
+    assert_eq!(
+        registry.acknowledge(&att, seq),
+        Err(CommandError::UnknownAck(seq)),
+        "acked once only"
+    );
+    assert_eq!(
+        registry.acknowledge(&att, 999),
+        Err(CommandError::UnknownAck(999))
+    );
+}
+
+#[test]
+fn commands_to_all_reach_every_online_device_only() {
+    let registry = registry(10, 64);
+    let (a_tx, mut a_rx) = mpsc::channel(4);
+    let (b_tx, mut b_rx) = mpsc::channel(4);
+    let (c_tx, _c_rx) = mpsc::channel(4);
+    let _a = registry.attach(id("a"), "t".into(), a_tx);
+    let _b = registry.attach(id("b"), "t".into(), b_tx);
+    drop(registry.attach(id("c"), "t".into(), c_tx));
+    let sent = registry
+        .send_command(&led(CommandTarget::All, 0.0))
+        .unwrap();
+    let devices: Vec<&str> = sent.iter().map(|c| c.device_id.as_str()).collect();
+    assert_eq!(devices, ["a", "b"]);
+    assert!(
+        matches!(a_rx.try_recv().map(|b| *b), Ok(Outbound::Command { line, .. }) if line.starts_with("LED=0,seq="))
+    );
+    assert!(b_rx.try_recv().is_ok());
+    assert_ne!(sent[0].seq, sent[1].seq);
+}
+
+#[test]
+fn offline_unknown_and_out_of_range_commands() {
+    let registry = registry(10, 64);
+    assert_eq!(
+        registry.send_command(&led(CommandTarget::All, 1.0)),
+        Err(CommandError::NobodyOnline)
+    );
+    assert_eq!(
+        registry.send_command(&led(CommandTarget::Device("nope".into()), 1.0)),
+        Err(CommandError::UnknownDevice("nope".into()))
+    );
+    let (tx, _rx) = mpsc::channel(4);
+    let att = registry.attach(id("7"), "t".into(), tx);
+    registry.register(
+        &att,
+        Registration {
+            commands: vec![app::model::CommandSpec {
+                name: "LED".into(),
+                min: Some(0.0),
+                max: Some(1.0),
+            }],
+            ..Registration::default()
+        },
+    );
+    assert!(matches!(
+        registry.send_command(&led(CommandTarget::Device("7".into()), 5.0)),
+        Err(CommandError::Invalid(msg)) if msg.contains("from 0 to 1")
+    ));
+    drop(att);
+    let sent = registry
+        .send_command(&led(CommandTarget::Device("7".into()), 1.0))
+        .unwrap();
+    assert_eq!(
+        sent[0].status,
+        CommandStatus::Failed("device \"7\" is offline".into())
+    );
+}
+
+#[test]
+fn unacknowledged_commands_time_out() {
+    let registry = registry(10, 64);
+    let (tx, _rx) = mpsc::channel(4);
+    let _att = registry.attach(id("7"), "t".into(), tx);
+    let seq = registry
+        .send_command(&led(CommandTarget::Device("7".into()), 1.0))
+        .unwrap()[0]
+        .seq;
+    registry.command_delivered(seq);
+    registry.expire_overdue(now_ms());
+    assert_eq!(
+        registry.command(seq).unwrap().status,
+        CommandStatus::Delivered,
+        "not yet"
+    );
+    registry.expire_overdue(now_ms() + 5_001);
+    assert_eq!(
+        registry.command(seq).unwrap().status,
+        CommandStatus::TimedOut
+    );
+}
+
+#[test]
+fn a_device_cannot_ack_another_devices_command() {
+    let registry = registry(10, 64);
+    let (a_tx, _a_rx) = mpsc::channel(4);
+    let (b_tx, _b_rx) = mpsc::channel(4);
+    let _a = registry.attach(id("a"), "t".into(), a_tx);
+    let b = registry.attach(id("b"), "t".into(), b_tx);
+    let seq = registry
+        .send_command(&led(CommandTarget::Device("a".into()), 1.0))
+        .unwrap()[0]
+        .seq;
+    assert_eq!(
+        registry.acknowledge(&b, seq),
+        Err(CommandError::UnknownAck(seq))
+    );
+}

@@ -1,0 +1,106 @@
+//! The dashboard's HTTP routes: the device endpoint, CSV export, health and metrics, sign-in,
+//! the pages and their server functions, and the layers every request passes (session,
+//! origin check, body limit, security headers).
+
+use crate::auth::{self, Auth};
+use crate::state::AppState;
+use crate::{devices, export, paths, security};
+use app::api::ssr::SharedHub;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Request, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, on, post, MethodFilter};
+use axum::Router;
+use leptos::prelude::provide_context;
+use std::sync::Arc;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// Device endpoints, CSV export, the dashboard's pages and its server functions. The app has no
+/// client-side router (see `app::links`), so its two pages are routed here.
+pub fn router(state: AppState) -> Router {
+    // Rendering runs resources on Leptos' executor. (`leptos_routes` would set it up; we route
+    // ourselves.) Setting it a second time, as each test server does, is refused harmlessly.
+    let _ = any_spawner::Executor::init_tokio();
+    let hub: SharedHub = Arc::new(state.clone());
+    let context = move || provide_context(hub.clone());
+    let page = leptos_axum::render_app_to_stream_with_context(context.clone(), {
+        let options = state.leptos_options.clone();
+        move || app::shell(options.clone())
+    });
+    let mut router = Router::new()
+        .route(paths::DEVICE_SOCKET, get(devices::websocket::upgrade))
+        .route(paths::HEALTH, get(health))
+        .route("/metrics", get(metrics_page))
+        .route(
+            auth::web::LOGIN_PATH,
+            get(page.clone()).post(auth::web::login),
+        )
+        .route(app::links::TOKENS_PAGE, get(page.clone()))
+        .route(auth::web::LOGOUT_PATH, post(auth::web::logout))
+        .route("/export/{device}", get(export::csv))
+        .route("/", get(page.clone()))
+        .route("/devices/{id}", get(page));
+    for (path, method) in leptos::server_fn::axum::server_fn_paths() {
+        let context = context.clone();
+        let handler = move |req: Request<Body>| async move {
+            leptos_axum::handle_server_fns_with_context(context, req).await
+        };
+        // Our server functions use GET and POST, both of which have a filter.
+        let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::POST);
+        router = router.route(path, on(filter, handler));
+    }
+    let public_origin = Arc::new(state.config.http.public_origin.clone());
+    router
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Auth::clone(&state.auth),
+            auth::web::require_session,
+        ))
+        .layer(middleware::from_fn_with_state(
+            public_origin,
+            security::check_origin,
+        ))
+        // Every request the dashboard makes is small (the largest, a console line, is 1 KiB).
+        .layer(RequestBodyLimitLayer::new(security::MAX_REQUEST_BODY))
+        .layer(middleware::from_fn(security::security_headers))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `--metrics-bind` (no sign-in there: keep it on a private address).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_page))
+        .with_state(state)
+}
+
+/// `GET /healthz`, for monitors and service managers: 200 `ok` while the store takes writes,
+/// else 503. Public, so it says nothing else (no versions, no counts).
+async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.store.healthy().await {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ok\n")
+    }
+}
+
+/// The metrics page, in Prometheus' text format; the gauges are read now.
+async fn metrics_page(State(state): State<AppState>) -> Response {
+    let Some(handle) = crate::metrics::handle() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no metrics\n").into_response();
+    };
+    let (online, known) = state.registry.device_counts();
+    metrics::gauge!("iothub_devices_online").set(online as f64);
+    metrics::gauge!("iothub_devices_known").set(known as f64);
+    metrics::gauge!("iothub_live_subscribers").set(state.registry.subscriber_count() as f64);
+    metrics::gauge!("iothub_store_queue_depth").set(state.store.queued() as f64);
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
