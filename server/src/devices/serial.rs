@@ -6,8 +6,9 @@
 //! When the port goes away (USB unplugged) the device goes offline and the port is reopened
 //! with backoff until it is back.
 
+use super::conversation::{converse, Keepalive};
 use super::session::DeviceSession;
-use super::stream::{converse, Decoder, Framing, Keepalive, Link, Writer};
+use super::stream::{Decoder, Framing, StreamWire, Writer};
 use super::DeviceContext;
 use crate::protocol::DeviceId;
 use crate::retry::Backoff;
@@ -100,19 +101,26 @@ async fn serve_port(
     let (reader, writer) = tokio::io::split(port);
     let max = context.limits.max_frame_bytes;
     let transport = format!("serial {}", spec.path.display());
-    let (session, commands) = DeviceSession::new(context, transport, spec.device.clone(), None);
+    let stopping = context.shutdown.clone();
+    let (mut session, commands) = DeviceSession::new(context, transport, spec.device.clone(), None);
     // Until the device speaks, answer in lines; a framed device is recognised by its first
     // message like on TCP, and its readings are then recorded as framed.
-    let mut link = Link::new(session, Writer::new(writer, Framing::Lines));
-    link.follow_framing_of_first_message();
-    converse(
+    let mut wire = StreamWire::new(
         reader,
-        &mut link,
-        commands,
+        Writer::new(writer, Framing::Lines),
         Decoder::new(max),
+    );
+    wire.follow_framing_of_first_message();
+    converse(
+        &mut wire,
+        &mut session,
+        commands,
         Keepalive::None,
+        &stopping,
     )
     .await
+    .reason()
+    .to_string()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! What raw TCP and serial devices share: a byte stream split into messages ([`Decoder`]:
 //! lines, or `|START|KEY=VALUE|END|` frames), the way back framed the same way ([`Writer`]),
-//! and the conversation loop over both ([`converse`]).
+//! and the two as the conversation's [`Wire`] ([`StreamWire`]).
 //!
 //! Two framings, told apart by the first byte a connection sends:
 //! - **lines**: the WebSocket dialects (CSV, key=value, JSON), one per line (`\n` or `\r\n`);
@@ -11,12 +11,11 @@
 //!   and drops a device that stays silent that long again. Commands go out framed
 //!   (`|START|COMMAND=SET|LED=1|SEQ=12|END|`), errors as `|START|ERROR=…|END|`.
 
+use super::conversation::{Ending, Wire};
 use super::session::{DeviceSession, Handled};
 use crate::protocol::Dialect;
-use crate::registry::Outbound;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
 
 const FRAME_START: &[u8] = b"|START|";
 const FRAME_END: &[u8] = b"|END|";
@@ -259,135 +258,28 @@ impl Writer {
     }
 }
 
-/// What to do about a silent device.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Keepalive {
-    /// Send `HELLO!` after this much silence; drop the device after as much again.
-    Ping {
-        after: Duration,
-        give_up_after: Duration,
-    },
-    /// Drop the device after this much silence.
-    Drop { after: Duration },
-    /// Never mind (a serial line is there as long as the port is).
-    None,
-}
-
-/// Serves a device until it goes, the server stops, or the registry closes it: reads and
-/// handles its messages, writes what the registry sends. Returns why it ended.
-pub(super) async fn converse(
-    mut reader: impl AsyncRead + Unpin,
-    link: &mut Link,
-    mut commands: tokio::sync::mpsc::Receiver<Box<Outbound>>,
-    mut decoder: Decoder,
-    keepalive: Keepalive,
-) -> String {
-    let stopping = link.session.context().shutdown.clone();
-    let mut chunk = vec![0u8; READ_CHUNK];
-    let mut heard = Instant::now();
-    // A day stands in for "never": far beyond any real keepalive.
-    let quiet_until = |heard: Instant, pinged: bool| match keepalive {
-        Keepalive::Ping { after, .. } if !pinged => heard + after,
-        Keepalive::Ping {
-            after,
-            give_up_after,
-        } => heard + after + give_up_after,
-        Keepalive::Drop { after } => heard + after,
-        Keepalive::None => heard + Duration::from_secs(86_400),
-    };
-    // One timer per connection, moved only when it fires (as on WebSockets).
-    let quiet = tokio::time::sleep_until(quiet_until(heard, link.pinged));
-    let stopped = stopping.cancelled();
-    tokio::pin!(quiet, stopped);
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return "server shutting down".to_string(),
-            _ = &mut quiet => {
-                let due = quiet_until(heard, link.pinged);
-                if Instant::now() < due {
-                    quiet.as_mut().reset(due);
-                    continue;
-                }
-                match keepalive {
-                    Keepalive::Ping { .. } if !link.pinged => {
-                        link.pinged = true;
-                        link.awaiting_answer = true;
-                        quiet.as_mut().reset(quiet_until(heard, true));
-                        if !link.writer.raw(HELLO).await {
-                            return "ping failed".into();
-                        }
-                    }
-                    Keepalive::None => {
-                        heard = Instant::now();
-                        quiet.as_mut().reset(quiet_until(heard, link.pinged));
-                    }
-                    _ => {
-                        let _ = link.writer.error("silent too long: keepalive timeout").await;
-                        return "keepalive timeout".into();
-                    }
-                }
-            }
-            Some(out) = commands.recv() => match *out {
-                Outbound::Line(line) => {
-                    if !link.writer.raw(&line).await {
-                        return "send failed".into();
-                    }
-                }
-                Outbound::Command { seq, line } => {
-                    if !link.writer.raw(&line).await {
-                        return "send failed".into();
-                    }
-                    link.session.delivered(seq);
-                }
-                Outbound::Close(reason) => {
-                    let _ = link.writer.error(&reason).await;
-                    return reason;
-                }
-                Outbound::TokenRevoked(id) => {
-                    if link.session.token_id() == Some(id) {
-                        let _ = link.writer.error("device token revoked").await;
-                        return "device token revoked".into();
-                    }
-                }
-            },
-            read = reader.read(&mut chunk) => {
-                let n = match read {
-                    Ok(0) => return "connection closed".into(),
-                    Ok(n) => n,
-                    Err(err) => return format!("connection error: {err}"),
-                };
-                heard = Instant::now();
-                link.pinged = false;
-                decoder.push(&chunk[..n]);
-                link.adopt(decoder.framing());
-                if let Some(reason) = link.drain(None, &mut decoder).await {
-                    return reason;
-                }
-            }
-        }
-    }
-}
-
-/// A connected device: its conversation and the way back to it.
-pub(super) struct Link {
-    session: DeviceSession,
+/// A byte stream as the conversation's [`Wire`]: what it reads is split by the [`Decoder`],
+/// what it writes is framed like the device's own messages.
+pub(super) struct StreamWire<R> {
+    reader: R,
     writer: Writer,
-    /// A keepalive was sent and nothing has been heard since.
-    pinged: bool,
-    /// A keepalive was sent and its `HELLO!` answer has not come yet (that one is not
-    /// answered again, or the two ends would greet each other forever).
+    decoder: Decoder,
+    chunk: Vec<u8>,
+    /// A `HELLO!` was sent and its answer has not come yet (that one is not answered again,
+    /// or the two ends would greet each other forever).
     awaiting_answer: bool,
     /// Take the framing from the device's first bytes (serial lines, which have no first
     /// message to decide on before the conversation starts).
     adopt_framing: bool,
 }
 
-impl Link {
-    pub(super) fn new(session: DeviceSession, writer: Writer) -> Self {
-        Link {
-            session,
+impl<R: AsyncRead + Unpin> StreamWire<R> {
+    pub(super) fn new(reader: R, writer: Writer, decoder: Decoder) -> Self {
+        StreamWire {
+            reader,
             writer,
-            pinged: false,
+            decoder,
+            chunk: vec![0u8; READ_CHUNK],
             awaiting_answer: false,
             adopt_framing: false,
         }
@@ -398,76 +290,119 @@ impl Link {
     }
 
     /// Answers and records in the device's framing once the decoder has seen it.
-    fn adopt(&mut self, framing: Option<Framing>) {
-        let Some(framing) = framing.filter(|_| self.adopt_framing) else {
+    fn adopt(&mut self, session: &mut DeviceSession) {
+        let Some(framing) = self.decoder.framing().filter(|_| self.adopt_framing) else {
             return;
         };
         self.adopt_framing = false;
         self.writer.framing = framing;
         if framing == Framing::Frames {
-            self.session.record_as(Dialect::Framed);
+            session.record_as(Dialect::Framed);
         }
     }
 
     /// Handles `first` and every complete message the decoder holds, then hands the readings
-    /// among them on as one batch; `Some(reason)` ends the connection.
+    /// among them on as one batch; `Some` ends the connection.
     pub(super) async fn drain(
         &mut self,
         first: Option<Message>,
-        decoder: &mut Decoder,
-    ) -> Option<String> {
+        session: &mut DeviceSession,
+    ) -> Option<Ending> {
         let mut ended = match first {
-            Some(message) => self.message(Ok(message)).await,
+            Some(message) => self.message(Ok(message), session).await,
             None => None,
         };
         while ended.is_none() {
-            let Some(message) = decoder.next_message() else {
+            let Some(message) = self.decoder.next_message() else {
                 break;
             };
-            ended = self.message(message).await;
+            ended = self.message(message, session).await;
         }
-        self.session.flush().await;
+        session.flush().await;
         ended
     }
 
-    /// Handles one decoded message; `Some(reason)` ends the connection.
-    async fn message(&mut self, message: Result<Message, DecodeError>) -> Option<String> {
+    /// Handles one decoded message; `Some` ends the connection.
+    async fn message(
+        &mut self,
+        message: Result<Message, DecodeError>,
+        session: &mut DeviceSession,
+    ) -> Option<Ending> {
         let handled = match message {
-            Ok(Message::Line(line)) => self.session.line(&line).await,
+            Ok(Message::Line(line)) => session.line(&line).await,
             Ok(Message::Frame(pairs)) => match frame_meaning(&pairs) {
-                Ok(FrameMeaning::Data(line)) => self.session.line(&line).await,
+                Ok(FrameMeaning::Data(line)) => session.line(&line).await,
                 // A device's HELLO! is answered, unless it is the answer to ours.
                 Ok(FrameMeaning::Hello) => {
                     if std::mem::take(&mut self.awaiting_answer) {
                         return None;
                     }
                     if !self.writer.raw(HELLO).await {
-                        return Some("send failed".into());
+                        return Some(Ending::Ended("send failed".into()));
                     }
                     Handled::Accepted
                 }
-                Ok(FrameMeaning::Token(_)) => self
-                    .session
-                    .refuse("a token is only read in the first message"),
-                Err(message) => self.session.refuse(&message),
+                Ok(FrameMeaning::Token(_)) => {
+                    session.refuse("a token is only read in the first message")
+                }
+                Err(message) => session.refuse(&message),
             },
             Err(err) if err.is_fatal() => {
                 let message = err.to_string();
-                self.session.note_error(&message);
+                session.note_error(&message);
                 let _ = self.writer.error(&message).await;
-                return Some(message);
+                return Some(Ending::Ended(message));
             }
-            Err(err) => self.session.refuse(&err.to_string()),
+            Err(err) => session.refuse(&err.to_string()),
         };
         match handled {
             Handled::Accepted => None,
             Handled::Refused { message, give_up } => {
                 if !self.writer.error(&message).await {
-                    return Some("send failed".into());
+                    return Some(Ending::Ended("send failed".into()));
                 }
-                give_up.then(|| "too many errors".to_string())
+                give_up.then(|| Ending::Ended("too many errors".into()))
             }
         }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Wire for StreamWire<R> {
+    type Input = std::io::Result<usize>;
+
+    async fn read(&mut self) -> Self::Input {
+        self.reader.read(&mut self.chunk).await
+    }
+
+    async fn handle(&mut self, input: Self::Input, session: &mut DeviceSession) -> Option<Ending> {
+        let n = match input {
+            Ok(0) => return Some(Ending::Ended("connection closed".into())),
+            Ok(n) => n,
+            Err(err) => return Some(Ending::Ended(format!("connection error: {err}"))),
+        };
+        self.decoder.push(&self.chunk[..n]);
+        self.adopt(session);
+        self.drain(None, session).await
+    }
+
+    async fn send(&mut self, line: &str) -> bool {
+        self.writer.raw(line).await
+    }
+
+    /// `HELLO!`, which a framed device answers in kind.
+    async fn probe(&mut self) -> bool {
+        self.awaiting_answer = true;
+        self.writer.raw(HELLO).await
+    }
+
+    async fn farewell(&mut self, ending: &Ending) {
+        let message = match ending {
+            Ending::Replaced(reason) => reason.as_str(),
+            Ending::TokenRevoked => "device token revoked",
+            Ending::Silent => "silent too long: keepalive timeout",
+            Ending::ShuttingDown | Ending::Ended(_) => return,
+        };
+        let _ = self.writer.error(message).await;
     }
 }
 

@@ -6,10 +6,11 @@
 //! without one the connection is refused unless tokenless devices are allowed. With
 //! `--tcp-tls` the same conversation runs inside TLS, on the dashboard's certificate.
 
+use super::conversation::{converse, Keepalive};
 use super::session::DeviceSession;
 use super::stream::{
-    converse, first_message, frame_meaning, Decoder, FrameMeaning, Framing, Keepalive, Link,
-    Message, Writer, READ_CHUNK,
+    first_message, frame_meaning, Decoder, FrameMeaning, Framing, Message, StreamWire, Writer,
+    READ_CHUNK,
 };
 use super::DeviceContext;
 use crate::auth::DeviceAccess;
@@ -154,7 +155,7 @@ async fn serve_device(
     let keepalive = match framing {
         Framing::Frames => {
             let idle = Duration::from_millis(settings.args.tcp_keepalive_ms);
-            Keepalive::Ping {
+            Keepalive::Probe {
                 after: idle,
                 give_up_after: idle,
             }
@@ -165,18 +166,18 @@ async fn serve_device(
             after: limits.ping_after + limits.keepalive_timeout,
         },
     };
+    let stopping = context.shutdown.clone();
     let (mut session, commands) = DeviceSession::new(context, transport, device, token_id);
     if framing == Framing::Frames {
         session.record_as(Dialect::Framed);
     }
     tracing::info!(?framing, "device connected");
-    let mut link = Link::new(session, writer);
+    let mut wire = StreamWire::new(reader, writer, decoder);
     // The first message, if it was not a token, and whatever arrived with it.
-    if let Some(reason) = link.drain(pending, &mut decoder).await {
-        tracing::info!(%reason, "device disconnected");
+    if let Some(ending) = wire.drain(pending, &mut session).await {
+        tracing::info!(reason = %ending.reason(), "device disconnected");
         return;
     }
-
-    let reason = converse(reader, &mut link, commands, decoder, keepalive).await;
-    tracing::info!(%reason, "device disconnected");
+    let ending = converse(&mut wire, &mut session, commands, keepalive, &stopping).await;
+    tracing::info!(reason = %ending.reason(), "device disconnected");
 }

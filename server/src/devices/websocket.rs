@@ -9,11 +9,11 @@
 //! errors persist ([`super::session::ERROR_BUDGET`] within [`super::session::ERROR_WINDOW`]). A silent device is pinged after
 //! `--ping-after-ms` and dropped after `--keepalive-timeout-ms` more.
 
+use super::conversation::{converse, Ending, Keepalive, Wire};
 use super::session::{DeviceSession, Handled};
 use super::DeviceContext;
 use crate::auth::{DeviceAccess, DeviceRefusal};
 use crate::protocol::DeviceId;
-use crate::registry::Outbound;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header::AUTHORIZATION;
@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
 /// Read/write buffers per connection. tungstenite's defaults (128 KiB read) would cost
@@ -101,31 +100,12 @@ fn refuse_upgrade(remote: SocketAddr, refusal: DeviceRefusal) -> Response {
     (status, format!("error: {refusal}\n")).into_response()
 }
 
-/// Why the loop ended, for the log and the close frame.
-struct Ending {
-    code: Option<u16>,
-    reason: String,
-}
-
-impl Ending {
-    fn quiet(reason: impl Into<String>) -> Self {
-        Ending {
-            code: None,
-            reason: reason.into(),
-        }
-    }
-    fn close(code: u16, reason: impl Into<String>) -> Self {
-        Ending {
-            code: Some(code),
-            reason: reason.into(),
-        }
-    }
-}
-
-/// The WebSocket and the device's conversation on it.
-struct Connection {
+/// The WebSocket as the conversation's [`Wire`]: text frames in, text frames out, pings to
+/// probe a silent device and close frames with a code to end.
+struct Socket {
     socket: WebSocket,
-    session: DeviceSession,
+    /// `--max-frame-bytes`, for the error that names it.
+    max_frame_bytes: usize,
 }
 
 #[tracing::instrument(name = "device", skip_all, fields(%remote, id = tracing::field::Empty))]
@@ -137,117 +117,92 @@ async fn serve(
     context: Arc<DeviceContext>,
 ) {
     let stopping = context.shutdown.clone();
-    let ping_after = context.limits.ping_after;
-    let give_up_after = context.limits.keepalive_timeout;
-    let (session, mut commands) =
+    let keepalive = Keepalive::Probe {
+        after: context.limits.ping_after,
+        give_up_after: context.limits.keepalive_timeout,
+    };
+    let max_frame_bytes = context.limits.max_frame_bytes;
+    let (mut session, outbound) =
         DeviceSession::new(context, format!("websocket {remote}"), url_id, token_id);
-    let mut conn = Connection { socket, session };
+    let mut wire = Socket {
+        socket,
+        max_frame_bytes,
+    };
     tracing::info!("device connected");
-
-    let mut heard = Instant::now();
-    let mut pinged = false;
-    let quiet_until = |heard: Instant, pinged: bool| {
-        if pinged {
-            heard + ping_after + give_up_after
-        } else {
-            heard + ping_after
-        }
-    };
-    // One timer per connection, moved only when it fires: a frame just notes when it came.
-    // (A new timer and a new cancellation waiter per frame cost more than reading the frame.)
-    let quiet = tokio::time::sleep_until(quiet_until(heard, pinged));
-    let stopped = stopping.cancelled();
-    tokio::pin!(quiet, stopped);
-
-    let ending = loop {
-        tokio::select! {
-            _ = &mut stopped => break Ending::close(CLOSE_GOING_AWAY, "server shutting down"),
-            _ = &mut quiet => {
-                let due = quiet_until(heard, pinged);
-                if Instant::now() < due {
-                    // Heard from meanwhile.
-                    quiet.as_mut().reset(due);
-                    continue;
-                }
-                if pinged {
-                    break Ending::close(CLOSE_SILENT, "no data or pong: keepalive timeout");
-                }
-                pinged = true;
-                quiet.as_mut().reset(quiet_until(heard, pinged));
-                if conn.socket.send(Message::Ping(Default::default())).await.is_err() {
-                    break Ending::quiet("ping failed");
-                }
-            }
-            Some(out) = commands.recv() => match *out {
-                Outbound::Line(line) => {
-                    if conn.socket.send(Message::Text(line.into())).await.is_err() {
-                        break Ending::quiet("send failed");
-                    }
-                }
-                Outbound::Command { seq, line } => {
-                    if conn.socket.send(Message::Text(line.into())).await.is_err() {
-                        break Ending::quiet("send failed");
-                    }
-                    conn.session.delivered(seq);
-                }
-                Outbound::Close(reason) => break Ending::close(CLOSE_REPLACED, reason),
-                Outbound::TokenRevoked(id) => {
-                    if conn.session.token_id() == Some(id) {
-                        break Ending::close(CLOSE_POLICY, "device token revoked");
-                    }
-                }
-            },
-            frame = conn.socket.recv() => {
-                heard = Instant::now();
-                pinged = false;
-                match frame {
-                    None => break Ending::quiet("connection lost"),
-                    Some(Ok(Message::Close(_))) => {
-                        // tungstenite has queued the close reply (RFC 6455 §5.5.1); flushing
-                        // sends it, so the device sees a clean close rather than a reset.
-                        let _ = futures::SinkExt::close(&mut conn.socket).await;
-                        break Ending::quiet("closed by the device");
-                    }
-                    Some(Err(err)) => break conn.read_failed(err).await,
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(ending) = conn.handle_text(text.as_str()).await {
-                            break ending;
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let handled = conn.session.refuse("binary frames are not supported; send text lines");
-                        if let Some(ending) = conn.answer(handled).await {
-                            break ending;
-                        }
-                    }
-                    // axum answers pings itself; any frame at all proves the device is alive.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                }
-            }
-        }
-    };
-    if let Some(code) = ending.code {
-        let frame = CloseFrame {
-            code,
-            reason: ending.reason.clone().into(),
-        };
-        let _ = conn.socket.send(Message::Close(Some(frame))).await;
-    }
-    tracing::info!(reason = %ending.reason, "device disconnected");
+    let ending = converse(&mut wire, &mut session, outbound, keepalive, &stopping).await;
+    tracing::info!(reason = %ending.reason(), "device disconnected");
 }
 
-impl Connection {
+impl Wire for Socket {
+    type Input = Option<Result<Message, axum::Error>>;
+
+    async fn read(&mut self) -> Self::Input {
+        self.socket.recv().await
+    }
+
+    async fn handle(&mut self, frame: Self::Input, session: &mut DeviceSession) -> Option<Ending> {
+        match frame {
+            None => Some(Ending::Ended("connection lost".into())),
+            Some(Ok(Message::Close(_))) => {
+                // tungstenite has queued the close reply (RFC 6455 §5.5.1); flushing sends it,
+                // so the device sees a clean close rather than a reset.
+                let _ = futures::SinkExt::close(&mut self.socket).await;
+                Some(Ending::Ended("closed by the device".into()))
+            }
+            Some(Err(err)) => Some(self.read_failed(err, session).await),
+            Some(Ok(Message::Text(text))) => self.handle_text(text.as_str(), session).await,
+            Some(Ok(Message::Binary(_))) => {
+                let handled = session.refuse("binary frames are not supported; send text lines");
+                self.answer(handled).await
+            }
+            // axum answers pings itself; any frame at all proves the device is alive.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+        }
+    }
+
+    async fn send(&mut self, line: &str) -> bool {
+        self.socket.send(Message::Text(line.into())).await.is_ok()
+    }
+
+    async fn probe(&mut self) -> bool {
+        self.socket
+            .send(Message::Ping(Default::default()))
+            .await
+            .is_ok()
+    }
+
+    async fn farewell(&mut self, ending: &Ending) {
+        let (code, reason) = match ending {
+            Ending::ShuttingDown => (CLOSE_GOING_AWAY, "server shutting down"),
+            Ending::Replaced(reason) => (CLOSE_REPLACED, reason.as_str()),
+            Ending::TokenRevoked => (CLOSE_POLICY, "device token revoked"),
+            Ending::Silent => (CLOSE_SILENT, "no data or pong: keepalive timeout"),
+            Ending::Ended(_) => return,
+        };
+        self.close(code, reason).await;
+    }
+}
+
+impl Socket {
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
+    }
+
     /// Every line of a frame, then the frame's readings handed on as one batch.
-    async fn handle_text(&mut self, text: &str) -> Option<Ending> {
+    async fn handle_text(&mut self, text: &str, session: &mut DeviceSession) -> Option<Ending> {
         let mut ending = None;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let handled = self.session.line(line).await;
+            let handled = session.line(line).await;
             ending = self.answer(handled).await;
             if ending.is_some() {
                 break;
             }
         }
-        self.session.flush().await;
+        session.flush().await;
         ending
     }
 
@@ -260,12 +215,16 @@ impl Connection {
             .socket
             .send(Message::Text(format!("error: {message}").into()))
             .await;
-        give_up.then(|| Ending::close(CLOSE_POLICY, "too many errors"))
+        if !give_up {
+            return None;
+        }
+        self.close(CLOSE_POLICY, "too many errors").await;
+        Some(Ending::Ended("too many errors".into()))
     }
 
     /// A frame could not be read. After an oversized frame or invalid UTF-8 the stream cannot be
     /// resynchronised, so the device is told why and the connection closes.
-    async fn read_failed(&mut self, err: axum::Error) -> Ending {
+    async fn read_failed(&mut self, err: axum::Error, session: &mut DeviceSession) -> Ending {
         let (code, message) = match err
             .into_inner()
             .downcast::<tungstenite::Error>()
@@ -273,23 +232,21 @@ impl Connection {
         {
             Ok(tungstenite::Error::Capacity(_)) => (
                 CLOSE_TOO_BIG,
-                format!(
-                    "message larger than {} bytes",
-                    self.session.context().limits.max_frame_bytes
-                ),
+                format!("message larger than {} bytes", self.max_frame_bytes),
             ),
             Ok(tungstenite::Error::Utf8(_)) => (
                 CLOSE_INVALID_DATA,
                 "text frame is not valid UTF-8".to_string(),
             ),
-            Ok(other) => return Ending::quiet(format!("connection error: {other}")),
-            Err(other) => return Ending::quiet(format!("connection error: {other}")),
+            Ok(other) => return Ending::Ended(format!("connection error: {other}")),
+            Err(other) => return Ending::Ended(format!("connection error: {other}")),
         };
-        self.session.note_error(&message);
+        session.note_error(&message);
         let _ = self
             .socket
             .send(Message::Text(format!("error: {message}").into()))
             .await;
-        Ending::close(code, message)
+        self.close(code, &message).await;
+        Ending::Ended(message)
     }
 }
