@@ -39,8 +39,8 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List { store } => {
             with_auth(&store, |auth| async move {
-                for (name, created_ms) in auth.users().await? {
-                    println!("{name}\tcreated {}", utc(created_ms));
+                for user in auth.users().await? {
+                    println!("{}\tcreated {}", user.name, utc(user.created_ms));
                 }
                 Ok(())
             })

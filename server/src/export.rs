@@ -57,17 +57,20 @@ pub async fn csv(
         .export(device.as_str(), from_ms, to_ms)
         .ready_chunks(READINGS_PER_CHUNK)
         .map(move |chunk| {
-            let mut text = String::new();
+            let mut out = csv_writer();
             for reading in chunk {
-                match reading {
-                    Ok(reading) => text.push_str(&data_row(&fields, &reading)),
-                    Err(err) => {
-                        // Headers are gone already: the client sees a cut-off download.
-                        tracing::error!(%err, "export failed mid-stream");
-                        return Err(std::io::Error::other("export failed"));
-                    }
+                let written = reading.map_err(|err| err.to_string()).and_then(|reading| {
+                    write_reading(&mut out, &fields, &reading).map_err(|e| e.to_string())
+                });
+                if let Err(err) = written {
+                    // Headers are gone already: the client sees a cut-off download.
+                    tracing::error!(%err, "export failed mid-stream");
+                    return Err(std::io::Error::other("export failed"));
                 }
             }
+            let text = out
+                .into_inner()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok(Bytes::from(text))
         });
     let body = futures::stream::once(async move { Ok(Bytes::from(header_line)) }).chain(rows);
@@ -124,48 +127,61 @@ fn instant(raw: &str) -> Result<i64, String> {
         .map_err(|_| format!("{raw:?} is neither an RFC 3339 time nor milliseconds"))
 }
 
-fn header_row(fields: &[String]) -> String {
-    let mut line = String::from("time_utc,device_time_utc");
-    for field in fields {
-        line.push(',');
-        line.push_str(&csv_cell(field));
-    }
-    line.push('\n');
-    line
+/// CSV rows as the `csv` crate writes them (quoting what needs it), one `\n` per row.
+pub fn csv_writer_into<W: std::io::Write>(sink: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(sink)
 }
 
-fn data_row(fields: &[String], reading: &Reading) -> String {
-    let mut line = iso_time(reading.received_ms);
-    line.push(',');
-    if let Some(ms) = reading.device_ms {
-        line.push_str(&iso_time(ms));
-    }
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv_writer_into(Vec::new())
+}
+
+fn header_row(fields: &[String]) -> String {
+    let mut out = csv_writer();
+    let cells = ["time_utc", "device_time_utc"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(fields.iter().map(|f| defused(f)));
+    // Writing to memory cannot fail, and the cells are UTF-8.
+    let _ = out.write_record(cells);
+    out.into_inner()
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default()
+}
+
+/// One reading as a row: its receive time, the device's time if it sent one, and its value of
+/// each of `fields` (empty where it has none).
+pub fn write_reading<W: std::io::Write>(
+    out: &mut csv::Writer<W>,
+    fields: &[String],
+    reading: &Reading,
+) -> csv::Result<()> {
+    out.write_field(iso_time(reading.received_ms))?;
+    out.write_field(reading.device_ms.map(iso_time).unwrap_or_default())?;
     for field in fields {
-        line.push(',');
-        if let Some(v) = reading.values.iter().find(|v| *v.field == **field) {
-            line.push_str(&v.value.to_string());
+        match reading.values.iter().find(|v| *v.field == **field) {
+            Some(v) => out.write_field(v.value.to_string())?,
+            None => out.write_field("")?,
         }
     }
-    line.push('\n');
-    line
+    // No more fields: this ends the row.
+    out.write_record(None::<&[u8]>)
 }
 
-/// A device-supplied name as one CSV cell: quoted when needed, and defused when a spreadsheet
-/// would take it for a formula.
-fn csv_cell(text: &str) -> String {
-    let defused = if text.starts_with(['=', '+', '-', '@', '\t']) {
+/// A device-supplied name as a spreadsheet will read it: one that would be taken for a formula
+/// gets a leading `'`.
+fn defused(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t']) {
         format!("'{text}")
     } else {
         text.to_string()
-    };
-    if defused.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", defused.replace('"', "\"\""))
-    } else {
-        defused
     }
 }
 
-fn iso_time(ms: i64) -> String {
+pub fn iso_time(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
         .unwrap_or_default()
@@ -211,13 +227,17 @@ mod tests {
                 value: 23.5,
             }],
         };
+        let mut out = csv_writer();
+        write_reading(&mut out, &fields, &reading).unwrap();
         assert_eq!(
-            data_row(&fields, &reading),
+            String::from_utf8(out.into_inner().unwrap()).unwrap(),
             "2025-11-22T00:00:00.123Z,,,23.5\n"
         );
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        let names = ["a,b", "say \"hi\"", "=HYPERLINK(1)"].map(String::from);
+        assert_eq!(
+            header_row(&names),
+            "time_utc,device_time_utc,\"a,b\",\"say \"\"hi\"\"\",'=HYPERLINK(1)\n"
+        );
         assert_eq!(safe_filename("../<x>"), "____x_");
     }
 

@@ -72,8 +72,8 @@ impl RevocationWatch {
             .await
         {
             Ok(revoked) => {
-                for (token_id, device_id) in revoked {
-                    self.registry.token_revoked(&device_id, token_id);
+                for token in revoked {
+                    self.registry.token_revoked(&token.device_id, token.id);
                 }
                 self.since_ms = now_ms;
             }

@@ -12,7 +12,7 @@ pub mod throttle;
 pub mod web;
 
 use crate::protocol::DeviceId;
-use crate::storage::{StorageError, Store};
+use crate::storage::{SessionRow, StorageError, Store, UserRow};
 use app::model::{DeviceToken, NewDeviceToken};
 use parking_lot::{Mutex, MutexGuard};
 use password::PasswordError;
@@ -216,7 +216,7 @@ impl Auth {
         Ok(())
     }
 
-    pub async fn users(&self) -> Result<Vec<(String, i64)>, AuthError> {
+    pub async fn users(&self) -> Result<Vec<UserRow>, AuthError> {
         Ok(self.store().users().await?)
     }
 
@@ -271,7 +271,7 @@ impl Auth {
             return Ok(Some(k.user.clone()));
         }
         match self.store().session_user(&fingerprint, now_ms).await {
-            Ok(Some((user, expires_ms))) => {
+            Ok(Some(SessionRow { user, expires_ms })) => {
                 let mut sessions = self.known_sessions();
                 if sessions.len() >= MAX_CACHED_SESSIONS {
                     sessions.clear();

@@ -26,7 +26,7 @@
 
 use anyhow::{bail, Context};
 use app::model::{FieldValue, HistoryWindow, Name, Reading};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use leptos::server_fn::ServerFn;
@@ -35,11 +35,9 @@ use server::startup::Application;
 use server::storage::{self, Database, Store, StoreConfig};
 use sqlx::{Connection, Executor, Row as _};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -728,21 +726,18 @@ async fn export_csv(
     to_ms: i64,
 ) -> anyhow::Result<ExportRun> {
     let began = Instant::now();
+    // What `GET /export/{device}` does, without the HTTP: the same query and the same rows.
+    let fields = store.fields(device, from_ms, to_ms).await?;
     let mut stream = store.export(device, from_ms, to_ms);
-    let (mut readings, mut values, mut bytes) = (0u64, 0u64, 0u64);
-    let mut line = String::with_capacity(128);
+    let mut out = server::export::csv_writer_into(ByteCount(0));
+    let (mut readings, mut values) = (0u64, 0u64);
     while let Some(reading) = stream.next().await {
         let reading = reading?;
-        line.clear();
-        line.push_str(&iso_time(reading.received_ms));
-        for v in &reading.values {
-            let _ = write!(line, ",{}", v.value);
-        }
-        line.push('\n');
+        server::export::write_reading(&mut out, &fields, &reading)?;
         readings += 1;
         values += reading.values.len() as u64;
-        bytes += line.len() as u64;
     }
+    let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?.0;
     Ok(ExportRun {
         elapsed: began.elapsed(),
         readings,
@@ -751,10 +746,18 @@ async fn export_csv(
     })
 }
 
-fn iso_time(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_default()
+/// Counts the bytes of the CSV text instead of keeping them.
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -942,11 +945,13 @@ async fn http_series(
         let body = format!(
             "device_id={device}&from_ms={from_ms}&to_ms={to_ms}&max_points={MAX_POINTS}"
         );
+        let http = reqwest::Client::new();
+        let url = base.join(path)?;
         let mut runs = Vec::new();
         let mut failure = None;
         for run in 1..=args.repeat {
             let began = Instant::now();
-            let response = post_form(addr, path, &body, &cookie).await;
+            let response = post_form(&http, &url, &body, &cookie).await;
             let elapsed = began.elapsed();
             let (status, bytes) = match response {
                 Ok(r) => r,
@@ -1003,62 +1008,27 @@ async fn http_series(
     result
 }
 
-/// A minimal HTTP/1.1 client (the server crate's HTTP client, reqwest, is for tests only): one
-/// form-encoded POST on a fresh connection; returns the status and the (de-chunked) body.
+/// One form-encoded POST, as the browser sends a server function call; returns the status and
+/// the body.
 async fn post_form(
-    addr: SocketAddr,
-    path: &str,
+    http: &reqwest::Client,
+    url: &url::Url,
     body: &str,
     cookie: &str,
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Accept: application/json\r\nCookie: {cookie}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of the response head")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status code")?;
-    let payload = &raw[split + 4..];
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(payload)?
-    } else {
-        payload.to_vec()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk header")?;
-        let size_text = String::from_utf8_lossy(&data[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .context("bad chunk size")?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size + 2 {
-            bail!("truncated chunk");
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
+    let response = http
+        .post(url.clone())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(reqwest::header::ACCEPT, "application/json")
+        .header(reqwest::header::COOKIE, cookie)
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.bytes().await?.to_vec()))
 }
 
 // ------------------------------------------------------------------------------------------

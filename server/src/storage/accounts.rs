@@ -7,21 +7,50 @@
 use super::{Backend, StorageError, Store};
 use app::model::DeviceToken;
 
-type TokenRow = (i64, String, String, i64, Option<i64>, Option<i64>);
+/// A row of `device_tokens`, as [`TOKEN_COLUMNS`] selects it.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: i64,
+    device_id: String,
+    label: String,
+    created_ms: i64,
+    last_used_ms: Option<i64>,
+    revoked_ms: Option<i64>,
+}
 
 const TOKEN_COLUMNS: &str = "id, device_id, label, created_ms, last_used_ms, revoked_ms";
 
-fn token_from(
-    (id, device_id, label, created_ms, last_used_ms, revoked_ms): TokenRow,
-) -> DeviceToken {
+fn token_from(row: TokenRow) -> DeviceToken {
     DeviceToken {
-        id,
-        device_id,
-        label,
-        created_ms,
-        last_used_ms,
-        revoked_ms,
+        id: row.id,
+        device_id: row.device_id,
+        label: row.label,
+        created_ms: row.created_ms,
+        last_used_ms: row.last_used_ms,
+        revoked_ms: row.revoked_ms,
     }
+}
+
+/// A person who may sign in.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserRow {
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// An unexpired session and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRow {
+    #[sqlx(rename = "user_name")]
+    pub user: String,
+    pub expires_ms: i64,
+}
+
+/// A revoked device token: which one, and the device that used it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RevokedToken {
+    pub id: i64,
+    pub device_id: String,
 }
 
 impl Store {
@@ -87,7 +116,7 @@ impl Store {
     }
 
     /// Every user name with its creation time, by name.
-    pub async fn users(&self) -> Result<Vec<(String, i64)>, StorageError> {
+    pub async fn users(&self) -> Result<Vec<UserRow>, StorageError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as("SELECT name, created_ms FROM users ORDER BY name")
                 .fetch_all(pool)
@@ -132,11 +161,11 @@ impl Store {
         &self,
         token_hash: &str,
         now_ms: i64,
-    ) -> Result<Option<(String, i64)>, StorageError> {
+    ) -> Result<Option<SessionRow>, StorageError> {
         let sql =
             "SELECT s.user_name, s.expires_ms FROM sessions s JOIN users u ON u.name = s.user_name
                    WHERE s.token_hash = $1 AND s.expires_ms > $2";
-        let row: Option<(String, i64)> = on_pool!(self, |pool| {
+        let row: Option<SessionRow> = on_pool!(self, |pool| {
             sqlx::query_as(sql)
                 .bind(token_hash)
                 .bind(now_ms)
@@ -245,12 +274,12 @@ impl Store {
         Ok(row.map(token_from))
     }
 
-    /// Tokens revoked at or after `since_ms`, as (token id, device id), by any process using
-    /// this store (the command line's `iothub token revoke` too).
+    /// Tokens revoked at or after `since_ms` by any process using this store (the command
+    /// line's `iothub token revoke` too).
     pub async fn tokens_revoked_since(
         &self,
         since_ms: i64,
-    ) -> Result<Vec<(i64, String)>, StorageError> {
+    ) -> Result<Vec<RevokedToken>, StorageError> {
         Ok(on_pool!(self, |pool| {
             sqlx::query_as("SELECT id, device_id FROM device_tokens WHERE revoked_ms >= $1")
                 .bind(since_ms)

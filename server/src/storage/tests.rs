@@ -317,7 +317,10 @@ async fn users_sessions_and_device_tokens() {
         store.create_session("s1", "ada", 100, 1_000).await.unwrap();
         assert_eq!(
             store.session_user("s1", 999).await.unwrap(),
-            Some(("ada".to_string(), 1_000))
+            Some(SessionRow {
+                user: "ada".to_string(),
+                expires_ms: 1_000
+            })
         );
         assert_eq!(
             store.session_user("s1", 1_000).await.unwrap(),
