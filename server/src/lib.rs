@@ -3,15 +3,16 @@
 //! # Layout
 //! The path of one reading is a straight line through these modules:
 //!
-//! 1. [`device_socket`] (the `/ws/device` WebSocket endpoint), [`tcp`] (raw TCP), [`serial`]
-//!    (serial ports) and [`mqtt`] (a broker's topics): I/O only, bytes in, lines to the
-//!    device's [`device_session`], which drives the rest.
+//! 1. [`devices`]: the transports ([`devices::websocket`], [`devices::tcp`],
+//!    [`devices::serial`], [`devices::mqtt`]) do I/O only; each connection runs the one
+//!    [`devices::conversation`] loop and hands its lines to its [`devices::session`], which
+//!    drives the rest. They see the hub through a narrow [`devices::DeviceContext`].
 //! 2. [`protocol`]: pure parsing of a text line (CSV, `key=value`, JSON) into a reading, an
 //!    acknowledgement or a registration; [`limits`] keeps each device within its rate.
 //! 3. [`registry`]: who is online, their latest values and recent readings; publishes every
 //!    change to live subscribers (browsers) through a bounded broadcast channel. Commands to
-//!    devices are numbered and tracked here too.
-//! 4. [`storage`]: a writer task batches readings into SQLite transactions.
+//!    devices are numbered and tracked in `registry/commands.rs`.
+//! 4. [`storage`]: a writer task batches readings into SQLite (or PostgreSQL) transactions.
 //! 5. [`hub`]: what the dashboard's server functions (in the `app` crate) see of all this;
 //!    the `app` crate turns the registry's broadcast into the browser's live stream and charts.
 //!
@@ -21,8 +22,10 @@
 //! Before any of it, [`auth`]: devices present a token, people sign in; [`security`] sets
 //! headers and checks where browser requests come from.
 //!
-//! Around them: [`config`] (flags with environment fallback), [`application`] (the shared
-//! [`application::AppState`], start-up, graceful shutdown) and [`simulator`] (fake devices).
+//! Around them: [`config`] (flags in groups, with environment fallback), [`state`] (the web
+//! side's [`state::AppState`]), [`router`] (routes and layers), [`sweeps`] (background work),
+//! [`startup`] (start-up and graceful shutdown) and [`simulator`] (fake devices). No module
+//! imports one that imports it; `tests/layout.rs` checks that, and file lengths.
 
 pub mod address;
 pub mod admin;

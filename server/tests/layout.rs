@@ -345,6 +345,17 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 #[test]
 fn no_module_imports_one_that_imports_it() {
     let graph = module_graph();
+    // `LAYOUT_PRINT=1 cargo test -p server --test layout -- --nocapture` shows the graph.
+    if std::env::var_os("LAYOUT_PRINT").is_some() {
+        for (parent, edges) in &graph {
+            for (module, imports) in edges {
+                eprintln!(
+                    "{}{module} -> {imports:?}",
+                    parent.iter().map(|p| format!("{p}/")).collect::<String>()
+                );
+            }
+        }
+    }
     assert!(
         graph.get(&Vec::new()).is_some_and(|top| top.len() > 10),
         "the graph was not read: {graph:?}"

@@ -695,7 +695,7 @@ proptest! {
         );
     }
 
-    /// A device registers its field names (they become its CSV names, as in `device_socket`),
+    /// A device registers its field names (they become its CSV names, as in `devices::session`),
     /// then sends CSV lines: the readings never name a field twice.
     #[test]
     fn registered_csv_names_stay_unique(

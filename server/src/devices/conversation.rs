@@ -1,6 +1,6 @@
 //! The one conversation loop every connected device runs, whatever carries it: it waits for
 //! input, for what the registry sends the device ([`Outbound`]), for silence to last too long
-//! and for shutdown, and hands each to the transport's [`Wire`]. The WebSocket, raw TCP and
+//! and for shutdown, and hands each to the transport's `Wire`. The WebSocket, raw TCP and
 //! serial transports differ only in their `Wire`: how they read, how they answer, how they
 //! probe a silent device and how they say goodbye.
 //!
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Why a conversation ended; the transport says goodbye accordingly ([`Wire::farewell`]).
+/// Why a conversation ended; the transport says goodbye accordingly (`Wire::farewell`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
     /// The server is stopping.
@@ -45,7 +45,7 @@ impl Ending {
 /// What to do about a silent device.
 #[derive(Debug, Clone, Copy)]
 pub enum Keepalive {
-    /// Probe it ([`Wire::probe`]) after this much silence; drop it after as much again.
+    /// Probe it (`Wire::probe`) after this much silence; drop it after as much again.
     Probe {
         after: Duration,
         give_up_after: Duration,

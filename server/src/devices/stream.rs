@@ -1,6 +1,6 @@
 //! What raw TCP and serial devices share: a byte stream split into messages ([`Decoder`]:
-//! lines, or `|START|KEY=VALUE|END|` frames), the way back framed the same way ([`Writer`]),
-//! and the two as the conversation's [`Wire`] ([`StreamWire`]).
+//! lines, or `|START|KEY=VALUE|END|` frames), the way back framed the same way (`Writer`),
+//! and the two as the conversation's `Wire` (`StreamWire`).
 //!
 //! Two framings, told apart by the first byte a connection sends:
 //! - **lines**: the WebSocket dialects (CSV, key=value, JSON), one per line (`\n` or `\r\n`);

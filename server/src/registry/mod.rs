@@ -6,7 +6,7 @@
 //! channel: a subscriber that falls behind loses events (and is told so), but never slows
 //! ingest or other subscribers.
 //!
-//! Commands to devices are numbered and tracked in [`commands`].
+//! Commands to devices are numbered and tracked in `commands.rs`.
 
 mod commands;
 
