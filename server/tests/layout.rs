@@ -1,6 +1,7 @@
 //! The server's module layout, checked from its source: no module imports one that imports it
-//! (at every level: top-level modules, and the files within a folder), and no source file is
-//! longer than a newcomer can hold in their head.
+//! (at every level: top-level modules, and the files within a folder), and no source file (of
+//! the server's library, the app or the browser entry) is longer than a newcomer can hold in
+//! their head.
 //!
 //! Edges are the `crate::…` and `super::…` paths a file names outside comments, strings and
 //! `#[cfg(test)]` items. The binaries (`src/bin`, `main.rs`) are outside the library and
@@ -12,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Longest a library source file may be, counting neither its `#[cfg(test)]` module nor the
-/// benchmark binaries.
+/// Longest a source file of the server's library, the app or the browser entry may be, not
+/// counting its `#[cfg(test)]` module (the benchmark binaries in `src/bin` are not counted).
 const MAX_LINES: usize = 600;
 
 fn source_root() -> PathBuf {
@@ -407,10 +408,33 @@ fn the_checker_sees_cycles() {
     );
 }
 
+/// Every `.rs` file below `folder`.
+fn rust_files(folder: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![folder.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
 #[test]
 fn no_library_file_is_too_long() {
+    // The server's library, and the app and browser crates beside it.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files: Vec<PathBuf> = library_files().into_iter().map(|(_, p)| p).collect();
+    files.extend(rust_files(&workspace.join("app/src")));
+    files.extend(rust_files(&workspace.join("frontend/src")));
+    assert!(files.len() > 40, "the sources were not found: {files:?}");
     let mut long = Vec::new();
-    for (_, path) in library_files() {
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         // Comments count (code_only keeps their lines); the test module does not.
         let lines = without_test_items(&code_only(&text))

@@ -1,0 +1,161 @@
+//! Commands as a person asks for them and as the dashboard follows them.
+
+use super::CommandSpec;
+use serde::{Deserialize, Serialize};
+
+/// Who a command is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandTarget {
+    Device(String),
+    /// Every device online at the moment it is sent.
+    All,
+}
+
+/// Longest command variable name.
+pub const MAX_VARIABLE_CHARS: usize = 32;
+/// Longest command duration: one day.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+
+/// A command as a person asks for it: set `variable` to `value`, optionally for `duration_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub target: CommandTarget,
+    pub variable: String,
+    pub value: f64,
+    pub duration_ms: Option<u64>,
+}
+
+/// A command variable name: 1–32 ASCII letters, digits or `_`, not starting with a digit. Also
+/// what a device may declare in its registration.
+pub fn validate_variable(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_VARIABLE_CHARS
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "the variable must be 1–{MAX_VARIABLE_CHARS} letters, digits or _, starting with a letter"
+        ))
+    }
+}
+
+impl CommandRequest {
+    /// Checks what both the form in the browser and the server must refuse. `spec` is the
+    /// device's declaration of this command, if it made one.
+    pub fn validate(&self, spec: Option<&CommandSpec>) -> Result<(), String> {
+        validate_variable(&self.variable)?;
+        if !self.value.is_finite() {
+            return Err("the value must be a number".into());
+        }
+        if let Some(d) = self.duration_ms {
+            if d == 0 || d > MAX_DURATION_MS {
+                return Err(format!(
+                    "the duration must be between 1 and {MAX_DURATION_MS} ms"
+                ));
+            }
+        }
+        if let Some(spec) = spec {
+            if spec.min.is_some_and(|min| self.value < min)
+                || spec.max.is_some_and(|max| self.value > max)
+            {
+                return Err(format!(
+                    "{} accepts values from {} to {}",
+                    spec.name,
+                    spec.min.map_or("any".into(), |m| m.to_string()),
+                    spec.max.map_or("any".into(), |m| m.to_string()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CommandRequest {
+    /// Builds a request from the command form's text fields (`target` is `all` or
+    /// `device:<id>`), refusing what is not a number before anything is sent.
+    pub fn from_form(
+        target: &str,
+        variable: &str,
+        value: &str,
+        duration_ms: &str,
+    ) -> Result<Self, String> {
+        let target = match target.strip_prefix("device:") {
+            Some(id) if !id.is_empty() => CommandTarget::Device(id.to_string()),
+            _ if target == "all" => CommandTarget::All,
+            _ => return Err("choose a device or All devices".into()),
+        };
+        let value = value.trim();
+        let value: f64 = value
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| format!("the value must be a number, not {value:?}"))?;
+        let duration_ms = match duration_ms.trim() {
+            "" => None,
+            raw => Some(
+                raw.parse::<u64>()
+                    .map_err(|_| format!("the duration must be whole milliseconds, not {raw:?}"))?,
+            ),
+        };
+        Ok(CommandRequest {
+            target,
+            variable: variable.trim().to_string(),
+            value,
+            duration_ms,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    /// Queued for the device's connection.
+    Pending,
+    /// Written to the device's connection.
+    Delivered,
+    /// The device confirmed it (`ack=<seq>`).
+    Acked,
+    /// No acknowledgement within the configured time.
+    TimedOut,
+    /// Could not be sent, with the reason (e.g. the device is offline).
+    Failed(String),
+}
+
+impl CommandStatus {
+    pub fn label(&self) -> &str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Delivered => "delivered",
+            CommandStatus::Acked => "acked",
+            CommandStatus::TimedOut => "timed out",
+            CommandStatus::Failed(_) => "failed",
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            CommandStatus::Acked | CommandStatus::TimedOut | CommandStatus::Failed(_)
+        )
+    }
+}
+
+/// One command to one device, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// Sequence number, unique per server run; the device acknowledges with it.
+    pub seq: u64,
+    pub device_id: String,
+    pub variable: String,
+    pub value: f64,
+    pub duration_ms: Option<u64>,
+    pub status: CommandStatus,
+    pub sent_ms: i64,
+    pub updated_ms: i64,
+}

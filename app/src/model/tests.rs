@@ -1,0 +1,263 @@
+//! Tests of the shared model: validation, the live state and its events.
+
+use super::*;
+
+fn summary(id: &str) -> DeviceSummary {
+    DeviceSummary {
+        id: id.into(),
+        online: true,
+        transport: "websocket".into(),
+        connected_since_ms: Some(1),
+        last_seen_ms: 1,
+        readings: 0,
+        errors: 0,
+        bytes_in: 0,
+        latest: vec![],
+        registration: None,
+    }
+}
+
+fn reading(seq: u64, id: &str, ms: i64, temp: f64) -> Reading {
+    Reading {
+        seq,
+        device_id: id.into(),
+        received_ms: ms,
+        device_ms: None,
+        values: vec![FieldValue {
+            field: "temp".into(),
+            value: temp,
+        }],
+    }
+}
+
+#[test]
+fn readings_extend_series_and_update_summary() {
+    let mut state = DashboardState::default();
+    state.apply(LiveEvent::Device(summary("7")));
+    state.apply(LiveEvent::Reading(reading(1, "7", 1000, 23.5)));
+    state.apply(LiveEvent::Reading(reading(2, "7", 2000, 24.0)));
+    let view = &state.devices["7"];
+    assert_eq!(view.series[0].0, "temp");
+    assert_eq!(
+        view.series[0].1.iter().copied().collect::<Vec<_>>(),
+        [(1000, 23.5), (2000, 24.0)]
+    );
+    let summary = view.summary.as_ref().unwrap();
+    assert_eq!(summary.readings, 2);
+    assert_eq!(summary.last_seen_ms, 2000);
+    assert_eq!(summary.latest[0].value, 24.0);
+}
+
+#[test]
+fn readings_already_in_a_snapshot_are_not_applied_twice() {
+    let mut state: DashboardState = DashboardSnapshot {
+        seq: 5,
+        focus: None,
+        devices: vec![DeviceSnapshot {
+            summary: summary("7"),
+            recent: vec![reading(5, "7", 5000, 1.0)],
+            console: vec![],
+        }],
+        commands: vec![],
+        viewer: None,
+    }
+    .into();
+    state.apply(LiveEvent::Reading(reading(5, "7", 5000, 1.0)));
+    state.apply(LiveEvent::Reading(reading(6, "7", 6000, 2.0)));
+    assert_eq!(state.devices["7"].series[0].1.len(), 2);
+    assert_eq!(state.seq, 6);
+}
+
+#[test]
+fn series_are_bounded_more_tightly_for_devices_out_of_focus() {
+    let mut state = DashboardState {
+        focus: Some("7".into()),
+        ..DashboardState::default()
+    };
+    for i in 0..(LIVE_POINTS_PER_FIELD as u64 + 50) {
+        state.apply(LiveEvent::Reading(reading(2 * i + 1, "7", i as i64, 0.0)));
+        state.apply(LiveEvent::Reading(reading(2 * i + 2, "8", i as i64, 0.0)));
+    }
+    let points = &state.devices["7"].series[0].1;
+    assert_eq!(points.len(), LIVE_POINTS_PER_FIELD);
+    assert_eq!(points.front().unwrap().0, 50);
+    assert_eq!(state.devices["8"].series[0].1.len(), SPARKLINE_POINTS);
+}
+
+fn named(id: &str, name: Option<&str>, online: bool, last_seen_ms: i64) -> LiveEvent {
+    LiveEvent::Device(DeviceSummary {
+        online,
+        last_seen_ms,
+        registration: name.map(|n| Registration {
+            name: Some(n.into()),
+            ..Registration::default()
+        }),
+        ..summary(id)
+    })
+}
+
+#[test]
+fn time_windows_round_trip_and_default_to_live() {
+    for window in TimeWindow::ALL {
+        assert_eq!(TimeWindow::from_key(window.key()), window);
+    }
+    assert_eq!(TimeWindow::from_key(""), TimeWindow::Live);
+    assert_eq!(TimeWindow::from_key("1y"), TimeWindow::Live);
+    assert_eq!(TimeWindow::Hour1.span_ms(), Some(3_600_000));
+    assert_eq!(TimeWindow::Live.span_ms(), None);
+}
+
+#[test]
+fn the_overview_filters_by_id_or_name_and_sorts() {
+    let mut state = DashboardState::default();
+    state.apply(named("7", Some("Kitchen"), true, 300));
+    state.apply(named("8", Some("attic"), false, 100));
+    state.apply(named("b-12", None, true, 200));
+    state.apply(named("a-3", None, false, 400));
+    let ids = |filter, order| state.device_ids(filter, order);
+    assert_eq!(ids("", DeviceOrder::Name), ["a-3", "8", "b-12", "7"]);
+    assert_eq!(ids("", DeviceOrder::LastSeen), ["a-3", "7", "b-12", "8"]);
+    assert_eq!(
+        ids("", DeviceOrder::OfflineFirst),
+        ["a-3", "8", "b-12", "7"]
+    );
+    assert_eq!(ids("KITCH", DeviceOrder::Name), ["7"]);
+    assert_eq!(ids(" 1", DeviceOrder::Name), ["b-12"]);
+    assert!(ids("nothing", DeviceOrder::Name).is_empty());
+    for order in DeviceOrder::ALL {
+        assert_eq!(DeviceOrder::from_key(order.key()), order);
+    }
+    assert_eq!(DeviceOrder::from_key("bogus"), DeviceOrder::Name);
+}
+
+#[test]
+fn sparklines_skip_the_send_counter_and_units_come_from_the_registration() {
+    let mut state = DashboardState::default();
+    state.apply(LiveEvent::Device(DeviceSummary {
+        registration: Some(Registration {
+            fields: vec![FieldSpec {
+                name: "temp".into(),
+                unit: Some("°C".into()),
+            }],
+            ..Registration::default()
+        }),
+        ..summary("7")
+    }));
+    state.apply(LiveEvent::Reading(Reading {
+        values: vec![
+            FieldValue {
+                field: "counter".into(),
+                value: 1.0,
+            },
+            FieldValue {
+                field: "temp".into(),
+                value: 20.0,
+            },
+        ],
+        ..reading(1, "7", 1, 0.0)
+    }));
+    let view = &state.devices["7"];
+    assert_eq!(view.trend().map(|(f, _)| f.as_str()), Some("temp"));
+    assert_eq!(view.unit("temp"), Some("°C"));
+    assert_eq!(view.unit("counter"), None);
+}
+
+#[test]
+fn command_updates_replace_the_earlier_status() {
+    let mut state = DashboardState::default();
+    let info = CommandInfo {
+        seq: 1,
+        device_id: "7".into(),
+        variable: "LED".into(),
+        value: 1.0,
+        duration_ms: None,
+        status: CommandStatus::Delivered,
+        sent_ms: 1,
+        updated_ms: 1,
+    };
+    state.apply(LiveEvent::Command(info.clone()));
+    state.apply(LiveEvent::Command(CommandInfo {
+        status: CommandStatus::Acked,
+        ..info
+    }));
+    assert_eq!(state.commands.len(), 1);
+    assert_eq!(state.commands[0].status, CommandStatus::Acked);
+}
+
+fn command(variable: &str, value: f64, duration_ms: Option<u64>) -> CommandRequest {
+    CommandRequest {
+        target: CommandTarget::All,
+        variable: variable.into(),
+        value,
+        duration_ms,
+    }
+}
+
+#[test]
+fn command_requests_are_validated() {
+    assert_eq!(command("LED", 1.0, Some(500)).validate(None), Ok(()));
+    assert_eq!(command("motor_2", -3.5, None).validate(None), Ok(()));
+    for bad in [
+        command("", 1.0, None),
+        command("2LED", 1.0, None),
+        command("LED=1", 1.0, None),
+        command("L E D", 1.0, None),
+        command(&"X".repeat(33), 1.0, None),
+        command("LED", f64::NAN, None),
+        command("LED", f64::INFINITY, None),
+        command("LED", 1.0, Some(0)),
+        command("LED", 1.0, Some(MAX_DURATION_MS + 1)),
+    ] {
+        assert!(bad.validate(None).is_err(), "{bad:?}");
+    }
+    let spec = CommandSpec {
+        name: "LED".into(),
+        min: Some(0.0),
+        max: Some(1.0),
+    };
+    assert!(command("LED", 1.0, None).validate(Some(&spec)).is_ok());
+    assert_eq!(
+        command("LED", 2.0, None).validate(Some(&spec)),
+        Err("LED accepts values from 0 to 1".into())
+    );
+}
+
+#[test]
+fn the_command_form_is_parsed_strictly() {
+    let ok = CommandRequest::from_form("device:7", " LED ", " 1.5 ", "500").unwrap();
+    assert_eq!(ok.target, CommandTarget::Device("7".into()));
+    assert_eq!(
+        (ok.variable.as_str(), ok.value, ok.duration_ms),
+        ("LED", 1.5, Some(500))
+    );
+    assert_eq!(
+        CommandRequest::from_form("all", "LED", "0", "")
+            .unwrap()
+            .target,
+        CommandTarget::All
+    );
+    for (target, value, duration) in [
+        ("all", "", ""),
+        ("all", "abc", ""),
+        ("all", "NaN", ""),
+        ("all", "1", "-5"),
+        ("all", "1", "1.5"),
+        ("device:", "1", ""),
+        ("nobody", "1", ""),
+    ] {
+        assert!(
+            CommandRequest::from_form(target, "LED", value, duration).is_err(),
+            "{target} {value} {duration}"
+        );
+    }
+}
+
+#[test]
+fn wire_format_round_trips_one_event_per_line() {
+    let event = LiveEvent::Reading(reading(3, "7", 3000, 23.5));
+    let line = event.to_line();
+    assert!(line.ends_with('\n'));
+    assert_eq!(line.matches('\n').count(), 1);
+    let back: LiveEvent = serde_json::from_str(line.trim_end()).unwrap();
+    assert_eq!(back, event);
+}
