@@ -1,11 +1,9 @@
 //! The one conversation loop every connected device runs, whatever carries it: it waits for
 //! input, for what the registry sends the device ([`Outbound`]), for silence to last too long
-//! and for shutdown, and hands each to the transport's `Wire`. The WebSocket, raw TCP and
-//! serial transports differ only in their `Wire`: how they read, how they answer, how they
-//! probe a silent device and how they say goodbye.
-//!
-//! (The MQTT bridge does not run this loop: one broker connection carries every bridged
-//! device, and the broker keeps its own keepalive.)
+//! and for shutdown, and hands each to the transport's `Wire`. The WebSocket, raw TCP, serial
+//! and MQTT transports differ only in their `Wire`: how they read, how they answer, how they
+//! probe a silent device and how they say goodbye. (An MQTT device's input is the messages the
+//! bridge hands it from its topic.)
 
 use super::session::DeviceSession;
 use crate::registry::Outbound;

@@ -5,7 +5,7 @@
 //! - [`websocket`]: `/ws/device`, frames of text lines;
 //! - [`tcp`]: raw TCP (`--tcp-listen`), lines or `|START|…|END|` frames;
 //! - [`serial`]: serial ports (`--serial`), read like raw TCP;
-//! - [`mqtt`]: a broker's topics (`--mqtt-url`);
+//! - [`mqtt`]: a broker's topics (`--mqtt-url`): the bridge hands each device its messages;
 //! - [`stream`]: what raw TCP and serial share: the decoder of a byte stream and the writer
 //!   back;
 //! - [`conversation`]: the one loop every connection runs (input, commands out, keepalive,

@@ -9,11 +9,12 @@
 //! A device counts as online while it publishes, and goes offline after
 //! `--ping-after-ms` + `--keepalive-timeout-ms` of silence.
 
+use super::conversation::{converse, Ending, Keepalive, Wire};
 use super::session::{DeviceSession, Handled};
 use super::DeviceContext;
 use crate::protocol::DeviceId;
-use crate::registry::Outbound;
 use crate::retry::Backoff;
+use bytes::Bytes;
 use clap::Args;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
@@ -23,12 +24,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// Messages queued for the broker before publishing waits.
 const CLIENT_QUEUE: usize = 256;
-/// How often silent devices are looked for.
-const SWEEP: Duration = Duration::from_secs(1);
+/// Messages queued for one bridged device before the bridge waits for it.
+const DEVICE_QUEUE: usize = 64;
 
 /// The MQTT bridge.
 #[derive(Debug, Clone, Args)]
@@ -190,14 +190,6 @@ impl Topics {
     }
 }
 
-/// One device heard through the broker.
-struct Bridged {
-    session: DeviceSession,
-    heard: Instant,
-    /// Ends when the registry closes the device (another transport took it over).
-    forwarder: tokio::task::JoinHandle<()>,
-}
-
 /// Runs the bridge until the server stops, reconnecting to the broker when it goes away.
 /// `tls` is [`client_tls`]'s configuration for an `mqtts://` broker.
 pub async fn run(
@@ -231,28 +223,24 @@ pub async fn run(
     .await;
 }
 
+/// The broker connection: it hands each device's messages to that device's conversation.
 struct Bridge {
     context: Arc<DeviceContext>,
     client: AsyncClient,
     broker: Broker,
     topics: Topics,
-    devices: HashMap<DeviceId, Bridged>,
+    /// Where each bridged device's messages go; closed once its conversation has ended.
+    devices: HashMap<DeviceId, mpsc::Sender<Bytes>>,
 }
 
 impl Bridge {
     async fn serve(mut self, mut events: EventLoop) {
         let stopping = self.context.shutdown.clone();
-        let silence = self.context.limits.ping_after + self.context.limits.keepalive_timeout;
-        let mut sweep = tokio::time::interval(SWEEP);
         let mut backoff = Backoff::default();
         let mut reported = false;
         loop {
             tokio::select! {
                 _ = stopping.cancelled() => break,
-                _ = sweep.tick() => {
-                    // Dropping a session detaches it: the device shows offline.
-                    self.devices.retain(|_, d| d.heard.elapsed() < silence && !d.forwarder.is_finished());
-                }
                 event = events.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff.reset();
@@ -264,7 +252,7 @@ impl Bridge {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(message))) => {
-                        self.message(&message.topic, &message.payload).await;
+                        self.message(&message.topic, message.payload).await;
                     }
                     Ok(_) => {}
                     Err(err) => {
@@ -280,12 +268,9 @@ impl Bridge {
             }
         }
         let _ = self.client.disconnect().await;
-        for (_, device) in self.devices.drain() {
-            device.forwarder.abort();
-        }
     }
 
-    async fn message(&mut self, topic: &str, payload: &[u8]) {
+    async fn message(&mut self, topic: &str, payload: Bytes) {
         let Some(raw_id) = self.topics.device_of(topic) else {
             return;
         };
@@ -296,87 +281,119 @@ impl Bridge {
                 return;
             }
         };
-        let errors_topic = self.topics.errors(&id);
-        // New, or closed by the registry (it connected some other way meanwhile).
-        if self
-            .devices
-            .get(&id)
-            .is_none_or(|d| d.forwarder.is_finished())
-        {
-            let device = self.bridge(id.clone());
-            self.devices.insert(id.clone(), device);
-        }
-        let Some(device) = self.devices.get_mut(&id) else {
-            return;
+        // New, gone silent, or closed by the registry (it connected some other way meanwhile).
+        let device = match self.devices.get(&id).filter(|d| !d.is_closed()) {
+            Some(device) => device.clone(),
+            None => {
+                let device = self.bridge(id.clone());
+                self.devices.insert(id, device.clone());
+                device
+            }
         };
-        device.heard = Instant::now();
-        let mut errors = Vec::new();
-        match std::str::from_utf8(payload) {
-            Err(_) => errors.push(device.session.refuse("payload is not UTF-8 text")),
+        // Waits while the device's queue is full: the broker connection slows down rather than
+        // dropping readings. Fails only if the conversation ended meanwhile.
+        if device.send(payload).await.is_err() {
+            tracing::debug!(
+                topic,
+                "MQTT message arrived as its device's conversation ended"
+            );
+        }
+    }
+
+    /// A registry device for `id`: its own conversation, fed the messages on its topic, with
+    /// commands and console lines published to it.
+    fn bridge(&self, id: DeviceId) -> mpsc::Sender<Bytes> {
+        let (messages, queue) = mpsc::channel(DEVICE_QUEUE);
+        let wire = BridgedDevice {
+            messages: queue,
+            client: self.client.clone(),
+            commands: self.topics.commands(&id),
+            errors: self.topics.errors(&id),
+        };
+        let transport = format!("mqtt {}:{}", self.broker.host, self.broker.port);
+        let context = self.context.clone();
+        // Publishing devices cannot be pinged: one silent for as long as a WebSocket device
+        // may be goes offline.
+        let keepalive = Keepalive::Drop {
+            after: context.limits.ping_after + context.limits.keepalive_timeout,
+        };
+        self.context.tasks.spawn(async move {
+            let stopping = context.shutdown.clone();
+            let (mut session, outbound) = DeviceSession::new(context, transport, Some(id), None);
+            let mut wire = wire;
+            let ending = converse(&mut wire, &mut session, outbound, keepalive, &stopping).await;
+            tracing::debug!(reason = %ending.reason(), "MQTT device gone");
+        });
+        messages
+    }
+}
+
+/// One device heard through the broker, as the conversation's [`Wire`].
+struct BridgedDevice {
+    /// The payloads of its messages, in the order the broker delivered them.
+    messages: mpsc::Receiver<Bytes>,
+    client: AsyncClient,
+    /// Its `…/commands` and `…/errors` topics.
+    commands: String,
+    errors: String,
+}
+
+impl Wire for BridgedDevice {
+    type Input = Option<Bytes>;
+
+    async fn read(&mut self) -> Self::Input {
+        self.messages.recv().await
+    }
+
+    /// Every line of the message, then one flush. Refusals are published to the errors
+    /// topic; there is no connection to close, so persistent errors end nothing.
+    async fn handle(
+        &mut self,
+        payload: Self::Input,
+        session: &mut DeviceSession,
+    ) -> Option<Ending> {
+        let Some(payload) = payload else {
+            return Some(Ending::Ended("the MQTT bridge stopped".into()));
+        };
+        let mut answers = Vec::new();
+        match std::str::from_utf8(&payload) {
+            Err(_) => answers.push(session.refuse("payload is not UTF-8 text")),
             Ok(text) => {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    errors.push(device.session.line(line).await);
+                    answers.push(session.line(line).await);
                 }
-                device.session.flush().await;
+                session.flush().await;
             }
         }
-        for handled in errors {
-            if let Handled::Refused { message, .. } = handled {
+        for answer in answers {
+            if let Handled::Refused { message, .. } = answer {
                 let payload = format!("error: {message}");
                 if let Err(err) =
                     self.client
-                        .try_publish(&errors_topic, QoS::AtMostOnce, false, payload)
+                        .try_publish(&self.errors, QoS::AtMostOnce, false, payload)
                 {
                     tracing::debug!(%err, "MQTT error message not published");
                 }
             }
         }
+        None
     }
 
-    /// A registry device for `id`, whose commands and console lines are published to it.
-    fn bridge(&self, id: DeviceId) -> Bridged {
-        let transport = format!("mqtt {}:{}", self.broker.host, self.broker.port);
-        let (session, outbound) =
-            DeviceSession::new(self.context.clone(), transport, Some(id.clone()), None);
-        let forwarder = tokio::spawn(forward(
-            self.client.clone(),
-            self.context.clone(),
-            self.topics.commands(&id),
-            outbound,
-        ));
-        Bridged {
-            session,
-            heard: Instant::now(),
-            forwarder,
-        }
+    /// Fails only when the bridge's broker connection is gone for good (the server stops).
+    async fn send(&mut self, line: &str) -> bool {
+        self.client
+            .publish(&self.commands, QoS::AtLeastOnce, false, line)
+            .await
+            .is_ok()
     }
-}
 
-/// Publishes what the registry sends a device to its `topic` until it closes the device.
-async fn forward(
-    client: AsyncClient,
-    context: Arc<DeviceContext>,
-    topic: String,
-    mut outbound: mpsc::Receiver<Box<Outbound>>,
-) {
-    while let Some(out) = outbound.recv().await {
-        match *out {
-            Outbound::Line(line) => {
-                let _ = client.publish(&topic, QoS::AtLeastOnce, false, line).await;
-            }
-            Outbound::Command { seq, line } => {
-                if client
-                    .publish(&topic, QoS::AtLeastOnce, false, line)
-                    .await
-                    .is_ok()
-                {
-                    context.registry.command_delivered(seq);
-                }
-            }
-            Outbound::Close(_) => return,
-            Outbound::TokenRevoked(_) => {}
-        }
+    /// Never asked: a publishing device is dropped when silent, not probed.
+    async fn probe(&mut self) -> bool {
+        true
     }
+
+    /// Nothing to say: the device is not connected to the hub, only publishing.
+    async fn farewell(&mut self, _ending: &Ending) {}
 }
 
 #[cfg(test)]
