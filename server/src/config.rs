@@ -212,6 +212,18 @@ pub struct HttpArgs {
     #[arg(long, env = "IOTHUB_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub header_timeout_ms: u64,
 
+    /// Time a client has to send a whole request, body included, and the longest a request
+    /// that is not a stream (the device socket, CSV downloads and the live view are) may take
+    /// to be answered (ms); later, 408.
+    #[arg(long, env = "IOTHUB_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub request_timeout_ms: u64,
+
+    /// Most open connections in all (dashboard, device sockets, raw TCP devices); more are
+    /// closed as they come. Keep the open-file limit above it (the systemd unit's
+    /// `LimitNOFILE=`).
+    #[arg(long, env = "IOTHUB_MAX_CONNECTIONS", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
     /// The hub is reached through a reverse proxy on this machine: for requests from
     /// 127.0.0.1 or ::1, sign-in throttling counts the address the proxy appended to
     /// `X-Forwarded-For` rather than the proxy's own.

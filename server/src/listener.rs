@@ -46,6 +46,38 @@ pub struct ListenerConfig {
     /// connection may sit idle between requests.
     pub header_timeout: Duration,
     pub tls_handshake_timeout: Duration,
+    /// Open connections in all, shared with the raw TCP device listener.
+    pub cap: ConnectionCap,
+}
+
+/// The most connections open at once, across listeners (`--max-connections`): past it, new
+/// ones are closed as they come, so that a flood of idle connections runs into this limit
+/// rather than the process's open-file limit (which would stop the store and the logs too).
+#[derive(Debug, Clone)]
+pub struct ConnectionCap {
+    open: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl ConnectionCap {
+    pub fn new(max: usize) -> Self {
+        ConnectionCap {
+            open: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A place for one more connection, if there is one; held as long as the connection.
+    pub(crate) fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.open.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            tracing::debug!(
+                limit = self.max,
+                "connection refused: too many open connections"
+            );
+        }
+        permit
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +205,7 @@ impl Drop for Slot {
 struct Counted<S> {
     inner: S,
     _slot: Option<Slot>,
+    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -268,6 +301,10 @@ pub async fn serve(
         let Some((tcp, remote)) = next_connection(&listener, &shutdown).await else {
             break;
         };
+        let Some(place) = config.cap.take() else {
+            drop(tcp);
+            continue;
+        };
         let slot = match counts.take_unless_local(remote.ip(), config.max_connections_per_ip) {
             Some(slot) => slot,
             None => {
@@ -297,6 +334,7 @@ pub async fn serve(
         let tcp = Counted {
             inner: tcp,
             _slot: slot,
+            _place: place,
         };
         connections.spawn(async move {
             let result = match acceptor {

@@ -16,6 +16,7 @@ use axum::routing::{get, on, post, MethodFilter};
 use axum::Router;
 use leptos::prelude::provide_context;
 use std::sync::Arc;
+use std::time::Duration;
 use tower_http::limit::RequestBodyLimitLayer;
 
 /// Device endpoints, CSV export, the dashboard's pages and its server functions. The app has no
@@ -68,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         // Every request the dashboard makes is small (the largest, a console line, is 1 KiB).
         .layer(RequestBodyLimitLayer::new(security::MAX_REQUEST_BODY))
         .layer(middleware::from_fn(security::security_headers))
+        .layer(middleware::from_fn_with_state(
+            Duration::from_millis(state.config.http.request_timeout_ms),
+            security::request_deadline,
+        ))
         .with_state(state)
 }
 

@@ -7,7 +7,7 @@
 //! stream. Devices and command-line clients usually send no `Origin` and are not affected (their
 //! authentication is a separate matter).
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{
     HeaderValue, HOST, ORIGIN, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
@@ -16,7 +16,14 @@ use axum::http::header::{
 use axum::http::{Method, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+use leptos::server_fn::ServerFn;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 /// Largest request body the server reads (413 beyond it).
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -79,6 +86,78 @@ pub async fn check_origin(
         }
     }
     next.run(request).await
+}
+
+/// Every request must arrive whole within `limit` of its head: a client sending its body a
+/// byte at a time (to hold a connection open for nothing) gets an error when the time is up.
+/// Requests that are not streams (everything but the device socket, CSV downloads and the live
+/// stream) must also be answered within it, else 408.
+pub async fn request_deadline(
+    State(limit): State<Duration>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let deadline = Instant::now() + limit;
+    let streams = is_stream(request.uri().path());
+    let (parts, body) = request.into_parts();
+    let body = Body::new(DeadlineBody {
+        inner: body,
+        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+    });
+    let request = Request::from_parts(parts, body);
+    if streams {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout_at(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::debug!("a request took longer than {limit:?}");
+            (StatusCode::REQUEST_TIMEOUT, "the request took too long\n").into_response()
+        }
+    }
+}
+
+/// Routes whose answer is a stream that may last (its request still has the deadline).
+fn is_stream(path: &str) -> bool {
+    path == crate::paths::DEVICE_SOCKET
+        || path.starts_with("/export/")
+        || path == app::api::LiveUpdates::PATH
+}
+
+/// A request body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<Sleep>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTooSlow;
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Headers every response carries: no sniffing, no framing, no referrer to other sites. The

@@ -25,6 +25,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long a graceful stop waits for device connections and background tasks to end.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 /// How far a live subscriber (a browser tab) may fall behind before it skips to a fresh snapshot.
 const LIVE_EVENT_CAPACITY: usize = 4096;
 
@@ -222,6 +224,7 @@ impl Application {
         let tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let config = state.config.clone();
+        let cap = listener::ConnectionCap::new(config.http.max_connections as usize);
         if let Some(broker) = config.mqtt.mqtt_url.clone() {
             let topics = config.mqtt.mqtt_topic_prefix.clone();
             state.tasks.spawn(devices::mqtt::run(
@@ -260,6 +263,7 @@ impl Application {
                 tracing::info!("raw TCP devices ({kind}): listening on {addr}");
             }
             let settings = devices::tcp::TcpSettings {
+                cap: cap.clone(),
                 args: config.tcp.clone(),
                 max_connections_per_ip: config.http.max_connections_per_ip as usize,
                 first_message_timeout: Duration::from_millis(config.http.header_timeout_ms),
@@ -364,6 +368,7 @@ impl Application {
                 max_header_bytes: config.http.max_header_bytes as usize,
                 header_timeout: Duration::from_millis(config.http.header_timeout_ms),
                 tls_handshake_timeout: Duration::from_millis(config.http.header_timeout_ms),
+                cap,
             },
             state.shutdown.clone(),
         )
@@ -371,7 +376,16 @@ impl Application {
 
         tracing::info!("stopping: closing device connections and flushing the store");
         state.tasks.close();
-        state.tasks.wait().await;
+        // Device connections end on the same signal; one that does not (a write to a device
+        // that stopped reading) is not waited for past the deadline: the store is flushed anyway.
+        if tokio::time::timeout(SHUTDOWN_LIMIT, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some device connections were still open after {SHUTDOWN_LIMIT:?}; stopping anyway"
+            );
+        }
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())

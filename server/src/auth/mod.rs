@@ -29,6 +29,12 @@ pub const FIRST_USER: &str = "admin";
 pub const MAX_LABEL_CHARS: usize = 100;
 /// Longest user name.
 pub const MAX_USER_NAME_CHARS: usize = 64;
+/// A sign-in with a longer name (in bytes) cannot be anyone's and is refused before any work.
+const MAX_USER_NAME_BYTES: usize = 4 * MAX_USER_NAME_CHARS;
+/// How long a sign-in may wait for a free password check before it is told to come back.
+const HASH_QUEUE_DEADLINE: Duration = Duration::from_secs(5);
+/// What such a sign-in is told (`Retry-After`).
+const HASH_BUSY_RETRY: Duration = Duration::from_secs(2);
 /// A session found valid is trusted this long before the database is asked again. Sessions
 /// ended by this process (logout) end at once; by `iothub user` in another process, within
 /// this time. It also keeps the dashboard usable while the database is away.
@@ -79,6 +85,9 @@ pub enum Login {
     Refused,
     /// Too many failures from this address: try again after this long.
     Throttled(Duration),
+    /// Every password check is busy (sign-ins from many places at once): try again after this
+    /// long. Nothing was checked or counted.
+    Busy(Duration),
 }
 
 /// Why a device connection is refused.
@@ -123,6 +132,9 @@ struct Inner {
     store: Store,
     config: AuthConfig,
     throttle: Mutex<LoginThrottle>,
+    /// Password hashes computed at once, one per core: argon2 holds 19 MiB while it works, so a
+    /// burst of sign-ins costs at most this many times that (and the cores it has).
+    hashing: tokio::sync::Semaphore,
     /// Fingerprint → recently confirmed session.
     sessions: Mutex<HashMap<String, KnownSession>>,
     /// Fingerprint → device id of tokens that live only as long as this process (the bundled
@@ -137,10 +149,19 @@ impl Auth {
                 store,
                 config,
                 throttle: Mutex::new(LoginThrottle::default()),
+                hashing: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
                 sessions: Mutex::new(HashMap::new()),
                 ephemeral_tokens: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// A new password's hash, computed when a password check is free.
+    async fn hash(&self, password: &str) -> Result<String, AuthError> {
+        let _permit = self.inner.hashing.acquire().await;
+        Ok(password::hash_async(password.to_string()).await?)
     }
 
     pub fn config(&self) -> &AuthConfig {
@@ -187,7 +208,7 @@ impl Auth {
 
     pub async fn add_user(&self, name: &str, password: &str) -> Result<(), AuthError> {
         check_user_name(name)?;
-        let hash = password::hash_async(password.to_string()).await?;
+        let hash = self.hash(password).await?;
         if !self
             .store()
             .create_user(name, &hash, crate::now_ms())
@@ -200,7 +221,7 @@ impl Auth {
 
     /// Sets a new password; the user's sessions end.
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
-        let hash = password::hash_async(password.to_string()).await?;
+        let hash = self.hash(password).await?;
         if !self.store().set_password(name, &hash).await? {
             return Err(AuthError::NoSuchUser(name.to_string()));
         }
@@ -228,17 +249,34 @@ impl Auth {
         client: IpAddr,
     ) -> Result<Login, AuthError> {
         let delay = {
-            let throttle = self.throttle();
-            if let Err(wait) = throttle.check_address(client, Instant::now()) {
+            let mut throttle = self.throttle();
+            let now = Instant::now();
+            if let Err(wait) = throttle.check_address(client, now) {
                 return Ok(Login::Throttled(wait));
             }
-            throttle.account_delay(name, Instant::now())
+            if name.len() > MAX_USER_NAME_BYTES {
+                throttle.address_failed(client, now);
+                tracing::warn!(%client, "failed sign-in: no such user name is possible");
+                return Ok(Login::Refused);
+            }
+            let delay = throttle.account_delay(name, now);
+            // Counted as failed now, before the check, and cleared if it succeeds: attempts
+            // sent all at once are counted as they come, not after their hashes, so no more
+            // of them reach the check than the free ones.
+            throttle.failed(client, name, now);
+            delay
         };
         tokio::time::sleep(delay).await;
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(HASH_QUEUE_DEADLINE, self.inner.hashing.acquire()).await
+        else {
+            tracing::warn!(%client, "sign-in refused: every password check is busy");
+            return Ok(Login::Busy(HASH_BUSY_RETRY));
+        };
         // Unknown names are checked against a decoy hash: the same work, the same answer.
         let stored = self.store().password_hash(name).await?;
         if !password::verify_async(password.to_string(), stored).await {
-            self.throttle().failed(client, name, Instant::now());
+            self.throttle().refused(client, name, Instant::now());
             tracing::warn!(%client, "failed sign-in");
             return Ok(Login::Refused);
         }
@@ -468,5 +506,44 @@ mod tests {
         assert_eq!(check_label("  kitchen ").unwrap(), "kitchen");
         assert!(check_label("a\nb").is_err());
         assert!(check_label(&"x".repeat(101)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_name_no_user_can_have_is_refused_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(crate::storage::StoreConfig {
+            database: crate::storage::Database::Sqlite(dir.path().join("hub.db")),
+            flush_interval: Duration::from_millis(50),
+            flush_rows: 100,
+        })
+        .await
+        .unwrap();
+        let auth = Auth::new(
+            store.clone(),
+            AuthConfig {
+                session_lifetime: Duration::from_secs(60),
+                secure_cookies: false,
+                allow_tokenless_devices: false,
+                behind_proxy: false,
+            },
+        );
+        // With the store closed, any attempt that asks it fails: one that is refused
+        // without asking is told so.
+        store.close().await;
+        let client = IpAddr::from([192, 0, 2, 1]);
+        let long = "x".repeat(MAX_USER_NAME_BYTES + 1);
+        assert_eq!(
+            auth.login(&long, "guess", client).await.unwrap(),
+            Login::Refused
+        );
+        assert!(auth.login("admin", "guess", client).await.is_err());
+        // It counted against the address.
+        for _ in 0..throttle::FREE_PER_ADDRESS {
+            let _ = auth.login(&long, "guess", client).await;
+        }
+        assert!(matches!(
+            auth.login(&long, "guess", client).await.unwrap(),
+            Login::Throttled(_)
+        ));
     }
 }

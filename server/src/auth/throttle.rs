@@ -77,6 +77,13 @@ impl<K: Hash + Eq + Clone> Table<K> {
         );
     }
 
+    /// The failure counted for `key` ended now (its wait starts from the answer).
+    fn touch(&mut self, key: &K, now: Instant) {
+        if let Some(failures) = self.entries.get_mut(key) {
+            failures.last = failures.last.max(now);
+        }
+    }
+
     fn clear(&mut self, key: &K) {
         self.entries.remove(key);
     }
@@ -145,6 +152,18 @@ impl LoginThrottle {
     pub fn failed(&mut self, address: IpAddr, account: &str, now: Instant) {
         self.addresses.fail(client_network(address), now);
         self.accounts.fail(account.to_string(), now);
+    }
+
+    /// A wrong password, already counted by [`LoginThrottle::failed`] when the attempt began,
+    /// was answered now: the waits run from here.
+    pub fn refused(&mut self, address: IpAddr, account: &str, now: Instant) {
+        self.addresses.touch(&client_network(address), now);
+        self.accounts.touch(&account.to_string(), now);
+    }
+
+    /// A failure that names no account worth a table entry (a name no user can have).
+    pub fn address_failed(&mut self, address: IpAddr, now: Instant) {
+        self.addresses.fail(client_network(address), now);
     }
 
     pub fn succeeded(&mut self, address: IpAddr, account: &str) {

@@ -48,6 +48,17 @@ pub async fn login(
         Ok(Login::Refused) => {
             see_other(&format!("{LOGIN_PATH}?failed=1&next={}", url_encode(next)))
         }
+        Ok(Login::Busy(wait)) => {
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sign-ins at once; try again in a moment\n",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+            response
+        }
         Ok(Login::Throttled(wait)) => {
             let seconds = wait.as_secs().max(1);
             let body = format!(

@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// Longest a write to a device may take before the device counts as gone.
+pub const WRITE_LIMIT: Duration = Duration::from_secs(5);
+
 /// Why a conversation ended; the transport says goodbye accordingly (`Wire::farewell`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {

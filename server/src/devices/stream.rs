@@ -11,18 +11,15 @@
 //!   and drops a device that stays silent that long again. Commands go out framed
 //!   (`|START|COMMAND=SET|LED=1|SEQ=12|END|`), errors as `|START|ERROR=…|END|`.
 
-use super::conversation::{Ending, Wire};
+use super::conversation::{Ending, Wire, WRITE_LIMIT};
 use super::session::{DeviceSession, Handled};
 use crate::protocol::Dialect;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const FRAME_START: &[u8] = b"|START|";
 const FRAME_END: &[u8] = b"|END|";
 /// The keepalive message of framed devices, both ways.
 pub const HELLO: &str = "|START|COMMAND=HELLO!|END|";
-/// Longest a write to a device may take before the device counts as gone.
-const WRITE_LIMIT: Duration = Duration::from_secs(5);
 /// Bytes read from a connection at a time.
 pub(super) const READ_CHUNK: usize = 4096;
 

@@ -14,7 +14,7 @@ use super::stream::{
 };
 use super::DeviceContext;
 use crate::auth::DeviceAccess;
-use crate::listener::{next_connection, ConnectionCounts};
+use crate::listener::{next_connection, ConnectionCap, ConnectionCounts};
 use crate::protocol::Dialect;
 use clap::Args;
 use std::net::SocketAddr;
@@ -52,6 +52,8 @@ pub struct TcpSettings {
     pub max_connections_per_ip: usize,
     /// `--header-timeout-ms`: for the TLS handshake and the first message.
     pub first_message_timeout: Duration,
+    /// `--max-connections`, shared with the dashboard's listener.
+    pub cap: ConnectionCap,
 }
 
 /// Accepts raw TCP devices until the server stops; with `tls` (`--tcp-tls`), each connection
@@ -70,6 +72,9 @@ pub async fn serve(
         let Some((tcp, remote)) = next_connection(&listener, &context.shutdown).await else {
             return;
         };
+        let Some(place) = settings.cap.take() else {
+            continue;
+        };
         let Some(slot) = counts.take_unless_local(remote.ip(), max) else {
             tracing::debug!(%remote, "TCP device refused: per-address limit");
             continue;
@@ -79,7 +84,7 @@ pub async fn serve(
         let settings = settings.clone();
         let tls = tls.clone();
         context.tasks.clone().spawn(async move {
-            let _slot = slot;
+            let _held = (slot, place);
             let Some(acceptor) = tls else {
                 let (reader, writer) = tcp.into_split();
                 return serve_device(reader, writer, remote, &settings, context).await;

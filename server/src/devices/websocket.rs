@@ -9,7 +9,7 @@
 //! errors persist ([`super::session::ERROR_BUDGET`] within [`super::session::ERROR_WINDOW`]). A silent device is pinged after
 //! `--ping-after-ms` and dropped after `--keepalive-timeout-ms` more.
 
-use super::conversation::{converse, Ending, Keepalive, Wire};
+use super::conversation::{converse, Ending, Keepalive, Wire, WRITE_LIMIT};
 use super::session::{DeviceSession, Handled};
 use super::DeviceContext;
 use crate::auth::{DeviceAccess, DeviceRefusal};
@@ -146,7 +146,9 @@ impl Wire for Socket {
             Some(Ok(Message::Close(_))) => {
                 // tungstenite has queued the close reply (RFC 6455 §5.5.1); flushing sends it,
                 // so the device sees a clean close rather than a reset.
-                let _ = futures::SinkExt::close(&mut self.socket).await;
+                let _ =
+                    tokio::time::timeout(WRITE_LIMIT, futures::SinkExt::close(&mut self.socket))
+                        .await;
                 Some(Ending::Ended("closed by the device".into()))
             }
             Some(Err(err)) => Some(self.read_failed(err, session).await),
@@ -161,14 +163,11 @@ impl Wire for Socket {
     }
 
     async fn send(&mut self, line: &str) -> bool {
-        self.socket.send(Message::Text(line.into())).await.is_ok()
+        self.write(Message::Text(line.into())).await
     }
 
     async fn probe(&mut self) -> bool {
-        self.socket
-            .send(Message::Ping(Default::default()))
-            .await
-            .is_ok()
+        self.write(Message::Ping(Default::default())).await
     }
 
     async fn farewell(&mut self, ending: &Ending) {
@@ -184,12 +183,21 @@ impl Wire for Socket {
 }
 
 impl Socket {
+    /// Sends one message; false if it failed or the device did not take it within
+    /// [`WRITE_LIMIT`] (a device that stops reading must not hold its task forever).
+    async fn write(&mut self, message: Message) -> bool {
+        matches!(
+            tokio::time::timeout(WRITE_LIMIT, self.socket.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
+
     async fn close(&mut self, code: u16, reason: &str) {
         let frame = CloseFrame {
             code,
             reason: reason.into(),
         };
-        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        self.write(Message::Close(Some(frame))).await;
     }
 
     /// Every line of a frame, then the frame's readings handed on as one batch.
@@ -211,9 +219,7 @@ impl Socket {
         let Handled::Refused { message, give_up } = handled else {
             return None;
         };
-        let _ = self
-            .socket
-            .send(Message::Text(format!("error: {message}").into()))
+        self.write(Message::Text(format!("error: {message}").into()))
             .await;
         if !give_up {
             return None;
@@ -242,9 +248,7 @@ impl Socket {
             Err(other) => return Ending::Ended(format!("connection error: {other}")),
         };
         session.note_error(&message);
-        let _ = self
-            .socket
-            .send(Message::Text(format!("error: {message}").into()))
+        self.write(Message::Text(format!("error: {message}").into()))
             .await;
         self.close(code, &message).await;
         Ending::Ended(message)

@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod attacks;
 mod auth;
 mod devices;
 mod gateway;

@@ -1,0 +1,181 @@
+//! Attacks from the internet, each with the inputs that once hurt the hub, against the real
+//! binary in its own process (so its memory can be read from /proc) or the in-process server.
+
+use crate::helpers::*;
+use std::net::{IpAddr, SocketAddr};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The hub binary serving on port 0 with a fresh data folder, stopped when dropped.
+struct HubProcess {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    _data_dir: tempfile::TempDir,
+}
+
+impl HubProcess {
+    async fn start(extra: &[&str]) -> HubProcess {
+        let data_dir = tempfile::tempdir().unwrap();
+        let ready = data_dir.path().join("ready.json");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_iothub"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(["--admin-password", ADMIN_PASSWORD])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let addr = eventually("the hub to be ready", || {
+            let ready = ready.clone();
+            async move {
+                let text = std::fs::read_to_string(&ready).ok()?;
+                let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+                json["dashboard"]
+                    .as_str()?
+                    .trim_start_matches("http://")
+                    .parse::<SocketAddr>()
+                    .ok()
+            }
+        })
+        .await;
+        HubProcess {
+            child,
+            addr,
+            _data_dir: data_dir,
+        }
+    }
+
+    /// Resident memory, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+/// A client whose connections come from `from` (any 127.x address reaches this machine).
+fn client_from(from: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(from)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_burst_of_wrong_sign_ins_from_one_address_costs_five_checks_and_bounded_memory() {
+    let hub = HubProcess::start(&[]).await;
+    // Warm up: one right sign-in, so the memory a first check allocates is counted before.
+    sign_in(hub.addr, "admin", ADMIN_PASSWORD).await.unwrap();
+    let before = hub.rss_kib();
+    let attacker = client_from(IpAddr::from([127, 0, 0, 3]));
+    let attempts = (0..200).map(|_| {
+        let attacker = attacker.clone();
+        async move {
+            post_login(&attacker, hub.addr, "admin", "wrong guess")
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let after = hub.rss_kib();
+    let checked = statuses.iter().filter(|s| **s == 303).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        (checked, throttled),
+        (server::auth::throttle::FREE_PER_ADDRESS as usize, 195),
+        "{statuses:?}"
+    );
+    // A password check holds 19 MiB; at most one per core runs at once.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < cores * 19 * 1024 + 24 * 1024,
+        "RSS grew {growth} KiB ({before} -> {after})"
+    );
+}
+
+/// Sends the head of a `POST /login` announcing a 60 kB body, then one byte of it every half
+/// second; returns how long the hub kept the connection open (`None`: still open after `give_up`).
+async fn trickle_a_body(addr: SocketAddr, from: IpAddr, give_up: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: 60000\r\n\r\nuser=admin&password="
+    );
+    let started = tokio::time::Instant::now();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buffer = [0u8; 1024];
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while started.elapsed() < give_up {
+        tokio::select! {
+            read = tcp.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => return Some(started.elapsed()),
+                Ok(_) => {} // the answer (4xx) comes before the close
+            },
+            _ = tick.tick() => {
+                let _ = tcp.write_all(b"x").await;
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_deadline() {
+    let hub = HubProcess::start(&["--request-timeout-ms", "2000"]).await;
+    let from = IpAddr::from([127, 0, 0, 4]);
+    let trickles = (0..20).map(|_| trickle_a_body(hub.addr, from, Duration::from_secs(15)));
+    for held in futures::future::join_all(trickles).await {
+        let held = held.expect("the connection is closed");
+        assert!(
+            held >= Duration::from_millis(1900) && held < Duration::from_secs(6),
+            "closed after {held:?}"
+        );
+    }
+    // Meanwhile and after, the hub answers everyone else.
+    let health = reqwest::get(format!("http://{}/healthz", hub.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_are_closed_at_once() {
+    use tokio::io::AsyncReadExt;
+    let hub = HubProcess::start(&["--max-connections", "5"]).await;
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(tokio::net::TcpStream::connect(hub.addr).await.unwrap());
+    }
+    // Let the hub accept all five before the sixth comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut sixth = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), sixth.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the sixth connection is closed: {read:?}"
+    );
+    // A place frees up when one of the five goes.
+    idle.pop();
+    eventually("a freed place to be usable", || async {
+        let health = reqwest::get(format!("http://{}/healthz", hub.addr)).await;
+        health.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await;
+}
