@@ -145,15 +145,20 @@ impl DeviceSession {
                 return self.refuse(&msg);
             }
         }
+        // Every message counts, not only readings: acknowledgements and registrations cost
+        // the hub work too (a registration is a database write and a broadcast).
+        if !self.rate.allow(now) {
+            let limit = self.context.limits.max_readings_per_sec;
+            let msg = match message {
+                DeviceMessage::Reading(_) => {
+                    format!("rate limit: at most {limit} readings per second; reading dropped")
+                }
+                _ => format!("rate limit: at most {limit} messages per second; message dropped"),
+            };
+            return self.refuse(&msg);
+        }
         match message {
             DeviceMessage::Reading(reading) => {
-                if !self.rate.allow(now) {
-                    let msg = format!(
-                        "rate limit: at most {} readings per second; reading dropped",
-                        self.context.limits.max_readings_per_sec
-                    );
-                    return self.refuse(&msg);
-                }
                 self.pending.push(NewReading {
                     dialect: self.dialect_override.unwrap_or(reading.dialect),
                     device_ms: reading.device_ms,
@@ -184,6 +189,11 @@ impl DeviceSession {
                         .map(|f| f.name.as_str().into())
                         .collect();
                 }
+                // Written and published only when it says something new: a device repeating
+                // its registration costs no database write.
+                if !registry.register(attachment, &registration) {
+                    return Handled::Accepted;
+                }
                 // Boxed: this rare path's database future would otherwise be part of every
                 // idle connection's task (its size is the largest of what it awaits).
                 let saving = Box::pin(self.context.store.save_registration(
@@ -194,7 +204,6 @@ impl DeviceSession {
                 if let Err(err) = saving.await {
                     tracing::warn!(%err, "registration not stored");
                 }
-                registry.register(attachment, registration);
             }
         }
         Handled::Accepted

@@ -354,13 +354,19 @@ impl Registry {
     }
 
     /// Stores what the device said about itself and publishes the updated summary.
-    pub fn register(&self, attachment: &Attachment, registration: Registration) {
+    /// Returns whether it changed anything (a repeated registration is not published again).
+    pub fn register(&self, attachment: &Attachment, registration: &Registration) -> bool {
         let mut state = self.lock();
-        if let Some(entry) = state.devices.get_mut(&attachment.device) {
-            entry.summary.registration = Some(registration);
-            let summary = entry.summary.clone();
-            self.publish(LiveEvent::Device(summary));
+        let Some(entry) = state.devices.get_mut(&attachment.device) else {
+            return false;
+        };
+        if entry.summary.registration.as_ref() == Some(registration) {
+            return false;
         }
+        entry.summary.registration = Some(registration.clone());
+        let summary = entry.summary.clone();
+        self.publish(LiveEvent::Device(summary));
+        true
     }
 
     fn detach(&self, device: &DeviceId, connection: u64) {

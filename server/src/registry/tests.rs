@@ -260,17 +260,16 @@ fn offline_unknown_and_out_of_range_commands() {
     );
     let (tx, _rx) = mpsc::channel(4);
     let att = registry.attach(id("7"), "t".into(), tx);
-    registry.register(
-        &att,
-        Registration {
-            commands: vec![app::model::CommandSpec {
-                name: "LED".into(),
-                min: Some(0.0),
-                max: Some(1.0),
-            }],
-            ..Registration::default()
-        },
-    );
+    let registration = Registration {
+        commands: vec![app::model::CommandSpec {
+            name: "LED".into(),
+            min: Some(0.0),
+            max: Some(1.0),
+        }],
+        ..Registration::default()
+    };
+    assert!(registry.register(&att, &registration), "new");
+    assert!(!registry.register(&att, &registration), "the same again");
     assert!(matches!(
         registry.send_command(&led(CommandTarget::Device("7".into()), 5.0)),
         Err(CommandError::Invalid(msg)) if msg.contains("from 0 to 1")

@@ -179,3 +179,78 @@ async fn past_the_connection_cap_new_connections_are_closed_at_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_registration_flood_is_rate_limited_and_written_once() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = TestApp::spawn_with(|args| args.devices.allow_tokenless_devices = false).await;
+    let token = app.create_token("kitchen", "flood").await;
+    let mut live = app.live().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/ws/device?token={}",
+        app.addr, token.secret
+    ))
+    .await
+    .unwrap();
+    // 100,000 registrations in 200 frames, as fast as the socket takes them.
+    let line = r#"{"register":{"name":"Kitchen","fields":[{"name":"temp","unit":"°C"}]}}"#;
+    let frame = vec![line; 500].join("\n");
+    for _ in 0..200 {
+        if ws.send(Message::Text(frame.clone().into())).await.is_err() {
+            break;
+        }
+    }
+    // Rate-limit errors come back, and once they pass the error budget the hub closes the
+    // connection (a close frame, or a reset if the flood was still arriving).
+    let mut refused = 0;
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                assert_eq!(
+                    text.as_str(),
+                    "error: rate limit: at most 100 messages per second; message dropped"
+                );
+                refused += 1;
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let reason = frame.map(|f| f.reason.to_string());
+                assert_eq!(reason.as_deref(), Some("too many errors"));
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(None | Some(Err(_))) => break,
+            Err(_) => panic!("the flooding connection is still open"),
+        }
+    }
+    assert!(refused > 0, "rate-limit errors are sent");
+    // The registration was taken (once) and the device went offline: a handful of device
+    // events, not one per line.
+    let summary = eventually("the device offline, registered", || async {
+        app.device_summary("kitchen")
+            .await
+            .filter(|s| !s.online && s.registration.is_some())
+    })
+    .await;
+    assert!(
+        summary.errors <= server::devices::session::ERROR_BUDGET as u64 + 1,
+        "{} messages refused: the connection should have closed at the error budget",
+        summary.errors
+    );
+    assert_eq!(
+        summary.registration.and_then(|r| r.name).as_deref(),
+        Some("Kitchen")
+    );
+    let mut device_events = 0;
+    while let Ok(event) = tokio::time::timeout(Duration::from_millis(500), live.next_event()).await
+    {
+        if matches!(event, app::model::LiveEvent::Device(ref d) if d.id == "kitchen") {
+            device_events += 1;
+        }
+    }
+    assert!(
+        device_events <= 4,
+        "{device_events} device events for one registration"
+    );
+    app.stop().await;
+}
