@@ -227,9 +227,11 @@ impl Application {
         let cap = listener::ConnectionCap::new(config.http.max_connections as usize);
         if let Some(broker) = config.mqtt.mqtt_url.clone() {
             let topics = config.mqtt.mqtt_topic_prefix.clone();
+            let listed = devices::mqtt::ListedDevices::new(&config.mqtt.mqtt_devices);
             state.tasks.spawn(devices::mqtt::run(
                 broker,
                 topics,
+                listed,
                 mqtt_tls,
                 state.devices.clone(),
             ));

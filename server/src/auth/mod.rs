@@ -99,6 +99,8 @@ pub enum DeviceRefusal {
     BadToken,
     #[error("the device token is for device {0:?}")]
     OtherDevice(String),
+    #[error("device {0:?} has a device token: only a connection with that token may speak for it")]
+    NeedsItsToken(String),
     #[error("the token store is not answering; try again")]
     Unavailable,
 }
@@ -405,6 +407,29 @@ impl Auth {
             .lock()
             .insert(secret::fingerprint(&secret), device_id);
         Ok(secret)
+    }
+
+    /// Whether a connection without a token may speak for `device`: not if the device has a
+    /// token (stored and not revoked, or the bundled simulator's), whatever the transport.
+    pub async fn tokenless_may_use(&self, device: &DeviceId) -> Result<(), DeviceRefusal> {
+        let simulated = self
+            .inner
+            .ephemeral_tokens
+            .lock()
+            .values()
+            .any(|id| id == device);
+        let stored = self
+            .store()
+            .device_has_token(device.as_str())
+            .await
+            .map_err(|err| {
+                tracing::error!(%err, "looking up device tokens failed");
+                DeviceRefusal::Unavailable
+            })?;
+        if simulated || stored {
+            return Err(DeviceRefusal::NeedsItsToken(device.to_string()));
+        }
+        Ok(())
     }
 
     /// Decides whether a device connection presenting `token` may proceed.

@@ -10,8 +10,9 @@
 //! `--ping-after-ms` + `--keepalive-timeout-ms` of silence.
 
 use super::conversation::{converse, Ending, Keepalive, Wire};
-use super::session::{DeviceSession, Handled};
+use super::session::{Admission, DeviceSession, Handled};
 use super::DeviceContext;
+use crate::auth::{DeviceAccess, DeviceRefusal};
 use crate::protocol::DeviceId;
 use crate::retry::Backoff;
 use bytes::Bytes;
@@ -49,6 +50,36 @@ pub struct MqttArgs {
     /// two hubs on one broker each keep to their own devices.
     #[arg(long, env = "IOTHUB_MQTT_TOPIC_PREFIX", default_value = DEFAULT_TOPIC_PREFIX, value_parser = parse_topic_prefix)]
     pub mqtt_topic_prefix: Topics,
+
+    /// Device ids the bridge takes readings for without a token, comma-separated; `*` matches
+    /// any run of characters (`kitchen-*`, or `*` for every id). Ids that have a device token
+    /// are never among them. Any other device must start each message with a line
+    /// `token=<its device token>`. Unset: tokens only.
+    #[arg(long, env = "IOTHUB_MQTT_DEVICES", value_delimiter = ',')]
+    pub mqtt_devices: Vec<String>,
+}
+
+/// `--mqtt-devices`: the ids the bridge trusts its broker for.
+#[derive(Debug, Clone, Default)]
+pub struct ListedDevices {
+    patterns: Vec<wildmatch::WildMatch>,
+}
+
+impl ListedDevices {
+    pub fn new(patterns: &[String]) -> Self {
+        ListedDevices {
+            patterns: patterns
+                .iter()
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(wildmatch::WildMatch::new)
+                .collect(),
+        }
+    }
+
+    pub fn contains(&self, id: &DeviceId) -> bool {
+        self.patterns.iter().any(|p| p.matches(id.as_str()))
+    }
 }
 
 /// Where the broker is: `mqtt://[user:password@]host[:port]`, or `mqtts://` for TLS.
@@ -195,6 +226,7 @@ impl Topics {
 pub async fn run(
     broker: Broker,
     topics: Topics,
+    listed: ListedDevices,
     tls: Option<Arc<rustls::ClientConfig>>,
     context: Arc<DeviceContext>,
 ) {
@@ -214,6 +246,7 @@ pub async fn run(
     let (client, events) = AsyncClient::new(options, CLIENT_QUEUE);
     Bridge {
         topics,
+        listed,
         context,
         client,
         broker,
@@ -229,8 +262,17 @@ struct Bridge {
     client: AsyncClient,
     broker: Broker,
     topics: Topics,
-    /// Where each bridged device's messages go; closed once its conversation has ended.
-    devices: HashMap<DeviceId, mpsc::Sender<Bytes>>,
+    listed: ListedDevices,
+    /// Each bridged device's conversation; closed once it has ended.
+    devices: HashMap<DeviceId, Bridged>,
+}
+
+/// Where a bridged device's messages go, and how it was let in.
+struct Bridged {
+    messages: mpsc::Sender<Bytes>,
+    /// The token that admitted it: every message must carry it. `None`: listed in
+    /// `--mqtt-devices`.
+    token: Option<String>,
 }
 
 impl Bridge {
@@ -281,18 +323,18 @@ impl Bridge {
                 return;
             }
         };
-        // New, gone silent, or closed by the registry (it connected some other way meanwhile).
-        let device = match self.devices.get(&id).filter(|d| !d.is_closed()) {
-            Some(device) => device.clone(),
-            None => {
-                let device = self.bridge(id.clone());
-                self.devices.insert(id, device.clone());
-                device
+        let (token, payload) = split_token(payload);
+        let messages = match self.admit(&id, token).await {
+            Ok(messages) => messages,
+            Err(refusal) => {
+                tracing::debug!(topic, %refusal, "MQTT message refused");
+                self.publish_error(&id, &refusal);
+                return;
             }
         };
         // Waits while the device's queue is full: the broker connection slows down rather than
         // dropping readings. Fails only if the conversation ended meanwhile.
-        if device.send(payload).await.is_err() {
+        if messages.send(payload).await.is_err() {
             tracing::debug!(
                 topic,
                 "MQTT message arrived as its device's conversation ended"
@@ -300,9 +342,76 @@ impl Bridge {
         }
     }
 
+    /// The queue of `id`'s conversation, started if need be, if this message may speak for
+    /// it: a listed id that no token holds, or a message with the device's token.
+    async fn admit(
+        &mut self,
+        id: &DeviceId,
+        token: Option<String>,
+    ) -> Result<mpsc::Sender<Bytes>, String> {
+        // Gone silent, or closed by the registry (it connected some other way meanwhile).
+        self.devices.retain(|_, d| !d.messages.is_closed());
+        if let Some(device) = self.devices.get(id) {
+            if device.token.is_none() || device.token == token {
+                return Ok(device.messages.clone());
+            }
+        }
+        let admission = match &token {
+            Some(secret) => match self.context.auth.admit_device(Some(secret)).await {
+                Ok(DeviceAccess::Device {
+                    device_id,
+                    token_id,
+                }) if device_id == *id => Admission::Token {
+                    device: device_id,
+                    token_id,
+                },
+                Ok(DeviceAccess::Device { device_id, .. }) => {
+                    return Err(DeviceRefusal::OtherDevice(device_id.to_string()).to_string())
+                }
+                Ok(DeviceAccess::Tokenless) => return Err(DeviceRefusal::NoToken.to_string()),
+                Err(refusal) => return Err(refusal.to_string()),
+            },
+            None if self.listed.contains(id) => {
+                self.context
+                    .auth
+                    .tokenless_may_use(id)
+                    .await
+                    .map_err(|refusal| refusal.to_string())?;
+                Admission::Tokenless(Some(id.clone()))
+            }
+            None => {
+                return Err(format!(
+                    "device {:?} is not bridged: start the message with a line token=<its \
+                     device token>, or list it in --mqtt-devices",
+                    id.as_str()
+                ))
+            }
+        };
+        let messages = self.bridge(id.clone(), admission);
+        self.devices.insert(
+            id.clone(),
+            Bridged {
+                messages: messages.clone(),
+                token,
+            },
+        );
+        Ok(messages)
+    }
+
+    /// Tells the device's `…/errors` topic why a message was refused (best effort).
+    fn publish_error(&self, id: &DeviceId, message: &str) {
+        let payload = format!("error: {message}");
+        if let Err(err) =
+            self.client
+                .try_publish(self.topics.errors(id), QoS::AtMostOnce, false, payload)
+        {
+            tracing::debug!(%err, "MQTT error message not published");
+        }
+    }
+
     /// A registry device for `id`: its own conversation, fed the messages on its topic, with
     /// commands and console lines published to it.
-    fn bridge(&self, id: DeviceId) -> mpsc::Sender<Bytes> {
+    fn bridge(&self, id: DeviceId, admission: Admission) -> mpsc::Sender<Bytes> {
         let (messages, queue) = mpsc::channel(DEVICE_QUEUE);
         let wire = BridgedDevice {
             messages: queue,
@@ -319,12 +428,32 @@ impl Bridge {
         };
         self.context.tasks.spawn(async move {
             let stopping = context.shutdown.clone();
-            let (mut session, outbound) = DeviceSession::new(context, transport, Some(id), None);
+            let (mut session, outbound) = DeviceSession::new(context, transport, admission);
             let mut wire = wire;
             let ending = converse(&mut wire, &mut session, outbound, keepalive, &stopping).await;
             tracing::debug!(reason = %ending.reason(), "MQTT device gone");
         });
         messages
+    }
+}
+
+/// A message's first line `token=…`, if it has one, and the rest of the message.
+fn split_token(payload: Bytes) -> (Option<String>, Bytes) {
+    let first_line_end = payload
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(payload.len());
+    let first = std::str::from_utf8(&payload[..first_line_end]).ok();
+    let token = first
+        .and_then(|line| line.trim().split_once('='))
+        .filter(|(key, _)| key.trim().eq_ignore_ascii_case("token"))
+        .map(|(_, value)| value.trim().to_string());
+    match token {
+        Some(token) => {
+            let rest = payload.slice((first_line_end + 1).min(payload.len())..);
+            (Some(token), rest)
+        }
+        None => (None, payload),
     }
 }
 

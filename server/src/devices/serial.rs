@@ -7,7 +7,7 @@
 //! with backoff until it is back.
 
 use super::conversation::{converse, Keepalive};
-use super::session::DeviceSession;
+use super::session::{Admission, DeviceSession};
 use super::stream::{Decoder, Framing, StreamWire, Writer};
 use super::DeviceContext;
 use crate::protocol::DeviceId;
@@ -93,6 +93,15 @@ pub async fn run(spec: SerialSpec, context: Arc<DeviceContext>) {
     }
 }
 
+/// A port's configured id is trusted like a token: whoever configured the hub wired it. A
+/// port without one is known by its first line's id, like a device without a token.
+fn admission(spec: &SerialSpec) -> Admission {
+    match &spec.device {
+        Some(id) => Admission::Configured(id.clone()),
+        None => Admission::Tokenless(None),
+    }
+}
+
 async fn serve_port(
     port: tokio_serial::SerialStream,
     spec: &SerialSpec,
@@ -102,7 +111,7 @@ async fn serve_port(
     let max = context.limits.max_frame_bytes;
     let transport = format!("serial {}", spec.path.display());
     let stopping = context.shutdown.clone();
-    let (mut session, commands) = DeviceSession::new(context, transport, spec.device.clone(), None);
+    let (mut session, commands) = DeviceSession::new(context, transport, admission(spec));
     // Until the device speaks, answer in lines; a framed device is recognised by its first
     // message like on TCP, and its readings are then recorded as framed.
     let mut wire = StreamWire::new(

@@ -35,6 +35,23 @@ pub enum Handled {
     },
 }
 
+/// How a connection came to speak for a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// A device token named it (`token_id`: the stored token's; `None` for the bundled
+    /// simulator's in-memory tokens).
+    Token {
+        device: DeviceId,
+        token_id: Option<i64>,
+    },
+    /// Configured for this connection by whoever runs the hub (a serial port's id).
+    Configured(DeviceId),
+    /// No token (`--allow-tokenless-devices`, a bridged MQTT topic): known by this id, which
+    /// the transport has checked is not one a token holds, or else by the id in its first
+    /// line, which the session checks.
+    Tokenless(Option<DeviceId>),
+}
+
 pub struct DeviceSession {
     context: Arc<DeviceContext>,
     rules: ParseRules,
@@ -45,6 +62,8 @@ pub struct DeviceSession {
     errors: ErrorBudget,
     /// The stored token this connection presented, if any.
     token_id: Option<i64>,
+    /// No token names the device: an id from its first line must not be one a token holds.
+    tokenless: bool,
     /// Readings are recorded in this dialect instead of the one parsed (framed TCP devices
     /// send key=value inside frames, and want their commands framed).
     dialect_override: Option<Dialect>,
@@ -60,9 +79,13 @@ impl DeviceSession {
     pub fn new(
         context: Arc<DeviceContext>,
         transport: String,
-        device: Option<DeviceId>,
-        token_id: Option<i64>,
+        admission: Admission,
     ) -> (DeviceSession, mpsc::Receiver<Box<Outbound>>) {
+        let (device, token_id, tokenless) = match admission {
+            Admission::Token { device, token_id } => (Some(device), token_id, false),
+            Admission::Configured(device) => (Some(device), None, false),
+            Admission::Tokenless(device) => (device, None, true),
+        };
         let (outbound, commands) = mpsc::channel(OUTBOUND_QUEUE);
         let limits = &context.limits;
         let mut session = DeviceSession {
@@ -77,6 +100,7 @@ impl DeviceSession {
             outbound,
             attachment: None,
             token_id,
+            tokenless,
             dialect_override: None,
             pending: Vec::new(),
             arrived: None,
@@ -122,6 +146,13 @@ impl DeviceSession {
         // The first line that names a device identifies the connection.
         if self.attachment.is_none() {
             if let Some(id) = parsed.as_ref().ok().and_then(DeviceMessage::device_id) {
+                if self.tokenless {
+                    // Boxed, as a rare path: see the registration below.
+                    let check = Box::pin(self.context.auth.tokenless_may_use(id));
+                    if let Err(refusal) = check.await {
+                        return self.refuse(&refusal.to_string());
+                    }
+                }
                 self.attach(id.clone());
             }
         }

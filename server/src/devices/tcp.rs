@@ -7,7 +7,7 @@
 //! `--tcp-tls` the same conversation runs inside TLS, on the dashboard's certificate.
 
 use super::conversation::{converse, Keepalive};
-use super::session::DeviceSession;
+use super::session::{Admission, DeviceSession};
 use super::stream::{
     first_message, frame_meaning, Decoder, FrameMeaning, Framing, Message, StreamWire, Writer,
     READ_CHUNK,
@@ -141,12 +141,15 @@ async fn serve_device(
             _ => (None, Some(first)),
         },
     };
-    let (device, token_id) = match context.auth.admit_device(token.as_deref()).await {
+    let admission = match context.auth.admit_device(token.as_deref()).await {
         Ok(DeviceAccess::Device {
             device_id,
             token_id,
-        }) => (Some(device_id), token_id),
-        Ok(DeviceAccess::Tokenless) => (None, None),
+        }) => Admission::Token {
+            device: device_id,
+            token_id,
+        },
+        Ok(DeviceAccess::Tokenless) => Admission::Tokenless(None),
         Err(refusal) => {
             tracing::warn!(%refusal, "TCP device refused");
             let _ = writer.error(&refusal.to_string()).await;
@@ -172,7 +175,7 @@ async fn serve_device(
         },
     };
     let stopping = context.shutdown.clone();
-    let (mut session, commands) = DeviceSession::new(context, transport, device, token_id);
+    let (mut session, commands) = DeviceSession::new(context, transport, admission);
     if framing == Framing::Frames {
         session.record_as(Dialect::Framed);
     }

@@ -10,7 +10,7 @@
 //! `--ping-after-ms` and dropped after `--keepalive-timeout-ms` more.
 
 use super::conversation::{converse, Ending, Keepalive, Wire, WRITE_LIMIT};
-use super::session::{DeviceSession, Handled};
+use super::session::{Admission, DeviceSession, Handled};
 use super::DeviceContext;
 use crate::auth::{DeviceAccess, DeviceRefusal};
 use crate::protocol::DeviceId;
@@ -57,8 +57,16 @@ pub async fn upgrade(
         Err(err) => return (StatusCode::BAD_REQUEST, format!("error: {err}\n")).into_response(),
     };
     let token = bearer_token(&headers).or(params.token.as_deref());
-    let (url_id, token_id) = match context.auth.admit_device(token).await {
-        Ok(DeviceAccess::Tokenless) => (url_id, None),
+    let admission = match context.auth.admit_device(token).await {
+        Ok(DeviceAccess::Tokenless) => {
+            // An id that a token holds is that token's alone.
+            if let Some(id) = &url_id {
+                if let Err(refusal) = context.auth.tokenless_may_use(id).await {
+                    return refuse_upgrade(remote, refusal);
+                }
+            }
+            Admission::Tokenless(url_id)
+        }
         Ok(DeviceAccess::Device {
             device_id,
             token_id,
@@ -66,7 +74,10 @@ pub async fn upgrade(
             Some(other) if other != device_id => {
                 return refuse_upgrade(remote, DeviceRefusal::OtherDevice(device_id.to_string()))
             }
-            _ => (Some(device_id), token_id),
+            _ => Admission::Token {
+                device: device_id,
+                token_id,
+            },
         },
         Err(refusal) => return refuse_upgrade(remote, refusal),
     };
@@ -76,9 +87,7 @@ pub async fn upgrade(
         .max_frame_size(max)
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| {
-            tasks.track_future(serve(socket, remote, url_id, token_id, context))
-        })
+        .on_upgrade(move |socket| tasks.track_future(serve(socket, remote, admission, context)))
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -93,7 +102,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 fn refuse_upgrade(remote: SocketAddr, refusal: DeviceRefusal) -> Response {
     let status = match refusal {
         DeviceRefusal::NoToken | DeviceRefusal::BadToken => StatusCode::UNAUTHORIZED,
-        DeviceRefusal::OtherDevice(_) => StatusCode::FORBIDDEN,
+        DeviceRefusal::OtherDevice(_) | DeviceRefusal::NeedsItsToken(_) => StatusCode::FORBIDDEN,
         DeviceRefusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
     tracing::warn!(%remote, %refusal, "device connection refused");
@@ -112,8 +121,7 @@ struct Socket {
 async fn serve(
     socket: WebSocket,
     remote: SocketAddr,
-    url_id: Option<DeviceId>,
-    token_id: Option<i64>,
+    admission: Admission,
     context: Arc<DeviceContext>,
 ) {
     let stopping = context.shutdown.clone();
@@ -123,7 +131,7 @@ async fn serve(
     };
     let max_frame_bytes = context.limits.max_frame_bytes;
     let (mut session, outbound) =
-        DeviceSession::new(context, format!("websocket {remote}"), url_id, token_id);
+        DeviceSession::new(context, format!("websocket {remote}"), admission);
     let mut wire = Socket {
         socket,
         max_frame_bytes,

@@ -288,6 +288,20 @@ impl Store {
         }))
     }
 
+    /// Whether `device_id` has a token that is not revoked: then only that token may speak
+    /// for it.
+    pub async fn device_has_token(&self, device_id: &str) -> Result<bool, StorageError> {
+        let row: Option<(i64,)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id FROM device_tokens WHERE device_id = $1 AND revoked_ms IS NULL LIMIT 1",
+            )
+            .bind(device_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.is_some())
+    }
+
     /// Notes when a token was last used to connect.
     pub async fn touch_device_token(&self, id: i64, now_ms: i64) -> Result<(), StorageError> {
         on_pool!(self, |pool| {

@@ -254,3 +254,52 @@ async fn a_registration_flood_is_rate_limited_and_written_once() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_id_with_a_token_cannot_be_used_without_it_on_any_transport() {
+    // Tokenless devices allowed (the test servers' default), and `kitchen` has a token.
+    let app = TestApp::spawn_with(|args| {
+        args.tcp.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    app.create_token("kitchen", "its own").await;
+    // Named in the URL: refused before the upgrade.
+    let refused = tokio_tungstenite::connect_async(format!(
+        "ws://{}/ws/device?id=kitchen",
+        app.addr
+    ))
+    .await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    // Named in the first line, over WebSocket and raw TCP: refused, and not attached.
+    let mut device = app.device("").await;
+    device.send("id=kitchen,temp=99").await;
+    let error = device.recv_text().await;
+    assert!(error.contains("has a device token"), "{error}");
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(app.tcp_addr.unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(b"id=kitchen,temp=98\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::io::BufReader::new(&mut tcp)
+        .read_line(&mut answer)
+        .await
+        .unwrap();
+    assert!(answer.contains("has a device token"), "{answer}");
+    assert!(
+        app.device_summary("kitchen").await.is_none(),
+        "never attached"
+    );
+    // Other ids still work without a token.
+    device.send("id=porch,temp=5").await;
+    eventually("porch online", || async {
+        app.device_summary("porch").await.filter(|s| s.online)
+    })
+    .await;
+    app.stop().await;
+}

@@ -84,6 +84,8 @@ async fn bridging(
     let app = TestApp::spawn_with(|args| {
         args.mqtt.mqtt_url = Some(broker);
         args.mqtt.mqtt_topic_prefix = server::devices::mqtt::parse_topic_prefix(&prefix).unwrap();
+        // The tests' devices publish without tokens; the bridge must be told to take them.
+        args.mqtt.mqtt_devices = vec!["*".into()];
         configure(args);
     })
     .await;
@@ -316,4 +318,86 @@ async fn mqtt_tls_settings_are_checked_at_start() {
     let empty = tempfile::NamedTempFile::new().unwrap();
     let no_certificate = build("mqtts://localhost", Some(empty.path().into())).await;
     assert!(no_certificate.unwrap().contains("holds no certificate"));
+}
+
+#[tokio::test]
+async fn an_id_with_a_token_cannot_be_taken_over_through_the_broker() {
+    let Some(broker) = broker() else {
+        return;
+    };
+    let (app, prefix) = bridging(broker.clone(), |args| {
+        args.devices.allow_tokenless_devices = false;
+        args.mqtt.mqtt_devices = vec!["plain-*".into(), "kitchen".into()];
+    })
+    .await;
+    // `kitchen` is connected over WebSocket with its own token.
+    let token = app.create_token("kitchen", "ws").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/ws/device?token={}",
+        app.addr, token.secret
+    ))
+    .await
+    .unwrap();
+    use futures::SinkExt;
+    ws.send("temp=20".into()).await.unwrap();
+    eventually("kitchen online", || async {
+        app.device_summary("kitchen").await.filter(|s| s.online)
+    })
+    .await;
+    let mut attacker = MqttDevice::connect(
+        &broker,
+        &[
+            format!("{prefix}/kitchen/errors"),
+            format!("{prefix}/stranger/errors"),
+        ],
+    )
+    .await;
+    // An anonymous publish for it is refused, though `kitchen` is listed: its token holds it.
+    // (Published until the bridge, which subscribes once connected, answers.)
+    let (topic, error) = loop {
+        attacker
+            .publish(&format!("{prefix}/kitchen/readings"), "temp=99")
+            .await;
+        if let Ok(Some(answer)) =
+            tokio::time::timeout(Duration::from_millis(300), attacker.received.recv()).await
+        {
+            break answer;
+        }
+    };
+    assert_eq!(topic, format!("{prefix}/kitchen/errors"));
+    assert!(error.contains("has a device token"), "{error}");
+    let summary = app.device_summary("kitchen").await.unwrap();
+    assert!(
+        summary.online && summary.transport.starts_with("websocket"),
+        "{summary:?}"
+    );
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            futures::StreamExt::next(&mut ws)
+        )
+        .await
+        .is_err(),
+        "the WebSocket device is not closed"
+    );
+    // An id that is not listed needs a token in the message.
+    attacker
+        .publish(&format!("{prefix}/stranger/readings"), "temp=1")
+        .await;
+    let (topic, error) = attacker.next().await;
+    assert_eq!(topic, format!("{prefix}/stranger/errors"));
+    assert!(error.contains("not bridged"), "{error}");
+    // A message that starts with the device's token is its own.
+    let stranger = app.create_token("stranger", "mqtt").await;
+    eventually("the token's message is taken", || {
+        let (attacker, topic, app) = (&attacker, format!("{prefix}/stranger/readings"), &app);
+        let payload = format!("token={}\ntemp=2", stranger.secret);
+        async move {
+            attacker.publish(&topic, &payload).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (!app.history("stranger", 10).await.is_empty()).then_some(())
+        }
+    })
+    .await;
+    app.stop().await;
 }
