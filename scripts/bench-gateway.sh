@@ -192,7 +192,7 @@ start_server() {
     SERVER_DB="$dir/data/iothub.db"
     rm -f "$dir/ready.json"
     "$IOTHUB" serve --bind 127.0.0.1:0 --data-dir "$dir/data" --site-root "$dir/no-site" \
-        --simulate 0 --allow-tokenless-devices --tcp-listen 127.0.0.1:0 \
+        --simulate 0 --allow-tokenless-devices --tcp-listen 127.0.0.1:0 --max-devices 1000000 \
         --ready-file "$dir/ready.json" --admin-password bench-gateway "$@" > "$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     wait_ready "$SERVER_PID" "$dir/ready.json" "$SERVER_LOG" "the server"

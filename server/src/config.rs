@@ -315,6 +315,11 @@ pub struct LiveArgs {
     /// How long a device has to acknowledge a command before it counts as timed out (ms).
     #[arg(long, env = "IOTHUB_COMMAND_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub command_timeout_ms: u64,
+
+    /// Most devices the hub knows at once, online or not (each costs memory, and every
+    /// dashboard snapshot lists them); a new device id past it is refused with an error.
+    #[arg(long, env = "IOTHUB_MAX_DEVICES", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_devices: u32,
 }
 
 /// Simulated devices run alongside the hub.

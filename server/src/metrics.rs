@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 
 pub const READINGS: &str = "iothub_readings_total";
 pub const DEVICE_ERRORS: &str = "iothub_device_errors_total";
+/// New device ids refused because the hub knows `--max-devices` already.
+pub const DEVICES_REFUSED: &str = "iothub_devices_refused_total";
 pub const COMMANDS: &str = "iothub_commands_total";
 pub const STORE_FLUSH_SECONDS: &str = "iothub_store_flush_seconds";
 pub const STORE_WRITE_FAILURES: &str = "iothub_store_write_failures_total";

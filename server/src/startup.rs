@@ -154,6 +154,7 @@ impl Application {
             recent_per_device: config.live.recent_readings as usize,
             event_capacity: LIVE_EVENT_CAPACITY,
             command_timeout: Duration::from_millis(config.live.command_timeout_ms),
+            max_devices: config.live.max_devices as usize,
         });
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();

@@ -12,7 +12,7 @@
 use super::DeviceContext;
 use crate::limits::{ErrorBudget, RateLimit};
 use crate::protocol::{self, DeviceId, DeviceMessage, Dialect, ParseRules};
-use crate::registry::{Attachment, NewReading, Outbound};
+use crate::registry::{Attachment, NewReading, Outbound, TooManyDevices};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -64,6 +64,8 @@ pub struct DeviceSession {
     token_id: Option<i64>,
     /// No token names the device: an id from its first line must not be one a token holds.
     tokenless: bool,
+    /// The id this connection speaks for, not attached yet because the registry was full.
+    waiting: Option<DeviceId>,
     /// Readings are recorded in this dialect instead of the one parsed (framed TCP devices
     /// send key=value inside frames, and want their commands framed).
     dialect_override: Option<Dialect>,
@@ -101,12 +103,15 @@ impl DeviceSession {
             attachment: None,
             token_id,
             tokenless,
+            waiting: None,
             dialect_override: None,
             pending: Vec::new(),
             arrived: None,
         };
         if let Some(id) = device {
-            session.attach(id);
+            if session.attach(id.clone()).is_err() {
+                session.waiting = Some(id);
+            }
         }
         (session, commands)
     }
@@ -128,13 +133,15 @@ impl DeviceSession {
         self.context.registry.command_delivered(seq);
     }
 
-    fn attach(&mut self, id: DeviceId) {
+    fn attach(&mut self, id: DeviceId) -> Result<(), TooManyDevices> {
         tracing::Span::current().record("id", tracing::field::display(&id));
-        self.attachment = Some(self.context.registry.attach(
-            id,
-            self.transport.clone(),
-            self.outbound.clone(),
-        ));
+        let attachment =
+            self.context
+                .registry
+                .attach(id, self.transport.clone(), self.outbound.clone())?;
+        self.attachment = Some(attachment);
+        self.waiting = None;
+        Ok(())
     }
 
     /// Handles one line of text (without its line ending).
@@ -143,6 +150,12 @@ impl DeviceSession {
             .arrived
             .get_or_insert_with(|| (Instant::now(), crate::now_ms()));
         let parsed = protocol::parse_line(line, &self.rules);
+        // A connection whose device the registry had no room for tries again.
+        if let Some(id) = self.waiting.clone() {
+            if let Err(full) = self.attach(id) {
+                return self.refuse(&full.to_string());
+            }
+        }
         // The first line that names a device identifies the connection.
         if self.attachment.is_none() {
             if let Some(id) = parsed.as_ref().ok().and_then(DeviceMessage::device_id) {
@@ -153,7 +166,9 @@ impl DeviceSession {
                         return self.refuse(&refusal.to_string());
                     }
                 }
-                self.attach(id.clone());
+                if let Err(full) = self.attach(id.clone()) {
+                    return self.refuse(&full.to_string());
+                }
             }
         }
         if let Some(attachment) = &self.attachment {

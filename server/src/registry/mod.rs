@@ -49,7 +49,14 @@ pub struct RegistryConfig {
     pub event_capacity: usize,
     /// How long a device has to acknowledge a command.
     pub command_timeout: Duration,
+    /// Most devices known at once (online or not); a new id past it is refused.
+    pub max_devices: usize,
 }
+
+/// The registry has as many devices as it may keep (`--max-devices`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this hub knows {0} devices already, its limit (--max-devices); a new id is refused")]
+pub struct TooManyDevices(pub usize);
 
 #[derive(Clone)]
 pub struct Registry {
@@ -178,15 +185,21 @@ impl Registry {
     }
 
     /// Makes `device` online on this connection. An earlier connection for the same device is
-    /// told to close: the newest connection wins.
+    /// told to close: the newest connection wins. A device the registry does not know yet is
+    /// refused when it knows `max_devices` already.
     pub fn attach(
         &self,
         device: DeviceId,
         transport: String,
         outbound: mpsc::Sender<Box<Outbound>>,
-    ) -> Attachment {
+    ) -> Result<Attachment, TooManyDevices> {
         let now = now_ms();
         let mut state = self.lock();
+        let max = self.shared.config.max_devices;
+        if state.devices.len() >= max && !state.devices.contains_key(&device) {
+            metrics::counter!(crate::metrics::DEVICES_REFUSED).increment(1);
+            return Err(TooManyDevices(max));
+        }
         state.next_connection += 1;
         let connection = state.next_connection;
         let entry = state
@@ -210,12 +223,12 @@ impl Registry {
         let summary = entry.summary.clone();
         self.publish(LiveEvent::Device(summary));
         drop(state);
-        Attachment {
+        Ok(Attachment {
             registry: self.clone(),
             name: device.as_str().into(),
             device,
             connection,
-        }
+        })
     }
 
     /// Stamps a reading with the receive time and the next sequence number, updates the device

@@ -8,6 +8,7 @@ fn registry(recent: usize, events: usize) -> Registry {
         recent_per_device: recent,
         event_capacity: events,
         command_timeout: Duration::from_secs(5),
+        max_devices: 1_000,
     })
 }
 
@@ -35,7 +36,7 @@ fn led(target: CommandTarget, value: f64) -> CommandRequest {
 fn attach_record_detach() {
     let registry = registry(10, 16);
     let (tx, _rx) = mpsc::channel(4);
-    let att = registry.attach(id("7"), "test".into(), tx);
+    let att = registry.attach(id("7"), "test".into(), tx).unwrap();
     let r = registry.record(&att, Dialect::Csv, None, temp(23.5));
     assert_eq!(r.seq, 1);
     let s = registry.summary(&id("7")).unwrap();
@@ -49,9 +50,9 @@ fn attach_record_detach() {
 fn a_new_connection_replaces_the_old_one() {
     let registry = registry(10, 16);
     let (old_tx, mut old_rx) = mpsc::channel(4);
-    let old = registry.attach(id("7"), "a".into(), old_tx);
+    let old = registry.attach(id("7"), "a".into(), old_tx).unwrap();
     let (new_tx, _new_rx) = mpsc::channel(4);
-    let _new = registry.attach(id("7"), "b".into(), new_tx);
+    let _new = registry.attach(id("7"), "b".into(), new_tx).unwrap();
     assert!(
         matches!(old_rx.try_recv().map(|b| *b), Ok(Outbound::Close(reason)) if reason.contains("replaced"))
     );
@@ -68,7 +69,7 @@ fn a_new_connection_replaces_the_old_one() {
 fn recent_readings_and_console_lines_are_bounded() {
     let registry = registry(3, 16);
     let (tx, _rx) = mpsc::channel(4);
-    let att = registry.attach(id("7"), "t".into(), tx);
+    let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     for i in 0..(CONSOLE_LINES + 10) {
         registry.line_in(&att, &format!("7,{i}"), now_ms());
         registry.record(&att, Dialect::Csv, None, temp(i as f64));
@@ -99,7 +100,7 @@ fn recent_readings_and_console_lines_are_bounded() {
 fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
     let registry = registry(3, 16);
     let (tx, _rx) = mpsc::channel(4);
-    let _live = registry.attach(id("7"), "t".into(), tx);
+    let _live = registry.attach(id("7"), "t".into(), tx).unwrap();
     registry.restore("7", 42, None, Vec::new());
     let old: Vec<Reading> = (0..5)
         .map(|i| Reading {
@@ -133,8 +134,8 @@ fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
 fn snapshots_carry_detail_only_for_the_device_in_focus() {
     let registry = registry(SPARKLINE_POINTS + 40, 16);
     let (tx, _rx) = mpsc::channel(4);
-    let seven = registry.attach(id("7"), "t".into(), tx.clone());
-    let eight = registry.attach(id("8"), "t".into(), tx);
+    let seven = registry.attach(id("7"), "t".into(), tx.clone()).unwrap();
+    let eight = registry.attach(id("8"), "t".into(), tx).unwrap();
     for i in 0..(SPARKLINE_POINTS + 40) {
         for att in [&seven, &eight] {
             registry.line_in(att, "line", now_ms());
@@ -163,7 +164,7 @@ fn snapshots_carry_detail_only_for_the_device_in_focus() {
 fn subscribers_see_each_event_in_the_snapshot_or_the_stream_exactly_once() {
     let registry = registry(100, 1024);
     let (tx, _rx) = mpsc::channel(4);
-    let att = registry.attach(id("7"), "t".into(), tx);
+    let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     registry.record(&att, Dialect::Csv, None, temp(1.0));
     let (snap, mut rx) = registry.subscribe(None);
     registry.record(&att, Dialect::Csv, None, temp(2.0));
@@ -179,7 +180,7 @@ fn subscribers_see_each_event_in_the_snapshot_or_the_stream_exactly_once() {
 fn a_slow_subscriber_lags_without_blocking_ingest() {
     let registry = registry(10, 4);
     let (tx, _rx) = mpsc::channel(4);
-    let att = registry.attach(id("7"), "t".into(), tx);
+    let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     let (_, mut slow) = registry.subscribe(None);
     for i in 0..100 {
         registry.record(&att, Dialect::Csv, None, temp(i as f64));
@@ -195,7 +196,7 @@ fn a_slow_subscriber_lags_without_blocking_ingest() {
 fn a_command_goes_out_in_the_device_dialect_and_is_acked() {
     let registry = registry(10, 64);
     let (tx, mut rx) = mpsc::channel(4);
-    let att = registry.attach(id("7"), "t".into(), tx);
+    let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     registry.record(&att, Dialect::Json, None, temp(1.0));
     let sent = registry
         .send_command(&led(CommandTarget::Device("7".into()), 1.0))
@@ -232,9 +233,9 @@ fn commands_to_all_reach_every_online_device_only() {
     let (a_tx, mut a_rx) = mpsc::channel(4);
     let (b_tx, mut b_rx) = mpsc::channel(4);
     let (c_tx, _c_rx) = mpsc::channel(4);
-    let _a = registry.attach(id("a"), "t".into(), a_tx);
-    let _b = registry.attach(id("b"), "t".into(), b_tx);
-    drop(registry.attach(id("c"), "t".into(), c_tx));
+    let _a = registry.attach(id("a"), "t".into(), a_tx).unwrap();
+    let _b = registry.attach(id("b"), "t".into(), b_tx).unwrap();
+    drop(registry.attach(id("c"), "t".into(), c_tx).unwrap());
     let sent = registry
         .send_command(&led(CommandTarget::All, 0.0))
         .unwrap();
@@ -259,7 +260,7 @@ fn offline_unknown_and_out_of_range_commands() {
         Err(CommandError::UnknownDevice("nope".into()))
     );
     let (tx, _rx) = mpsc::channel(4);
-    let att = registry.attach(id("7"), "t".into(), tx);
+    let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     let registration = Registration {
         commands: vec![app::model::CommandSpec {
             name: "LED".into(),
@@ -288,7 +289,7 @@ fn offline_unknown_and_out_of_range_commands() {
 fn unacknowledged_commands_time_out() {
     let registry = registry(10, 64);
     let (tx, _rx) = mpsc::channel(4);
-    let _att = registry.attach(id("7"), "t".into(), tx);
+    let _att = registry.attach(id("7"), "t".into(), tx).unwrap();
     let seq = registry
         .send_command(&led(CommandTarget::Device("7".into()), 1.0))
         .unwrap()[0]
@@ -312,8 +313,8 @@ fn a_device_cannot_ack_another_devices_command() {
     let registry = registry(10, 64);
     let (a_tx, _a_rx) = mpsc::channel(4);
     let (b_tx, _b_rx) = mpsc::channel(4);
-    let _a = registry.attach(id("a"), "t".into(), a_tx);
-    let b = registry.attach(id("b"), "t".into(), b_tx);
+    let _a = registry.attach(id("a"), "t".into(), a_tx).unwrap();
+    let b = registry.attach(id("b"), "t".into(), b_tx).unwrap();
     let seq = registry
         .send_command(&led(CommandTarget::Device("a".into()), 1.0))
         .unwrap()[0]
@@ -322,4 +323,24 @@ fn a_device_cannot_ack_another_devices_command() {
         registry.acknowledge(&b, seq),
         Err(CommandError::UnknownAck(seq))
     );
+}
+
+#[test]
+fn new_ids_past_the_device_limit_are_refused_known_ones_are_not() {
+    let registry = Registry::new(RegistryConfig {
+        recent_per_device: 10,
+        event_capacity: 16,
+        command_timeout: Duration::from_secs(5),
+        max_devices: 2,
+    });
+    let (tx, _rx) = mpsc::channel(4);
+    let a = registry.attach(id("a"), "t".into(), tx.clone()).unwrap();
+    let _b = registry.attach(id("b"), "t".into(), tx.clone()).unwrap();
+    assert_eq!(
+        registry.attach(id("c"), "t".into(), tx.clone()).err(),
+        Some(TooManyDevices(2))
+    );
+    // A known device (offline now) may come back.
+    drop(a);
+    assert!(registry.attach(id("a"), "t".into(), tx).is_ok());
 }

@@ -264,11 +264,8 @@ async fn an_id_with_a_token_cannot_be_used_without_it_on_any_transport() {
     .await;
     app.create_token("kitchen", "its own").await;
     // Named in the URL: refused before the upgrade.
-    let refused = tokio_tungstenite::connect_async(format!(
-        "ws://{}/ws/device?id=kitchen",
-        app.addr
-    ))
-    .await;
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/device?id=kitchen", app.addr)).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), 403)
@@ -301,5 +298,49 @@ async fn an_id_with_a_token_cannot_be_used_without_it_on_any_transport() {
         app.device_summary("porch").await.filter(|s| s.online)
     })
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn new_device_ids_past_the_limit_are_refused_and_counted() {
+    let app = TestApp::spawn_with(|args| {
+        args.live.max_devices = 2;
+        args.http.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let mut devices = Vec::new();
+    for id in ["one", "two"] {
+        let mut device = app.device("").await;
+        device.send(&format!("id={id},temp=1")).await;
+        devices.push(device);
+    }
+    eventually("two devices online", || async {
+        let snapshot = app.dashboard().await;
+        (snapshot.devices.iter().filter(|d| d.summary.online).count() == 2).then_some(())
+    })
+    .await;
+    let mut third = app.device("?id=three").await;
+    third.send("temp=1").await;
+    assert_eq!(
+        third.recv_text().await,
+        "error: this hub knows 2 devices already, its limit (--max-devices); a new id is refused"
+    );
+    assert!(app.device_summary("three").await.is_none());
+    // A known id still connects.
+    let mut again = app.device("?id=one").await;
+    again.send("temp=2").await;
+    assert!(again.silent_for(Duration::from_millis(300)).await);
+    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("iothub_devices_refused_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("the refusal counter");
+    assert!(refused >= 1.0, "{metrics}");
     app.stop().await;
 }
