@@ -1,7 +1,7 @@
 //! The client side of signing in, for the benchmark tools that talk to a running hub over HTTP
 //! as a browser would.
 
-use crate::auth::web::SESSION_COOKIE;
+use crate::auth::web::{SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use anyhow::Context;
 
 /// Posts the login form and returns the session as a `Cookie` header value
@@ -28,6 +28,9 @@ pub fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| v.split(';').next())
-        .find(|pair| pair.split_once('=').map(|(name, _)| name) == Some(SESSION_COOKIE))
+        .find(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(name, _)| name == SESSION_COOKIE || name == SECURE_SESSION_COOKIE)
+        })
         .map(str::to_string)
 }

@@ -198,6 +198,12 @@ pub struct HttpArgs {
     #[arg(long, env = "IOTHUB_PUBLIC_ORIGIN", value_parser = crate::security::parse_origin)]
     pub public_origin: Option<String>,
 
+    /// More names the dashboard and device endpoint answer to, comma-separated (e.g.
+    /// `raspberrypi.local`). IP addresses, `localhost` and the host of `--public-origin` always
+    /// work; a request for any other name gets 421 (it protects against DNS rebinding).
+    #[arg(long, env = "IOTHUB_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
     /// Most open connections from one client address. Connections from this machine
     /// (127.0.0.1, ::1) are not counted.
     #[arg(long, env = "IOTHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

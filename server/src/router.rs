@@ -70,6 +70,13 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(security::MAX_REQUEST_BODY))
         .layer(middleware::from_fn(security::security_headers))
         .layer(middleware::from_fn_with_state(
+            Arc::new(security::AllowedHosts::new(
+                state.config.http.public_origin.as_deref(),
+                &state.config.http.allowed_hosts,
+            )),
+            security::check_host,
+        ))
+        .layer(middleware::from_fn_with_state(
             Duration::from_millis(state.config.http.request_timeout_ms),
             security::request_deadline,
         ))

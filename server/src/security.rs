@@ -28,6 +28,61 @@ use tokio::time::{Instant, Sleep};
 /// Largest request body the server reads (413 beyond it).
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
+/// The names the hub answers to in a request's `Host`: IP addresses and `localhost` always, the
+/// host of `--public-origin`, and those of `--allowed-hosts`. Any other name is a DNS name the
+/// owner never gave the hub: most likely a rebinding attack, where a page on another site has
+/// its own name point at the hub so that the browser treats the hub as that site.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts {
+    names: Vec<String>,
+}
+
+impl AllowedHosts {
+    pub fn new(public_origin: Option<&str>, extra: &[String]) -> Self {
+        let public = public_origin
+            .and_then(|origin| url::Url::parse(origin).ok())
+            .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+        let names = public
+            .into_iter()
+            .chain(extra.iter().map(|name| name.trim().to_ascii_lowercase()))
+            .filter(|name| !name.is_empty())
+            .collect();
+        AllowedHosts { names }
+    }
+
+    /// Whether a `Host` header value (`name[:port]`) is one the hub answers to.
+    pub fn allows(&self, host: &str) -> bool {
+        let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
+            return false;
+        };
+        let name = authority.host().to_ascii_lowercase();
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<std::net::IpAddr>().is_ok()
+            || name == "localhost"
+            || self.names.contains(&name)
+    }
+}
+
+/// Answers 421 to a request addressed to a name the hub does not answer to (see
+/// [`AllowedHosts`]). A request without `Host` (HTTP/1.0) is let through: no browser sends one.
+pub async fn check_host(
+    State(allowed): State<Arc<AllowedHosts>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    if let Some(host) = request.headers().get(HOST) {
+        if !host.to_str().is_ok_and(|host| allowed.allows(host)) {
+            tracing::warn!(host = ?host, "refused a request for a name this hub does not answer to");
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this hub does not answer to that name; its owner can add it with --allowed-hosts\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// Parses `--public-origin`: `scheme://host[:port]`, http or https, nothing after it.
 pub fn parse_origin(raw: &str) -> Result<String, String> {
     let url = url::Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;

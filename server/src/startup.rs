@@ -145,10 +145,16 @@ impl Application {
         auth.create_first_user(config.accounts.admin_password.as_deref())
             .await?;
         if config.devices.allow_tokenless_devices {
-            tracing::warn!(
-                "--allow-tokenless-devices: any device that can reach this hub may connect \
-                 without a token; use this only on a network you trust"
-            );
+            if config.http.bind.ip().is_loopback() {
+                tracing::info!("--allow-tokenless-devices: devices on this machine need no token");
+            } else {
+                tracing::warn!(
+                    bind = %config.http.bind,
+                    "--allow-tokenless-devices with a listener other machines can reach: any \
+                     device that can reach this hub may connect without a token; use this only \
+                     on a network you trust"
+                );
+            }
         }
         let registry = Registry::new(RegistryConfig {
             recent_per_device: config.live.recent_readings as usize,

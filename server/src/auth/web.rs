@@ -19,6 +19,10 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 
 pub const SESSION_COOKIE: &str = "iothub_session";
+/// The session cookie's name over HTTPS: the `__Host-` prefix makes browsers refuse it unless
+/// it is `Secure`, for `/` and without a `Domain`, so a neighbouring (sub)domain cannot plant
+/// one of its own beside it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-iothub_session";
 pub const LOGIN_PATH: &str = app::links::LOGIN_PAGE;
 pub const LOGOUT_PATH: &str = app::links::LOGOUT;
 
@@ -88,7 +92,7 @@ pub async fn login(
 
 /// `POST /logout`: ends the session and forgets the cookie.
 pub async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
-    if let Some(session) = session_from(&headers) {
+    if let Some(session) = session_from(&headers, cookie_name(&auth)) {
         if let Err(err) = auth.logout(&session).await {
             tracing::error!(%err, "ending a session failed");
         }
@@ -116,7 +120,7 @@ pub async fn require_session(
     if public && !login_page {
         return next.run(request).await;
     }
-    let signed_in = match session_from(request.headers()) {
+    let signed_in = match session_from(request.headers(), cookie_name(&auth)) {
         None => None,
         Some(session) => match auth.session_user(&session).await {
             Ok(user) => user.map(|user| SignedIn { user, session }),
@@ -135,6 +139,17 @@ pub async fn require_session(
                 app::links::Route::Login { next, .. } => see_other(safe_next(&next)),
                 _ => see_other("/"),
             }
+        }
+        Some(_) if request.method() == Method::POST && !from_a_page(&request) => {
+            tracing::warn!(
+                path,
+                "refused a signed-in POST that says nothing of where it came from"
+            );
+            (
+                StatusCode::FORBIDDEN,
+                "a request that changes something must come from the dashboard's page (Origin)\n",
+            )
+                .into_response()
         }
         Some(signed_in) => {
             request.extensions_mut().insert(signed_in);
@@ -169,6 +184,17 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/pkg/")
 }
 
+/// A POST that says where it comes from: browsers send `Origin` with every POST (checked
+/// against the dashboard's own by `security::check_origin`) and `Sec-Fetch-Site`. With the
+/// `SameSite=Strict` cookie this is a second wall against requests forged by other sites.
+fn from_a_page(request: &Request<Body>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(axum::http::header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v == "same-origin")
+}
+
 /// A page load (a person's browser navigating) rather than a script's request.
 fn wants_page(request: &Request<Body>) -> bool {
     let navigating = request
@@ -183,21 +209,30 @@ fn wants_page(request: &Request<Body>) -> bool {
     request.method() == Method::GET && (navigating || html)
 }
 
-fn session_from(headers: &HeaderMap) -> Option<String> {
+fn session_from(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
+        .find(|c| c.name() == name)
         .map(|c| c.value().to_string())
         .filter(|v| !v.is_empty())
 }
 
+/// The session cookie's name: prefixed `__Host-` where cookies are `Secure` (HTTPS).
+fn cookie_name(auth: &Auth) -> &'static str {
+    if auth.config().secure_cookies {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
 fn session_cookie(auth: &Auth, value: String) -> Cookie<'static> {
     let lifetime = auth.config().session_lifetime.as_secs() as i64;
-    Cookie::build((SESSION_COOKIE, value))
+    Cookie::build((cookie_name(auth), value))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -284,9 +319,13 @@ mod tests {
             COOKIE,
             HeaderValue::from_static("a=1; iothub_session=abc; b=2"),
         );
-        assert_eq!(session_from(&headers).as_deref(), Some("abc"));
+        assert_eq!(
+            session_from(&headers, SESSION_COOKIE).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(session_from(&headers, SECURE_SESSION_COOKIE), None);
         headers.insert(COOKIE, HeaderValue::from_static("iothub_session="));
-        assert_eq!(session_from(&headers), None);
+        assert_eq!(session_from(&headers, SESSION_COOKIE), None);
     }
 
     #[test]

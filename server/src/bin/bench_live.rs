@@ -81,6 +81,11 @@ async fn main() -> anyhow::Result<()> {
     let session = server::client::sign_in(&args.base, &args.user, &args.password).await?;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::COOKIE, session.parse()?);
+    // As the dashboard's page sends with every POST (the hub refuses signed-in POSTs without).
+    headers.insert(
+        reqwest::header::ORIGIN,
+        args.base.origin().ascii_serialization().parse()?,
+    );
     let http = reqwest::Client::builder()
         .default_headers(headers)
         .build()?;

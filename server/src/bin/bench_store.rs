@@ -1024,6 +1024,7 @@ async fn post_form(
         )
         .header(reqwest::header::ACCEPT, "application/json")
         .header(reqwest::header::COOKIE, cookie)
+        .header(reqwest::header::ORIGIN, url.origin().ascii_serialization())
         .body(body.to_string())
         .send()
         .await?;

@@ -2,6 +2,7 @@
 //! binary in its own process (so its memory can be read from /proc) or the in-process server.
 
 use crate::helpers::*;
+use leptos::server_fn::ServerFn;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
@@ -342,5 +343,65 @@ async fn new_device_ids_past_the_limit_are_refused_and_counted() {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .expect("the refusal counter");
     assert!(refused >= 1.0, "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_name_the_hub_was_never_given_gets_421() {
+    let app = TestApp::spawn_with(|args| {
+        args.http.public_origin = Some("https://hub.example.org".into());
+        args.http.allowed_hosts = vec!["raspberrypi.local".into()];
+    })
+    .await;
+    let status_for = |host: &'static str| {
+        let url = app.url("/healthz");
+        async move {
+            anonymous()
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // DNS rebinding: another site's name pointed at the hub.
+    assert_eq!(status_for("evil.example:3000").await, 421);
+    assert_eq!(status_for("hub.example.org.evil.example").await, 421);
+    for allowed in [
+        "hub.example.org",
+        "hub.example.org:8443",
+        "raspberrypi.local:3000",
+        "192.168.1.10:3000",
+        "[::1]:3000",
+        "localhost:3000",
+    ] {
+        assert_eq!(status_for(allowed).await, 200, "{allowed}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_in_post_that_says_nothing_of_its_origin_is_refused() {
+    let app = TestApp::spawn().await;
+    let post = |origin: Option<&str>, fetch_site: Option<&'static str>| {
+        let mut request = anonymous()
+            .post(app.url(app::api::LoadDashboard::PATH))
+            .header("cookie", &app.session_cookie)
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin.to_string());
+        }
+        if let Some(site) = fetch_site {
+            request = request.header("sec-fetch-site", site);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post(None, None).await, 403);
+    assert_eq!(post(None, Some("cross-site")).await, 403);
+    assert_eq!(post(None, Some("same-origin")).await, 200);
+    assert_eq!(post(Some(&app.base), None).await, 200);
+    assert_eq!(post(Some("https://evil.example"), None).await, 403);
     app.stop().await;
 }

@@ -164,10 +164,12 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_signing_out_ends_the_sess
     let with_session = |cookie: String| {
         let client = anonymous();
         let url = app.url(app::api::LoadDashboard::PATH);
+        let origin = app.base.clone();
         async move {
             client
                 .post(url)
                 .header("cookie", cookie)
+                .header("origin", origin)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .send()
                 .await
@@ -238,6 +240,12 @@ async fn behind_https_the_cookie_is_secure() {
     let res = post_login(&anonymous(), app.addr, "admin", ADMIN_PASSWORD).await;
     let cookie = res.headers()[SET_COOKIE].to_str().unwrap().to_string();
     assert!(cookie.contains("Secure"), "{cookie}");
+    // Over HTTPS the name carries the __Host- prefix: no neighbouring site can set one beside it.
+    assert!(cookie.starts_with("__Host-iothub_session="), "{cookie}");
+    assert!(
+        cookie.contains("Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
     app.stop().await;
 }
 

@@ -86,6 +86,11 @@ impl TestApp {
             reqwest::header::COOKIE,
             session_cookie.parse().expect("a valid header"),
         );
+        // As the dashboard's page sends with every request that changes something.
+        headers.insert(
+            reqwest::header::ORIGIN,
+            base.parse().expect("a valid header"),
+        );
         TestApp {
             addr,
             base,
@@ -241,6 +246,7 @@ impl TestApp {
         let request = anonymous()
             .post(self.url(app::api::LiveUpdates::PATH))
             .header(reqwest::header::COOKIE, cookie)
+            .header(reqwest::header::ORIGIN, &self.base)
             .form(&[] as &[(&str, &str)]);
         self.open_live(request).await
     }

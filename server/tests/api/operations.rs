@@ -169,6 +169,7 @@ async fn json_logs_tell_connects_and_disconnects_and_keep_secrets_out() {
     let created: NewDeviceToken = reqwest::Client::new()
         .post(format!("{base}{}", app::api::CreateDeviceToken::PATH))
         .header("cookie", &session)
+        .header("origin", &base)
         .form(&[("device_id", "7"), ("label", "")])
         .send()
         .await

@@ -157,7 +157,7 @@ async fn exchange(tcp: &mut TcpStream, request: &str) -> Option<String> {
 
 /// `POST /logout` without a session: a 303 with an empty body, so the connection can be
 /// reused for the next request.
-const LOGOUT: &str = "POST /logout HTTP/1.1\r\nHost: hub\r\nContent-Length: 0\r\n\r\n";
+const LOGOUT: &str = "POST /logout HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n";
 
 #[tokio::test]
 async fn connections_per_client_address_are_limited() {
@@ -230,7 +230,7 @@ async fn oversized_request_heads_are_refused() {
     let app = TestApp::spawn().await;
     let mut tcp = TcpStream::connect(app.addr).await.unwrap();
     let big = format!(
-        "GET /login HTTP/1.1\r\nHost: hub\r\nX-Padding: {}\r\n\r\n",
+        "GET /login HTTP/1.1\r\nHost: localhost\r\nX-Padding: {}\r\n\r\n",
         "x".repeat(20 * 1024)
     );
     let head = exchange(&mut tcp, &big).await.expect("an answer");
