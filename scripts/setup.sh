@@ -32,6 +32,8 @@ command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs
 $want_browser && ! command -v chromium >/dev/null && apt_packages+=(chromium)
 # The MQTT bridge tests run against Debian's Mosquitto (scripts/mosquitto-for-tests.sh).
 $want_browser && [[ ! -x /usr/sbin/mosquitto ]] && apt_packages+=(mosquitto)
+# The systemd unit is checked with systemd-analyze verify.
+$want_browser && ! command -v systemd-analyze >/dev/null && apt_packages+=(systemd)
 if $want_aarch64; then
   command -v aarch64-linux-gnu-gcc >/dev/null || apt_packages+=(gcc-aarch64-linux-gnu)
   [[ -e /usr/aarch64-linux-gnu/lib/libc.so ]] || apt_packages+=(libc6-dev-arm64-cross)

@@ -45,6 +45,9 @@ export IOTHUB_TEST_MQTT_URL
 step "rust tests"
 cargo test --locked -p server -p app
 
+step "systemd unit (systemd-analyze verify)"
+bash scripts/check-unit.sh
+
 step "build the browser bundle"
 bash scripts/build-site.sh
 

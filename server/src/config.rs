@@ -270,6 +270,15 @@ pub struct AccountArgs {
     #[arg(long, env = "IOTHUB_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
 
+    /// Read the first user's password from this file instead (its first line): a systemd
+    /// credential (`LoadCredential=`), or any file only the hub can read.
+    #[arg(
+        long,
+        env = "IOTHUB_ADMIN_PASSWORD_FILE",
+        conflicts_with = "admin_password"
+    )]
+    pub admin_password_file: Option<PathBuf>,
+
     /// How long a sign-in lasts, in hours.
     #[arg(long, env = "IOTHUB_SESSION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=8_760))]
     pub session_hours: u32,

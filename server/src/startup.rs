@@ -44,6 +44,13 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("--admin-password-file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--admin-password-file {0}: the file is empty")]
+    EmptyPasswordFile(PathBuf),
     #[error("--default-fields: {0}")]
     DefaultFields(String),
     #[error("cannot create the first user: {0}")]
@@ -142,8 +149,11 @@ impl Application {
                 behind_proxy: config.http.behind_proxy,
             },
         );
-        auth.create_first_user(config.accounts.admin_password.as_deref())
-            .await?;
+        let admin_password = match &config.accounts.admin_password_file {
+            Some(path) => Some(read_password(path)?),
+            None => config.accounts.admin_password.clone(),
+        };
+        auth.create_first_user(admin_password.as_deref()).await?;
         if config.devices.allow_tokenless_devices {
             if config.http.bind.ip().is_loopback() {
                 tracing::info!("--allow-tokenless-devices: devices on this machine need no token");
@@ -427,6 +437,19 @@ async fn restore_devices(store: &Store, registry: &Registry) -> Result<(), Stora
         tracing::info!(devices = count, "listed the stored devices as offline");
     }
     Ok(())
+}
+
+/// The first line of a password file, without its line ending.
+fn read_password(path: &std::path::Path) -> Result<String, StartupError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StartupError::PasswordFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        return Err(StartupError::EmptyPasswordFile(path.to_path_buf()));
+    }
+    Ok(password)
 }
 
 /// Writes a file so that no reader ever sees half of it: a temporary file beside it, renamed.

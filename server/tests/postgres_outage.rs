@@ -71,6 +71,8 @@ async fn readings_received_while_postgres_is_down_are_written_when_it_returns() 
         .unwrap();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::COOKIE, session.parse().unwrap());
+    // As the dashboard's page sends with its requests.
+    headers.insert(reqwest::header::ORIGIN, base.parse().unwrap());
     let http = reqwest::Client::builder()
         .default_headers(headers)
         .build()

@@ -4,74 +4,8 @@
 use crate::helpers::*;
 use leptos::server_fn::ServerFn;
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
+
 use std::time::Duration;
-
-/// The hub binary serving on port 0 with a fresh data folder, stopped when dropped.
-struct HubProcess {
-    child: tokio::process::Child,
-    addr: SocketAddr,
-    _data_dir: tempfile::TempDir,
-}
-
-impl HubProcess {
-    async fn start(extra: &[&str]) -> HubProcess {
-        let data_dir = tempfile::tempdir().unwrap();
-        let ready = data_dir.path().join("ready.json");
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_iothub"))
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .args(["--admin-password", ADMIN_PASSWORD])
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let addr = eventually("the hub to be ready", || {
-            let ready = ready.clone();
-            async move {
-                let text = std::fs::read_to_string(&ready).ok()?;
-                let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-                json["dashboard"]
-                    .as_str()?
-                    .trim_start_matches("http://")
-                    .parse::<SocketAddr>()
-                    .ok()
-            }
-        })
-        .await;
-        HubProcess {
-            child,
-            addr,
-            _data_dir: data_dir,
-        }
-    }
-
-    /// Resident memory, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let pid = self.child.id().unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-}
-
-/// A client whose connections come from `from` (any 127.x address reaches this machine).
-fn client_from(from: IpAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(from)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_burst_of_wrong_sign_ins_from_one_address_costs_five_checks_and_bounded_memory() {

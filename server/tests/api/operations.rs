@@ -1,6 +1,6 @@
 //! Running it for real: the health check, backups of a running hub, JSON logs without secrets.
 
-use crate::helpers::{anonymous, body_text, eventually, TestApp};
+use crate::helpers::{anonymous, body_text, eventually, sign_in, HubProcess, TestApp};
 use app::model::NewDeviceToken;
 use leptos::server_fn::ServerFn;
 use std::process::Stdio;
@@ -310,4 +310,27 @@ database-url = "postgres://hub:db-secret-xyz@db.lan/iothub"
     std::fs::write(&bad, "behind-proxy = \"maybe\"\n").unwrap();
     let (ok, _, err) = iothub(&["serve", "--config", bad.to_str().unwrap()], &[]);
     assert!(!ok && err.contains("not true or false"), "{err}");
+}
+
+#[tokio::test]
+async fn the_first_password_can_come_from_a_credential_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-password");
+    std::fs::write(&file, "from a credential file\n").unwrap();
+    let hub = HubProcess::start_with(&["--admin-password-file", file.to_str().unwrap()]).await;
+    assert!(sign_in(hub.addr, "admin", "from a credential file")
+        .await
+        .is_ok());
+    // Both ways at once is a mistake, said so.
+    let (ok, _, err) = iothub(
+        &[
+            "serve",
+            "--admin-password",
+            "x",
+            "--admin-password-file",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("--admin-password-file"), "{err}");
 }
