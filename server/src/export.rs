@@ -4,6 +4,7 @@
 
 use crate::protocol::DeviceId;
 use crate::storage::Store;
+use app::api::{TIME_MAX_MS, WINDOW_MAX_MS};
 use app::model::Reading;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -106,8 +107,17 @@ fn window(query: &ExportQuery) -> Result<(i64, i64), String> {
         }
         (None, Some(from), Some(to)) => {
             let (from, to) = (instant(from)?, instant(to)?);
+            let inside = |ms: i64| (0..=TIME_MAX_MS).contains(&ms);
+            if !inside(from) || !inside(to) {
+                return Err("from and to must lie between 1970 and 9999".into());
+            }
             if to <= from {
                 return Err("to must be after from".into());
+            }
+            if to - from > WINDOW_MAX_MS {
+                return Err(
+                    "an export spans at most 400 days; download longer spans in parts".into(),
+                );
             }
             Ok((from, to))
         }
@@ -259,5 +269,13 @@ mod tests {
         assert!(window(&q(Some("2026-13-01"), None, None)).is_err());
         assert!(window(&q(None, Some("5"), Some("5"))).is_err());
         assert!(window(&q(None, None, None)).is_err());
+        // Out of range, or too long, however the numbers are chosen.
+        let min = i64::MIN.to_string();
+        let max = i64::MAX.to_string();
+        assert!(window(&q(None, Some(&min), Some(&max))).is_err());
+        assert!(window(&q(None, Some("-1"), Some("1000"))).is_err());
+        let days = |n: i64| (n * DAY_MS).to_string();
+        assert!(window(&q(None, Some("0"), Some(&days(400)))).is_ok());
+        assert!(window(&q(None, Some("0"), Some(&days(401)))).is_err());
     }
 }

@@ -60,6 +60,24 @@ const WINDOW_BLOCKS: &str = "SELECT body FROM blocks
     WHERE device = $1 AND first_ms >= $2 AND first_ms < $3 AND last_ms >= $4
     ORDER BY first_ms, first_seq";
 
+/// One page of an export's blocks, after the block at (`$5`, `$6`).
+const EXPORT_PAGE: &str = "SELECT first_ms, first_seq, body FROM blocks
+    WHERE device = $1 AND first_ms >= $2 AND first_ms < $3 AND last_ms >= $4
+      AND (first_ms > $5 OR (first_ms = $5 AND first_seq > $6))
+    ORDER BY first_ms, first_seq LIMIT $7";
+
+/// Blocks read per query when exporting: the connection goes back to the pool between pages,
+/// so a download holds none while its client reads (slowly, maybe on purpose). Small in
+/// tests, so that they cross pages.
+const EXPORT_PAGE_BLOCKS: i64 = if cfg!(test) { 2 } else { 64 };
+
+#[derive(Debug, sqlx::FromRow)]
+struct PageRow {
+    first_ms: i64,
+    first_seq: i64,
+    body: Vec<u8>,
+}
+
 #[derive(Debug, sqlx::FromRow)]
 struct RollupRow {
     series: i64,
@@ -309,14 +327,38 @@ impl Store {
         };
         let names = self.series_names(device).await?;
         let device_id = Name::from(device_id);
-        let mut readings = self.window(device, from_ms, to_ms);
-        while let Some(packed) = readings.next().await {
-            let reading = reading_from(&device_id, packed?, &names)?;
-            if tx.send(Ok(reading)).await.is_err() {
-                break;
+        let mut after = (i64::MIN, i64::MIN);
+        loop {
+            // The whole page is read before anything is sent: no connection is held while
+            // the client takes its time.
+            let page: Vec<PageRow> = on_pool!(self, |pool| sqlx::query_as(EXPORT_PAGE)
+                .bind(device)
+                .bind(from_ms.saturating_sub(MAX_BLOCK_SPAN_MS))
+                .bind(to_ms)
+                .bind(from_ms)
+                .bind(after.0)
+                .bind(after.1)
+                .bind(EXPORT_PAGE_BLOCKS)
+                .fetch_all(pool)
+                .await?);
+            let last_page = (page.len() as i64) < EXPORT_PAGE_BLOCKS;
+            for block in page {
+                after = (block.first_ms, block.first_seq);
+                for packed in packed::decode(&block.body) {
+                    let packed = packed?;
+                    if packed.received_ms < from_ms || packed.received_ms >= to_ms {
+                        continue;
+                    }
+                    let reading = reading_from(&device_id, packed, &names)?;
+                    if tx.send(Ok(reading)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if last_page {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Deletes readings received before `cutoff_ms`; returns how many were deleted. Whole
