@@ -422,7 +422,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
 async fn restore_devices(store: &Store, registry: &Registry) -> Result<(), StorageError> {
     let devices = store.devices().await?;
     let count = devices.len();
-    for (id, stored) in devices {
+    for stored in devices {
+        let id = stored.id;
         // History comes back with the sequence numbers of an earlier run; 0 keeps them from
         // being mistaken for events of this one.
         let recent: Vec<Reading> = store

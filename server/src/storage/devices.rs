@@ -8,6 +8,7 @@ use app::model::Registration;
 /// A row of the `devices` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDevice {
+    pub id: String,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
     pub name: Option<String>,
@@ -26,6 +27,7 @@ struct DeviceRow {
 impl From<DeviceRow> for StoredDevice {
     fn from(row: DeviceRow) -> StoredDevice {
         StoredDevice {
+            id: row.id,
             first_seen_ms: row.first_seen_ms,
             last_seen_ms: row.last_seen_ms,
             name: row.name,
@@ -77,13 +79,10 @@ impl Store {
     }
 
     /// Every stored device, in id order (one query: it runs at start-up for every device).
-    pub async fn devices(&self) -> Result<Vec<(String, StoredDevice)>, StorageError> {
+    pub async fn devices(&self) -> Result<Vec<StoredDevice>, StorageError> {
         let sql = format!("SELECT {COLUMNS} FROM devices ORDER BY id");
         let rows: Vec<DeviceRow> =
             on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
-        Ok(rows
-            .into_iter()
-            .map(|row| (row.id.clone(), StoredDevice::from(row)))
-            .collect())
+        Ok(rows.into_iter().map(StoredDevice::from).collect())
     }
 }

@@ -71,6 +71,13 @@ const EXPORT_PAGE: &str = "SELECT first_ms, first_seq, body FROM blocks
 /// tests, so that they cross pages.
 const EXPORT_PAGE_BLOCKS: i64 = if cfg!(test) { 2 } else { 64 };
 
+/// A series (one field of a device) and its key.
+#[derive(Debug, sqlx::FromRow)]
+struct SeriesRow {
+    key: i64,
+    field: String,
+}
+
 #[derive(Debug, sqlx::FromRow)]
 struct PageRow {
     first_ms: i64,
@@ -102,13 +109,13 @@ impl Store {
 
     async fn series_names(&self, device: i64) -> Result<Names, StorageError> {
         let sql = "SELECT key, field FROM series WHERE device = $1";
-        let rows: Vec<(i64, String)> = on_pool!(self, |pool| sqlx::query_as(sql)
+        let rows: Vec<SeriesRow> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(device)
             .fetch_all(pool)
             .await?);
         Ok(rows
             .into_iter()
-            .map(|(key, field)| (key, field.into()))
+            .map(|row| (row.key, row.field.into()))
             .collect())
     }
 
