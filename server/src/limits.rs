@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct RateLimit {
     rate: f64,
+    burst: f64,
     tokens: f64,
     updated: Instant,
 }
@@ -15,9 +16,16 @@ pub struct RateLimit {
 impl RateLimit {
     pub fn new(rate_per_sec: f64, now: Instant) -> Self {
         let rate = rate_per_sec.max(f64::MIN_POSITIVE);
+        RateLimit::with_burst(rate, rate.max(1.0), now)
+    }
+
+    /// `rate` events per second on average, and bursts of up to `burst`.
+    pub fn with_burst(rate_per_sec: f64, burst: f64, now: Instant) -> Self {
+        let burst = burst.max(1.0);
         RateLimit {
-            rate,
-            tokens: rate.max(1.0),
+            rate: rate_per_sec.max(f64::MIN_POSITIVE),
+            burst,
+            tokens: burst,
             updated: now,
         }
     }
@@ -26,7 +34,7 @@ impl RateLimit {
     pub fn allow(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.updated = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(1.0));
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

@@ -101,6 +101,8 @@ pub enum DeviceRefusal {
     OtherDevice(String),
     #[error("device {0:?} has a device token: only a connection with that token may speak for it")]
     NeedsItsToken(String),
+    #[error("this device token connected too often lately; wait a little before reconnecting")]
+    TooManyReconnects,
     #[error("the token store is not answering; try again")]
     Unavailable,
 }
@@ -142,7 +144,15 @@ struct Inner {
     /// Fingerprint → device id of tokens that live only as long as this process (the bundled
     /// simulator's), so a demo run leaves no tokens behind in the database.
     ephemeral_tokens: Mutex<HashMap<String, DeviceId>>,
+    /// Connections per stored token: a device (or a stolen token) reconnecting in a loop
+    /// would cost a database write and a registry change each time.
+    reconnects: Mutex<HashMap<i64, crate::limits::RateLimit>>,
 }
+
+/// A token may connect this often on average (one every 5 s)…
+const RECONNECTS_PER_SEC: f64 = 0.2;
+/// …after a burst of this many (a device rebooting a few times, a flaky network).
+const RECONNECT_BURST: f64 = 10.0;
 
 impl Auth {
     pub fn new(store: Store, config: AuthConfig) -> Auth {
@@ -156,6 +166,7 @@ impl Auth {
                 ),
                 sessions: Mutex::new(HashMap::new()),
                 ephemeral_tokens: Mutex::new(HashMap::new()),
+                reconnects: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -470,6 +481,19 @@ impl Auth {
             return Err(DeviceRefusal::BadToken);
         };
         let device_id = DeviceId::parse(&stored.device_id).map_err(|_| DeviceRefusal::BadToken)?;
+        let now = Instant::now();
+        let allowed = self
+            .inner
+            .reconnects
+            .lock()
+            .entry(stored.id)
+            .or_insert_with(|| {
+                crate::limits::RateLimit::with_burst(RECONNECTS_PER_SEC, RECONNECT_BURST, now)
+            })
+            .allow(now);
+        if !allowed {
+            return Err(DeviceRefusal::TooManyReconnects);
+        }
         if let Err(err) = self
             .store()
             .touch_device_token(stored.id, crate::now_ms())

@@ -103,6 +103,7 @@ fn refuse_upgrade(remote: SocketAddr, refusal: DeviceRefusal) -> Response {
     let status = match refusal {
         DeviceRefusal::NoToken | DeviceRefusal::BadToken => StatusCode::UNAUTHORIZED,
         DeviceRefusal::OtherDevice(_) | DeviceRefusal::NeedsItsToken(_) => StatusCode::FORBIDDEN,
+        DeviceRefusal::TooManyReconnects => StatusCode::TOO_MANY_REQUESTS,
         DeviceRefusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
     tracing::warn!(%remote, %refusal, "device connection refused");

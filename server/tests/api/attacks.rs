@@ -339,3 +339,25 @@ async fn a_signed_in_post_that_says_nothing_of_its_origin_is_refused() {
     assert_eq!(post(Some("https://evil.example"), None).await, 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_reconnecting_in_a_loop_is_slowed_down() {
+    let app = TestApp::spawn_with(|args| args.devices.allow_tokenless_devices = false).await;
+    let token = app.create_token("looping", "reconnects").await;
+    let url = format!("ws://{}/ws/device?token={}", app.addr, token.secret);
+    // A burst of reconnects is fine (a device rebooting, a flaky network)…
+    for attempt in 0..10 {
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .unwrap_or_else(|e| panic!("reconnect {attempt}: {e}"));
+        drop(ws);
+    }
+    // …a loop is not.
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    app.stop().await;
+}
