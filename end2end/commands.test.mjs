@@ -70,3 +70,18 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     await context.close();
   });
 }
+
+test('a device is removed from its page, its readings kept, and leaves the overview', async () => {
+  const id = 'to-remove';
+  const device = await env.server.device(id);
+  await device.send(`${id},1,20`);
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.desktop, `/devices/${id}`);
+  await page.waitForSelector('main[data-hydrated="true"]');
+  await page.click('details.remove-device summary');
+  await page.click('details.remove-device button[data-keep-readings="true"]');
+  await page.waitForURL((url) => new URL(url).pathname === '/');
+  await page.waitForSelector('main[data-hydrated="true"]');
+  assert.equal(await page.locator(`li.card[data-device-id="${id}"]`).count(), 0, 'the device is no longer listed');
+  assert.deepEqual(errors, []);
+  await context.close();
+});

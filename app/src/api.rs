@@ -145,6 +145,15 @@ pub async fn revoke_device_token(id: i64) -> Result<DeviceToken, AppError> {
     ssr::respond(result.await)
 }
 
+/// Removes a device from the dashboard: it is disconnected, its tokens are revoked, and it is
+/// listed again only if it sends readings later. `keep_readings`: its history stays for
+/// export; otherwise its readings and what it said about itself are deleted.
+#[server]
+pub async fn remove_device(device_id: String, keep_readings: bool) -> Result<(), AppError> {
+    let result = async { ssr::hub()?.remove_device(&device_id, keep_readings).await };
+    ssr::respond(result.await)
+}
+
 #[cfg(feature = "ssr")]
 pub mod ssr {
     //! What the server crate implements, and the server half of the live stream.
@@ -194,6 +203,9 @@ pub mod ssr {
         ) -> Result<NewDeviceToken, AppError>;
         /// Revokes a token and disconnects a device connected with it.
         async fn revoke_device_token(&self, id: i64) -> Result<DeviceToken, AppError>;
+        /// Removes a device (see [`super::remove_device`]).
+        async fn remove_device(&self, device_id: &str, keep_readings: bool)
+            -> Result<(), AppError>;
         /// Cancelled when the server begins to shut down; open streams end then, so a graceful
         /// stop does not wait on browsers.
         fn stopping(&self) -> CancellationToken;

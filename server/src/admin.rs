@@ -1,9 +1,9 @@
-//! `iothub user …` and `iothub token …`: managing who may sign in and which devices may
+//! `iothub user …`, `iothub token …` and `iothub device …`: managing who may sign in and which devices may
 //! connect, from the command line, on the same database a running hub uses (SQLite's WAL lets
 //! both work at once).
 
 use crate::auth::{Auth, AuthConfig};
-use crate::config::{StoreArgs, TokenCommand, UserCommand};
+use crate::config::{DeviceCommand, StoreArgs, TokenCommand, UserCommand};
 use crate::storage::{Database, Store, StoreConfig};
 use anyhow::Context;
 use std::io::{BufRead, IsTerminal};
@@ -96,6 +96,44 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `iothub device …`.
+pub async fn device(command: DeviceCommand) -> anyhow::Result<()> {
+    match command {
+        DeviceCommand::Remove {
+            device,
+            keep_readings,
+            store: args,
+        } => {
+            crate::protocol::DeviceId::parse(&device)?;
+            let store = open_store(&args).await?;
+            let removed = store
+                .remove_device(&device, keep_readings, crate::now_ms())
+                .await;
+            store.close().await;
+            anyhow::ensure!(removed?, "there is no device {device:?}");
+            if keep_readings {
+                println!("removed device {device}; its readings are kept");
+            } else {
+                println!("removed device {device} and its readings");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The store of `args`, created if need be.
+async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data folder {}", args.data_dir.display()))?;
+    let database = Database::from_config(args.database_url.as_deref(), &args.data_dir)?;
+    Ok(Store::open(StoreConfig {
+        database,
+        flush_interval: Duration::from_millis(250),
+        flush_rows: 1,
+    })
+    .await?)
+}
+
 /// `iothub backup <destination>`.
 pub async fn backup(destination: &std::path::Path, args: &StoreArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -127,15 +165,7 @@ where
     F: FnOnce(Auth) -> Fut,
     Fut: std::future::Future<Output = Result<(), crate::auth::AuthError>>,
 {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data folder {}", args.data_dir.display()))?;
-    let database = Database::from_config(args.database_url.as_deref(), &args.data_dir)?;
-    let store = Store::open(StoreConfig {
-        database,
-        flush_interval: Duration::from_millis(250),
-        flush_rows: 1,
-    })
-    .await?;
+    let store = open_store(args).await?;
     // Sessions and device admission are not used here; only the stores' tables are.
     let auth = Auth::new(
         store.clone(),

@@ -53,6 +53,9 @@ pub enum Command {
     /// Manage device tokens (what lets a device connect).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Copy the SQLite store to a new file, complete and consistent, while the hub runs.
     Backup {
         /// The copy to make (must not exist yet).
@@ -84,6 +87,20 @@ pub enum UserCommand {
     },
     /// List the users.
     List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Remove a device from the dashboard and revoke its tokens (a running hub drops it within
+    /// five seconds). Its readings are deleted too, unless --keep-readings.
+    Remove {
+        device: String,
+        /// Keep its readings (they can still be exported); only unlist it.
+        #[arg(long)]
+        keep_readings: bool,
         #[command(flatten)]
         store: StoreArgs,
     },

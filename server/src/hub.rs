@@ -2,6 +2,7 @@
 //! implementation over the registry and the store.
 
 use crate::auth::AuthError;
+use crate::protocol::DeviceId;
 use crate::registry::CommandError;
 use crate::state::AppState;
 use app::api::ssr::Hub;
@@ -91,6 +92,28 @@ impl Hub for AppState {
             .map_err(auth_error)?;
         self.registry.token_revoked(&token.device_id, token.id);
         Ok(token)
+    }
+
+    async fn remove_device(&self, device_id: &str, keep_readings: bool) -> Result<(), AppError> {
+        DeviceId::parse(device_id).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        // Disconnected and unlisted first, then what it sent meanwhile is written, then the
+        // store marks it removed (and deletes its readings if asked): nothing sent before the
+        // removal brings it back.
+        let known = self.registry.forget(device_id);
+        self.store.flush().await;
+        let stored = self
+            .store
+            .remove_device(device_id, keep_readings, crate::now_ms())
+            .await
+            .map_err(|err| {
+                tracing::error!(%err, device_id, "removing a device failed");
+                AppError::Unavailable
+            })?;
+        if !known && !stored {
+            return Err(AppError::NotFound(format!("no device {device_id:?}")));
+        }
+        tracing::info!(device_id, keep_readings, "device removed");
+        Ok(())
     }
 
     fn stopping(&self) -> CancellationToken {

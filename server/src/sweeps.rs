@@ -75,10 +75,26 @@ impl RevocationWatch {
                 for token in revoked {
                     self.registry.token_revoked(&token.device_id, token.id);
                 }
-                self.since_ms = now_ms;
             }
             // Tried again next time from the same point.
-            Err(err) => tracing::debug!(%err, "looking for revoked tokens failed"),
+            Err(err) => {
+                tracing::debug!(%err, "looking for revoked tokens failed");
+                return;
+            }
+        }
+        // Devices removed by `iothub device remove` leave the dashboard too.
+        match self
+            .store
+            .devices_removed_since(self.since_ms - REVOCATION_OVERLAP_MS)
+            .await
+        {
+            Ok(removed) => {
+                for id in removed {
+                    self.registry.forget(&id);
+                }
+                self.since_ms = now_ms;
+            }
+            Err(err) => tracing::debug!(%err, "looking for removed devices failed"),
         }
     }
 }

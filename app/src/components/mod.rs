@@ -8,6 +8,7 @@ mod device_card;
 mod device_details;
 mod first_paint;
 mod online_badge;
+mod remove_device;
 mod top_bar;
 
 pub use charts::{DeviceCharts, WindowPicker};
@@ -18,4 +19,5 @@ pub use device_card::DeviceCard;
 pub use device_details::{DeviceDetails, DeviceHeader};
 pub use first_paint::first_paint;
 pub use online_badge::OnlineBadge;
+pub use remove_device::RemoveDevice;
 pub use top_bar::TopBar;

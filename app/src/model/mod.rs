@@ -193,6 +193,10 @@ pub enum LiveEvent {
     Snapshot(DashboardSnapshot),
     /// A device connected, disconnected or otherwise changed.
     Device(DeviceSummary),
+    /// A device was removed (from the dashboard or the command line): it is no longer listed.
+    Removed {
+        device_id: String,
+    },
     Reading(Reading),
     /// A command was sent or its status changed.
     Command(CommandInfo),
@@ -482,6 +486,9 @@ impl DashboardState {
                     .entry(device_id)
                     .or_default()
                     .push_console(line);
+            }
+            LiveEvent::Removed { device_id } => {
+                self.devices.remove(&device_id);
             }
             LiveEvent::Lagged { .. } | LiveEvent::Heartbeat => {}
         }

@@ -2,6 +2,17 @@
 
 use super::*;
 
+#[test]
+fn a_removed_device_is_no_longer_listed() {
+    let mut state = DashboardState::default();
+    state.apply(LiveEvent::Device(summary("7")));
+    state.apply(LiveEvent::Device(summary("8")));
+    state.apply(LiveEvent::Removed {
+        device_id: "7".into(),
+    });
+    assert_eq!(state.device_ids("", DeviceOrder::default()), ["8"]);
+}
+
 fn summary(id: &str) -> DeviceSummary {
     DeviceSummary {
         id: id.into(),

@@ -3,7 +3,7 @@
 
 use crate::components::{
     first_paint, CommandForm, Console, DeviceCharts, DeviceDetails, DeviceHeader, RecentCommands,
-    TopBar, WindowPicker,
+    RemoveDevice, TopBar, WindowPicker,
 };
 use crate::live::use_live;
 use crate::model::TimeWindow;
@@ -27,7 +27,8 @@ pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
                     <aside class="side">
                         <CommandForm device=id.clone() />
                         <RecentCommands device=id.clone() />
-                        <DeviceDetails id />
+                        <DeviceDetails id=id.clone() />
+                        <RemoveDevice id />
                     </aside>
                 </div>
             }

@@ -429,6 +429,27 @@ impl Registry {
         }
     }
 
+    /// Forgets a device (it was removed): a connection for it is told to close, and subscribers
+    /// that it is gone. Returns whether the registry knew it.
+    pub fn forget(&self, device: &str) -> bool {
+        let Ok(id) = DeviceId::parse(device) else {
+            return false;
+        };
+        let mut state = self.lock();
+        let Some(entry) = state.devices.remove(&id) else {
+            return false;
+        };
+        if let Some(connection) = entry.connection {
+            let _ = connection
+                .outbound
+                .try_send(Box::new(Outbound::Close("device removed".into())));
+        }
+        self.publish(LiveEvent::Removed {
+            device_id: id.to_string(),
+        });
+        true
+    }
+
     /// Lists a device known from the store, offline, as it was last seen: called at start-up,
     /// so that the dashboard shows every device and not only those that reconnected. `recent`
     /// is oldest first; its newest reading gives the latest values. A device already present

@@ -55,7 +55,8 @@ impl Store {
         let json = serde_json::to_string(registration).unwrap_or_default();
         let sql = "INSERT INTO devices (id, first_seen_ms, last_seen_ms, name, registration)
                    VALUES ($1, $2, $2, $3, $4)
-                   ON CONFLICT (id) DO UPDATE SET name = excluded.name, registration = excluded.registration";
+                   ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                     registration = excluded.registration, removed_ms = NULL";
         on_pool!(self, |pool| {
             sqlx::query(sql)
                 .bind(device_id)
@@ -78,9 +79,75 @@ impl Store {
         Ok(row.map(StoredDevice::from))
     }
 
+    /// Removes a device from the listing: its tokens are revoked, and it is no longer among
+    /// [`Store::devices`] until it sends a reading received after `now_ms`. With
+    /// `keep_readings` its history stays (for export); else its readings, aggregates and
+    /// registration are deleted. Returns whether there was such a device.
+    ///
+    /// Its row and keys stay either way: the writer may have them cached.
+    pub async fn remove_device(
+        &self,
+        device_id: &str,
+        keep_readings: bool,
+        now_ms: i64,
+    ) -> Result<bool, StorageError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let key: Option<i64> =
+                sqlx::query_scalar("SELECT key FROM devices WHERE id = $1 AND removed_ms IS NULL")
+                    .bind(device_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(key) = key else {
+                return Ok(false);
+            };
+            if !keep_readings {
+                sqlx::query(
+                    "DELETE FROM rollups WHERE series IN (SELECT key FROM series WHERE device = $1)",
+                )
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM blocks WHERE device = $1")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE devices SET name = NULL, registration = NULL WHERE key = $1")
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("UPDATE devices SET removed_ms = $2 WHERE key = $1")
+                .bind(key)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE device_tokens SET revoked_ms = $2 WHERE device_id = $1 AND revoked_ms IS NULL",
+            )
+            .bind(device_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(true)
+    }
+
+    /// Devices removed at or after `since_ms` by any process using this store (the command
+    /// line's `iothub device remove` too).
+    pub async fn devices_removed_since(&self, since_ms: i64) -> Result<Vec<String>, StorageError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT id FROM devices WHERE removed_ms >= $1")
+                .bind(since_ms)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
     /// Every stored device, in id order (one query: it runs at start-up for every device).
     pub async fn devices(&self) -> Result<Vec<StoredDevice>, StorageError> {
-        let sql = format!("SELECT {COLUMNS} FROM devices ORDER BY id");
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE removed_ms IS NULL ORDER BY id");
         let rows: Vec<DeviceRow> =
             on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
         Ok(rows.into_iter().map(StoredDevice::from).collect())

@@ -185,6 +185,8 @@ impl Writer {
 
 enum WriterMsg {
     Readings(Vec<Arc<Reading>>),
+    /// Write what is queued now, then answer.
+    Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
 
@@ -252,6 +254,14 @@ impl Store {
             .send(WriterMsg::Readings(readings))
             .await
             .map_err(|_| StorageError::Closed)
+    }
+
+    /// Writes everything queued so far (a failed write stays queued for the next attempt).
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.queue.send(WriterMsg::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
     }
 
     /// Writes everything queued so far and stops the writer. Later appends fail with `Closed`.
@@ -324,6 +334,11 @@ async fn run_writer(
                         flush(&mut writer, &mut batch, &writes_ok).await;
                         queued_values = batch.iter().map(|r| r.values.len()).sum();
                     }
+                }
+                Some(WriterMsg::Flush(done)) => {
+                    flush(&mut writer, &mut batch, &writes_ok).await;
+                    queued_values = batch.iter().map(|r| r.values.len()).sum();
+                    let _ = done.send(());
                 }
                 Some(WriterMsg::Close(done)) => {
                     rx.close();

@@ -170,7 +170,8 @@ async fn write_prepared(conn: &mut PgConnection, batch: &Prepared) -> Result<(),
     .await?;
     // Key order (the maps are ordered): concurrent writers lock rows in the same order.
     sqlx::query(
-        "UPDATE devices d SET last_seen_ms = GREATEST(d.last_seen_ms, u.last)
+        "UPDATE devices d SET last_seen_ms = GREATEST(d.last_seen_ms, u.last),
+           removed_ms = CASE WHEN d.removed_ms < u.last THEN NULL ELSE d.removed_ms END
            FROM UNNEST($1::bigint[], $2::bigint[]) AS u (key, last) WHERE d.key = u.key",
     )
     .bind(batch.devices.keys().copied().collect::<Vec<_>>())

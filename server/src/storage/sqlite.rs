@@ -195,7 +195,12 @@ fn write_prepared(tx: &Transaction, batch: &Prepared) -> Result<(), rusqlite::Er
         ])?;
     }
     let mut seen = tx
-        .prepare_cached("UPDATE devices SET last_seen_ms = max(last_seen_ms, ?2) WHERE key = ?1")?;
+        // A removed device is listed again by readings received after its removal.
+        .prepare_cached(
+            "UPDATE devices SET last_seen_ms = max(last_seen_ms, ?2),
+               removed_ms = CASE WHEN removed_ms < ?2 THEN NULL ELSE removed_ms END
+             WHERE key = ?1",
+        )?;
     for (key, (_, last)) in &batch.devices {
         seen.execute(params![key, last])?;
     }

@@ -539,3 +539,58 @@ async fn windows_with_ragged_ends_read_raw_readings_there_and_rollups_between() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_removed_device_leaves_the_listing_until_it_sends_again() {
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        for i in 0..3u64 {
+            store
+                .append(reading(i + 1, 1_000 + i as i64, &[("t", 1.0)]))
+                .await
+                .unwrap();
+        }
+        store.flush().await;
+        assert!(
+            store.remove_device("7", false, 2_000).await.unwrap(),
+            "{db}"
+        );
+        assert!(
+            !store.remove_device("7", false, 2_001).await.unwrap(),
+            "removed already"
+        );
+        assert!(
+            !store.remove_device("8", true, 2_000).await.unwrap(),
+            "unknown"
+        );
+        assert!(store.devices().await.unwrap().is_empty(), "{db}");
+        assert_eq!(store.devices_removed_since(1_500).await.unwrap(), ["7"]);
+        assert!(
+            store.history("7", 0, 10).await.unwrap().is_empty(),
+            "deleted"
+        );
+        // A reading received before the removal (in flight) does not bring it back; a later
+        // one does.
+        store
+            .append(reading(10, 1_999, &[("t", 2.0)]))
+            .await
+            .unwrap();
+        store.flush().await;
+        assert!(store.devices().await.unwrap().is_empty(), "{db}");
+        store
+            .append(reading(11, 2_500, &[("t", 3.0)]))
+            .await
+            .unwrap();
+        store.flush().await;
+        let listed: Vec<String> = store
+            .devices()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(listed, ["7"], "{db}");
+        store.close().await;
+    })
+    .await;
+}

@@ -48,6 +48,10 @@ fn server_fn_calls() -> BTreeMap<&'static str, (&'static str, String)> {
             (form, "device_id=7&label=walk".into()),
         ),
         (app::api::RevokeDeviceToken::PATH, (form, "id=1".into())),
+        (
+            app::api::RemoveDevice::PATH,
+            (form, "device_id=nobody&keep_readings=true".into()),
+        ),
     ])
 }
 

@@ -1,4 +1,5 @@
 use crate::helpers::{body_text, eventually, TestApp};
+use app::model::LiveEvent;
 
 #[tokio::test]
 async fn a_classic_csv_reading_reaches_the_dashboard_and_the_store() {
@@ -241,5 +242,68 @@ async fn a_device_closing_gets_a_clean_close_reply() {
         ),
         "{reply:?}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_is_removed_with_or_without_its_readings() {
+    let app = TestApp::spawn().await;
+    let mut keep = app.device("?id=keep").await;
+    let mut gone = app.device("?id=gone").await;
+    for i in 1..=3 {
+        keep.send(&format!("temp={i}")).await;
+        gone.send(&format!("temp={i}")).await;
+    }
+    for id in ["keep", "gone"] {
+        eventually("readings stored", || async {
+            (app.history(id, 10).await.len() == 3).then_some(())
+        })
+        .await;
+    }
+    let mut live = app.live().await;
+    let removed: Result<(), _> = app
+        .call::<app::api::RemoveDevice, _>(&[("device_id", "keep"), ("keep_readings", "true")])
+        .await;
+    assert_eq!(removed, Ok(()));
+    assert_eq!(keep.closed().await, "device removed");
+    live.find(|e| match e {
+        LiveEvent::Removed { device_id } if device_id == "keep" => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(app.device_summary("keep").await.is_none(), "unlisted");
+    assert_eq!(app.history("keep", 10).await.len(), 3, "its readings kept");
+
+    let removed: Result<(), _> = app
+        .call::<app::api::RemoveDevice, _>(&[("device_id", "gone"), ("keep_readings", "false")])
+        .await;
+    assert_eq!(removed, Ok(()));
+    assert_eq!(gone.closed().await, "device removed");
+    assert!(
+        app.history("gone", 10).await.is_empty(),
+        "its readings deleted"
+    );
+    let unknown: Result<(), _> = app
+        .call::<app::api::RemoveDevice, _>(&[("device_id", "nobody"), ("keep_readings", "true")])
+        .await;
+    assert_eq!(unknown.map_err(|(status, _)| status), Err(404));
+
+    // After a restart neither is listed; one that sends again is back.
+    let data_dir = app.stop().await;
+    let app = TestApp::spawn_in(data_dir, |_| {}).await;
+    let listed: Vec<String> = app
+        .dashboard()
+        .await
+        .devices
+        .into_iter()
+        .map(|d| d.summary.id)
+        .collect();
+    assert!(listed.is_empty(), "{listed:?}");
+    let mut back = app.device("?id=gone").await;
+    back.send("temp=9").await;
+    eventually("the device back", || async {
+        app.device_summary("gone").await.filter(|s| s.online)
+    })
+    .await;
     app.stop().await;
 }

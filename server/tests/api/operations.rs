@@ -334,3 +334,40 @@ async fn the_first_password_can_come_from_a_credential_file() {
     );
     assert!(!ok && err.contains("--admin-password-file"), "{err}");
 }
+
+#[tokio::test]
+async fn the_command_line_removes_a_device_and_a_running_hub_follows() {
+    let app = TestApp::spawn().await;
+    let mut device = app.device("?id=porch").await;
+    device.send("temp=4").await;
+    eventually("the reading stored", || async {
+        (!app.history("porch", 10).await.is_empty()).then_some(())
+    })
+    .await;
+    let data_dir = app.data_dir.path().to_str().unwrap().to_string();
+    let (ok, out, err) = iothub(
+        &[
+            "device",
+            "remove",
+            "porch",
+            "--keep-readings",
+            "--data-dir",
+            &data_dir,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("removed device porch; its readings are kept"),
+        "{out}"
+    );
+    // The running hub drops it from the dashboard within seconds (as it does revoked tokens).
+    eventually("the device unlisted", || async {
+        app.device_summary("porch").await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(device.closed().await, "device removed");
+    let (ok, _, err) = iothub(&["device", "remove", "porch", "--data-dir", &data_dir], &[]);
+    assert!(!ok && err.contains("there is no device \"porch\""), "{err}");
+    app.stop().await;
+}
