@@ -78,7 +78,7 @@ test('a device is removed from its page, its readings kept, and leaves the overv
   const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.desktop, `/devices/${id}`);
   await page.waitForSelector('main[data-hydrated="true"]');
   await page.click('details.remove-device summary');
-  await page.click('details.remove-device button[data-keep-readings="true"]');
+  await page.click('details.remove-device button[name="keep_readings"][value="true"]');
   await page.waitForURL((url) => new URL(url).pathname === '/');
   await page.waitForSelector('main[data-hydrated="true"]');
   assert.equal(await page.locator(`li.card[data-device-id="${id}"]`).count(), 0, 'the device is no longer listed');

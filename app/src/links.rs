@@ -106,6 +106,11 @@ pub fn device_page(id: &str, window: TimeWindow) -> String {
 }
 
 /// The CSV export of one UTC day (`YYYY-MM-DD`).
+/// Where the device page's form posts to remove the device (answered with the overview).
+pub fn remove_device(id: &str) -> String {
+    format!("/devices/{}/remove", encode_path_segment(id))
+}
+
 pub fn csv_day(id: &str, day: &str) -> String {
     format!("/export/{}.csv?day={day}", encode_path_segment(id))
 }

@@ -43,7 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route(auth::web::LOGOUT_PATH, post(auth::web::logout))
         .route("/export/{device}", get(export::csv))
         .route("/", get(page.clone()))
-        .route("/devices/{id}", get(page));
+        .route("/devices/{id}", get(page))
+        .route("/devices/{id}/remove", post(remove_device));
     for (path, method) in leptos::server_fn::axum::server_fn_paths() {
         let context = context.clone();
         let handler = move |req: Request<Body>| async move {
@@ -81,6 +82,25 @@ pub fn router(state: AppState) -> Router {
             security::request_deadline,
         ))
         .with_state(state)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RemoveForm {
+    keep_readings: bool,
+}
+
+/// `POST /devices/{id}/remove`, the device page's form (signed in, from the page's origin, as
+/// every POST): removes the device and sends the browser to the overview.
+async fn remove_device(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Form(form): axum::extract::Form<RemoveForm>,
+) -> Response {
+    use app::api::ssr::Hub;
+    match state.remove_device(&id, form.keep_readings).await {
+        Ok(()) => (StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, "/")]).into_response(),
+        Err(err) => (err.status(), format!("{err}\n")).into_response(),
+    }
 }
 
 /// `/metrics` alone, for `--metrics-bind` (no sign-in there: keep it on a private address).
