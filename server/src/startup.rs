@@ -230,16 +230,10 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application {
-            listener,
-            tcp_listener,
-            metrics_listener,
-            state,
-            tls,
-            mqtt_tls,
-        } = self;
-        let tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let (tcp_addr, metrics_addr) = (self.tcp_addr(), self.metrics_addr());
+        let (listener, tcp_listener, metrics_listener) =
+            (self.listener, self.tcp_listener, self.metrics_listener);
+        let (state, tls, mqtt_tls) = (self.state, self.tls, self.mqtt_tls);
         let config = state.config.clone();
         let cap = listener::ConnectionCap::new(config.http.max_connections as usize);
         if let Some(broker) = config.mqtt.mqtt_url.clone() {

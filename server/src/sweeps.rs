@@ -45,9 +45,9 @@ pub const REVOCATION_SWEEP: Duration = Duration::from_secs(5);
 /// look but committed just after it is still found. Finding one twice is harmless.
 const REVOCATION_OVERLAP_MS: i64 = 30_000;
 
-/// Revoking a token on the dashboard disconnects its device at once (`Hub::revoke_device_token`);
-/// `iothub token revoke` runs in another process, so the hub looks for revocations in the store
-/// and disconnects those devices within a few seconds.
+/// Revoking a token or removing a device on the dashboard takes effect at once; `iothub token
+/// revoke` and `iothub device remove` run in another process, so the hub looks for revocations
+/// and removals in the store and follows them within a few seconds.
 pub struct RevocationWatch {
     store: Store,
     registry: Registry,
@@ -66,35 +66,27 @@ impl RevocationWatch {
 
     pub async fn look(&mut self) {
         let now_ms = crate::now_ms();
-        match self
-            .store
-            .tokens_revoked_since(self.since_ms - REVOCATION_OVERLAP_MS)
-            .await
-        {
-            Ok(revoked) => {
+        let since_ms = self.since_ms - REVOCATION_OVERLAP_MS;
+        let found = async {
+            let revoked = self.store.tokens_revoked_since(since_ms).await?;
+            // Devices removed by `iothub device remove` leave the dashboard too.
+            let removed = self.store.devices_removed_since(since_ms).await?;
+            Ok::<_, crate::storage::StorageError>((revoked, removed))
+        };
+        match found.await {
+            Ok((revoked, removed)) => {
                 for token in revoked {
                     self.registry.token_revoked(&token.device_id, token.id);
                 }
-            }
-            // Tried again next time from the same point.
-            Err(err) => {
-                tracing::debug!(%err, "looking for revoked tokens failed");
-                return;
-            }
-        }
-        // Devices removed by `iothub device remove` leave the dashboard too.
-        match self
-            .store
-            .devices_removed_since(self.since_ms - REVOCATION_OVERLAP_MS)
-            .await
-        {
-            Ok(removed) => {
                 for id in removed {
                     self.registry.forget(&id);
                 }
                 self.since_ms = now_ms;
             }
-            Err(err) => tracing::debug!(%err, "looking for removed devices failed"),
+            // Tried again next time from the same point.
+            Err(err) => {
+                tracing::debug!(%err, "looking for revoked tokens and removed devices failed")
+            }
         }
     }
 }

@@ -457,11 +457,7 @@ mod tests {
             .collect();
         let prepared = prepare(&hours, &keys).unwrap();
         assert_eq!(
-            prepared
-                .blocks
-                .iter()
-                .map(|b| b.readings)
-                .collect::<Vec<_>>(),
+            block_sizes(&prepared),
             [3, 2],
             "0, 30 and 60 min (an hour exactly); 90 and 120 min"
         );
@@ -473,13 +469,11 @@ mod tests {
             .map(|i| reading("a", i, &[("t", 1.0)]))
             .collect();
         let prepared = prepare(&many, &keys).unwrap();
-        assert_eq!(
-            prepared
-                .blocks
-                .iter()
-                .map(|b| b.readings)
-                .collect::<Vec<_>>(),
-            [MAX_BLOCK_READINGS, 1]
-        );
+        assert_eq!(block_sizes(&prepared), [MAX_BLOCK_READINGS, 1]);
+    }
+
+    /// How many readings each block holds.
+    fn block_sizes(prepared: &Prepared) -> Vec<i64> {
+        prepared.blocks.iter().map(|b| b.readings).collect()
     }
 }

@@ -451,6 +451,15 @@ impl LiveClient {
     }
 
     /// Skips events until one matches.
+    /// The next change of device `id`'s summary.
+    pub async fn device_change(&mut self, id: &str) -> app::model::DeviceSummary {
+        self.find(|e| match e {
+            LiveEvent::Device(d) if d.id == id => Some(d),
+            _ => None,
+        })
+        .await
+    }
+
     pub async fn find<T>(&mut self, mut pick: impl FnMut(LiveEvent) -> Option<T>) -> T {
         loop {
             if let Some(found) = pick(self.next_event().await) {

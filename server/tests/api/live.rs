@@ -37,13 +37,7 @@ async fn the_live_stream_starts_with_a_snapshot_then_carries_devices_and_reading
     assert!(reading.seq > snapshot.seq);
 
     drop(device);
-    let offline = live
-        .find(|e| match e {
-            LiveEvent::Device(d) if d.id == "7" => Some(d),
-            _ => None,
-        })
-        .await;
-    assert!(!offline.online);
+    assert!(!live.device_change("7").await.online);
     app.stop().await;
 }
 
@@ -110,12 +104,6 @@ async fn a_device_page_stream_carries_only_its_device_readings_and_console() {
     }
     // Status changes of other devices still arrive (the address picker and counts need them).
     drop(seven);
-    let offline = live
-        .find(|e| match e {
-            LiveEvent::Device(d) if d.id == "7" => Some(d),
-            _ => None,
-        })
-        .await;
-    assert!(!offline.online);
+    assert!(!live.device_change("7").await.online);
     app.stop().await;
 }
