@@ -26,6 +26,7 @@ mod devices;
 pub mod packed;
 mod postgres;
 mod readings;
+mod retention;
 pub mod rollup;
 mod sqlite;
 
