@@ -273,6 +273,11 @@ pub struct TlsArgs {
     #[arg(long, env = "IOTHUB_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
+    /// Also listen for plain HTTP on this address and answer every request with a redirect to
+    /// the same path over HTTPS (needs --tls-cert); the flag alone means `0.0.0.0:80`.
+    #[arg(long, env = "IOTHUB_HTTP_REDIRECT", num_args = 0..=1, default_missing_value = "0.0.0.0:80", requires = "tls_cert")]
+    pub http_redirect: Option<SocketAddr>,
+
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "IOTHUB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,

@@ -103,6 +103,50 @@ async fn remove_device(
     }
 }
 
+/// `--http-redirect`: every plain-HTTP request is sent to the same path over HTTPS, on the
+/// public origin's port (or the dashboard's), for a name the hub answers to (else 421).
+pub fn redirect_router(
+    https_port: u16,
+    public_origin: Option<String>,
+    allowed: Arc<security::AllowedHosts>,
+) -> Router {
+    let redirect = move |request: Request<Body>| {
+        let public_origin = public_origin.clone();
+        let allowed = allowed.clone();
+        async move {
+            let host = request
+                .headers()
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| allowed.allows(h))
+                .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
+            let Some(host) = host else {
+                return (
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "this hub does not answer to that name\n",
+                )
+                    .into_response();
+            };
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string();
+            let base = match public_origin {
+                Some(origin) if origin.starts_with("https://") => origin,
+                _ if https_port == 443 => format!("https://{}", host.host()),
+                _ => format!("https://{}:{https_port}", host.host()),
+            };
+            (
+                StatusCode::PERMANENT_REDIRECT,
+                [(axum::http::header::LOCATION, format!("{base}{path}"))],
+            )
+                .into_response()
+        }
+    };
+    Router::new().fallback(redirect)
+}
+
 /// `/metrics` alone, for `--metrics-bind` (no sign-in there: keep it on a private address).
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()

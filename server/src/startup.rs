@@ -8,7 +8,7 @@ use crate::auth::{Auth, AuthConfig, AuthError};
 use crate::config::ServeArgs;
 use crate::devices::{self, DeviceContext, DeviceLimits};
 use crate::registry::{Registry, RegistryConfig};
-use crate::router::{metrics_router, router};
+use crate::router::{metrics_router, redirect_router, router};
 use crate::simulator::{self, SimulatorArgs};
 use crate::state::AppState;
 use crate::storage::{Database, StorageError, Store, StoreConfig};
@@ -57,6 +57,8 @@ pub enum StartupError {
     FirstUser(#[from] AuthError),
     #[error("TLS: {0}")]
     Tls(#[from] listener::TlsError),
+    #[error("--http-redirect sends people to HTTPS: give --tls-cert and --tls-key")]
+    RedirectWithoutTls,
     #[error("--tcp-tls needs a certificate: give --tls-cert and --tls-key")]
     TcpTlsWithoutCertificate,
     #[error("MQTT over TLS: {0}")]
@@ -69,6 +71,8 @@ pub struct Application {
     tcp_listener: Option<TcpListener>,
     /// `/metrics` without sign-in (`--metrics-bind`).
     metrics_listener: Option<TcpListener>,
+    /// Plain HTTP that redirects to HTTPS (`--http-redirect`).
+    redirect_listener: Option<TcpListener>,
     state: AppState,
     tls: Option<listener::Tls>,
     /// The client side of an `mqtts://` broker.
@@ -85,6 +89,9 @@ impl Application {
         };
         if config.tcp.tcp_tls && tls.is_none() {
             return Err(StartupError::TcpTlsWithoutCertificate);
+        }
+        if config.tls.http_redirect.is_some() && tls.is_none() {
+            return Err(StartupError::RedirectWithoutTls);
         }
         let mqtt_tls = match &config.mqtt.mqtt_url {
             Some(broker) if broker.tls => Some(devices::mqtt::client_tls(
@@ -122,6 +129,10 @@ impl Application {
             Some(addr) => Some(bind(addr).await?),
         };
         let tcp_listener = match config.tcp.tcp_listen {
+            None => None,
+            Some(addr) => Some(bind(addr).await?),
+        };
+        let redirect_listener = match config.tls.http_redirect {
             None => None,
             Some(addr) => Some(bind(addr).await?),
         };
@@ -197,6 +208,7 @@ impl Application {
             listener,
             tcp_listener,
             metrics_listener,
+            redirect_listener,
             state,
             tls,
             mqtt_tls,
@@ -211,6 +223,13 @@ impl Application {
     /// Where `/metrics` is served without sign-in, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where plain HTTP is redirected to HTTPS, if enabled.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
     }
@@ -231,8 +250,10 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (tcp_addr, metrics_addr) = (self.tcp_addr(), self.metrics_addr());
+        let redirect_addr = self.redirect_addr();
         let (listener, tcp_listener, metrics_listener) =
             (self.listener, self.tcp_listener, self.metrics_listener);
+        let redirect_listener = self.redirect_listener;
         let (state, tls, mqtt_tls) = (self.state, self.tls, self.mqtt_tls);
         let config = state.config.clone();
         let cap = listener::ConnectionCap::new(config.http.max_connections as usize);
@@ -251,6 +272,25 @@ impl Application {
             state
                 .tasks
                 .spawn(devices::serial::run(spec, state.devices.clone()));
+        }
+        if let Some(redirect_listener) = redirect_listener {
+            let redirect = redirect_router(
+                state.leptos_options.site_addr.port(),
+                config.http.public_origin.clone(),
+                Arc::new(security::AllowedHosts::new(
+                    config.http.public_origin.as_deref(),
+                    &config.http.allowed_hosts,
+                )),
+            );
+            let stopping = state.shutdown.clone();
+            state.tasks.spawn(async move {
+                let served = axum::serve(redirect_listener, redirect)
+                    .with_graceful_shutdown(async move { stopping.cancelled().await })
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(%err, "the HTTP redirect listener failed");
+                }
+            });
         }
         if let Some(metrics_listener) = metrics_listener {
             let metrics = metrics_router(state.clone());
@@ -368,6 +408,7 @@ impl Application {
                 "dashboard": format!("{scheme}://{addr}"),
                 "tcp": tcp_addr.map(|a| a.to_string()),
                 "metrics": metrics_addr.map(|a| a.to_string()),
+                "http_redirect": redirect_addr.map(|a| a.to_string()),
                 "pid": std::process::id(),
             });
             write_whole(path, ready.to_string().as_bytes())?;

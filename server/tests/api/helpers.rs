@@ -31,6 +31,8 @@ pub struct TestApp {
     pub tcp_addr: Option<SocketAddr>,
     /// `/metrics` without sign-in, when `metrics_bind` is set.
     pub metrics_addr: Option<SocketAddr>,
+    /// Plain HTTP redirected to HTTPS, when `http_redirect` is set.
+    pub redirect_addr: Option<SocketAddr>,
     pub data_dir: TempDir,
     pub stop: CancellationToken,
     /// Signed in as `admin`.
@@ -69,6 +71,7 @@ impl TestApp {
         let addr = app.local_addr();
         let tcp_addr = app.tcp_addr();
         let metrics_addr = app.metrics_addr();
+        let redirect_addr = app.redirect_addr();
         let stop = app.shutdown_token();
         let server = tokio::spawn(app.run_until_stopped());
         let base = match &tls_cert {
@@ -97,6 +100,7 @@ impl TestApp {
             base,
             tcp_addr,
             metrics_addr,
+            redirect_addr,
             data_dir,
             stop,
             http: client_for(addr, tls_cert.as_deref())

@@ -358,3 +358,50 @@ async fn tcp_tls_without_a_certificate_does_not_start() {
         .expect("refused");
     assert!(err.to_string().contains("--tls-cert"), "{err}");
 }
+
+#[tokio::test]
+async fn plain_http_is_redirected_to_the_same_path_over_https() {
+    let (app, _dir, _) = tls_app(|args| {
+        args.tls.http_redirect = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let plain = app.redirect_addr.expect("the redirect listener");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = http
+        .get(format!("http://{plain}/devices/7?window=1h"))
+        .header("host", "localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(
+        res.headers()["location"],
+        format!("https://localhost:{}/devices/7?window=1h", app.addr.port()).as_str()
+    );
+    // Only to names the hub answers to: no open redirect.
+    let res = http
+        .get(format!("http://{plain}/"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 421);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redirect_to_https_needs_a_certificate() {
+    let mut args = server::config::ServeArgs::defaults();
+    args.http.bind = "127.0.0.1:0".parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    args.store.data_dir = dir.path().to_path_buf();
+    args.tls.http_redirect = Some("127.0.0.1:0".parse().unwrap());
+    let err = server::startup::Application::build(args)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("--http-redirect"), "{err}");
+}
