@@ -71,10 +71,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(security::MAX_REQUEST_BODY))
         .layer(middleware::from_fn(security::security_headers))
         .layer(middleware::from_fn_with_state(
-            Arc::new(security::AllowedHosts::new(
-                state.config.http.public_origin.as_deref(),
-                &state.config.http.allowed_hosts,
-            )),
+            allowed_hosts(&state),
             security::check_host,
         ))
         .layer(middleware::from_fn_with_state(
@@ -103,13 +100,21 @@ async fn remove_device(
     }
 }
 
+/// The names the hub answers to (`--public-origin`, `--allowed-hosts`), for the dashboard's
+/// routes and the redirect to them alike.
+fn allowed_hosts(state: &AppState) -> Arc<security::AllowedHosts> {
+    Arc::new(security::AllowedHosts::new(
+        state.config.http.public_origin.as_deref(),
+        &state.config.http.allowed_hosts,
+    ))
+}
+
 /// `--http-redirect`: every plain-HTTP request is sent to the same path over HTTPS, on the
 /// public origin's port (or the dashboard's), for a name the hub answers to (else 421).
-pub fn redirect_router(
-    https_port: u16,
-    public_origin: Option<String>,
-    allowed: Arc<security::AllowedHosts>,
-) -> Router {
+pub fn redirect_router(state: &AppState) -> Router {
+    let https_port = state.leptos_options.site_addr.port();
+    let public_origin = state.config.http.public_origin.clone();
+    let allowed = allowed_hosts(state);
     let redirect = move |request: Request<Body>| {
         let public_origin = public_origin.clone();
         let allowed = allowed.clone();

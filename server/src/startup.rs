@@ -274,35 +274,20 @@ impl Application {
                 .spawn(devices::serial::run(spec, state.devices.clone()));
         }
         if let Some(redirect_listener) = redirect_listener {
-            let redirect = redirect_router(
-                state.leptos_options.site_addr.port(),
-                config.http.public_origin.clone(),
-                Arc::new(security::AllowedHosts::new(
-                    config.http.public_origin.as_deref(),
-                    &config.http.allowed_hosts,
-                )),
-            );
-            let stopping = state.shutdown.clone();
-            state.tasks.spawn(async move {
-                let served = axum::serve(redirect_listener, redirect)
-                    .with_graceful_shutdown(async move { stopping.cancelled().await })
-                    .await;
-                if let Err(err) = served {
-                    tracing::error!(%err, "the HTTP redirect listener failed");
-                }
-            });
+            state.tasks.spawn(serve_plain(
+                redirect_listener,
+                redirect_router(&state),
+                state.shutdown.clone(),
+                "the HTTP redirect listener",
+            ));
         }
         if let Some(metrics_listener) = metrics_listener {
-            let metrics = metrics_router(state.clone());
-            let stopping = state.shutdown.clone();
-            state.tasks.spawn(async move {
-                let served = axum::serve(metrics_listener, metrics)
-                    .with_graceful_shutdown(async move { stopping.cancelled().await })
-                    .await;
-                if let Err(err) = served {
-                    tracing::error!(%err, "the metrics listener failed");
-                }
-            });
+            state.tasks.spawn(serve_plain(
+                metrics_listener,
+                metrics_router(state.clone()),
+                state.shutdown.clone(),
+                "the metrics listener",
+            ));
         }
         if let Some(tcp_listener) = tcp_listener {
             // The dashboard's certificate, without its HTTP ALPN: devices offer none.
@@ -443,6 +428,22 @@ impl Application {
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Serves a side listener (metrics, the HTTPS redirect) with axum's own loop until the server
+/// stops: small answers, none of the dashboard listener's limits needed.
+async fn serve_plain(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+    what: &'static str,
+) {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(err) = served {
+        tracing::error!(%err, "{what} failed");
     }
 }
 
