@@ -349,9 +349,9 @@ impl Bridge {
         id: &DeviceId,
         token: Option<String>,
     ) -> Result<mpsc::Sender<Bytes>, String> {
-        // Gone silent, or closed by the registry (it connected some other way meanwhile).
-        self.devices.retain(|_, d| !d.messages.is_closed());
-        if let Some(device) = self.devices.get(id) {
+        // A conversation that ended (gone silent, or closed by the registry because the device
+        // connected some other way meanwhile) is started again below.
+        if let Some(device) = self.devices.get(id).filter(|d| !d.messages.is_closed()) {
             if device.token.is_none() || device.token == token {
                 return Ok(device.messages.clone());
             }
@@ -388,6 +388,8 @@ impl Bridge {
             }
         };
         let messages = self.bridge(id.clone(), admission);
+        // Starting a conversation is rare: the time to forget those that ended.
+        self.devices.retain(|_, d| !d.messages.is_closed());
         self.devices.insert(
             id.clone(),
             Bridged {
