@@ -272,11 +272,17 @@ pub(super) struct StreamWire<R> {
 
 impl<R: AsyncRead + Unpin> StreamWire<R> {
     pub(super) fn new(reader: R, writer: Writer, decoder: Decoder) -> Self {
+        Self::with_buffer(reader, writer, decoder, vec![0u8; READ_CHUNK])
+    }
+
+    /// Reads into `chunk` (a buffer the caller already read the first message with: one
+    /// buffer per connection, not two).
+    pub(super) fn with_buffer(reader: R, writer: Writer, decoder: Decoder, chunk: Vec<u8>) -> Self {
         StreamWire {
             reader,
             writer,
             decoder,
-            chunk: vec![0u8; READ_CHUNK],
+            chunk,
             awaiting_answer: false,
             adopt_framing: false,
         }

@@ -180,7 +180,7 @@ async fn serve_device(
         session.record_as(Dialect::Framed);
     }
     tracing::info!(?framing, "device connected");
-    let mut wire = StreamWire::new(reader, writer, decoder);
+    let mut wire = StreamWire::with_buffer(reader, writer, decoder, chunk);
     // The first message, if it was not a token, and whatever arrived with it.
     if let Some(ending) = wire.drain(pending, &mut session).await {
         tracing::info!(reason = %ending.reason(), "device disconnected");
