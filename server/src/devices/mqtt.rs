@@ -12,7 +12,7 @@
 use super::conversation::{converse, Ending, Keepalive, Wire};
 use super::session::{Admission, DeviceSession, Handled};
 use super::DeviceContext;
-use crate::auth::{DeviceAccess, DeviceRefusal};
+use crate::auth::{secret, DeviceAccess, DeviceRefusal};
 use crate::protocol::DeviceId;
 use crate::retry::Backoff;
 use bytes::Bytes;
@@ -270,8 +270,9 @@ struct Bridge {
 /// Where a bridged device's messages go, and how it was let in.
 struct Bridged {
     messages: mpsc::Sender<Bytes>,
-    /// The token that admitted it: every message must carry it. `None`: listed in
-    /// `--mqtt-devices`.
+    /// The fingerprint of the token that admitted it: every message must carry that token
+    /// (compared by fingerprint, as stored tokens are; the secret itself is not kept). `None`:
+    /// listed in `--mqtt-devices`.
     token: Option<String>,
 }
 
@@ -349,10 +350,11 @@ impl Bridge {
         id: &DeviceId,
         token: Option<String>,
     ) -> Result<mpsc::Sender<Bytes>, String> {
+        let fingerprint = token.as_deref().map(secret::fingerprint);
         // A conversation that ended (gone silent, or closed by the registry because the device
         // connected some other way meanwhile) is started again below.
         if let Some(device) = self.devices.get(id).filter(|d| !d.messages.is_closed()) {
-            if device.token.is_none() || device.token == token {
+            if device.token.is_none() || device.token == fingerprint {
                 return Ok(device.messages.clone());
             }
         }
@@ -394,7 +396,7 @@ impl Bridge {
             id.clone(),
             Bridged {
                 messages: messages.clone(),
-                token,
+                token: fingerprint,
             },
         );
         Ok(messages)
