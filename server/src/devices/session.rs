@@ -12,16 +12,15 @@
 use super::DeviceContext;
 use crate::limits::{ErrorBudget, RateLimit};
 use crate::protocol::{self, DeviceId, DeviceMessage, Dialect, ParseRules};
-use crate::registry::{Attachment, NewReading, Outbound, TooManyDevices};
+use crate::registry::{
+    mailbox, Attachment, MailboxReceiver, MailboxSender, NewReading, TooManyDevices,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// More errors than this within [`ERROR_WINDOW`] close the connection.
 pub const ERROR_BUDGET: usize = 100;
 pub const ERROR_WINDOW: Duration = Duration::from_secs(10);
-/// Commands and console lines queued for one connection.
-pub const OUTBOUND_QUEUE: usize = 64;
 
 /// What became of a line the device sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +55,7 @@ pub struct DeviceSession {
     context: Arc<DeviceContext>,
     rules: ParseRules,
     transport: String,
-    outbound: mpsc::Sender<Box<Outbound>>,
+    outbound: MailboxSender,
     attachment: Option<Attachment>,
     rate: RateLimit,
     errors: ErrorBudget,
@@ -82,13 +81,13 @@ impl DeviceSession {
         context: Arc<DeviceContext>,
         transport: String,
         admission: Admission,
-    ) -> (DeviceSession, mpsc::Receiver<Box<Outbound>>) {
+    ) -> (DeviceSession, MailboxReceiver) {
         let (device, token_id, tokenless) = match admission {
             Admission::Token { device, token_id } => (Some(device), token_id, false),
             Admission::Configured(device) => (Some(device), None, false),
             Admission::Tokenless(device) => (device, None, true),
         };
-        let (outbound, commands) = mpsc::channel(OUTBOUND_QUEUE);
+        let (outbound, commands) = mailbox();
         let limits = &context.limits;
         let mut session = DeviceSession {
             rules: ParseRules {
@@ -118,6 +117,15 @@ impl DeviceSession {
 
     pub fn context(&self) -> &DeviceContext {
         &self.context
+    }
+
+    /// The device this connection speaks for, for the log (empty until it is known).
+    pub fn label(&self) -> &str {
+        match (&self.attachment, &self.waiting) {
+            (Some(attachment), _) => attachment.device().as_str(),
+            (None, Some(waiting)) => waiting.as_str(),
+            (None, None) => "",
+        }
     }
 
     pub fn token_id(&self) -> Option<i64> {
@@ -248,7 +256,7 @@ impl DeviceSession {
                     crate::now_ms(),
                 ));
                 if let Err(err) = saving.await {
-                    tracing::warn!(%err, "registration not stored");
+                    tracing::warn!(device = attachment.device().as_str(), %err, "registration not stored");
                 }
             }
         }
@@ -270,7 +278,7 @@ impl DeviceSession {
             .registry
             .record_batch(attachment, self.pending.drain(..));
         if let Err(err) = self.context.store.append_batch(readings).await {
-            tracing::warn!(%err, "readings not stored");
+            tracing::warn!(device = attachment.device().as_str(), %err, "readings not stored");
         }
     }
 

@@ -88,10 +88,10 @@ impl Registry {
                         request.value,
                         request.duration_ms,
                     );
-                    match connection.outbound.try_send(Box::new(Outbound::Command {
+                    match connection.outbound.try_send(Outbound::Command {
                         seq,
                         line: line.clone(),
-                    })) {
+                    }) {
                         Ok(()) => {
                             self.push_console(&id, entry, Direction::Out, &line, now_ms());
                             CommandStatus::Pending
@@ -139,7 +139,7 @@ impl Registry {
             .ok_or_else(|| CommandError::Offline(id.to_string()))?;
         connection
             .outbound
-            .try_send(Box::new(Outbound::Line(line.to_string())))
+            .try_send(Outbound::Line(line.to_string()))
             .map_err(|_| CommandError::Busy(id.to_string()))?;
         self.push_console(&id, entry, Direction::Out, line, now_ms());
         Ok(())

@@ -9,6 +9,7 @@
 //! Commands to devices are numbered and tracked in `commands.rs`.
 
 mod commands;
+mod mailbox;
 
 use crate::now_ms;
 use crate::protocol::{DeviceId, Dialect};
@@ -18,17 +19,17 @@ use app::model::{
 };
 pub use commands::CommandError;
 use commands::Tracked;
+pub use mailbox::{mailbox, MailboxFull, MailboxReceiver, MailboxSender, MAILBOX_CAPACITY};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 /// Longest console line kept; longer lines are cut (the full line was parsed, not stored).
 const CONSOLE_LINE_CHARS: usize = 256;
-/// What the registry (or another part of the server) asks a connection to do. Queued boxed:
-/// a channel's first block has 32 slots however little it is used, and every idle connection
-/// has one (32 pointers rather than 32 of these: about a kilobyte less per device).
+/// What the registry (or another part of the server) asks a connection to do, through the
+/// connection's [`mailbox`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// Send this raw text line to the device.
@@ -129,7 +130,7 @@ pub struct NewReading {
 
 struct Connection {
     id: u64,
-    outbound: mpsc::Sender<Box<Outbound>>,
+    outbound: MailboxSender,
 }
 
 /// Proof that a connection speaks for a device. Dropping it marks the device offline.
@@ -191,7 +192,7 @@ impl Registry {
         &self,
         device: DeviceId,
         transport: String,
-        outbound: mpsc::Sender<Box<Outbound>>,
+        outbound: MailboxSender,
     ) -> Result<Attachment, TooManyDevices> {
         let now = now_ms();
         let mut state = self.lock();
@@ -212,9 +213,9 @@ impl Registry {
         }) {
             // If the old connection's queue is full it is stuck anyway; dropping its sender
             // (with `old`) still ends it once it drains.
-            let _ = old.outbound.try_send(Box::new(Outbound::Close(
-                "replaced by a newer connection".into(),
-            )));
+            let _ = old
+                .outbound
+                .try_send(Outbound::Close("replaced by a newer connection".into()));
         }
         entry.summary.online = true;
         entry.summary.transport = transport;
@@ -425,7 +426,7 @@ impl Registry {
             // revoked token anyway.
             let _ = connection
                 .outbound
-                .try_send(Box::new(Outbound::TokenRevoked(token_id)));
+                .try_send(Outbound::TokenRevoked(token_id));
         }
     }
 
@@ -442,7 +443,7 @@ impl Registry {
         if let Some(connection) = entry.connection {
             let _ = connection
                 .outbound
-                .try_send(Box::new(Outbound::Close("device removed".into())));
+                .try_send(Outbound::Close("device removed".into()));
         }
         self.publish(LiveEvent::Removed {
             device_id: id.to_string(),

@@ -35,7 +35,7 @@ fn led(target: CommandTarget, value: f64) -> CommandRequest {
 #[test]
 fn attach_record_detach() {
     let registry = registry(10, 16);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "test".into(), tx).unwrap();
     let r = registry.record(&att, Dialect::Csv, None, temp(23.5));
     assert_eq!(r.seq, 1);
@@ -49,12 +49,12 @@ fn attach_record_detach() {
 #[test]
 fn a_new_connection_replaces_the_old_one() {
     let registry = registry(10, 16);
-    let (old_tx, mut old_rx) = mpsc::channel(4);
+    let (old_tx, old_rx) = mailbox();
     let old = registry.attach(id("7"), "a".into(), old_tx).unwrap();
-    let (new_tx, _new_rx) = mpsc::channel(4);
+    let (new_tx, _new_rx) = mailbox();
     let _new = registry.attach(id("7"), "b".into(), new_tx).unwrap();
     assert!(
-        matches!(old_rx.try_recv().map(|b| *b), Ok(Outbound::Close(reason)) if reason.contains("replaced"))
+        matches!(old_rx.try_recv(), Some(Outbound::Close(reason)) if reason.contains("replaced"))
     );
     drop(old);
     let s = registry.summary(&id("7")).unwrap();
@@ -68,7 +68,7 @@ fn a_new_connection_replaces_the_old_one() {
 #[test]
 fn recent_readings_and_console_lines_are_bounded() {
     let registry = registry(3, 16);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     for i in 0..(CONSOLE_LINES + 10) {
         registry.line_in(&att, &format!("7,{i}"), now_ms());
@@ -99,7 +99,7 @@ fn recent_readings_and_console_lines_are_bounded() {
 #[test]
 fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
     let registry = registry(3, 16);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let _live = registry.attach(id("7"), "t".into(), tx).unwrap();
     registry.restore("7", 42, None, Vec::new());
     let old: Vec<Reading> = (0..5)
@@ -133,7 +133,7 @@ fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
 #[test]
 fn snapshots_carry_detail_only_for_the_device_in_focus() {
     let registry = registry(SPARKLINE_POINTS + 40, 16);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let seven = registry.attach(id("7"), "t".into(), tx.clone()).unwrap();
     let eight = registry.attach(id("8"), "t".into(), tx).unwrap();
     for i in 0..(SPARKLINE_POINTS + 40) {
@@ -163,7 +163,7 @@ fn snapshots_carry_detail_only_for_the_device_in_focus() {
 #[test]
 fn subscribers_see_each_event_in_the_snapshot_or_the_stream_exactly_once() {
     let registry = registry(100, 1024);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     registry.record(&att, Dialect::Csv, None, temp(1.0));
     let (snap, mut rx) = registry.subscribe(None);
@@ -179,7 +179,7 @@ fn subscribers_see_each_event_in_the_snapshot_or_the_stream_exactly_once() {
 #[test]
 fn a_slow_subscriber_lags_without_blocking_ingest() {
     let registry = registry(10, 4);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     let (_, mut slow) = registry.subscribe(None);
     for i in 0..100 {
@@ -195,7 +195,7 @@ fn a_slow_subscriber_lags_without_blocking_ingest() {
 #[test]
 fn a_command_goes_out_in_the_device_dialect_and_is_acked() {
     let registry = registry(10, 64);
-    let (tx, mut rx) = mpsc::channel(4);
+    let (tx, rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     registry.record(&att, Dialect::Json, None, temp(1.0));
     let sent = registry
@@ -203,7 +203,7 @@ fn a_command_goes_out_in_the_device_dialect_and_is_acked() {
         .unwrap();
     let seq = sent[0].seq;
     assert_eq!(
-        *rx.try_recv().unwrap(),
+        rx.try_recv().unwrap(),
         Outbound::Command {
             seq,
             line: format!(r#"{{"cmd":"LED","value":1,"seq":{seq}}}"#)
@@ -230,9 +230,9 @@ fn a_command_goes_out_in_the_device_dialect_and_is_acked() {
 #[test]
 fn commands_to_all_reach_every_online_device_only() {
     let registry = registry(10, 64);
-    let (a_tx, mut a_rx) = mpsc::channel(4);
-    let (b_tx, mut b_rx) = mpsc::channel(4);
-    let (c_tx, _c_rx) = mpsc::channel(4);
+    let (a_tx, a_rx) = mailbox();
+    let (b_tx, b_rx) = mailbox();
+    let (c_tx, _c_rx) = mailbox();
     let _a = registry.attach(id("a"), "t".into(), a_tx).unwrap();
     let _b = registry.attach(id("b"), "t".into(), b_tx).unwrap();
     drop(registry.attach(id("c"), "t".into(), c_tx).unwrap());
@@ -242,9 +242,9 @@ fn commands_to_all_reach_every_online_device_only() {
     let devices: Vec<&str> = sent.iter().map(|c| c.device_id.as_str()).collect();
     assert_eq!(devices, ["a", "b"]);
     assert!(
-        matches!(a_rx.try_recv().map(|b| *b), Ok(Outbound::Command { line, .. }) if line.starts_with("LED=0,seq="))
+        matches!(a_rx.try_recv(), Some(Outbound::Command { line, .. }) if line.starts_with("LED=0,seq="))
     );
-    assert!(b_rx.try_recv().is_ok());
+    assert!(b_rx.try_recv().is_some());
     assert_ne!(sent[0].seq, sent[1].seq);
 }
 
@@ -259,7 +259,7 @@ fn offline_unknown_and_out_of_range_commands() {
         registry.send_command(&led(CommandTarget::Device("nope".into()), 1.0)),
         Err(CommandError::UnknownDevice("nope".into()))
     );
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     let registration = Registration {
         commands: vec![app::model::CommandSpec {
@@ -288,7 +288,7 @@ fn offline_unknown_and_out_of_range_commands() {
 #[test]
 fn unacknowledged_commands_time_out() {
     let registry = registry(10, 64);
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let _att = registry.attach(id("7"), "t".into(), tx).unwrap();
     let seq = registry
         .send_command(&led(CommandTarget::Device("7".into()), 1.0))
@@ -311,8 +311,8 @@ fn unacknowledged_commands_time_out() {
 #[test]
 fn a_device_cannot_ack_another_devices_command() {
     let registry = registry(10, 64);
-    let (a_tx, _a_rx) = mpsc::channel(4);
-    let (b_tx, _b_rx) = mpsc::channel(4);
+    let (a_tx, _a_rx) = mailbox();
+    let (b_tx, _b_rx) = mailbox();
     let _a = registry.attach(id("a"), "t".into(), a_tx).unwrap();
     let b = registry.attach(id("b"), "t".into(), b_tx).unwrap();
     let seq = registry
@@ -333,7 +333,7 @@ fn new_ids_past_the_device_limit_are_refused_known_ones_are_not() {
         command_timeout: Duration::from_secs(5),
         max_devices: 2,
     });
-    let (tx, _rx) = mpsc::channel(4);
+    let (tx, _rx) = mailbox();
     let a = registry.attach(id("a"), "t".into(), tx.clone()).unwrap();
     let _b = registry.attach(id("b"), "t".into(), tx.clone()).unwrap();
     assert_eq!(
