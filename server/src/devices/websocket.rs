@@ -9,33 +9,41 @@
 //! errors persist ([`super::session::ERROR_BUDGET`] within [`super::session::ERROR_WINDOW`]). A silent device is pinged after
 //! `--ping-after-ms` and dropped after `--keepalive-timeout-ms` more.
 
+mod frames;
+mod upgrade;
+
 use super::conversation::{converse, Ending, Keepalive, Wire, WRITE_LIMIT};
 use super::session::{Admission, DeviceSession, Handled};
 use super::DeviceContext;
 use crate::auth::{DeviceAccess, DeviceRefusal};
 use crate::protocol::DeviceId;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use frames::{Decoder, FrameError, Incoming};
 use serde::Deserialize;
+use std::future::poll_fn;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio_tungstenite::tungstenite;
+use std::task::{Context, Poll};
+use tokio::io::AsyncWriteExt;
+use upgrade::{DeviceUpgrade, UpgradedStream};
 
-/// Read/write buffers per connection. tungstenite's defaults (128 KiB read) would cost
-/// gigabytes with thousands of idle devices; readings are a few dozen bytes. The read buffer is
-/// allocated whole for every connection and also caps one read: 2 KiB flooded as fast as
-/// 4 KiB (ten-line frames, 100 devices) and saved 1.5 KiB per idle device; 512 B cost a third
-/// of the throughput.
-const SOCKET_BUFFER_BYTES: usize = 2 * 1024;
+/// How much room a read gets. The buffer exists only while a connection has bytes to work
+/// through (see [`Socket::fill`]), so this costs busy connections, not idle ones; one read of
+/// 4 KiB takes several ten-line frames.
+const READ_CHUNK: usize = 4 * 1024;
+/// Less room than this left, and the buffer grows by [`READ_CHUNK`] before reading.
+const MIN_READ_ROOM: usize = 512;
 
 // Close codes (RFC 6455 and the application range 4000–4999).
+const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
-const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_POLICY: u16 = 1008;
-const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_REPLACED: u16 = 4000;
 const CLOSE_SILENT: u16 = 4001;
 
@@ -50,7 +58,7 @@ pub async fn upgrade(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Query(params): Query<ConnectParams>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: DeviceUpgrade,
 ) -> Response {
     let url_id = match params.id.as_deref().map(DeviceId::parse).transpose() {
         Ok(id) => id,
@@ -81,13 +89,10 @@ pub async fn upgrade(
         },
         Err(refusal) => return refuse_upgrade(remote, refusal),
     };
-    let max = context.limits.max_frame_bytes;
     let tasks = context.tasks.clone();
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(SOCKET_BUFFER_BYTES)
-        .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| tasks.track_future(serve(socket, remote, admission, context)))
+    ws.accept(&tasks, move |stream| {
+        serve(stream, remote, admission, context)
+    })
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -113,14 +118,24 @@ fn refuse_upgrade(remote: SocketAddr, refusal: DeviceRefusal) -> Response {
 /// The WebSocket as the conversation's [`Wire`]: text frames in, text frames out, pings to
 /// probe a silent device and close frames with a code to end.
 struct Socket {
-    socket: WebSocket,
-    /// `--max-frame-bytes`, for the error that names it.
-    max_frame_bytes: usize,
+    stream: UpgradedStream,
+    /// Bytes read and not yet taken as frames. Unallocated while the device is idle.
+    buffer: BytesMut,
+    decoder: Decoder,
 }
 
-#[tracing::instrument(name = "device", skip_all, fields(%remote, id = tracing::field::Empty))]
+/// Why reading stopped.
+#[derive(Debug)]
+enum ReadFailure {
+    Lost(io::Error),
+    Ended,
+    Frame(FrameError),
+}
+
+// No tracing span per connection: it would cost every idle device a few hundred bytes of
+// the subscriber's memory. The lines that matter name the device and its address themselves.
 async fn serve(
-    socket: WebSocket,
+    stream: UpgradedStream,
     remote: SocketAddr,
     admission: Admission,
     context: Arc<DeviceContext>,
@@ -130,53 +145,72 @@ async fn serve(
         after: context.limits.ping_after,
         give_up_after: context.limits.keepalive_timeout,
     };
-    let max_frame_bytes = context.limits.max_frame_bytes;
+    let decoder = Decoder::new(context.limits.max_frame_bytes);
     let (mut session, outbound) =
         DeviceSession::new(context, format!("websocket {remote}"), admission);
     let mut wire = Socket {
-        socket,
-        max_frame_bytes,
+        stream,
+        buffer: BytesMut::new(),
+        decoder,
     };
-    tracing::info!("device connected");
+    tracing::info!(%remote, "device connected");
     let ending = converse(&mut wire, &mut session, outbound, keepalive, &stopping).await;
-    tracing::info!(reason = %ending.reason(), "device disconnected");
+    tracing::info!(%remote, id = session.label(), reason = %ending.reason(), "device disconnected");
 }
 
 impl Wire for Socket {
-    type Input = Option<Result<Message, axum::Error>>;
+    type Input = Result<Incoming, ReadFailure>;
 
     async fn read(&mut self) -> Self::Input {
-        self.socket.recv().await
+        loop {
+            match self.decoder.decode(&mut self.buffer) {
+                Ok(Some(message)) => return Ok(message),
+                Ok(None) => {}
+                Err(err) => return Err(ReadFailure::Frame(err)),
+            }
+            match poll_fn(|cx| self.fill(cx)).await {
+                Ok(0) => return Err(ReadFailure::Ended),
+                Ok(_) => {}
+                Err(err) => return Err(ReadFailure::Lost(err)),
+            }
+        }
     }
 
-    async fn handle(&mut self, frame: Self::Input, session: &mut DeviceSession) -> Option<Ending> {
-        match frame {
-            None => Some(Ending::Ended("connection lost".into())),
-            Some(Ok(Message::Close(_))) => {
-                // tungstenite has queued the close reply (RFC 6455 §5.5.1); flushing sends it,
-                // so the device sees a clean close rather than a reset.
-                let _ =
-                    tokio::time::timeout(WRITE_LIMIT, futures::SinkExt::close(&mut self.socket))
-                        .await;
-                Some(Ending::Ended("closed by the device".into()))
+    async fn handle(&mut self, input: Self::Input, session: &mut DeviceSession) -> Option<Ending> {
+        match input {
+            Ok(Incoming::Text(text)) => self.handle_text(text.as_str(), session).await,
+            Ok(Incoming::Ping(payload)) => {
+                if self.write(frames::PONG, &payload).await {
+                    None
+                } else {
+                    Some(Ending::Ended("send failed".into()))
+                }
             }
-            Some(Err(err)) => Some(self.read_failed(err, session).await),
-            Some(Ok(Message::Text(text))) => self.handle_text(text.as_str(), session).await,
-            Some(Ok(Message::Binary(_))) => {
+            // Any frame at all proves the device is alive.
+            Ok(Incoming::Pong) => None,
+            Ok(Incoming::Binary) => {
                 let handled = session.refuse("binary frames are not supported; send text lines");
                 self.answer(handled).await
             }
-            // axum answers pings itself; any frame at all proves the device is alive.
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+            Ok(Incoming::Close(code)) => {
+                // The close handshake (RFC 6455 §5.5.1): answer with the device's code, so it
+                // sees a clean close rather than a reset.
+                let payload = frames::close_payload(code.unwrap_or(CLOSE_NORMAL), "");
+                self.write(frames::CLOSE, &payload).await;
+                Some(Ending::Ended("closed by the device".into()))
+            }
+            Err(ReadFailure::Ended) => Some(Ending::Ended("connection lost".into())),
+            Err(ReadFailure::Lost(err)) => Some(Ending::Ended(format!("connection error: {err}"))),
+            Err(ReadFailure::Frame(err)) => Some(self.broken(err, session).await),
         }
     }
 
     async fn send(&mut self, line: &str) -> bool {
-        self.write(Message::Text(line.into())).await
+        self.write(frames::TEXT, line.as_bytes()).await
     }
 
     async fn probe(&mut self) -> bool {
-        self.write(Message::Ping(Default::default())).await
+        self.write(frames::PING, b"").await
     }
 
     async fn farewell(&mut self, ending: &Ending) {
@@ -192,21 +226,36 @@ impl Wire for Socket {
 }
 
 impl Socket {
-    /// Sends one message; false if it failed or the device did not take it within
+    /// Reads what the socket has into the buffer. The buffer is allocated only when the socket
+    /// has something: a connection that finds nothing to read with nothing left over gives its
+    /// buffer back, so an idle device holds none.
+    fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buffer.capacity() - self.buffer.len() < MIN_READ_ROOM {
+            self.buffer.reserve(READ_CHUNK);
+        }
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer);
+        if read.is_pending() && self.buffer.is_empty() {
+            self.buffer = BytesMut::new();
+        }
+        read
+    }
+
+    /// Sends one frame; false if it failed or the device did not take it within
     /// [`WRITE_LIMIT`] (a device that stops reading must not hold its task forever).
-    async fn write(&mut self, message: Message) -> bool {
-        matches!(
-            tokio::time::timeout(WRITE_LIMIT, self.socket.send(message)).await,
-            Ok(Ok(()))
-        )
+    async fn write(&mut self, opcode: u8, payload: &[u8]) -> bool {
+        let mut frame = Vec::new();
+        frames::encode(opcode, payload, &mut frame);
+        let stream = &mut self.stream;
+        let sending = async move {
+            stream.write_all(&frame).await?;
+            stream.flush().await
+        };
+        matches!(tokio::time::timeout(WRITE_LIMIT, sending).await, Ok(Ok(())))
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        self.write(Message::Close(Some(frame))).await;
+        self.write(frames::CLOSE, &frames::close_payload(code, reason))
+            .await;
     }
 
     /// Every line of a frame, then the frame's readings handed on as one batch.
@@ -228,8 +277,7 @@ impl Socket {
         let Handled::Refused { message, give_up } = handled else {
             return None;
         };
-        self.write(Message::Text(format!("error: {message}").into()))
-            .await;
+        self.send(&format!("error: {message}")).await;
         if !give_up {
             return None;
         }
@@ -237,29 +285,14 @@ impl Socket {
         Some(Ending::Ended("too many errors".into()))
     }
 
-    /// A frame could not be read. After an oversized frame or invalid UTF-8 the stream cannot be
-    /// resynchronised, so the device is told why and the connection closes.
-    async fn read_failed(&mut self, err: axum::Error, session: &mut DeviceSession) -> Ending {
-        let (code, message) = match err
-            .into_inner()
-            .downcast::<tungstenite::Error>()
-            .map(|e| *e)
-        {
-            Ok(tungstenite::Error::Capacity(_)) => (
-                CLOSE_TOO_BIG,
-                format!("message larger than {} bytes", self.max_frame_bytes),
-            ),
-            Ok(tungstenite::Error::Utf8(_)) => (
-                CLOSE_INVALID_DATA,
-                "text frame is not valid UTF-8".to_string(),
-            ),
-            Ok(other) => return Ending::Ended(format!("connection error: {other}")),
-            Err(other) => return Ending::Ended(format!("connection error: {other}")),
-        };
+    /// The device broke the protocol (an oversized frame, text that is not UTF-8, a frame
+    /// no client may send). The stream cannot be resynchronised after that, so the device is
+    /// told why and the connection closes.
+    async fn broken(&mut self, err: FrameError, session: &mut DeviceSession) -> Ending {
+        let message = err.to_string();
         session.note_error(&message);
-        self.write(Message::Text(format!("error: {message}").into()))
-            .await;
-        self.close(code, &message).await;
+        self.send(&format!("error: {message}")).await;
+        self.close(err.close_code(), &message).await;
         Ending::Ended(message)
     }
 }

@@ -21,3 +21,4 @@ mod serial;
 mod storage;
 mod tcp;
 mod tls;
+mod websocket;
