@@ -29,6 +29,7 @@ mod readings;
 mod retention;
 pub mod rollup;
 mod sqlite;
+mod writer;
 
 pub use accounts::{RevokedToken, SessionRow, UserRow};
 pub use devices::StoredDevice;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
+use writer::{Writer, WriterMsg};
 
 /// File name of the SQLite database inside the data folder.
 pub const DATABASE_FILE: &str = "iothub.db";
@@ -144,53 +146,6 @@ enum Backend {
     Postgres(PgPool),
 }
 
-/// What writes readings: on SQLite a thread with its own connection, on PostgreSQL the
-/// writer task itself.
-enum Writer {
-    Sqlite(sqlite::Writer),
-    Postgres(postgres::Writer),
-}
-
-impl Writer {
-    /// Writes `batch` in one transaction; on failure the readings stay in `batch`.
-    async fn write(&mut self, batch: &mut Vec<Arc<Reading>>) -> Result<(), StorageError> {
-        match self {
-            Writer::Sqlite(writer) => {
-                let (back, result) = writer.write(std::mem::take(batch)).await;
-                if result.is_err() {
-                    *batch = back;
-                }
-                result
-            }
-            Writer::Postgres(writer) => {
-                writer.write(batch).await?;
-                batch.clear();
-                Ok(())
-            }
-        }
-    }
-
-    async fn convert_v1(&mut self) -> Result<u64, StorageError> {
-        match self {
-            Writer::Sqlite(writer) => writer.convert_v1().await,
-            Writer::Postgres(writer) => writer.convert_v1().await,
-        }
-    }
-
-    async fn stop(self) {
-        if let Writer::Sqlite(writer) = self {
-            writer.stop().await;
-        }
-    }
-}
-
-enum WriterMsg {
-    Readings(Vec<Arc<Reading>>),
-    /// Write what is queued now, then answer.
-    Flush(oneshot::Sender<()>),
-    Close(oneshot::Sender<()>),
-}
-
 /// A cheap, cloneable handle to the store and its writer task.
 #[derive(Clone)]
 pub struct Store {
@@ -230,7 +185,7 @@ impl Store {
         }
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let writes_ok = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let task = tokio::spawn(run_writer(writer, rx, config, writes_ok.clone()));
+        let task = tokio::spawn(writer::run(writer, rx, config, writes_ok.clone()));
         Ok(Store {
             backend,
             writes_ok,
@@ -311,97 +266,6 @@ impl Store {
                 Ok(())
             }
             Backend::Postgres(_) => Err(StorageError::BackupUnsupported),
-        }
-    }
-}
-
-async fn run_writer(
-    mut writer: Writer,
-    mut rx: mpsc::Receiver<WriterMsg>,
-    config: StoreConfig,
-    writes_ok: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let mut batch: Vec<Arc<Reading>> = Vec::new();
-    let mut queued_values = 0usize;
-    let mut tick = tokio::time::interval(config.flush_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(WriterMsg::Readings(readings)) => {
-                    queued_values += readings.iter().map(|r| r.values.len()).sum::<usize>();
-                    batch.extend(readings);
-                    if queued_values >= config.flush_rows {
-                        flush(&mut writer, &mut batch, &writes_ok).await;
-                        queued_values = batch.iter().map(|r| r.values.len()).sum();
-                    }
-                }
-                Some(WriterMsg::Flush(done)) => {
-                    flush(&mut writer, &mut batch, &writes_ok).await;
-                    queued_values = batch.iter().map(|r| r.values.len()).sum();
-                    let _ = done.send(());
-                }
-                Some(WriterMsg::Close(done)) => {
-                    rx.close();
-                    // Readings queued before the close message still count.
-                    while let Ok(WriterMsg::Readings(readings)) = rx.try_recv() {
-                        batch.extend(readings);
-                    }
-                    flush(&mut writer, &mut batch, &writes_ok).await;
-                    if !batch.is_empty() {
-                        tracing::error!(unwritten = batch.len(), "the database refused the final flush");
-                    }
-                    writer.stop().await;
-                    let _ = done.send(());
-                    return;
-                }
-                None => {
-                    flush(&mut writer, &mut batch, &writes_ok).await;
-                    writer.stop().await;
-                    return;
-                }
-            },
-            _ = tick.tick() => {
-                if !batch.is_empty() {
-                    flush(&mut writer, &mut batch, &writes_ok).await;
-                    queued_values = batch.iter().map(|r| r.values.len()).sum();
-                }
-            }
-        }
-    }
-}
-
-/// Writes `batch` in one transaction and empties it. On failure the readings stay in `batch`
-/// for the next attempt (bounded by [`MAX_UNWRITTEN`]).
-async fn flush(
-    writer: &mut Writer,
-    batch: &mut Vec<Arc<Reading>>,
-    writes_ok: &std::sync::atomic::AtomicBool,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    let started = std::time::Instant::now();
-    let readings = batch.len();
-    match writer.write(batch).await {
-        Ok(()) => {
-            tracing::trace!(readings, elapsed = ?started.elapsed(), "flushed");
-            writes_ok.store(true, std::sync::atomic::Ordering::Relaxed);
-            metrics::histogram!(crate::metrics::STORE_FLUSH_SECONDS)
-                .record(started.elapsed().as_secs_f64());
-        }
-        Err(err) => {
-            writes_ok.store(false, std::sync::atomic::Ordering::Relaxed);
-            metrics::counter!(crate::metrics::STORE_WRITE_FAILURES).increment(1);
-            tracing::error!(%err, pending = batch.len(), "writing readings failed; will retry");
-            if batch.len() > MAX_UNWRITTEN {
-                let excess = batch.len() - MAX_UNWRITTEN;
-                tracing::error!(
-                    dropped = excess,
-                    "too many unwritten readings; dropping the oldest"
-                );
-                batch.drain(..excess);
-            }
         }
     }
 }

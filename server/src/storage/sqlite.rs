@@ -117,11 +117,15 @@ fn run(mut conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
     let mut keys = Keys::default();
     for job in queue {
         match job {
-            Job::Write(batch, done) => {
+            Job::Write(mut batch, done) => {
                 let result = write(&mut conn, &mut keys, &batch);
                 if result.is_err() {
                     // Keys learned in the failed transaction may not exist: look them up again.
                     keys = Keys::default();
+                } else {
+                    // Written: the readings are dropped here, on this thread, rather than on
+                    // the runtime's workers, which have the devices to serve.
+                    batch.clear();
                 }
                 let _ = done.send((batch, result));
             }

@@ -594,3 +594,36 @@ async fn a_removed_device_leaves_the_listing_until_it_sends_again() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn batches_written_while_the_next_ones_gather_keep_every_reading_in_order() {
+    on_each_backend(|db| async move {
+        // Two values start a write: nearly every batch finds the previous one still being
+        // written, and gathers behind it.
+        let store = Store::open(StoreConfig {
+            database: db.clone(),
+            flush_interval: Duration::from_secs(3600),
+            flush_rows: 2,
+        })
+        .await
+        .expect("store opens");
+        let mut seq = 0;
+        for _ in 0..200 {
+            let batch = (0..10)
+                .map(|_| {
+                    seq += 1;
+                    Arc::new(reading(seq, seq as i64, &[("temp", seq as f64)]))
+                })
+                .collect();
+            store.append_batch(batch).await.unwrap();
+        }
+        // `flush` answers once everything queued before it is written, in flight or not.
+        store.flush().await;
+        assert_eq!(store.count_readings().await.unwrap(), 2_000, "{db}");
+        let stored = store.history("7", 0, 2_000).await.unwrap();
+        let seqs: Vec<u64> = stored.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=2_000).collect::<Vec<u64>>(), "{db}");
+        store.close().await;
+    })
+    .await;
+}
