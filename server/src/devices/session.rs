@@ -13,7 +13,7 @@ use super::DeviceContext;
 use crate::limits::{ErrorBudget, RateLimit};
 use crate::protocol::{self, DeviceId, DeviceMessage, Dialect, ParseRules};
 use crate::registry::{
-    mailbox, Attachment, MailboxReceiver, MailboxSender, NewReading, TooManyDevices,
+    mailbox, Attachment, Heard, MailboxReceiver, MailboxSender, NewReading, TooManyDevices,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +70,9 @@ pub struct DeviceSession {
     dialect_override: Option<Dialect>,
     /// Readings accepted since the last [`DeviceSession::flush`].
     pending: Vec<NewReading>,
+    /// The lines read since then, each ending in a newline: they go to the device's console
+    /// with the readings, under one registry lock per batch rather than one per line.
+    heard: String,
     /// When the lines since the last flush arrived (monotonic, and wall-clock ms): read once
     /// per batch, as the lines of one frame or read arrived together.
     arrived: Option<(Instant, i64)>,
@@ -105,6 +108,7 @@ impl DeviceSession {
             waiting: None,
             dialect_override: None,
             pending: Vec::new(),
+            heard: String::new(),
             arrived: None,
         };
         if let Some(id) = device {
@@ -154,7 +158,7 @@ impl DeviceSession {
 
     /// Handles one line of text (without its line ending).
     pub async fn line(&mut self, line: &str) -> Handled {
-        let (now, now_ms) = *self
+        let (now, _) = *self
             .arrived
             .get_or_insert_with(|| (Instant::now(), crate::now_ms()));
         let parsed = protocol::parse_line(line, &self.rules);
@@ -179,8 +183,9 @@ impl DeviceSession {
                 }
             }
         }
-        if let Some(attachment) = &self.attachment {
-            self.context.registry.line_in(attachment, line, now_ms);
+        if self.attachment.is_some() {
+            self.heard.push_str(line);
+            self.heard.push('\n');
         }
         let message = match parsed {
             Ok(message) => message,
@@ -263,20 +268,33 @@ impl DeviceSession {
         Handled::Accepted
     }
 
-    /// Records the readings accepted since the last call and queues them for the store.
+    /// Records the lines and readings accepted since the last call and queues the readings for
+    /// the store.
     pub async fn flush(&mut self) {
-        self.arrived = None;
+        let heard_ms = self.arrived.take().map_or_else(crate::now_ms, |(_, ms)| ms);
         let Some(attachment) = &self.attachment else {
             return;
         };
+        let heard = Heard {
+            lines: &self.heard,
+            ms: heard_ms,
+        };
         if self.pending.is_empty() {
+            if !self.heard.is_empty() {
+                self.context.registry.lines_in(attachment, heard);
+                forget(&mut self.heard);
+            }
             return;
         }
         metrics::counter!(crate::metrics::READINGS).increment(self.pending.len() as u64);
-        let readings = self
-            .context
-            .registry
-            .record_batch(attachment, self.pending.drain(..));
+        let readings =
+            self.context
+                .registry
+                .record_batch(attachment, heard, self.pending.drain(..));
+        forget(&mut self.heard);
+        if self.pending.capacity() > KEEP_READINGS {
+            self.pending = Vec::new();
+        }
         if let Err(err) = self.context.store.append_batch(readings).await {
             tracing::warn!(device = attachment.device().as_str(), %err, "readings not stored");
         }
@@ -294,10 +312,34 @@ impl DeviceSession {
         }
     }
 
-    /// Shows an error in the device's console without counting it (the connection is ending).
-    pub fn note_error(&self, message: &str) {
+    /// Shows an error in the device's console without counting it (the connection is ending),
+    /// after the lines that came before it.
+    pub fn note_error(&mut self, message: &str) {
         if let Some(attachment) = &self.attachment {
+            if !self.heard.is_empty() {
+                let ms = self.arrived.map_or_else(crate::now_ms, |(_, ms)| ms);
+                let heard = Heard {
+                    lines: &self.heard,
+                    ms,
+                };
+                self.context.registry.lines_in(attachment, heard);
+                forget(&mut self.heard);
+            }
             self.context.registry.error_out(attachment, message);
         }
+    }
+}
+
+/// Most readings (and bytes of lines, for `heard`) a session keeps room for between batches:
+/// a device that once sent a large frame does not hold its buffers for the rest of its life.
+const KEEP_READINGS: usize = 64;
+const KEEP_HEARD_BYTES: usize = 4096;
+
+/// Empties `heard`, giving its memory back if it grew large.
+fn forget(heard: &mut String) {
+    if heard.capacity() > KEEP_HEARD_BYTES {
+        *heard = String::new();
+    } else {
+        heard.clear();
     }
 }

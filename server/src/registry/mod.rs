@@ -119,6 +119,19 @@ impl Entry {
     }
 }
 
+/// Lines a connection read at once, one per line of `lines`, and when (wall clock, ms): they go
+/// to the device's console with the readings they carried, under one lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard<'a> {
+    pub lines: &'a str,
+    pub ms: i64,
+}
+
+impl Heard<'_> {
+    /// No lines (readings that did not come as text, or were already heard).
+    pub const NOTHING: Heard<'static> = Heard { lines: "", ms: 0 };
+}
+
 /// A reading as a connection hands it over, before the registry stamps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewReading {
@@ -246,7 +259,7 @@ impl Registry {
             device_ms,
             values,
         };
-        let mut recorded = self.record_batch(attachment, [new]);
+        let mut recorded = self.record_batch(attachment, Heard::NOTHING, [new]);
         let reading = recorded
             .pop()
             .unwrap_or_else(|| unreachable!("one reading in, one out"));
@@ -259,6 +272,7 @@ impl Registry {
     pub fn record_batch(
         &self,
         attachment: &Attachment,
+        heard: Heard<'_>,
         readings: impl IntoIterator<Item = NewReading>,
     ) -> Vec<Arc<Reading>> {
         let now = now_ms();
@@ -271,6 +285,12 @@ impl Registry {
         let publish = self.shared.events.receiver_count() > 0;
         let State { devices, seq, .. } = &mut *state;
         let mut entry = devices.get_mut(&attachment.device);
+        // Readings pushed out of the ring are dropped after the lock is released: for most of
+        // them the ring held the last reference, and freeing is work the lock need not wait for.
+        let mut expired = Vec::new();
+        if let Some(entry) = entry.as_mut() {
+            self.hear(&attachment.device, entry, heard);
+        }
         for new in readings {
             *seq += 1;
             let reading = Arc::new(Reading {
@@ -284,7 +304,7 @@ impl Registry {
                 entry.dialect = new.dialect;
                 entry.summary.readings += 1;
                 if entry.recent.len() >= recent_cap {
-                    entry.recent.pop_front();
+                    expired.extend(entry.recent.pop_front());
                 }
                 entry.recent.push_back(reading.clone());
             }
@@ -297,16 +317,24 @@ impl Registry {
             entry.summary.last_seen_ms = now;
             entry.summary.latest = last.values.clone();
         }
+        drop(state);
+        drop(expired);
         recorded
     }
 
-    /// A raw line arrived from this device: console, byte count, last seen.
-    pub fn line_in(&self, attachment: &Attachment, text: &str, now: i64) {
+    /// Raw lines arrived from this device: console, byte count, last seen.
+    pub fn lines_in(&self, attachment: &Attachment, heard: Heard<'_>) {
         let mut state = self.lock();
         if let Some(entry) = state.devices.get_mut(&attachment.device) {
-            entry.summary.bytes_in += text.len() as u64 + 1;
-            entry.summary.last_seen_ms = now;
-            self.push_console(&attachment.device, entry, Direction::In, text, now);
+            self.hear(&attachment.device, entry, heard);
+        }
+    }
+
+    fn hear(&self, device: &DeviceId, entry: &mut Entry, heard: Heard<'_>) {
+        for line in heard.lines.lines() {
+            entry.summary.bytes_in += line.len() as u64 + 1;
+            entry.summary.last_seen_ms = heard.ms;
+            self.push_console(device, entry, Direction::In, line, heard.ms);
         }
     }
 

@@ -71,7 +71,13 @@ fn recent_readings_and_console_lines_are_bounded() {
     let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     for i in 0..(CONSOLE_LINES + 10) {
-        registry.line_in(&att, &format!("7,{i}"), now_ms());
+        registry.lines_in(
+            &att,
+            Heard {
+                lines: &format!("7,{i}"),
+                ms: now_ms(),
+            },
+        );
         registry.record(&att, Dialect::Csv, None, temp(i as f64));
     }
     let snap = registry.snapshot(Some("7"));
@@ -83,7 +89,13 @@ fn recent_readings_and_console_lines_are_bounded() {
         snap.devices[0].console.last().unwrap().text,
         format!("7,{}", CONSOLE_LINES + 9)
     );
-    registry.line_in(&att, &"x".repeat(10_000), now_ms());
+    registry.lines_in(
+        &att,
+        Heard {
+            lines: &"x".repeat(10_000),
+            ms: now_ms(),
+        },
+    );
     assert!(
         registry.snapshot(Some("7")).devices[0]
             .console
@@ -138,7 +150,13 @@ fn snapshots_carry_detail_only_for_the_device_in_focus() {
     let eight = registry.attach(id("8"), "t".into(), tx).unwrap();
     for i in 0..(SPARKLINE_POINTS + 40) {
         for att in [&seven, &eight] {
-            registry.line_in(att, "line", now_ms());
+            registry.lines_in(
+                att,
+                Heard {
+                    lines: "line",
+                    ms: now_ms(),
+                },
+            );
             registry.record(att, Dialect::Csv, None, temp(i as f64));
         }
     }
@@ -343,4 +361,37 @@ fn new_ids_past_the_device_limit_are_refused_known_ones_are_not() {
     // A known device (offline now) may come back.
     drop(a);
     assert!(registry.attach(id("a"), "t".into(), tx).is_ok());
+}
+
+#[test]
+fn a_batch_records_its_lines_and_readings_together() {
+    let registry = registry(10, 64);
+    let (tx, _rx) = mailbox();
+    let att = registry.attach(id("7"), "t".into(), tx).unwrap();
+    let (_, mut events) = registry.subscribe(None);
+    let new = |value| NewReading {
+        dialect: Dialect::Csv,
+        device_ms: None,
+        values: temp(value),
+    };
+    let heard = Heard {
+        lines: "7,1,20.5\n7,2,21.5\n",
+        ms: 1_000,
+    };
+    let recorded = registry.record_batch(&att, heard, [new(20.5), new(21.5)]);
+    assert_eq!(recorded.len(), 2);
+    let device = registry.snapshot(Some("7")).devices.remove(0);
+    let console: Vec<&str> = device.console.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(console, ["7,1,20.5", "7,2,21.5"]);
+    assert_eq!(device.summary.bytes_in, 18);
+    assert_eq!(device.summary.readings, 2);
+    // Console lines are published before the readings they carried.
+    let kinds: Vec<&str> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|event| match event {
+            LiveEvent::Console { .. } => "console",
+            LiveEvent::Reading(_) => "reading",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["console", "console", "reading", "reading"]);
 }
