@@ -68,7 +68,8 @@ pub struct DeviceSession {
     /// Readings are recorded in this dialect instead of the one parsed (framed TCP devices
     /// send key=value inside frames, and want their commands framed).
     dialect_override: Option<Dialect>,
-    /// Readings accepted since the last [`DeviceSession::flush`].
+    /// Readings accepted since the last [`DeviceSession::flush`]. Handed over whole, so an idle
+    /// device holds no room for them (a batch's allocation costs far less than its readings).
     pending: Vec<NewReading>,
     /// The lines read since then, each ending in a newline: they go to the device's console
     /// with the readings, under one registry lock per batch rather than one per line.
@@ -287,14 +288,12 @@ impl DeviceSession {
             return;
         }
         metrics::counter!(crate::metrics::READINGS).increment(self.pending.len() as u64);
-        let readings =
-            self.context
-                .registry
-                .record_batch(attachment, heard, self.pending.drain(..));
+        let readings = self.context.registry.record_batch(
+            attachment,
+            heard,
+            std::mem::take(&mut self.pending),
+        );
         forget(&mut self.heard);
-        if self.pending.capacity() > KEEP_READINGS {
-            self.pending = Vec::new();
-        }
         if let Err(err) = self.context.store.append_batch(readings).await {
             tracing::warn!(device = attachment.device().as_str(), %err, "readings not stored");
         }
@@ -330,9 +329,8 @@ impl DeviceSession {
     }
 }
 
-/// Most readings (and bytes of lines, for `heard`) a session keeps room for between batches:
-/// a device that once sent a large frame does not hold its buffers for the rest of its life.
-const KEEP_READINGS: usize = 64;
+/// Most bytes of lines a session keeps room for between batches: a device that once sent a
+/// large frame does not hold the buffer for the rest of its life.
 const KEEP_HEARD_BYTES: usize = 4096;
 
 /// Empties `heard`, giving its memory back if it grew large.

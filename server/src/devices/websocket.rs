@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use frames::{Decoder, FrameError, Incoming};
 use serde::Deserialize;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -134,12 +134,16 @@ enum ReadFailure {
 
 // No tracing span per connection: it would cost every idle device a few hundred bytes of
 // the subscriber's memory. The lines that matter name the device and its address themselves.
-async fn serve(
+//
+// Not an `async fn`: one would keep its arguments in its state beside what is made of them,
+// for as long as the device is connected. The session and the socket are made here, and the
+// future uses them in place.
+fn serve(
     stream: UpgradedStream,
     remote: SocketAddr,
     admission: Admission,
     context: Arc<DeviceContext>,
-) {
+) -> impl Future<Output = ()> {
     let stopping = context.shutdown.clone();
     let keepalive = Keepalive::Probe {
         after: context.limits.ping_after,
@@ -153,9 +157,11 @@ async fn serve(
         buffer: BytesMut::new(),
         decoder,
     };
-    tracing::info!(%remote, "device connected");
-    let ending = converse(&mut wire, &mut session, outbound, keepalive, &stopping).await;
-    tracing::info!(%remote, id = session.label(), reason = %ending.reason(), "device disconnected");
+    async move {
+        tracing::info!(%remote, "device connected");
+        let ending = converse(&mut wire, &mut session, outbound, keepalive, &stopping).await;
+        tracing::info!(%remote, id = session.label(), reason = %ending.reason(), "device disconnected");
+    }
 }
 
 impl Wire for Socket {

@@ -76,7 +76,9 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    devices: HashMap<DeviceId, Entry>,
+    /// Entries boxed: the table keeps free slots (up to half of them just after it grows),
+    /// and a free slot costs the size of what it holds, which for an entry is ~300 bytes.
+    devices: HashMap<DeviceId, Box<Entry>>,
     /// Number of the last published reading; see [`Reading::seq`].
     seq: u64,
     next_connection: u64,
@@ -219,7 +221,7 @@ impl Registry {
         let entry = state
             .devices
             .entry(device.clone())
-            .or_insert_with(|| Entry::new(&device, now));
+            .or_insert_with(|| Box::new(Entry::new(&device, now)));
         if let Some(old) = entry.connection.replace(Connection {
             id: connection,
             outbound,
@@ -502,7 +504,7 @@ impl Registry {
             entry.summary.registration = registration;
             entry.summary.latest = recent.last().map(|r| r.values.clone()).unwrap_or_default();
             entry.recent = recent.into_iter().skip(skip).map(Arc::new).collect();
-            entry
+            Box::new(entry)
         });
     }
 

@@ -102,9 +102,15 @@ impl DeviceUpgrade {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
+        let tracker = tasks.clone();
+        // The connection gets a task of its own once the upgrade is done: a task is as large
+        // as its future, and this one's would also hold the upgrade and `serve`'s captures
+        // for as long as the device stays.
         tasks.spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+                Ok(upgraded) => {
+                    tracker.spawn(serve(TokioIo::new(upgraded)));
+                }
                 Err(err) => tracing::debug!(%err, "WebSocket upgrade failed"),
             }
         });
