@@ -14,11 +14,13 @@
 #     scripts/peer/requirements.txt); its stored readings are the data lines of its CSV files.
 #     Printed: PEER medians and RATIO hub/peer lines beside the hub's MEDIAN lines.
 #  2. Memory: 10,000 idle devices (one line each, then only answering pings); the server's
-#     resident memory (VmRSS) before and after, per connection.
+#     resident memory (VmRSS) before and after, per connection (median of BENCH_MEMORY_RUNS,
+#     by default BENCH_RUNS, runs).
 #
 # Knobs (environment): BENCH_RUNS=3 BENCH_DURATION=10 BENCH_CONNECTIONS=100 BENCH_BATCHES="1 10"
 # BENCH_TRANSPORTS="ws tcp" BENCH_LOAD_THREADS=1 BENCH_IDLE_CONNECTIONS=10000
-# BENCH_IDLE_DURATION=30 BENCH_CONNECT_CONCURRENCY=200 BENCH_SETTLE=3 BENCH_SKIP_THROUGHPUT=1
+# BENCH_IDLE_DURATION=30 BENCH_MEMORY_RUNS=$BENCH_RUNS BENCH_CONNECT_CONCURRENCY=200 BENCH_SETTLE=3
+# BENCH_SKIP_THROUGHPUT=1
 # BENCH_SKIP_MEMORY=1 BENCH_PEER=0 (no Python peer) BENCH_PROFILE=server-release (the cargo
 # profile built and measured; dev uses the debug binaries that `cargo test` leaves, for a quick
 # trial in CI) BENCH_KEEP=1 (keep the temp folder with server logs, databases and CSV files).
@@ -42,6 +44,7 @@ IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
 IDLE_DURATION=${BENCH_IDLE_DURATION:-30}
 CONNECT_CONCURRENCY=${BENCH_CONNECT_CONCURRENCY:-200}
 SETTLE=${BENCH_SETTLE:-3}
+MEMORY_RUNS=${BENCH_MEMORY_RUNS:-$RUNS}
 # Per-device limit for the throughput runs: high enough never to refuse a reading.
 MAX_RATE=10000000
 # The Python peer (WebSocket only): BENCH_PEER=0 leaves it out.
@@ -548,8 +551,13 @@ fi
 
 if [ "${BENCH_SKIP_MEMORY:-0}" != 1 ]; then
     echo
-    echo "== memory: $IDLE_CONNECTIONS idle connections for ${IDLE_DURATION} s (server defaults: ping after 10 s of silence)"
-    dir="$WORK/mem"
+    echo "== memory: $IDLE_CONNECTIONS idle connections for ${IDLE_DURATION} s, $MEMORY_RUNS runs (server defaults: ping after 10 s of silence)"
+    # RSS depends on how the allocator's pages happen to fill: a single run can be off by a
+    # few hundred bytes per connection, so the figure is a median, like the others.
+    : > "$WORK/memory-runs"
+    for memory_run in $(seq "$MEMORY_RUNS"); do
+    echo "   -- run $memory_run"
+    dir="$WORK/mem$memory_run"
     start_server "$dir"
     sleep 1
     rss_before=$(status_kib "$SERVER_PID" VmRSS)
@@ -601,16 +609,27 @@ if [ "${BENCH_SKIP_MEMORY:-0}" != 1 ]; then
     echo "   server fds: before=$fds_before with connections=$fds_after${rss_late:+ late=$fds_late}"
     echo "   load tool VmRSS with $connected connections: $client_rss KiB"
     echo "   server stop (SIGTERM to exit): ${STOP_S} s; server log: $(log_problems "$SERVER_LOG")"
-    python3 - "$rss_before" "$rss_after" "${rss_late:-}" "$rss_hwm" "$connected" "$SETTLE" << 'EOF'
+    python3 - "$rss_before" "$rss_after" "${rss_late:-}" "$rss_hwm" "$connected" "$SETTLE" "$WORK/memory-runs" << 'EOF'
 import sys
-before, after, late, hwm, n, settle = sys.argv[1:]
+before, after, late, hwm, n, settle, runs = sys.argv[1:]
 before, after, hwm, n = int(before), int(after), int(hwm), int(n)
 print(f"   server VmRSS before:               {before:>9} KiB")
 print(f"   server VmRSS {settle} s after all connected: {after:>9} KiB  -> "
-      f"{(after - before) / n:.1f} KiB per idle connection ({n} connections)")
+      f"{(after - before) / n:.2f} KiB per connection ({n} connections)")
 if late:
     late = int(late)
-    print(f"   server VmRSS near the end (pinged): {late:>9} KiB  -> {(late - before) / n:.1f} KiB per connection")
+    print(f"   server VmRSS near the end (pinged): {late:>9} KiB  -> {(late - before) / n:.2f} KiB per connection")
 print(f"   server VmHWM (peak):                {hwm:>9} KiB")
+with open(runs, "a") as f:
+    f.write(f"{(after - before) / n} {n}\n")
+EOF
+    done
+    python3 - "$WORK/memory-runs" "$SETTLE" << 'EOF'
+import statistics, sys
+runs = [line.split() for line in open(sys.argv[1])]
+per = [float(r[0]) for r in runs]
+n = min(int(r[1]) for r in runs)
+print(f"MEDIAN memory ({len(per)} runs): -> {statistics.median(per):.1f} KiB per idle connection "
+      f"({n} connections; runs: {', '.join(f'{p:.2f}' for p in per)}; RSS before and {sys.argv[2]} s after connecting)")
 EOF
 fi

@@ -142,10 +142,11 @@ for m in re.finditer(r"^MEDIAN (?P<t>\w+)/(?P<b>\d+) \((?P<n>\d+) runs\): stored
     if ratio:
         rows.append((f"hub / Python peer, {devices}, {lines} per {unit}",
                      f"{ratio[1]} per CPU-second · {ratio[2]} per wall second", "ratio of the medians above"))
-per_conn = find(r"-> ([0-9.]+) KiB per idle connection", "gateway.txt")
-idle_n = find(r"per idle connection \((\d+) connections\)", "gateway.txt")
-if per_conn != "?":
-    rows.append(("server RSS per idle device connection", f"{per_conn} KiB ({idle_n} connections)",
+memory = re.search(r"^MEDIAN memory \((\d+) runs\): -> ([0-9.]+) KiB per idle connection \((\d+) connections",
+                   gateway, re.M)
+if memory:
+    rows.append(("server RSS per idle device connection",
+                 f"{memory[2]} KiB ({memory[3]} connections, median of {memory[1]} runs)",
                  "RSS before and 3 s after connecting, divided"))
 live = text("live.txt")
 lat = [dict(kv.split("=") for kv in l.split()[1:]) for l in live.splitlines() if l.startswith("phase=latency")]
