@@ -361,3 +361,52 @@ async fn a_token_reconnecting_in_a_loop_is_slowed_down() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sign_ins_past_what_the_password_checks_can_take_are_told_to_come_back() {
+    let hub = HubProcess::start(&[]).await;
+    // Sixty addresses, five attempts each (what the throttle lets through per address), every
+    // one for a different name (no account is slowed down): 300 password checks asked for at
+    // once, far more than one per core can do within the 5 s a sign-in may wait for one.
+    let attempts = (0..60u8).flat_map(|address| {
+        let attacker = client_from(IpAddr::from([127, 0, 1, address + 1]));
+        (0..5).map(move |n| {
+            let attacker = attacker.clone();
+            async move {
+                let user = format!("guess-{address}-{n}");
+                let response = post_login(&attacker, hub.addr, &user, "wrong guess").await;
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                (response.status().as_u16(), retry_after)
+            }
+        })
+    });
+    let started = std::time::Instant::now();
+    let answers = futures::future::join_all(attempts).await;
+    let refused = answers.iter().filter(|(status, _)| *status == 303).count();
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 503)
+        .collect();
+    assert_eq!(refused + busy.len(), answers.len(), "{answers:?}");
+    assert!(refused > 0, "some attempts were checked (and refused)");
+    assert!(
+        !busy.is_empty(),
+        "none was told the checks were busy: {answers:?}"
+    );
+    assert!(
+        busy.iter().all(|(_, retry)| retry.is_some_and(|s| s >= 1)),
+        "a busy answer says when to come back: {busy:?}"
+    );
+    // Told within the queue deadline (5 s), not after waiting for all 300 checks.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    // The owner still gets in once the burst is over.
+    sign_in(hub.addr, "admin", ADMIN_PASSWORD).await.unwrap();
+}
