@@ -122,6 +122,9 @@ struct Socket {
     /// Bytes read and not yet taken as frames. Unallocated while the device is idle.
     buffer: BytesMut,
     decoder: Decoder,
+    /// What the next `read` returns: a message (or failure) found after a batch of text
+    /// frames, when the batch stopped at it. Boxed: rare, and part of every connection.
+    next: Option<Box<Result<Incoming, ReadFailure>>>,
 }
 
 /// Why reading stopped.
@@ -156,6 +159,7 @@ fn serve(
         stream,
         buffer: BytesMut::new(),
         decoder,
+        next: None,
     };
     async move {
         tracing::info!(%remote, "device connected");
@@ -168,6 +172,9 @@ impl Wire for Socket {
     type Input = Result<Incoming, ReadFailure>;
 
     async fn read(&mut self) -> Self::Input {
+        if let Some(next) = self.next.take() {
+            return *next;
+        }
         loop {
             match self.decoder.decode(&mut self.buffer) {
                 Ok(Some(message)) => return Ok(message),
@@ -264,18 +271,38 @@ impl Socket {
             .await;
     }
 
-    /// Every line of a frame, then the frame's readings handed on as one batch.
+    /// Every line of a frame, and of the text frames read with it, then their readings handed
+    /// on as one batch. A device sending one line per frame under load has dozens of frames
+    /// in one read; handing each on alone cost a registry lock and a message to the writer per
+    /// line.
     async fn handle_text(&mut self, text: &str, session: &mut DeviceSession) -> Option<Ending> {
-        let mut ending = None;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let handled = session.line(line).await;
-            ending = self.answer(handled).await;
-            if ending.is_some() {
-                break;
+        let mut ending = self.lines(text, session).await;
+        while ending.is_none() {
+            match self.decoder.decode(&mut self.buffer) {
+                Ok(Some(Incoming::Text(text))) => ending = self.lines(text.as_str(), session).await,
+                Ok(None) => break,
+                Ok(Some(other)) => {
+                    self.next = Some(Box::new(Ok(other)));
+                    break;
+                }
+                Err(err) => {
+                    self.next = Some(Box::new(Err(ReadFailure::Frame(err))));
+                    break;
+                }
             }
         }
         session.flush().await;
         ending
+    }
+
+    async fn lines(&mut self, text: &str, session: &mut DeviceSession) -> Option<Ending> {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let handled = session.line(line).await;
+            if let Some(ending) = self.answer(handled).await {
+                return Some(ending);
+            }
+        }
+        None
     }
 
     /// Tells the device what was wrong with its input; ends the connection when errors persist.

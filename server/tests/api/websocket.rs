@@ -138,3 +138,41 @@ async fn an_unmasked_frame_is_refused_with_a_protocol_error() {
     assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1002);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn frames_read_together_are_one_batch_and_a_ping_after_them_is_answered() {
+    let app = TestApp::spawn().await;
+    let mut device = app.device("?id=7").await;
+    let ws = &mut device.ws;
+    // Queued, then written at once: the hub reads them in one go.
+    for i in 1..=20 {
+        ws.feed(Message::Text(format!("7,{i},{i}.5").into()))
+            .await
+            .unwrap();
+    }
+    ws.feed(Message::Ping(b"after".to_vec().into()))
+        .await
+        .unwrap();
+    ws.feed(Message::Text("7,21,21.5".into())).await.unwrap();
+    ws.flush().await.unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Pong(payload))) => return payload,
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a pong in time");
+    assert_eq!(&pong[..], b"after");
+    let stored = eventually("all 21 readings, in order", || async {
+        let history = app.history("7", 100).await;
+        (history.len() == 21).then_some(history)
+    })
+    .await;
+    let counters: Vec<f64> = stored.iter().map(|r| r.values[0].value).collect();
+    assert_eq!(counters, (1..=21).map(f64::from).collect::<Vec<_>>());
+    app.stop().await;
+}
