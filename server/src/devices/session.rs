@@ -276,18 +276,15 @@ impl DeviceSession {
         let Some(attachment) = &self.attachment else {
             return;
         };
+        if self.pending.is_empty() {
+            self.console_lines(heard_ms);
+            return;
+        }
+        metrics::counter!(crate::metrics::READINGS).increment(self.pending.len() as u64);
         let heard = Heard {
             lines: &self.heard,
             ms: heard_ms,
         };
-        if self.pending.is_empty() {
-            if !self.heard.is_empty() {
-                self.context.registry.lines_in(attachment, heard);
-                forget(&mut self.heard);
-            }
-            return;
-        }
-        metrics::counter!(crate::metrics::READINGS).increment(self.pending.len() as u64);
         let readings = self.context.registry.record_batch(
             attachment,
             heard,
@@ -314,17 +311,24 @@ impl DeviceSession {
     /// Shows an error in the device's console without counting it (the connection is ending),
     /// after the lines that came before it.
     pub fn note_error(&mut self, message: &str) {
+        self.console_lines(self.arrived.map_or_else(crate::now_ms, |(_, ms)| ms));
         if let Some(attachment) = &self.attachment {
-            if !self.heard.is_empty() {
-                let ms = self.arrived.map_or_else(crate::now_ms, |(_, ms)| ms);
-                let heard = Heard {
-                    lines: &self.heard,
-                    ms,
-                };
-                self.context.registry.lines_in(attachment, heard);
-                forget(&mut self.heard);
-            }
             self.context.registry.error_out(attachment, message);
+        }
+    }
+
+    /// Hands the lines heard since the last batch to the device's console, without readings.
+    fn console_lines(&mut self, ms: i64) {
+        let Some(attachment) = &self.attachment else {
+            return;
+        };
+        if !self.heard.is_empty() {
+            let heard = Heard {
+                lines: &self.heard,
+                ms,
+            };
+            self.context.registry.lines_in(attachment, heard);
+            forget(&mut self.heard);
         }
     }
 }

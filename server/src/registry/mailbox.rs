@@ -69,6 +69,7 @@ impl MailboxReceiver {
     }
 
     /// The next message if one is waiting.
+    #[cfg(test)]
     pub fn try_recv(&self) -> Option<Outbound> {
         self.take()
     }

@@ -19,7 +19,7 @@ use app::model::{
 };
 pub use commands::CommandError;
 use commands::Tracked;
-pub use mailbox::{mailbox, MailboxFull, MailboxReceiver, MailboxSender, MAILBOX_CAPACITY};
+pub use mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -226,8 +226,8 @@ impl Registry {
             id: connection,
             outbound,
         }) {
-            // If the old connection's queue is full it is stuck anyway; dropping its sender
-            // (with `old`) still ends it once it drains.
+            // If the old connection's mailbox is full it is stuck anyway: it ends when a
+            // write to its device times out, or at its keepalive.
             let _ = old
                 .outbound
                 .try_send(Outbound::Close("replaced by a newer connection".into()));

@@ -224,10 +224,13 @@ impl Pipeline {
 
     /// Writes everything that waits now (one attempt; what fails stays waiting).
     async fn write_all(&mut self) {
-        if let Some(writing) = self.writing.take() {
-            self.finish(writing.await);
-        }
+        self.settle().await;
         self.start();
+        self.settle().await;
+    }
+
+    /// Waits for the batch being written, if any, and takes the writer back.
+    async fn settle(&mut self) {
         if let Some(writing) = self.writing.take() {
             self.finish(writing.await);
         }

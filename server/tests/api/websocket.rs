@@ -55,18 +55,7 @@ async fn a_fragmented_message_with_a_ping_between_its_parts_is_read_whole() {
         .await
         .unwrap();
     // The pong answers the ping, with its payload.
-    let pong = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Pong(payload))) => return payload,
-                Some(Ok(_)) => continue,
-                other => panic!("connection ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a pong in time");
-    assert_eq!(&pong[..], b"are you there");
+    assert_eq!(next_pong(ws).await, b"are you there");
     let stored = eventually("both readings of the message", || async {
         let history = app.history("7", 10).await;
         (history.len() == 2).then_some(history)
@@ -75,6 +64,24 @@ async fn a_fragmented_message_with_a_ping_between_its_parts_is_read_whole() {
     let temps: Vec<f64> = stored.iter().map(|r| r.values[1].value).collect();
     assert_eq!(temps, [20.5, 21.5]);
     app.stop().await;
+}
+
+/// The payload of the next pong the hub sends, skipping other messages.
+async fn next_pong<S>(ws: &mut S) -> Vec<u8>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Pong(payload))) => return payload.to_vec(),
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a pong in time")
 }
 
 /// Opens `/ws/device` by hand, so the test can send frames no WebSocket library would.
@@ -155,18 +162,7 @@ async fn frames_read_together_are_one_batch_and_a_ping_after_them_is_answered() 
         .unwrap();
     ws.feed(Message::Text("7,21,21.5".into())).await.unwrap();
     ws.flush().await.unwrap();
-    let pong = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Pong(payload))) => return payload,
-                Some(Ok(_)) => continue,
-                other => panic!("connection ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a pong in time");
-    assert_eq!(&pong[..], b"after");
+    assert_eq!(next_pong(ws).await, b"after");
     let stored = eventually("all 21 readings, in order", || async {
         let history = app.history("7", 100).await;
         (history.len() == 21).then_some(history)
