@@ -3,8 +3,8 @@
 # is skipped when its tool is already there at the right version.
 #
 #   scripts/setup.sh            build tools only (for scripts/start.sh)
-#   scripts/setup.sh --browser  also what the tests need: Debian's chromium (browser tests) and
-#                               mosquitto (MQTT bridge tests)
+#   scripts/setup.sh --browser  also what the tests need: Debian's chromium (browser tests),
+#                               mosquitto (MQTT bridge tests) and pebble (ACME tests)
 #   scripts/setup.sh --aarch64  also the Raspberry Pi cross build: Debian's aarch64 cross
 #                               toolchain, qemu-user to run its result, the Rust target
 #
@@ -32,6 +32,8 @@ command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs
 $want_browser && ! command -v chromium >/dev/null && apt_packages+=(chromium)
 # The MQTT bridge tests run against Debian's Mosquitto (scripts/mosquitto-for-tests.sh).
 $want_browser && [[ ! -x /usr/sbin/mosquitto ]] && apt_packages+=(mosquitto)
+# The ACME tests (--acme-domain) run against Debian's pebble, the ACME test server.
+$want_browser && ! command -v pebble >/dev/null && apt_packages+=(pebble)
 # The systemd unit is checked with systemd-analyze verify.
 $want_browser && ! command -v systemd-analyze >/dev/null && apt_packages+=(systemd)
 if $want_aarch64; then

@@ -274,13 +274,36 @@ pub struct TlsArgs {
     pub tls_cert: Option<PathBuf>,
 
     /// Also listen for plain HTTP on this address and answer every request with a redirect to
-    /// the same path over HTTPS (needs --tls-cert); the flag alone means `0.0.0.0:80`.
-    #[arg(long, env = "IOTHUB_HTTP_REDIRECT", num_args = 0..=1, default_missing_value = "0.0.0.0:80", requires = "tls_cert")]
+    /// the same path over HTTPS (needs --acme-domain or --tls-cert); the flag alone means
+    /// `0.0.0.0:80`.
+    #[arg(long, env = "IOTHUB_HTTP_REDIRECT", num_args = 0..=1, default_missing_value = "0.0.0.0:80")]
     pub http_redirect: Option<SocketAddr>,
 
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "IOTHUB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Get the HTTPS certificate for this name from Let's Encrypt (or the CA of
+    /// --acme-directory), keep it in the data folder and renew it, all by itself; comma-separate
+    /// several names. The CA checks that the name reaches this hub on port 443 (TLS-ALPN-01):
+    /// forward the router's port 443 to --bind's port. Using it accepts the CA's terms of
+    /// service (Let's Encrypt's: https://letsencrypt.org/repository/).
+    #[arg(long, env = "IOTHUB_ACME_DOMAIN", value_delimiter = ',', conflicts_with_all = ["tls_cert", "tls_key"], value_parser = crate::certificates::acme::parse_domain)]
+    pub acme_domain: Vec<String>,
+
+    /// An address the CA may write to about the certificate (say, if renewing keeps failing).
+    #[arg(long, env = "IOTHUB_ACME_EMAIL", requires = "acme_domain")]
+    pub acme_email: Option<String>,
+
+    /// The ACME directory of the certificate authority. Let's Encrypt's staging CA, for trying
+    /// things out without its rate limits: https://acme-staging-v02.api.letsencrypt.org/directory
+    #[arg(long, env = "IOTHUB_ACME_DIRECTORY", default_value = crate::certificates::acme::LETS_ENCRYPT)]
+    pub acme_directory: String,
+
+    /// Trust this CA certificate (PEM) for the ACME directory's own HTTPS instead of the
+    /// public ones: a private CA, or a test CA such as pebble.
+    #[arg(long, env = "IOTHUB_ACME_CA_ROOT", requires = "acme_domain")]
+    pub acme_ca_root: Option<PathBuf>,
 }
 
 /// People signing in.
@@ -440,6 +463,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--simulate-rate"), "{err}");
+    }
+
+    #[test]
+    fn acme_takes_dns_names_and_excludes_certificate_files() {
+        let parsed =
+            Cli::try_parse_from(["iothub", "--acme-domain", "Hub.Example.org,pi.example.org"])
+                .unwrap();
+        match parsed.into_command() {
+            Command::Serve(args) => {
+                assert_eq!(args.tls.acme_domain, ["hub.example.org", "pi.example.org"]);
+                assert_eq!(
+                    args.tls.acme_directory,
+                    crate::certificates::acme::LETS_ENCRYPT
+                );
+            }
+            other => panic!("expected serve, got {other:?}"),
+        }
+        let err = Cli::try_parse_from(["iothub", "--acme-domain", "192.0.2.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("IP address"), "{err}");
+        let err = Cli::try_parse_from([
+            "iothub",
+            "--acme-domain",
+            "hub.example.org",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--tls-cert") || err.contains("--acme-domain"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["iothub", "--acme-email", "me@example.org"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--acme-domain"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,7 @@
 pub mod address;
 pub mod admin;
 pub mod auth;
+pub mod certificates;
 pub mod client;
 pub mod config;
 pub mod config_file;

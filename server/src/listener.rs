@@ -7,6 +7,7 @@
 //! HTTP/1.1 connection builder. HTTP/1.1 only: browsers and devices all speak it, and WebSocket
 //! upgrades are HTTP/1.1.
 
+use crate::certificates::{self, ServedCertificate};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -102,11 +103,12 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// The server's TLS set-up, and its own certificate (for clients on this machine to pin).
+/// The server's TLS set-up, and the certificate it serves (which clients on this machine pin,
+/// and which `--acme-domain` replaces when it renews).
 #[derive(Debug, Clone)]
 pub struct Tls {
     pub server: Arc<rustls::ServerConfig>,
-    pub certificate: CertificateDer<'static>,
+    pub served: Arc<ServedCertificate>,
 }
 
 /// The certificates in a PEM file, at least one.
@@ -126,11 +128,18 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
 /// A TLS configuration from a PEM certificate chain (leaf first) and its private key.
 pub fn load_tls(cert_pem: &Path, key_pem: &Path) -> Result<Tls, TlsError> {
     let certs = read_certificates(cert_pem)?;
-    let certificate = certs[0].clone();
     let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|source| TlsError::Key {
         path: key_pem.to_path_buf(),
         source,
     })?;
+    let served = ServedCertificate::with(certificates::certified_key(certs, key)?);
+    serving(Arc::new(served), false)
+}
+
+/// A TLS configuration that serves whatever `served` holds at each handshake; with
+/// `acme_challenges`, it also answers ACME TLS-ALPN-01 challenges (the connection is closed
+/// after such a handshake, see [`serve`]).
+pub fn serving(served: Arc<ServedCertificate>, acme_challenges: bool) -> Result<Tls, TlsError> {
     // The provider is named here rather than installed process-wide: ring, which builds
     // without cmake or a C++ toolchain.
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -138,11 +147,16 @@ pub fn load_tls(cert_pem: &Path, key_pem: &Path) -> Result<Tls, TlsError> {
     ))
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
-    .with_single_cert(certs, key)?;
+    .with_cert_resolver(served.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if acme_challenges {
+        config
+            .alpn_protocols
+            .push(certificates::ACME_TLS_ALPN.to_vec());
+    }
     Ok(Tls {
         server: Arc::new(config),
-        certificate,
+        served,
     })
 }
 
@@ -344,6 +358,12 @@ pub async fn serve(
                     else {
                         return;
                     };
+                    if tls.get_ref().1.alpn_protocol() == Some(certificates::ACME_TLS_ALPN) {
+                        // A CA checking a challenge: the handshake was all it wanted (RFC
+                        // 8737 §3); no HTTP on this connection.
+                        tracing::debug!(%remote, "answered an ACME TLS-ALPN-01 check");
+                        return;
+                    }
                     serve_connection(&http, TokioIo::new(tls), service, stop).await
                 }
             };

@@ -100,12 +100,19 @@ async fn remove_device(
     }
 }
 
-/// The names the hub answers to (`--public-origin`, `--allowed-hosts`), for the dashboard's
-/// routes and the redirect to them alike.
+/// The names the hub answers to (`--public-origin`, `--allowed-hosts`, `--acme-domain`), for
+/// the dashboard's routes and the redirect to them alike.
 fn allowed_hosts(state: &AppState) -> Arc<security::AllowedHosts> {
+    let http = &state.config.http;
+    let names: Vec<String> = http
+        .allowed_hosts
+        .iter()
+        .chain(&state.config.tls.acme_domain)
+        .cloned()
+        .collect();
     Arc::new(security::AllowedHosts::new(
-        state.config.http.public_origin.as_deref(),
-        &state.config.http.allowed_hosts,
+        http.public_origin.as_deref(),
+        &names,
     ))
 }
 

@@ -4,6 +4,7 @@
 //! command, and reconnects with backoff when the connection drops. With `--dialect csv
 //! --no-register` it speaks only the plain CSV line protocol, for any server that does.
 
+use crate::certificates::ServedCertificate;
 use crate::retry::Backoff;
 use clap::{Args, ValueEnum};
 use futures::{SinkExt, StreamExt};
@@ -75,15 +76,16 @@ pub fn parse_rate(raw: &str) -> Result<f64, String> {
     }
 }
 
-/// A client TLS set-up that trusts exactly `certificate` (whatever name it is for), for the
-/// bundled simulator talking to its own hub over 127.0.0.1. Handshake signatures are still
-/// verified, so only the holder of the certificate's key can answer.
+/// A client TLS set-up that trusts exactly the certificate the hub serves (whatever name it is
+/// for, and the new one after a renewal), for the bundled simulator talking to its own hub
+/// over 127.0.0.1. Handshake signatures are still verified, so only the holder of the
+/// certificate's key can answer.
 pub fn pinned_tls(
-    certificate: CertificateDer<'static>,
+    served: Arc<ServedCertificate>,
 ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinnedCertificate {
-        certificate,
+        served,
         algorithms: provider.signature_verification_algorithms,
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -96,7 +98,7 @@ pub fn pinned_tls(
 
 #[derive(Debug)]
 struct PinnedCertificate {
-    certificate: CertificateDer<'static>,
+    served: Arc<ServedCertificate>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -109,7 +111,11 @@ impl ServerCertVerifier for PinnedCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.certificate.as_ref() {
+        if self
+            .served
+            .leaf()
+            .is_some_and(|served| served.as_ref() == end_entity.as_ref())
+        {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(

@@ -5,6 +5,9 @@
 //! accepting, closes device connections, ends live streams and flushes the store.
 
 use crate::auth::{Auth, AuthConfig, AuthError};
+use crate::certificates::acme::AcmeSettings;
+use crate::certificates::renewal::CertificateFacts;
+use crate::certificates::{self, ServedCertificate};
 use crate::config::ServeArgs;
 use crate::devices::{self, DeviceContext, DeviceLimits};
 use crate::registry::{Registry, RegistryConfig};
@@ -57,9 +60,11 @@ pub enum StartupError {
     FirstUser(#[from] AuthError),
     #[error("TLS: {0}")]
     Tls(#[from] listener::TlsError),
-    #[error("--http-redirect sends people to HTTPS: give --tls-cert and --tls-key")]
+    #[error(
+        "--http-redirect sends people to HTTPS: give --acme-domain, or --tls-cert and --tls-key"
+    )]
     RedirectWithoutTls,
-    #[error("--tcp-tls needs a certificate: give --tls-cert and --tls-key")]
+    #[error("--tcp-tls needs a certificate: give --acme-domain, or --tls-cert and --tls-key")]
     TcpTlsWithoutCertificate,
     #[error("MQTT over TLS: {0}")]
     MqttTls(#[from] devices::mqtt::MqttTlsError),
@@ -75,6 +80,8 @@ pub struct Application {
     redirect_listener: Option<TcpListener>,
     state: AppState,
     tls: Option<listener::Tls>,
+    /// `--acme-domain`: what to ask the CA for, and the certificate kept from an earlier run.
+    acme: Option<AcmeStart>,
     /// The client side of an `mqtts://` broker.
     mqtt_tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -83,10 +90,7 @@ impl Application {
     pub async fn build(config: ServeArgs) -> Result<Self, StartupError> {
         let limits = DeviceLimits::new(&config.devices).map_err(StartupError::DefaultFields)?;
         // Read the certificate first: a bad one should stop us before anything else happens.
-        let tls = match (&config.tls.tls_cert, &config.tls.tls_key) {
-            (Some(cert), Some(key)) => Some(listener::load_tls(cert, key)?),
-            _ => None,
-        };
+        let (tls, acme) = tls_from(&config)?;
         if config.tcp.tcp_tls && tls.is_none() {
             return Err(StartupError::TcpTlsWithoutCertificate);
         }
@@ -211,6 +215,7 @@ impl Application {
             redirect_listener,
             state,
             tls,
+            acme,
             mqtt_tls,
         })
     }
@@ -255,6 +260,14 @@ impl Application {
             (self.listener, self.tcp_listener, self.metrics_listener);
         let redirect_listener = self.redirect_listener;
         let (state, tls, mqtt_tls) = (self.state, self.tls, self.mqtt_tls);
+        if let (Some((settings, kept)), Some(tls)) = (self.acme, &tls) {
+            state.tasks.spawn(certificates::acme::keep_fresh(
+                settings,
+                tls.served.clone(),
+                kept,
+                state.shutdown.clone(),
+            ));
+        }
         let config = state.config.clone();
         let cap = listener::ConnectionCap::new(config.http.max_connections as usize);
         if let Some(broker) = config.mqtt.mqtt_url.clone() {
@@ -342,7 +355,7 @@ impl Application {
                 // trusts exactly this certificate instead.
                 tls: tls
                     .as_ref()
-                    .map(|tls| simulator::pinned_tls(tls.certificate.clone()))
+                    .map(|tls| simulator::pinned_tls(tls.served.clone()))
                     .transpose()
                     .map_err(std::io::Error::other)?,
                 devices: config.simulate.simulate,
@@ -490,6 +503,38 @@ fn read_password(path: &std::path::Path) -> Result<String, StartupError> {
 }
 
 /// Writes a file so that no reader ever sees half of it: a temporary file beside it, renamed.
+/// What `--acme-domain` asks the CA for, and the certificate kept from an earlier run.
+type AcmeStart = (AcmeSettings, Option<CertificateFacts>);
+
+/// The HTTPS set-up: from certificate files, or from an ACME CA (`--acme-domain`), serving
+/// the certificate kept from an earlier run at once if there is a good one.
+fn tls_from(
+    config: &ServeArgs,
+) -> Result<(Option<listener::Tls>, Option<AcmeStart>), StartupError> {
+    if let (Some(cert), Some(key)) = (&config.tls.tls_cert, &config.tls.tls_key) {
+        return Ok((Some(listener::load_tls(cert, key)?), None));
+    }
+    if config.tls.acme_domain.is_empty() {
+        return Ok((None, None));
+    }
+    let settings = AcmeSettings {
+        domains: config.tls.acme_domain.clone(),
+        email: config.tls.acme_email.clone(),
+        directory: config.tls.acme_directory.clone(),
+        ca_root: config.tls.acme_ca_root.clone(),
+        data_dir: config.store.data_dir.clone(),
+    };
+    let (served, kept) = match certificates::acme::kept(&settings) {
+        Some((certified, facts)) => {
+            tracing::info!(names = ?facts.names, serial = %facts.serial, "serving the certificate kept in the data folder");
+            (ServedCertificate::with(certified), Some(facts))
+        }
+        None => (ServedCertificate::default(), None),
+    };
+    let tls = listener::serving(Arc::new(served), true)?;
+    Ok((Some(tls), Some((settings, kept))))
+}
+
 fn write_whole(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");

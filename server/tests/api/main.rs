@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod acme;
 mod attacks;
 mod auth;
 mod devices;
