@@ -14,7 +14,8 @@ site=target/site
 pkg="$site/pkg"
 cargo_target="${CARGO_TARGET_DIR:-target}"
 # The release wasm, gzip -9, at most (KiB). Today's size plus a little: issue #20 aims at 300.
-budget_kib=${WASM_BUDGET_KIB:-372}
+# Raised from 372 for roles (controls hidden per role) and the API tokens section (+24 KiB).
+budget_kib=${WASM_BUDGET_KIB:-396}
 
 cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --release
 rm -rf "$site"

@@ -5,8 +5,8 @@
 
 use crate::error::AppError;
 use crate::model::{
-    CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow, NewDeviceToken,
-    Reading,
+    ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow,
+    NewApiToken, NewDeviceToken, Reading, Role,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::{Json, StreamingText, TextStream};
@@ -20,8 +20,9 @@ pub const HISTORY_LIMIT_MAX: u32 = 10_000;
 pub async fn load_dashboard(focus: Option<String>) -> Result<DashboardSnapshot, AppError> {
     ssr::respond(ssr::hub().map(|hub| {
         let mut snapshot = hub.snapshot(focus.as_deref());
-        snapshot.viewer = ssr::signed_in().map(|user| crate::model::Viewer {
-            user,
+        snapshot.viewer = ssr::signed_in().map(|who| crate::model::Viewer {
+            user: who.user,
+            role: who.role,
             tokenless_devices: hub.tokenless_devices(),
         });
         snapshot
@@ -37,11 +38,7 @@ pub async fn device_history(
     limit: u32,
 ) -> Result<Vec<Reading>, AppError> {
     let result = async {
-        if limit == 0 || limit > HISTORY_LIMIT_MAX {
-            return Err(AppError::BadRequest(format!(
-                "limit must be between 1 and {HISTORY_LIMIT_MAX}"
-            )));
-        }
+        ssr::check_history_limit(limit)?;
         ssr::hub()?.history(&device_id, since_ms, limit).await
     };
     ssr::respond(result.await)
@@ -66,18 +63,7 @@ pub async fn device_series(
     max_points: u32,
 ) -> Result<HistoryWindow, AppError> {
     let result = async {
-        if max_points == 0 || max_points > SERIES_POINTS_MAX {
-            return Err(AppError::BadRequest(format!(
-                "max_points must be between 1 and {SERIES_POINTS_MAX}"
-            )));
-        }
-        let inside = (0..=TIME_MAX_MS).contains(&from_ms) && (0..=TIME_MAX_MS).contains(&to_ms);
-        if !inside || to_ms <= from_ms || to_ms - from_ms > WINDOW_MAX_MS {
-            return Err(AppError::BadRequest(
-                "the window must lie between 1970 and 9999, end after it starts and span at most 400 days"
-                    .into(),
-            ));
-        }
+        ssr::check_series(from_ms, to_ms, max_points)?;
         ssr::hub()?
             .series(&device_id, from_ms, to_ms, max_points)
             .await
@@ -114,7 +100,7 @@ pub async fn send_console_line(device_id: String, line: String) -> Result<(), Ap
 /// lines are left out: the device page does not show them.
 #[server(output = StreamingText)]
 pub async fn live_updates(focus: Option<String>) -> Result<TextStream<AppError>, AppError> {
-    ssr::respond(ssr::hub().map(|hub| ssr::live_stream(hub, focus, ssr::session())))
+    ssr::respond(ssr::hub().map(|hub| ssr::live_stream(hub, focus, ssr::credential())))
 }
 
 /// Every device token, revoked ones too, newest first (never the tokens themselves).
@@ -154,14 +140,54 @@ pub async fn remove_device(device_id: String, keep_readings: bool) -> Result<(),
     ssr::respond(result.await)
 }
 
+/// Every API token, revoked ones too, newest first (never the tokens themselves).
+#[server]
+pub async fn list_api_tokens() -> Result<Vec<ApiToken>, AppError> {
+    let result = async { ssr::hub()?.api_tokens().await };
+    ssr::respond(result.await)
+}
+
+/// Longest life of an API token made on the page, in days (none: until revoked).
+pub const API_TOKEN_DAYS_MAX: u32 = 3650;
+
+/// Creates an API token for the signed-in user, acting with at most `scope`, for
+/// `expires_days` days (none: until revoked); the answer is the only copy of the secret.
+#[server]
+pub async fn create_api_token(
+    label: String,
+    scope: Role,
+    expires_days: Option<u32>,
+) -> Result<NewApiToken, AppError> {
+    let result = async {
+        if expires_days.is_some_and(|days| days == 0 || days > API_TOKEN_DAYS_MAX) {
+            return Err(AppError::BadRequest(format!(
+                "an API token lasts 1 to {API_TOKEN_DAYS_MAX} days, or until revoked"
+            )));
+        }
+        let who = ssr::signed_in().ok_or(AppError::SignedOut)?;
+        let expires_ms = expires_days.map(|days| i64::from(days) * 86_400_000);
+        ssr::hub()?
+            .create_api_token(&who.user, label.trim(), scope, expires_ms)
+            .await
+    };
+    ssr::respond(result.await)
+}
+
+/// Revokes an API token: programs using it are refused from then on.
+#[server]
+pub async fn revoke_api_token(id: i64) -> Result<ApiToken, AppError> {
+    let result = async { ssr::hub()?.revoke_api_token(id).await };
+    ssr::respond(result.await)
+}
+
 #[cfg(feature = "ssr")]
 pub mod ssr {
     //! What the server crate implements, and the server half of the live stream.
 
     use crate::error::AppError;
     use crate::model::{
-        CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow, LiveEvent,
-        NewDeviceToken, Reading,
+        ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow,
+        LiveEvent, NewApiToken, NewDeviceToken, Reading, Role,
     };
     use leptos::prelude::*;
     use leptos::server_fn::codec::TextStream;
@@ -203,26 +229,46 @@ pub mod ssr {
         ) -> Result<NewDeviceToken, AppError>;
         /// Revokes a token and disconnects a device connected with it.
         async fn revoke_device_token(&self, id: i64) -> Result<DeviceToken, AppError>;
+        async fn api_tokens(&self) -> Result<Vec<ApiToken>, AppError>;
+        /// A token for `user` with at most `scope`, lasting `lifetime_ms` (none: until revoked).
+        async fn create_api_token(
+            &self,
+            user: &str,
+            label: &str,
+            scope: Role,
+            lifetime_ms: Option<i64>,
+        ) -> Result<NewApiToken, AppError>;
+        async fn revoke_api_token(&self, id: i64) -> Result<ApiToken, AppError>;
         /// Removes a device (see [`super::remove_device`]).
         async fn remove_device(&self, device_id: &str, keep_readings: bool)
             -> Result<(), AppError>;
         /// Cancelled when the server begins to shut down; open streams end then, so a graceful
         /// stop does not wait on browsers.
         fn stopping(&self) -> CancellationToken;
-        /// Whether the session with this secret is still valid (not signed out, expired, or its
-        /// user removed). An open live stream asks from time to time and ends when it is not.
-        async fn still_signed_in(&self, session: &str) -> bool;
+        /// Whether this session or API token is still valid (not signed out, expired, revoked,
+        /// or its user removed). An open live stream asks from time to time and ends when it
+        /// is not.
+        async fn still_signed_in(&self, credential: &Credential) -> bool;
     }
 
     /// The handle the server provides as Leptos context.
     pub type SharedHub = Arc<dyn Hub>;
 
-    /// Who is signed in, put into each request's extensions by the server's session check.
+    /// Who a request acts for, put into its extensions by the server's session check.
     #[derive(Clone, PartialEq, Eq)]
     pub struct SignedIn {
         pub user: String,
-        /// The session's secret, from the cookie: what a long-lived stream checks again.
-        pub session: String,
+        /// What it may do (for an API token, the lower of the user's role and its scope).
+        pub role: Role,
+        /// What it came with: what a long-lived stream checks again.
+        pub credential: Credential,
+    }
+
+    /// A session (its secret, from the cookie) or an API token (its id).
+    #[derive(Clone, PartialEq, Eq)]
+    pub enum Credential {
+        Session(String),
+        ApiToken(i64),
     }
 
     impl std::fmt::Debug for SignedIn {
@@ -230,23 +276,20 @@ pub mod ssr {
             // The secret stays out of logs and panic messages.
             f.debug_struct("SignedIn")
                 .field("user", &self.user)
+                .field("role", &self.role)
                 .finish_non_exhaustive()
         }
     }
 
-    fn signed_in_request() -> Option<SignedIn> {
+    /// Who made the request being served.
+    pub fn signed_in() -> Option<SignedIn> {
         use_context::<http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<SignedIn>().cloned())
     }
 
-    /// Who made the request being served.
-    pub(crate) fn signed_in() -> Option<String> {
-        signed_in_request().map(|s| s.user)
-    }
-
-    /// The session the request being served came with.
-    pub(crate) fn session() -> Option<String> {
-        signed_in_request().map(|s| s.session)
+    /// The session or token the request being served came with.
+    pub(crate) fn credential() -> Option<Credential> {
+        signed_in().map(|s| s.credential)
     }
 
     pub(crate) fn hub() -> Result<SharedHub, AppError> {
@@ -267,6 +310,36 @@ pub mod ssr {
         result
     }
 
+    /// The limits of [`super::device_history`] (and the REST API's readings).
+    pub fn check_history_limit(limit: u32) -> Result<(), AppError> {
+        if limit == 0 || limit > super::HISTORY_LIMIT_MAX {
+            return Err(AppError::BadRequest(format!(
+                "limit must be between 1 and {}",
+                super::HISTORY_LIMIT_MAX
+            )));
+        }
+        Ok(())
+    }
+
+    /// The limits of [`super::device_series`] (and the REST API's series).
+    pub fn check_series(from_ms: i64, to_ms: i64, max_points: u32) -> Result<(), AppError> {
+        use super::{SERIES_POINTS_MAX, TIME_MAX_MS, WINDOW_MAX_MS};
+        if max_points == 0 || max_points > SERIES_POINTS_MAX {
+            return Err(AppError::BadRequest(format!(
+                "max_points must be between 1 and {SERIES_POINTS_MAX}"
+            )));
+        }
+        let inside = (0..=TIME_MAX_MS).contains(&from_ms) && (0..=TIME_MAX_MS).contains(&to_ms);
+        if !inside || to_ms <= from_ms || to_ms - from_ms > WINDOW_MAX_MS {
+            return Err(AppError::BadRequest(
+                "the window must lie between 1970 and 9999, end after it starts and span at \
+                 most 400 days"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// With nothing else to send, a heartbeat this often lets both ends notice a dead connection.
     pub const HEARTBEAT: Duration = Duration::from_secs(15);
     /// An open stream checks its session this often: signing out (or removing the user) ends
@@ -281,14 +354,14 @@ pub mod ssr {
         rx: Receiver<LiveEvent>,
         pending: Option<LiveEvent>,
         stopping: CancellationToken,
-        session: Option<String>,
+        session: Option<Credential>,
         next_session_check: tokio::time::Instant,
     }
 
     pub(crate) fn live_stream(
         hub: SharedHub,
         focus: Option<String>,
-        session: Option<String>,
+        session: Option<Credential>,
     ) -> TextStream<AppError> {
         let (snapshot, rx) = hub.subscribe(focus.as_deref());
         let stopping = hub.stopping();

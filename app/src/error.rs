@@ -8,6 +8,7 @@ use leptos::server_fn::{
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum AppError {
     #[error("not found: {0}")]
     NotFound(String),
@@ -16,6 +17,9 @@ pub enum AppError {
     /// No valid session: the person must sign in (again).
     #[error("signed out: sign in again")]
     SignedOut,
+    /// Signed in, but the role (or the API token's scope) does not allow it.
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     /// The server is up but a part it needs (the store, say) is not answering.
     #[error("temporarily unavailable, try again")]
     Unavailable,
@@ -43,6 +47,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::SignedOut => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Transport(_) => StatusCode::BAD_REQUEST,

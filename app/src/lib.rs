@@ -32,6 +32,9 @@ use links::Route;
 
 /// Name of the wasm/js/css bundle under `/pkg` (matches `name` in the workspace's leptos metadata).
 pub const BUNDLE_NAME: &str = "iothub";
+/// Where Leptos puts the server functions (`#[server]`'s default prefix); the REST API for
+/// programs (`/api/v1/`) lives beside them.
+pub const SERVER_FN_PREFIX: &str = "/api/";
 
 /// The HTML document around the app; the server renders it for every page.
 pub fn shell(options: LeptosOptions) -> impl IntoView {

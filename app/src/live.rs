@@ -155,6 +155,14 @@ impl Live {
         });
     }
 
+    /// Whether the signed-in person's role allows `action` (nothing before the first
+    /// snapshot says who they are). The server checks again: this only hides what would be
+    /// refused.
+    pub fn may(self, action: crate::model::Permission) -> bool {
+        self.viewer
+            .with(|v| v.as_ref().is_some_and(|v| v.role.may(action)))
+    }
+
     /// How long ago `ms` was ("12 s ago"), by the browser's clock. While the page is rendered
     /// on the server there is no reader's clock: "at 12:00:01 UTC", which hydrates unchanged.
     pub fn age(self, ms: i64) -> String {

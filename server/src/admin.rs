@@ -3,7 +3,7 @@
 //! both work at once).
 
 use crate::auth::{Auth, AuthConfig};
-use crate::config::{DeviceCommand, StoreArgs, TokenCommand, UserCommand};
+use crate::config::{ApiTokenCommand, DeviceCommand, StoreArgs, TokenCommand, UserCommand};
 use crate::storage::{Database, Store, StoreConfig};
 use anyhow::Context;
 use std::io::{BufRead, IsTerminal};
@@ -11,11 +11,19 @@ use std::time::Duration;
 
 pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Add { name, store } => {
+        UserCommand::Add { name, role, store } => {
             let password = read_password(&name)?;
             with_auth(&store, |auth| async move {
-                auth.add_user(&name, &password).await?;
-                println!("added user {name}");
+                auth.add_user(&name, &password, role).await?;
+                println!("added user {name} ({role})");
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::Role { name, role, store } => {
+            with_auth(&store, |auth| async move {
+                auth.set_role(&name, role).await?;
+                println!("{name} is now {role} (a running hub applies it within a minute)");
                 Ok(())
             })
             .await
@@ -40,7 +48,12 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List { store } => {
             with_auth(&store, |auth| async move {
                 for user in auth.users().await? {
-                    println!("{}\tcreated {}", user.name, utc(user.created_ms));
+                    println!(
+                        "{}\t{}\tcreated {}",
+                        user.name,
+                        user.role,
+                        utc(user.created_ms)
+                    );
                 }
                 Ok(())
             })
@@ -89,6 +102,63 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
             with_auth(&store, |auth| async move {
                 let token = auth.revoke_device_token(id).await?;
                 println!("revoked token {id} of device {}", token.device_id);
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+/// `iothub api-token …`.
+pub async fn api_token(command: ApiTokenCommand) -> anyhow::Result<()> {
+    match command {
+        ApiTokenCommand::Create {
+            user,
+            scope,
+            label,
+            expires_days,
+            store,
+        } => {
+            with_auth(&store, |auth| async move {
+                let expires_ms = expires_days
+                    .map(|days| crate::now_ms().saturating_add(i64::from(days) * 86_400_000));
+                let created = auth
+                    .create_api_token(&user, &label, scope, expires_ms)
+                    .await?;
+                eprintln!(
+                    "API token {} for {user} (scope {scope}); shown only now, keep it with the \
+                     program that uses it (Authorization: Bearer <token>):",
+                    created.token.id
+                );
+                println!("{}", created.secret);
+                Ok(())
+            })
+            .await
+        }
+        ApiTokenCommand::List { store } => {
+            with_auth(&store, |auth| async move {
+                println!("id\tuser\tscope\tlabel\tcreated\texpires\tlast used\trevoked");
+                for t in auth.api_tokens(None).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        t.id,
+                        t.user,
+                        t.scope,
+                        t.label.escape_debug(),
+                        utc(t.created_ms),
+                        t.expires_ms.map_or("never".into(), utc),
+                        t.last_used_ms.map_or("never".into(), utc),
+                        t.revoked_ms.map_or("-".into(), utc),
+                    );
+                }
+                Ok(())
+            })
+            .await
+        }
+        ApiTokenCommand::Revoke { id, store } => {
+            with_auth(&store, |auth| async move {
+                let token = auth.revoke_api_token(id).await?;
+                println!("revoked API token {id} of {}", token.user);
                 Ok(())
             })
             .await

@@ -53,6 +53,9 @@ pub enum Command {
     /// Manage device tokens (what lets a device connect).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage API tokens (what lets a program use the REST API as a user).
+    #[command(subcommand)]
+    ApiToken(ApiTokenCommand),
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -70,6 +73,18 @@ pub enum UserCommand {
     /// Add a user. The password is read from standard input (asked for at a terminal).
     Add {
         name: String,
+        /// What they may do: viewer (sees), operator (also sends commands), admin (also users,
+        /// tokens, removing devices).
+        #[arg(long, default_value = "viewer", value_parser = app::model::Role::parse)]
+        role: app::model::Role,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Give a user another role (viewer, operator, admin).
+    Role {
+        name: String,
+        #[arg(value_parser = app::model::Role::parse)]
+        role: app::model::Role,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -124,6 +139,39 @@ pub enum TokenCommand {
     },
     /// Revoke a token by its number (see `list`). A running hub disconnects the device using
     /// it within five seconds.
+    Revoke {
+        id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create an API token for a user and print it (the only time it is shown). It acts as
+    /// that user, with at most --scope.
+    Create {
+        /// The user it acts for.
+        #[arg(long)]
+        user: String,
+        /// The most it may do: viewer (reads), operator (also commands), admin.
+        #[arg(long, default_value = "viewer", value_parser = app::model::Role::parse)]
+        scope: app::model::Role,
+        /// What it is for, e.g. "Home Assistant".
+        #[arg(long, default_value = "")]
+        label: String,
+        /// It stops working after this many days (default: when revoked).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_days: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List API tokens (not the secrets, which are not kept).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke an API token by its number (see `list`); programs using it are refused at once.
     Revoke {
         id: i64,
         #[command(flatten)]

@@ -5,11 +5,11 @@ use crate::auth::AuthError;
 use crate::protocol::DeviceId;
 use crate::registry::CommandError;
 use crate::state::AppState;
-use app::api::ssr::Hub;
+use app::api::ssr::{Credential, Hub};
 use app::error::AppError;
 use app::model::{
-    CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow, LiveEvent,
-    NewDeviceToken, Reading,
+    ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow,
+    LiveEvent, NewApiToken, NewDeviceToken, Reading, Role,
 };
 use tokio::sync::broadcast::Receiver;
 use tokio_util::sync::CancellationToken;
@@ -120,8 +120,34 @@ impl Hub for AppState {
         self.shutdown.clone()
     }
 
-    async fn still_signed_in(&self, session: &str) -> bool {
-        match self.auth.session_user(session).await {
+    async fn api_tokens(&self) -> Result<Vec<ApiToken>, AppError> {
+        self.auth.api_tokens(None).await.map_err(auth_error)
+    }
+
+    async fn create_api_token(
+        &self,
+        user: &str,
+        label: &str,
+        scope: Role,
+        lifetime_ms: Option<i64>,
+    ) -> Result<NewApiToken, AppError> {
+        let expires_ms = lifetime_ms.map(|ms| crate::now_ms().saturating_add(ms));
+        self.auth
+            .create_api_token(user, label, scope, expires_ms)
+            .await
+            .map_err(auth_error)
+    }
+
+    async fn revoke_api_token(&self, id: i64) -> Result<ApiToken, AppError> {
+        self.auth.revoke_api_token(id).await.map_err(auth_error)
+    }
+
+    async fn still_signed_in(&self, credential: &Credential) -> bool {
+        let session = match credential {
+            Credential::Session(session) => session,
+            Credential::ApiToken(id) => return self.auth.api_token_valid(*id).await,
+        };
+        match self.auth.session_principal(session).await {
             Ok(user) => user.is_some(),
             // The store is unreachable: that says nothing about the session, and the live view
             // is what shows the outage. The request that opened the stream was signed in.
@@ -135,10 +161,14 @@ impl Hub for AppState {
 
 fn auth_error(err: AuthError) -> AppError {
     match err {
-        AuthError::NoSuchToken(_) => AppError::NotFound(err.to_string()),
-        AuthError::BadDeviceId(_) | AuthError::BadLabel(_) => AppError::BadRequest(err.to_string()),
+        AuthError::NoSuchToken(_) | AuthError::NoSuchApiToken(_) | AuthError::NoSuchUser(_) => {
+            AppError::NotFound(err.to_string())
+        }
+        AuthError::BadDeviceId(_) | AuthError::BadLabel(_) | AuthError::ExpiryInThePast => {
+            AppError::BadRequest(err.to_string())
+        }
         other => {
-            tracing::error!(err = %other, "device token operation failed");
+            tracing::error!(err = %other, "token operation failed");
             AppError::Unavailable
         }
     }

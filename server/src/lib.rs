@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod paths;
 pub mod protocol;
 pub mod registry;
+pub mod rest;
 pub mod retry;
 pub mod router;
 pub mod security;

@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(command) => server::admin::user(command).await?,
         Command::Token(command) => server::admin::token(command).await?,
+        Command::ApiToken(command) => server::admin::api_token(command).await?,
         Command::Device(command) => server::admin::device(command).await?,
         Command::Backup { destination, store } => {
             server::admin::backup(&destination, &store).await?

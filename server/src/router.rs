@@ -4,7 +4,7 @@
 
 use crate::auth::{self, Auth};
 use crate::state::AppState;
-use crate::{devices, export, paths, security};
+use crate::{devices, export, paths, rest, security};
 use app::api::ssr::SharedHub;
 use axum::body::Body;
 use axum::extract::State;
@@ -45,6 +45,19 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page.clone()))
         .route("/devices/{id}", get(page))
         .route("/devices/{id}/remove", post(remove_device));
+    let (api, description) = rest::routes();
+    let description = Arc::new(description);
+    let docs = rest::docs_page(&description);
+    router = router
+        .merge(api)
+        .route(
+            paths::API_OPENAPI,
+            get(move || {
+                let description = description.clone();
+                async move { axum::Json((*description).clone()) }
+            }),
+        )
+        .route(paths::API_DOCS, get(move || async move { docs.clone() }));
     for (path, method) in leptos::server_fn::axum::server_fn_paths() {
         let context = context.clone();
         let handler = move |req: Request<Body>| async move {

@@ -119,7 +119,12 @@ pub async fn check_origin(
     request: Request<Body>,
     next: Next,
 ) -> Response {
-    let checked = request.method() == Method::POST
+    // Anything that can change something (POST, DELETE, PATCH, PUT), and WebSocket upgrades.
+    let changes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let checked = changes
         || request
             .headers()
             .get("upgrade")
@@ -176,6 +181,8 @@ pub async fn request_deadline(
 fn is_stream(path: &str) -> bool {
     path == crate::paths::DEVICE_SOCKET
         || path.starts_with("/export/")
+        || path == crate::paths::API_EVENTS
+        || (path.starts_with(crate::paths::API_V1) && path.ends_with("/export"))
         || path == app::api::LiveUpdates::PATH
 }
 

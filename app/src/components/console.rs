@@ -1,6 +1,6 @@
 use crate::api::send_console_line;
 use crate::live::use_live;
-use crate::model::{ConsoleLine, Direction};
+use crate::model::{ConsoleLine, Direction, Permission};
 use leptos::ev::SubmitEvent;
 use leptos::html::Ol;
 use leptos::prelude::*;
@@ -126,16 +126,18 @@ pub fn Console(#[prop(into)] id: Signal<String>) -> impl IntoView {
                         .collect_view()
                 }}
             </ol>
-            <form class="console-send" on:submit=on_submit>
-                <input
-                    aria-label="Line to send to the device"
-                    autocomplete="off"
-                    prop:value=move || draft.get()
-                    on:input=move |ev| draft.set(event_target_value(&ev))
-                />
-                <button type="submit">"Send line"</button>
-            </form>
-            <p class="form-error" role="alert">{failed}</p>
+            <Show when=move || live.may(Permission::Control)>
+                <form class="console-send" on:submit=on_submit>
+                    <input
+                        aria-label="Line to send to the device"
+                        autocomplete="off"
+                        prop:value=move || draft.get()
+                        on:input=move |ev| draft.set(event_target_value(&ev))
+                    />
+                    <button type="submit">"Send line"</button>
+                </form>
+                <p class="form-error" role="alert">{failed}</p>
+            </Show>
         </section>
     }
 }

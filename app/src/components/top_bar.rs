@@ -1,6 +1,7 @@
 use crate::components::ConnectionBadge;
 use crate::links::{LOGOUT, TOKENS_PAGE};
 use crate::live::use_live;
+use crate::model::Permission;
 use crate::time::Zone;
 use leptos::prelude::*;
 
@@ -39,7 +40,9 @@ pub fn TopBar() -> impl IntoView {
             </label>
             <ConnectionBadge />
             <nav class="account" aria-label="Account">
-                <a href=TOKENS_PAGE>"Tokens"</a>
+                <Show when=move || live.may(Permission::Administer)>
+                    <a href=TOKENS_PAGE>"Tokens"</a>
+                </Show>
                 <span class="user" data-testid="user">
                     {move || live.viewer.with(|v| v.as_ref().map(|v| v.user.clone()))}
                 </span>

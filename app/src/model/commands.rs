@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Who a command is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum CommandTarget {
     Device(String),
     /// Every device online at the moment it is sent.
@@ -19,6 +20,7 @@ pub const MAX_DURATION_MS: u64 = 86_400_000;
 
 /// A command as a person asks for it: set `variable` to `value`, optionally for `duration_ms`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CommandRequest {
     pub target: CommandTarget,
     pub variable: String,
@@ -114,6 +116,7 @@ impl CommandRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum CommandStatus {
     /// Queued for the device's connection.
     Pending,
@@ -148,6 +151,7 @@ impl CommandStatus {
 
 /// One command to one device, and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CommandInfo {
     /// Sequence number, unique per server run; the device acknowledges with it.
     pub seq: u64,

@@ -6,13 +6,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 mod commands;
+mod roles;
 mod tokens;
 
 pub use commands::{
     validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget, MAX_DURATION_MS,
     MAX_VARIABLE_CHARS,
 };
-pub use tokens::{DeviceToken, NewDeviceToken, Viewer};
+pub use roles::{Permission, Role};
+pub use tokens::{ApiToken, DeviceToken, NewApiToken, NewDeviceToken, Viewer};
 
 /// A device id or field name as readings carry it: shared, not copied, because every reading
 /// of a device names the same device and fields (one allocation per connection rather than per
@@ -21,17 +23,21 @@ pub type Name = std::sync::Arc<str>;
 
 /// One named numeric value of a reading, in the order the device sent them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FieldValue {
+    #[cfg_attr(feature = "ssr", schema(value_type = String))]
     pub field: Name,
     pub value: f64,
 }
 
 /// One line a device sent, as stored and as shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Reading {
     /// Position in the server's stream of events since it started; lets a browser drop what it
     /// already has after it re-synchronises.
     pub seq: u64,
+    #[cfg_attr(feature = "ssr", schema(value_type = String))]
     pub device_id: Name,
     pub received_ms: i64,
     /// The device's own timestamp (JSON `"ts"`), if it sent one; kept, never trusted for ordering.
@@ -42,6 +48,7 @@ pub struct Reading {
 
 /// One time bucket of a downsampled series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SeriesPoint {
     /// Middle of the bucket.
     pub t_ms: i64,
@@ -53,6 +60,7 @@ pub struct SeriesPoint {
 
 /// One field of a device over a time window, at most a bounded number of points.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Series {
     pub field: String,
     pub points: Vec<SeriesPoint>,
@@ -60,6 +68,7 @@ pub struct Series {
 
 /// A device's stored history over `[from_ms, to_ms)`, downsampled into buckets of `bucket_ms`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct HistoryWindow {
     pub device_id: String,
     pub from_ms: i64,
@@ -86,6 +95,7 @@ impl HistoryWindow {
 
 /// What the device list shows about one device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeviceSummary {
     pub id: String,
     pub online: bool,
@@ -105,6 +115,7 @@ pub struct DeviceSummary {
 /// A device's optional description of itself (sent as a JSON `{"register": {…}}` line).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Registration {
     /// Display name.
     #[serde(default)]
@@ -119,6 +130,7 @@ pub struct Registration {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FieldSpec {
     pub name: String,
     #[serde(default)]
@@ -128,6 +140,7 @@ pub struct FieldSpec {
 /// A command a device accepts, e.g. `LED` from 0 to 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CommandSpec {
     pub name: String,
     #[serde(default)]
@@ -138,6 +151,7 @@ pub struct CommandSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum Direction {
     /// Received from the device.
     In,
@@ -149,6 +163,7 @@ pub enum Direction {
 
 /// A raw line in a device's console.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ConsoleLine {
     pub ms: i64,
     pub direction: Direction,
@@ -157,6 +172,7 @@ pub struct ConsoleLine {
 
 /// A device and the readings the server still holds in memory for it, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeviceSnapshot {
     pub summary: DeviceSummary,
     pub recent: Vec<Reading>,
@@ -167,6 +183,7 @@ pub struct DeviceSnapshot {
 
 /// Everything the dashboard needs to draw itself, as of event `seq`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DashboardSnapshot {
     pub seq: u64,
     /// The device this snapshot carries in detail (all recent readings and the console); the

@@ -6,7 +6,7 @@ use crate::components::{
     RemoveDevice, TopBar, WindowPicker,
 };
 use crate::live::use_live;
-use crate::model::TimeWindow;
+use crate::model::{Permission, TimeWindow};
 use leptos::prelude::*;
 
 #[component]
@@ -16,6 +16,7 @@ pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
         let id = id.clone();
         move || {
             let id = id.clone();
+            let (command_id, remove_id) = (id.clone(), id.clone());
             view! {
                 <DeviceHeader id=id.clone() window />
                 <div class="device-layout">
@@ -25,10 +26,14 @@ pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
                         <Console id=id.clone() />
                     </div>
                     <aside class="side">
-                        <CommandForm device=id.clone() />
+                        <Show when=move || live.may(Permission::Control)>
+                            <CommandForm device=command_id.clone() />
+                        </Show>
                         <RecentCommands device=id.clone() />
                         <DeviceDetails id=id.clone() />
-                        <RemoveDevice id />
+                        <Show when=move || live.may(Permission::Administer)>
+                            <RemoveDevice id=remove_id.clone() />
+                        </Show>
                     </aside>
                 </div>
             }

@@ -2,7 +2,7 @@
 
 use crate::components::{first_paint, CommandForm, DeviceCard, RecentCommands, TopBar};
 use crate::live::use_live;
-use crate::model::DeviceOrder;
+use crate::model::{DeviceOrder, Permission};
 use leptos::either::Either;
 use leptos::prelude::*;
 
@@ -80,7 +80,9 @@ pub fn OverviewPage() -> impl IntoView {
                     </Show>
                 </section>
                 <aside class="side">
-                    <CommandForm />
+                    <Show when=move || live.may(Permission::Control)>
+                        <CommandForm />
+                    </Show>
                     <RecentCommands />
                 </aside>
                 },

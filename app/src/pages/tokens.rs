@@ -1,9 +1,10 @@
-//! `/tokens`: the tokens that let devices connect. Create one for a device id (its secret is
+//! `/tokens` (admins): the tokens that let devices connect, and API tokens for programs
+//! ([`ApiTokens`]). Create a device token for a device id (its secret is
 //! shown once, here, and never again: the server keeps only a hash), see when each was last
 //! used, revoke one (a device connected with it is disconnected).
 
 use crate::api::{create_device_token, list_device_tokens, revoke_device_token};
-use crate::components::{first_paint, TopBar};
+use crate::components::{first_paint, ApiTokens, TopBar};
 use crate::links::device_page;
 use crate::live::use_live;
 use crate::model::{DeviceToken, NewDeviceToken, TimeWindow};
@@ -167,6 +168,7 @@ pub fn TokensPage() -> impl IntoView {
                     })}
                 </Suspense>
             </section>
+            <ApiTokens />
         </main>
     }
 }

@@ -6,14 +6,17 @@
 //! - The first start creates an `admin` user (password from `--admin-password`, or generated
 //!   and logged once). More users: `iothub user add`.
 
+mod api_tokens;
+mod device_tokens;
 pub mod password;
+pub mod policy;
 pub mod secret;
 pub mod throttle;
 pub mod web;
 
 use crate::protocol::DeviceId;
 use crate::storage::{SessionRow, StorageError, Store, UserRow};
-use app::model::{DeviceToken, NewDeviceToken};
+use app::model::Role;
 use parking_lot::{Mutex, MutexGuard};
 use password::PasswordError;
 use secret::RandomError;
@@ -62,6 +65,18 @@ pub enum AuthError {
     BadLabel(String),
     #[error("there is no active device token {0}")]
     NoSuchToken(i64),
+    #[error("there is no active API token {0}")]
+    NoSuchApiToken(i64),
+    #[error("an API token's expiry must lie in the future")]
+    ExpiryInThePast,
+}
+
+/// Who a request acts for: a signed-in person, or a program with one of their API tokens
+/// (then `role` is the lower of theirs and the token's scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub role: Role,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +138,7 @@ pub enum DeviceAccess {
 #[derive(Debug, Clone)]
 struct KnownSession {
     user: String,
+    role: Role,
     expires_ms: i64,
     checked: Instant,
 }
@@ -144,15 +160,12 @@ struct Inner {
     /// Fingerprint → device id of tokens that live only as long as this process (the bundled
     /// simulator's), so a demo run leaves no tokens behind in the database.
     ephemeral_tokens: Mutex<HashMap<String, DeviceId>>,
+    /// API token id → when its last use was written (at most once a minute per token).
+    api_tokens_touched: Mutex<HashMap<i64, Instant>>,
     /// Connections per stored token: a device (or a stolen token) reconnecting in a loop
     /// would cost a database write and a registry change each time.
     reconnects: Mutex<HashMap<i64, crate::limits::RateLimit>>,
 }
-
-/// A token may connect this often on average (one every 5 s)…
-const RECONNECTS_PER_SEC: f64 = 0.2;
-/// …after a burst of this many (a device rebooting a few times, a flaky network).
-const RECONNECT_BURST: f64 = 10.0;
 
 impl Auth {
     pub fn new(store: Store, config: AuthConfig) -> Auth {
@@ -167,6 +180,7 @@ impl Auth {
                 sessions: Mutex::new(HashMap::new()),
                 ephemeral_tokens: Mutex::new(HashMap::new()),
                 reconnects: Mutex::new(HashMap::new()),
+                api_tokens_touched: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -204,7 +218,7 @@ impl Auth {
             Some(given) => (given.to_string(), false),
             None => (secret::new_password()?, true),
         };
-        self.add_user(FIRST_USER, &password).await?;
+        self.add_user(FIRST_USER, &password, Role::Admin).await?;
         if generated {
             tracing::warn!(
                 user = FIRST_USER,
@@ -219,12 +233,12 @@ impl Auth {
         }
     }
 
-    pub async fn add_user(&self, name: &str, password: &str) -> Result<(), AuthError> {
+    pub async fn add_user(&self, name: &str, password: &str, role: Role) -> Result<(), AuthError> {
         check_user_name(name)?;
         let hash = self.hash(password).await?;
         if !self
             .store()
-            .create_user(name, &hash, crate::now_ms())
+            .create_user(name, &hash, role.as_str(), crate::now_ms())
             .await?
         {
             return Err(AuthError::UserExists(name.to_string()));
@@ -236,6 +250,16 @@ impl Auth {
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
         let hash = self.hash(password).await?;
         if !self.store().set_password(name, &hash).await? {
+            return Err(AuthError::NoSuchUser(name.to_string()));
+        }
+        self.forget_sessions_of(name);
+        Ok(())
+    }
+
+    /// Gives a user another role; their open sessions have it at their next request here
+    /// (within [`SESSION_RECHECK`] when changed by another process, `iothub user role`).
+    pub async fn set_role(&self, name: &str, role: Role) -> Result<(), AuthError> {
+        if !self.store().set_role(name, role.as_str()).await? {
             return Err(AuthError::NoSuchUser(name.to_string()));
         }
         self.forget_sessions_of(name);
@@ -307,10 +331,10 @@ impl Auth {
         })
     }
 
-    /// The user a session cookie belongs to, if it is valid. Confirmed sessions are
-    /// remembered for [`SESSION_RECHECK`]; if the database cannot be asked, a remembered,
-    /// unexpired session still counts.
-    pub async fn session_user(&self, session: &str) -> Result<Option<String>, AuthError> {
+    /// Who a session cookie belongs to, if it is valid. Confirmed sessions are remembered for
+    /// [`SESSION_RECHECK`]; if the database cannot be asked, a remembered, unexpired session
+    /// still counts.
+    pub async fn session_principal(&self, session: &str) -> Result<Option<Principal>, AuthError> {
         let fingerprint = secret::fingerprint(session);
         let now_ms = crate::now_ms();
         let known = self.known_sessions().get(&fingerprint).cloned();
@@ -319,10 +343,19 @@ impl Auth {
             .as_ref()
             .filter(|k| k.checked.elapsed() < SESSION_RECHECK)
         {
-            return Ok(Some(k.user.clone()));
+            return Ok(Some(Principal {
+                user: k.user.clone(),
+                role: k.role,
+            }));
         }
         match self.store().session_user(&fingerprint, now_ms).await {
-            Ok(Some(SessionRow { user, expires_ms })) => {
+            Ok(Some(SessionRow {
+                user,
+                role,
+                expires_ms,
+            })) => {
+                // Written only from a `Role`; anything else is the least it can be.
+                let role = Role::parse(&role).unwrap_or(Role::Viewer);
                 let mut sessions = self.known_sessions();
                 if sessions.len() >= MAX_CACHED_SESSIONS {
                     sessions.clear();
@@ -331,11 +364,12 @@ impl Auth {
                     fingerprint,
                     KnownSession {
                         user: user.clone(),
+                        role,
                         expires_ms,
                         checked: Instant::now(),
                     },
                 );
-                Ok(Some(user))
+                Ok(Some(Principal { user, role }))
             }
             Ok(None) => {
                 self.known_sessions().remove(&fingerprint);
@@ -344,7 +378,10 @@ impl Auth {
             Err(err) => match known {
                 Some(k) => {
                     tracing::warn!(%err, "cannot check a session; trusting the last check");
-                    Ok(Some(k.user))
+                    Ok(Some(Principal {
+                        user: k.user,
+                        role: k.role,
+                    }))
                 }
                 None => Err(err.into()),
             },
@@ -371,140 +408,6 @@ impl Auth {
             .store()
             .delete_expired_sessions(crate::now_ms())
             .await?)
-    }
-
-    /// Creates a token for `device_id`; the secret is in the result and nowhere else.
-    pub async fn create_device_token(
-        &self,
-        device_id: &str,
-        label: &str,
-    ) -> Result<NewDeviceToken, AuthError> {
-        let device_id =
-            DeviceId::parse(device_id).map_err(|e| AuthError::BadDeviceId(e.to_string()))?;
-        let label = check_label(label)?;
-        let secret = secret::new_device_token()?;
-        let token = self
-            .store()
-            .create_device_token(
-                device_id.as_str(),
-                label,
-                &secret::fingerprint(&secret),
-                crate::now_ms(),
-            )
-            .await?;
-        tracing::info!(device = %device_id, token = token.id, "device token created");
-        Ok(NewDeviceToken { token, secret })
-    }
-
-    pub async fn revoke_device_token(&self, id: i64) -> Result<DeviceToken, AuthError> {
-        let token = self
-            .store()
-            .revoke_device_token(id, crate::now_ms())
-            .await?
-            .ok_or(AuthError::NoSuchToken(id))?;
-        tracing::info!(device = %token.device_id, token = id, "device token revoked");
-        Ok(token)
-    }
-
-    pub async fn device_tokens(&self) -> Result<Vec<DeviceToken>, AuthError> {
-        Ok(self.store().device_tokens().await?)
-    }
-
-    /// A token for `device_id` that is valid until the process ends (never stored).
-    pub fn ephemeral_device_token(&self, device_id: DeviceId) -> Result<String, AuthError> {
-        let secret = secret::new_device_token()?;
-        self.inner
-            .ephemeral_tokens
-            .lock()
-            .insert(secret::fingerprint(&secret), device_id);
-        Ok(secret)
-    }
-
-    /// Whether a connection without a token may speak for `device`: not if the device has a
-    /// token (stored and not revoked, or the bundled simulator's), whatever the transport.
-    pub async fn tokenless_may_use(&self, device: &DeviceId) -> Result<(), DeviceRefusal> {
-        let simulated = self
-            .inner
-            .ephemeral_tokens
-            .lock()
-            .values()
-            .any(|id| id == device);
-        let stored = self
-            .store()
-            .device_has_token(device.as_str())
-            .await
-            .map_err(|err| {
-                tracing::error!(%err, "looking up device tokens failed");
-                DeviceRefusal::Unavailable
-            })?;
-        if simulated || stored {
-            return Err(DeviceRefusal::NeedsItsToken(device.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Decides whether a device connection presenting `token` may proceed.
-    pub async fn admit_device(&self, token: Option<&str>) -> Result<DeviceAccess, DeviceRefusal> {
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return if self.config().allow_tokenless_devices {
-                Ok(DeviceAccess::Tokenless)
-            } else {
-                Err(DeviceRefusal::NoToken)
-            };
-        };
-        // Real tokens are 68 characters; anything far longer is not worth hashing.
-        if token.len() > 256 {
-            return Err(DeviceRefusal::BadToken);
-        }
-        let fingerprint = secret::fingerprint(token);
-        let ephemeral = self
-            .inner
-            .ephemeral_tokens
-            .lock()
-            .get(&fingerprint)
-            .cloned();
-        if let Some(device_id) = ephemeral {
-            return Ok(DeviceAccess::Device {
-                device_id,
-                token_id: None,
-            });
-        }
-        let stored = self
-            .store()
-            .device_token_by_hash(&fingerprint)
-            .await
-            .map_err(|err| {
-                tracing::error!(%err, "looking up a device token failed");
-                DeviceRefusal::Unavailable
-            })?;
-        let Some(stored) = stored.filter(|t| t.revoked_ms.is_none()) else {
-            return Err(DeviceRefusal::BadToken);
-        };
-        let device_id = DeviceId::parse(&stored.device_id).map_err(|_| DeviceRefusal::BadToken)?;
-        let now = Instant::now();
-        let allowed = self
-            .inner
-            .reconnects
-            .lock()
-            .entry(stored.id)
-            .or_insert_with(|| {
-                crate::limits::RateLimit::with_burst(RECONNECTS_PER_SEC, RECONNECT_BURST, now)
-            })
-            .allow(now);
-        if !allowed {
-            return Err(DeviceRefusal::TooManyReconnects);
-        }
-        if let Err(err) = self
-            .store()
-            .touch_device_token(stored.id, crate::now_ms())
-            .await
-        {
-            tracing::warn!(%err, "could not note the device token's last use");
-        }
-        Ok(DeviceAccess::Device {
-            device_id,
-            token_id: Some(stored.id),
-        })
     }
 
     fn throttle(&self) -> MutexGuard<'_, LoginThrottle> {

@@ -17,6 +17,13 @@ pub fn random_hex() -> Result<String, RandomError> {
     Ok(hex::encode(bytes))
 }
 
+/// Prefix of API tokens (a person's programs calling the REST API).
+pub const API_TOKEN_PREFIX: &str = "iothub_api_";
+
+pub fn new_api_token() -> Result<String, RandomError> {
+    Ok(format!("{API_TOKEN_PREFIX}{}", random_hex()?))
+}
+
 pub fn new_device_token() -> Result<String, RandomError> {
     Ok(format!("{DEVICE_TOKEN_PREFIX}{}", random_hex()?))
 }

@@ -5,12 +5,14 @@
 //! The login form is a plain HTML form (it works before, and without, the WebAssembly), so its
 //! answers are redirects: to where the person was going, or back to the form with a message.
 
-use super::{Auth, Login};
-use app::api::ssr::SignedIn;
+use super::{policy, Auth, Login, Principal};
+use app::api::ssr::{Credential, SignedIn};
 use app::error::AppError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Form, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use axum::http::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -104,9 +106,10 @@ pub async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
     response
 }
 
-/// Lets through requests with a valid session (noting the user for the handlers), and the
-/// few routes that are public; redirects page loads to the login page and answers anything
-/// else with 401.
+/// Lets through requests with a valid session or API token whose role allows what they ask
+/// ([`policy::needed`]; noting who it is for the handlers), and the few routes that are
+/// public; redirects page loads to the login page and answers anything else with 401, or 403
+/// when the role falls short.
 pub async fn require_session(
     State(auth): State<Auth>,
     mut request: Request<Body>,
@@ -120,16 +123,20 @@ pub async fn require_session(
     if public && !login_page {
         return next.run(request).await;
     }
-    let signed_in = match session_from(request.headers(), cookie_name(&auth)) {
-        None => None,
-        Some(session) => match auth.session_user(&session).await {
-            Ok(user) => user.map(|user| SignedIn { user, session }),
-            Err(err) => {
-                tracing::error!(%err, "checking a session failed");
-                return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
-            }
-        },
+    let signed_in = match who_is_asking(&auth, request.headers()).await {
+        Ok(signed_in) => signed_in,
+        Err(err) => {
+            tracing::error!(%err, "checking a session failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again\n").into_response();
+        }
     };
+    let by_token = matches!(
+        signed_in,
+        Some(SignedIn {
+            credential: Credential::ApiToken(_),
+            ..
+        })
+    );
     match signed_in {
         // A signed-in person asking for the login page goes where they were going.
         // (The page reads `next` the same way, with `Route::parse`.)
@@ -140,7 +147,9 @@ pub async fn require_session(
                 _ => see_other("/"),
             }
         }
-        Some(_) if request.method() == Method::POST && !from_a_page(&request) => {
+        // A browser's cookie goes with any request, so a POST must say it comes from a page;
+        // a bearer token is sent only by a program that holds it.
+        Some(_) if changes(request.method()) && !by_token && !from_a_page(&request) => {
             tracing::warn!(
                 path,
                 "refused a signed-in POST that says nothing of where it came from"
@@ -152,6 +161,11 @@ pub async fn require_session(
                 .into_response()
         }
         Some(signed_in) => {
+            let action = policy::needed(request.method(), path);
+            if !signed_in.role.may(action) {
+                tracing::info!(user = %signed_in.user, role = %signed_in.role, ?action, path, "refused: the role does not allow it");
+                return forbidden(&request, signed_in.role);
+            }
             request.extensions_mut().insert(signed_in);
             next.run(request).await
         }
@@ -160,28 +174,93 @@ pub async fn require_session(
             let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
             see_other(&format!("{LOGIN_PATH}?next={}", url_encode(target)))
         }
-        None => {
-            // Server functions decode this into `AppError::SignedOut`, which the pages handle.
-            let body = serde_json::to_string(&AppError::SignedOut).unwrap_or_default();
-            let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
+        None => json_error(StatusCode::UNAUTHORIZED, &AppError::SignedOut),
     }
 }
 
+/// The session cookie's or the bearer token's owner, if either is valid. A bearer token that
+/// is not a valid API token counts as nobody (401), even with a cookie beside it.
+async fn who_is_asking(
+    auth: &Auth,
+    headers: &HeaderMap,
+) -> Result<Option<SignedIn>, super::AuthError> {
+    if let Some(bearer) = bearer_from(headers) {
+        return Ok(auth
+            .api_principal(bearer)
+            .await?
+            .map(|(Principal { user, role }, id)| SignedIn {
+                user,
+                role,
+                credential: Credential::ApiToken(id),
+            }));
+    }
+    let Some(session) = session_from(headers, cookie_name(auth)) else {
+        return Ok(None);
+    };
+    Ok(auth
+        .session_principal(&session)
+        .await?
+        .map(|Principal { user, role }| SignedIn {
+            user,
+            role,
+            credential: Credential::Session(session),
+        }))
+}
+
+fn bearer_from(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// 403: a short page for a person's browser, the error as JSON for everything else.
+fn forbidden(request: &Request<Body>, role: app::model::Role) -> Response {
+    let why = format!("a {role} may not do this");
+    if wants_page(request) {
+        let body = format!(
+            "<!DOCTYPE html><title>Not allowed</title><p>Your role ({role}) does not allow \
+             this page.</p><p><a href=\"/\">Back to the dashboard</a></p>"
+        );
+        let mut response = (StatusCode::FORBIDDEN, body).into_response();
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return response;
+    }
+    json_error(StatusCode::FORBIDDEN, &AppError::Forbidden(why))
+}
+
+/// An error as the server functions send it (the pages decode it into [`AppError`]).
+fn json_error(status: StatusCode, error: &AppError) -> Response {
+    let body = serde_json::to_string(error).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 /// Routes anyone may reach: the login page and its form, signing out (which without a session
-/// just goes to the login page), the health check (ok / not ok), the static assets it needs (the bundle is the same for
+/// just goes to the login page), the REST API's description (no data), the health check (ok / not ok), the static assets it needs (the bundle is the same for
 /// everyone and holds no data), and the device endpoint, which checks device tokens itself.
 fn is_public(path: &str) -> bool {
     path == LOGIN_PATH
+        || path == crate::paths::API_OPENAPI
+        || path == crate::paths::API_DOCS
         || path == LOGOUT_PATH
         || path == crate::paths::DEVICE_SOCKET
         || path == crate::paths::HEALTH
         || path == "/favicon.svg"
         || path.starts_with("/pkg/")
+}
+
+/// Whether a request may change something (everything but reading).
+fn changes(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// A POST that says where it comes from: browsers send `Origin` with every POST (checked

@@ -10,6 +10,7 @@
 
 mod commands;
 mod mailbox;
+mod replay;
 
 use crate::now_ms;
 use crate::protocol::{DeviceId, Dialect};
@@ -21,6 +22,7 @@ pub use commands::CommandError;
 use commands::Tracked;
 pub use mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use parking_lot::{Mutex, MutexGuard};
+pub use replay::{Resumed, REPLAY_EVENTS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +73,8 @@ struct Shared {
     // more than losing the hub, so the next holder simply goes on.
     state: Mutex<State>,
     events: broadcast::Sender<LiveEvent>,
+    /// Event ids, and the events kept for streams that reconnect.
+    replay: replay::Replay,
     config: RegistryConfig,
 }
 
@@ -176,6 +180,7 @@ impl Registry {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 events,
+                replay: replay::Replay::new(),
                 config: RegistryConfig {
                     recent_per_device: config.recent_per_device.max(1),
                     ..config
@@ -196,6 +201,7 @@ impl Registry {
             metrics::counter!(crate::metrics::COMMANDS, "status" => info.status.label().to_string())
                 .increment(1);
         }
+        self.shared.replay.note(&event);
         // An error only means nobody is listening right now.
         let _ = self.shared.events.send(event);
     }

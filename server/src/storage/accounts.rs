@@ -36,13 +36,16 @@ fn token_from(row: TokenRow) -> DeviceToken {
 pub struct UserRow {
     pub name: String,
     pub created_ms: i64,
+    /// `viewer`, `operator` or `admin` (see [`app::model::Role`]).
+    pub role: String,
 }
 
-/// An unexpired session and whose it is.
+/// An unexpired session, whose it is and that user's role.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRow {
     #[sqlx(rename = "user_name")]
     pub user: String,
+    pub role: String,
     pub expires_ms: i64,
 }
 
@@ -68,15 +71,18 @@ impl Store {
         &self,
         name: &str,
         password_hash: &str,
+        role: &str,
         now_ms: i64,
     ) -> Result<bool, StorageError> {
-        let sql = "INSERT INTO users (name, password_hash, created_ms) VALUES ($1, $2, $3)
+        let sql =
+            "INSERT INTO users (name, password_hash, created_ms, role) VALUES ($1, $2, $3, $4)
                    ON CONFLICT (name) DO NOTHING";
         let done = on_pool!(self, |pool| {
             sqlx::query(sql)
                 .bind(name)
                 .bind(password_hash)
                 .bind(now_ms)
+                .bind(role)
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -102,7 +108,20 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Removes a user and their sessions; false if there is no such user.
+    /// Gives a user another role; false if there is no such user.
+    pub async fn set_role(&self, name: &str, role: &str) -> Result<bool, StorageError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query("UPDATE users SET role = $2 WHERE name = $1")
+                .bind(name)
+                .bind(role)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Removes a user, their sessions and their API tokens; false if there is no such user.
     pub async fn remove_user(&self, name: &str) -> Result<bool, StorageError> {
         let done = on_pool!(self, |pool| {
             sqlx::query("DELETE FROM users WHERE name = $1")
@@ -112,13 +131,14 @@ impl Store {
                 .rows_affected()
         });
         self.delete_sessions_of(name).await?;
+        self.delete_api_tokens_of(name).await?;
         Ok(done == 1)
     }
 
     /// Every user name with its creation time, by name.
     pub async fn users(&self) -> Result<Vec<UserRow>, StorageError> {
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as("SELECT name, created_ms FROM users ORDER BY name")
+            sqlx::query_as("SELECT name, created_ms, role FROM users ORDER BY name")
                 .fetch_all(pool)
                 .await?
         }))
@@ -163,7 +183,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<SessionRow>, StorageError> {
         let sql =
-            "SELECT s.user_name, s.expires_ms FROM sessions s JOIN users u ON u.name = s.user_name
+            "SELECT s.user_name, u.role, s.expires_ms FROM sessions s JOIN users u ON u.name = s.user_name
                    WHERE s.token_hash = $1 AND s.expires_ms > $2";
         let row: Option<SessionRow> = on_pool!(self, |pool| {
             sqlx::query_as(sql)

@@ -20,6 +20,7 @@ macro_rules! on_pool {
 }
 
 mod accounts;
+mod api_tokens;
 mod batch;
 mod convert;
 mod devices;
@@ -32,6 +33,7 @@ mod sqlite;
 mod writer;
 
 pub use accounts::{RevokedToken, SessionRow, UserRow};
+pub use api_tokens::{ApiTokenUse, NewApiTokenRow};
 pub use devices::StoredDevice;
 pub use readings::{chart_bucket, ReadingStream, DEVICE_KEY_SQL, ROLLUP_WINDOW_SQL};
 

@@ -295,13 +295,88 @@ async fn devices_keep_their_registration_and_first_and_last_seen() {
 }
 
 #[tokio::test]
+async fn api_tokens_carry_their_user_role_and_scope_until_they_expire_or_are_revoked() {
+    use crate::storage::NewApiTokenRow;
+    use app::model::Role;
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        assert!(store
+            .create_user("ada", "hash", "operator", 100)
+            .await
+            .unwrap());
+        let new = |hash: &'static str, expires_ms| NewApiTokenRow {
+            user: "ada",
+            label: "script",
+            scope: Role::Admin,
+            token_hash: hash,
+            now_ms: 100,
+            expires_ms,
+        };
+        let forever = store.create_api_token(new("t1", None)).await.unwrap();
+        let brief = store
+            .create_api_token(new("t2", Some(1_000)))
+            .await
+            .unwrap();
+        assert_eq!((forever.user.as_str(), forever.scope), ("ada", Role::Admin));
+        let used = store.api_token_use("t1", 5_000).await.unwrap().unwrap();
+        assert_eq!(
+            (used.user_role.as_str(), used.scope.as_str()),
+            ("operator", "admin")
+        );
+        assert!(store.api_token_use("t2", 999).await.unwrap().is_some());
+        assert!(
+            store.api_token_use("t2", 1_000).await.unwrap().is_none(),
+            "expired"
+        );
+        assert!(store.api_token_active(forever.id, 5_000).await.unwrap());
+        assert!(!store.api_token_active(brief.id, 5_000).await.unwrap());
+        store.touch_api_token(forever.id, 4_000).await.unwrap();
+        let listed = store.api_tokens(Some("ada")).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[1].last_used_ms, Some(4_000), "newest first");
+        assert!(store.api_tokens(Some("bob")).await.unwrap().is_empty());
+        assert_eq!(store.api_tokens(None).await.unwrap().len(), 2);
+        assert!(store
+            .revoke_api_token(forever.id, 6_000)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .revoke_api_token(forever.id, 6_000)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(
+            store.api_token_use("t1", 6_001).await.unwrap().is_none(),
+            "revoked"
+        );
+        // A role change is seen at the next use; a removed user's tokens go with them.
+        assert!(store.set_role("ada", "viewer").await.unwrap());
+        let third = store.create_api_token(new("t3", None)).await.unwrap();
+        let used = store.api_token_use("t3", 7_000).await.unwrap().unwrap();
+        assert_eq!(used.user_role, "viewer");
+        assert!(store.remove_user("ada").await.unwrap());
+        assert!(store.api_token_use("t3", 7_000).await.unwrap().is_none());
+        assert!(!store.api_token_active(third.id, 7_000).await.unwrap());
+        assert!(store.api_tokens(None).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn users_sessions_and_device_tokens() {
     on_each_backend(|db| async move {
         let store = open(&db, Duration::from_millis(10)).await;
         assert_eq!(store.user_count().await.unwrap(), 0);
-        assert!(store.create_user("ada", "hash-1", 100).await.unwrap());
+        assert!(store
+            .create_user("ada", "hash-1", "admin", 100)
+            .await
+            .unwrap());
         assert!(
-            !store.create_user("ada", "hash-2", 101).await.unwrap(),
+            !store
+                .create_user("ada", "hash-2", "viewer", 101)
+                .await
+                .unwrap(),
             "name taken"
         );
         assert_eq!(
@@ -315,6 +390,7 @@ async fn users_sessions_and_device_tokens() {
             store.session_user("s1", 999).await.unwrap(),
             Some(SessionRow {
                 user: "ada".to_string(),
+                role: "admin".to_string(),
                 expires_ms: 1_000
             })
         );

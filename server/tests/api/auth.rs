@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// Valid arguments for every server function, by path. A server function missing here fails
 /// the walk below, so a new one cannot skip the session check unnoticed.
-fn server_fn_calls() -> BTreeMap<&'static str, (&'static str, String)> {
+pub fn server_fn_calls() -> BTreeMap<&'static str, (&'static str, String)> {
     let form = "application/x-www-form-urlencoded";
     let json = "application/json";
     BTreeMap::from([
@@ -52,6 +52,12 @@ fn server_fn_calls() -> BTreeMap<&'static str, (&'static str, String)> {
             app::api::RemoveDevice::PATH,
             (form, "device_id=nobody&keep_readings=true".into()),
         ),
+        (app::api::ListApiTokens::PATH, (form, String::new())),
+        (
+            app::api::CreateApiToken::PATH,
+            (form, "label=walk&scope=viewer".into()),
+        ),
+        (app::api::RevokeApiToken::PATH, (form, "id=1".into())),
     ])
 }
 
@@ -531,31 +537,7 @@ async fn no_secret_is_stored_in_plain_text() {
 #[tokio::test]
 async fn the_command_line_manages_users_and_device_tokens() {
     let app = TestApp::spawn_with(|args| args.devices.allow_tokenless_devices = false).await;
-    let data_dir = app.data_dir.path().to_str().unwrap().to_string();
-    let iothub = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_iothub"))
-            .args(args)
-            .args(["--data-dir", &data_dir])
-            .env_remove("IOTHUB_DATABASE_URL")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let iothub = |args: &[&str], stdin: &str| app.cli(args, stdin);
     // `user add` with a password on standard input; the running server accepts it at once.
     let (ok, _, err) = iothub(&["user", "add", "ada"], "ada's password\n");
     assert!(ok, "{err}");
@@ -566,9 +548,15 @@ async fn the_command_line_manages_users_and_device_tokens() {
     assert!(!ok && err.contains("at least 8"), "{err}");
     let (ok, users, _) = iothub(&["user", "list"], "");
     assert!(
-        ok && users.contains("admin") && users.contains("ada"),
-        "{users}"
+        ok && users.contains("admin\tadmin\t") && users.contains("ada\tviewer\t"),
+        "a new user is a viewer unless told otherwise: {users}"
     );
+    let (ok, _, err) = iothub(&["user", "role", "ada", "operator"], "");
+    assert!(ok, "{err}");
+    let (ok, _, err) = iothub(&["user", "role", "ada", "root"], "");
+    assert!(!ok && err.contains("viewer, operator or admin"), "{err}");
+    let (ok, users, _) = iothub(&["user", "list"], "");
+    assert!(ok && users.contains("ada\toperator\t"), "{users}");
     let (ok, _, err) = iothub(&["user", "passwd", "ada"], "a new password\n");
     assert!(ok, "{err}");
     assert_eq!(

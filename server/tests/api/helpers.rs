@@ -112,6 +112,70 @@ impl TestApp {
         }
     }
 
+    /// Runs the `iothub` command line on this server's data folder: (succeeded, stdout
+    /// trimmed, stderr).
+    pub fn cli(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_iothub"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .env_remove("IOTHUB_DATABASE_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// A user with `role` added through the command line, and a client signed in as them
+    /// (sending the dashboard's `Origin`, as its page does).
+    pub async fn user_client(&self, name: &str, role: &str) -> reqwest::Client {
+        let password = format!("{name}'s password");
+        let (ok, _, err) = self.cli(
+            &["user", "add", name, "--role", role],
+            &format!("{password}\n"),
+        );
+        assert!(ok, "{err}");
+        let cookie = sign_in(self.addr, name, &password)
+            .await
+            .unwrap_or_else(|status| panic!("{name} signs in: {status}"));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::COOKIE, cookie.parse().unwrap());
+        headers.insert(reqwest::header::ORIGIN, self.base.parse().unwrap());
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// A client that sends `Authorization: Bearer <token>` and nothing else of a browser's.
+    pub fn bearer_client(token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

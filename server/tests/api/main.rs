@@ -17,6 +17,8 @@ mod migration;
 mod mqtt;
 mod operations;
 mod pages;
+mod rest;
+mod roles;
 mod security;
 mod serial;
 mod storage;
