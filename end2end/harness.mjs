@@ -41,6 +41,8 @@ export async function startServer(moreArgs = [], { tokenless = false } = {}) {
       const token = await createToken(dataDir, id);
       return connectDevice(`${baseUrl.replace('http://', 'ws://')}/ws/device?token=${token}`);
     },
+    /** Runs the `iothub` command line on this server's data folder; resolves with stdout. */
+    cli(args, stdin = '') { return runCli(dataDir, args, stdin); },
     /** Graceful stop (SIGTERM), keeping the data folder. */
     async halt() { await run.stop(); },
     async start() { run = await spawnServer(dataDir, new URL(baseUrl).host, extraArgs); },
@@ -59,6 +61,25 @@ function createToken(dataDir, id) {
       else resolve(stdout.trim());
     });
   });
+}
+
+function runCli(dataDir, args, stdin) {
+  return new Promise((resolve, reject) => {
+    const child = execFile(serverBin, [...args, '--data-dir', dataDir], (err, stdout, stderr) => {
+      if (err) reject(new Error(`iothub ${args.join(' ')} failed: ${stderr}`));
+      else resolve(stdout.trim());
+    });
+    child.stdin.end(stdin);
+  });
+}
+
+/** Signs a browser context in as `user` through the login form's POST. */
+export async function signInAs(context, baseUrl, user, password) {
+  const res = await context.request.post(`${baseUrl}/login`, {
+    form: { user, password, next: '/' },
+    maxRedirects: 0,
+  });
+  if (res.status() !== 303) throw new Error(`signing in as ${user} failed: ${res.status()}`);
 }
 
 async function spawnServer(dataDir, bind, extraArgs) {
