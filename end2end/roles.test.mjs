@@ -13,6 +13,7 @@ const VIEWER_PASSWORD = 'vera has a long password';
 test('a viewer sees devices but nothing that changes them, at phone and desktop sizes', async () => {
   await env.server.cli(['user', 'add', 'vera', '--role', 'viewer'], `${VIEWER_PASSWORD}\n`);
   const device = await env.server.device('porch');
+  await device.send(JSON.stringify({ register: { commands: [{ name: 'LED', min: 0, max: 1 }] } }));
   await device.send('porch,1,19.5');
   for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     const context = await env.browser.newContext({ viewport });
@@ -33,6 +34,7 @@ test('a viewer sees devices but nothing that changes them, at phone and desktop 
     assert.equal(await page.locator('.command-form').count(), 0, 'no command form');
     assert.equal(await page.locator('.console-send').count(), 0, 'no console input');
     assert.equal(await page.locator('.remove-device').count(), 0, 'no remove form');
+    assert.equal(await page.locator('.controls').count(), 0, 'no switch for the declared LED');
     assert.ok(await sidewaysOverflow(page) <= 0, 'the page fits the screen');
     await saveScreenshot(page, `viewer-device-${size}.png`);
 

@@ -186,8 +186,8 @@ pub mod ssr {
 
     use crate::error::AppError;
     use crate::model::{
-        ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow,
-        LiveEvent, NewApiToken, NewDeviceToken, Reading, Role,
+        ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceSummary, DeviceToken,
+        HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, Reading, Role,
     };
     use leptos::prelude::*;
     use leptos::server_fn::codec::TextStream;
@@ -239,6 +239,12 @@ pub mod ssr {
             lifetime_ms: Option<i64>,
         ) -> Result<NewApiToken, AppError>;
         async fn revoke_api_token(&self, id: i64) -> Result<ApiToken, AppError>;
+        /// Gives a device a name of a person's choosing (`None` or blank: its registered one).
+        async fn rename_device(
+            &self,
+            device_id: &str,
+            name: Option<&str>,
+        ) -> Result<DeviceSummary, AppError>;
         /// Removes a device (see [`super::remove_device`]).
         async fn remove_device(&self, device_id: &str, keep_readings: bool)
             -> Result<(), AppError>;

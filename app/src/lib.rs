@@ -46,6 +46,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                // Installable on a phone: "Add to home screen" opens the dashboard full screen.
+                <link rel="manifest" href="/manifest.webmanifest" />
+                <link rel="apple-touch-icon" href="/icon-192.png" />
+                <meta name="theme-color" content="#2563eb" />
+                <script src="/pwa.js" defer></script>
                 <HydrationScripts options />
                 <MetaTags />
             </head>

@@ -269,6 +269,11 @@ pub struct HttpArgs {
     #[arg(long, env = "IOTHUB_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
 
+    /// Web pages on these origins (e.g. `https://ha.example.org`, comma-separated) may call the
+    /// REST API from a browser, with an API token (CORS). Unset: none may.
+    #[arg(long, env = "IOTHUB_API_CORS_ORIGINS", value_delimiter = ',', value_parser = crate::security::parse_origin)]
+    pub api_cors_origins: Vec<String>,
+
     /// Most open connections from one client address. Connections from this machine
     /// (127.0.0.1, ::1) are not counted.
     #[arg(long, env = "IOTHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

@@ -8,9 +8,12 @@ use crate::state::AppState;
 use app::api::ssr::{Credential, Hub};
 use app::error::AppError;
 use app::model::{
-    ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow,
-    LiveEvent, NewApiToken, NewDeviceToken, Reading, Role,
+    ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceSummary, DeviceToken,
+    HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, Reading, Role,
 };
+
+/// Longest name a person may give a device.
+const MAX_DEVICE_NAME_CHARS: usize = 64;
 use tokio::sync::broadcast::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -118,6 +121,42 @@ impl Hub for AppState {
 
     fn stopping(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    async fn rename_device(
+        &self,
+        device_id: &str,
+        name: Option<&str>,
+    ) -> Result<DeviceSummary, AppError> {
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        if let Some(name) = name {
+            if name.chars().count() > MAX_DEVICE_NAME_CHARS || name.chars().any(char::is_control) {
+                return Err(AppError::BadRequest(format!(
+                    "a device name is 1 to {MAX_DEVICE_NAME_CHARS} characters without control characters"
+                )));
+            }
+        }
+        let not_found = || AppError::NotFound(format!("no device {device_id:?}"));
+        let id = DeviceId::parse(device_id).map_err(|_| not_found())?;
+        if self.registry.summary(&id).is_none() {
+            return Err(not_found());
+        }
+        // A device seen only moments ago may not have its row yet.
+        self.store.flush().await;
+        let stored = self
+            .store
+            .rename_device(device_id, name)
+            .await
+            .map_err(|err| {
+                tracing::error!(%err, device_id, "renaming a device failed");
+                AppError::Unavailable
+            })?;
+        if !stored {
+            return Err(not_found());
+        }
+        self.registry.rename(device_id, name.map(str::to_string));
+        tracing::info!(device_id, name, "device renamed");
+        self.registry.summary(&id).ok_or_else(not_found)
     }
 
     async fn api_tokens(&self) -> Result<Vec<ApiToken>, AppError> {

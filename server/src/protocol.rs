@@ -354,6 +354,20 @@ fn parse_registration(
                 quote(&command.name)
             )));
         }
+        if command.step.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+            return Err(bad(format!(
+                "command {}: step must be a number above 0",
+                quote(&command.name)
+            )));
+        }
+        if let Some(unit) = &command.unit {
+            if unit.chars().count() > MAX_UNIT_CHARS || unit.chars().any(char::is_control) {
+                return Err(bad(format!(
+                    "unit of command {}: at most {MAX_UNIT_CHARS} characters, no control characters",
+                    quote(&command.name)
+                )));
+            }
+        }
     }
     Ok(DeviceMessage::Register {
         device_id,
@@ -578,6 +592,10 @@ mod tests {
             (
                 "{\"register\":{\"commands\":[{\"name\":\"LED\",\"min\":2,\"max\":1}]}}",
                 "min ≤ max",
+            ),
+            (
+                "{\"register\":{\"commands\":[{\"name\":\"DIM\",\"min\":0,\"max\":9,\"step\":0}]}}",
+                "step must be a number above 0",
             ),
             (
                 "{\"register\":{\"fields\":[{\"name\":\"a\"},{\"name\":\"a\"}]}}",

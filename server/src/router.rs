@@ -45,7 +45,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page.clone()))
         .route("/devices/{id}", get(page))
         .route("/devices/{id}/remove", post(remove_device));
-    let (api, description) = rest::routes();
+    let (mut api, description) = rest::routes();
+    if let Some(cors) = rest::cors(&state.config.http.api_cors_origins) {
+        api = api.layer(cors);
+    }
     let description = Arc::new(description);
     let docs = rest::docs_page(&description);
     router = router

@@ -119,11 +119,21 @@ pub async fn check_origin(
     request: Request<Body>,
     next: Next,
 ) -> Response {
-    // Anything that can change something (POST, DELETE, PATCH, PUT), and WebSocket upgrades.
-    let changes = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
+    // Anything that can change something (POST, DELETE, PATCH, PUT), and WebSocket upgrades;
+    // not a request with a bearer token, which no other site's page can have (it is all the
+    // session check looks at then, cookie or not; `--api-cors-origins` says who may send one
+    // from a browser).
+    let bearer = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..7))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "));
+    let changes = !bearer
+        && !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS
+        );
     let checked = changes
         || request
             .headers()

@@ -10,7 +10,7 @@ use crate::certificates::renewal::CertificateFacts;
 use crate::certificates::{self, ServedCertificate};
 use crate::config::ServeArgs;
 use crate::devices::{self, DeviceContext, DeviceLimits};
-use crate::registry::{Registry, RegistryConfig};
+use crate::registry::{Registry, RegistryConfig, Restored};
 use crate::router::{metrics_router, redirect_router, router};
 use crate::simulator::{self, SimulatorArgs};
 use crate::state::AppState;
@@ -481,7 +481,15 @@ async fn restore_devices(store: &Store, registry: &Registry) -> Result<(), Stora
             .into_iter()
             .map(|r| Reading { seq: 0, ..r })
             .collect();
-        registry.restore(&id, stored.last_seen_ms, stored.registration, recent);
+        registry.restore(
+            &id,
+            Restored {
+                last_seen_ms: stored.last_seen_ms,
+                registration: stored.registration,
+                display_name: stored.display_name,
+                recent,
+            },
+        );
     }
     if count > 0 {
         tracing::info!(devices = count, "listed the stored devices as offline");

@@ -1,5 +1,5 @@
 use crate::chart::sparkline_points;
-use crate::components::OnlineBadge;
+use crate::components::{DeviceControls, OnlineBadge};
 use crate::links;
 use crate::live::use_live;
 use crate::model::{DeviceView, TimeWindow};
@@ -119,6 +119,8 @@ pub fn DeviceCard(id: String) -> impl IntoView {
                 </svg>
                 <span class="last-seen">"last seen " {last_seen}</span>
             </a>
+            // Outside the link: a control inside it would be a link too.
+            <DeviceControls id=id.clone() />
         </li>
     }
 }

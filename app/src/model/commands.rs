@@ -163,3 +163,77 @@ pub struct CommandInfo {
     pub sent_ms: i64,
     pub updated_ms: i64,
 }
+
+/// The control a declared command gets on the page: a switch for a 0–1 range, a slider for any
+/// other range with both ends (none without one: the command form covers those).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ControlKind {
+    Switch,
+    Slider { min: f64, max: f64, step: f64 },
+}
+
+impl CommandSpec {
+    pub fn control(&self) -> Option<ControlKind> {
+        let (min, max) = (self.min?, self.max?);
+        if !(min.is_finite() && max.is_finite() && max > min) {
+            return None;
+        }
+        if min == 0.0 && max == 1.0 && self.step.is_none_or(|s| s >= 1.0) {
+            return Some(ControlKind::Switch);
+        }
+        let span = max - min;
+        let step = self
+            .step
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= span)
+            .unwrap_or(if span >= 10.0 { 1.0 } else { span / 100.0 });
+        Some(ControlKind::Slider { min, max, step })
+    }
+}
+
+/// What a control shows for one command of one device, from the commands the page knows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ControlState {
+    /// The value the device acknowledged last.
+    pub confirmed: Option<f64>,
+    /// A value sent and not yet acknowledged: shown while the control waits.
+    pub pending: Option<f64>,
+    /// The last value sent was not acknowledged (timed out, or failed): the control is back
+    /// at `confirmed` and says why.
+    pub failed: Option<String>,
+}
+
+impl ControlState {
+    /// The value to show: the one waiting for its ack, else the confirmed one.
+    pub fn shown(&self) -> Option<f64> {
+        self.pending.or(self.confirmed)
+    }
+}
+
+/// The state of the control for `variable` on `device`, from commands in the order they were
+/// sent (oldest first).
+pub fn control_state<'a>(
+    commands: impl IntoIterator<Item = &'a CommandInfo>,
+    device: &str,
+    variable: &str,
+) -> ControlState {
+    let mut state = ControlState::default();
+    let mut last = None;
+    for command in commands {
+        if command.device_id != device || command.variable != variable {
+            continue;
+        }
+        if command.status == CommandStatus::Acked {
+            state.confirmed = Some(command.value);
+        }
+        last = Some(command);
+    }
+    match last.map(|c| (&c.status, c.value)) {
+        Some((CommandStatus::Pending | CommandStatus::Delivered, value)) => {
+            state.pending = Some(value);
+        }
+        Some((CommandStatus::TimedOut, _)) => state.failed = Some("not confirmed in time".into()),
+        Some((CommandStatus::Failed(reason), _)) => state.failed = Some(reason.clone()),
+        _ => {}
+    }
+    state
+}

@@ -10,8 +10,8 @@ mod roles;
 mod tokens;
 
 pub use commands::{
-    validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget, MAX_DURATION_MS,
-    MAX_VARIABLE_CHARS,
+    control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,
+    ControlKind, ControlState, MAX_DURATION_MS, MAX_VARIABLE_CHARS,
 };
 pub use roles::{Permission, Role};
 pub use tokens::{ApiToken, DeviceToken, NewApiToken, NewDeviceToken, Viewer};
@@ -110,6 +110,9 @@ pub struct DeviceSummary {
     pub latest: Vec<FieldValue>,
     /// What the device said about itself, if it registered.
     pub registration: Option<Registration>,
+    /// The name a person gave it (the REST API's rename), shown instead of the registered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 /// A device's optional description of itself (sent as a JSON `{"register": {…}}` line).
@@ -147,6 +150,11 @@ pub struct CommandSpec {
     pub min: Option<f64>,
     #[serde(default)]
     pub max: Option<f64>,
+    /// The slider's step (a command with a range wider than 0–1 gets a slider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,9 +296,10 @@ impl DeviceView {
         self.summary.as_ref()?.registration.as_ref()
     }
 
-    /// The name the device registered, if any.
+    /// The name a person gave the device, else the one it registered, if any.
     pub fn name(&self) -> Option<&str> {
-        self.registration()?.name.as_deref()
+        let given = self.summary.as_ref()?.display_name.as_deref();
+        given.or_else(|| self.registration()?.name.as_deref())
     }
 
     /// The unit the device registered for a field, if any.

@@ -25,6 +25,7 @@ fn summary(id: &str) -> DeviceSummary {
         bytes_in: 0,
         latest: vec![],
         registration: None,
+        display_name: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn named(id: &str, name: Option<&str>, online: bool, last_seen_ms: i64) -> LiveE
     LiveEvent::Device(DeviceSummary {
         online,
         last_seen_ms,
+        display_name: None,
         registration: name.map(|n| Registration {
             name: Some(n.into()),
             ..Registration::default()
@@ -225,6 +227,8 @@ fn command_requests_are_validated() {
         name: "LED".into(),
         min: Some(0.0),
         max: Some(1.0),
+        step: None,
+        unit: None,
     };
     assert!(command("LED", 1.0, None).validate(Some(&spec)).is_ok());
     assert_eq!(
@@ -271,4 +275,90 @@ fn wire_format_round_trips_one_event_per_line() {
     assert_eq!(line.matches('\n').count(), 1);
     let back: LiveEvent = serde_json::from_str(line.trim_end()).unwrap();
     assert_eq!(back, event);
+}
+
+fn sent(seq: u64, device: &str, variable: &str, value: f64, status: CommandStatus) -> CommandInfo {
+    CommandInfo {
+        seq,
+        device_id: device.into(),
+        variable: variable.into(),
+        value,
+        duration_ms: None,
+        status,
+        sent_ms: 0,
+        updated_ms: 0,
+    }
+}
+
+#[test]
+fn a_zero_to_one_command_gets_a_switch_and_a_wider_range_a_slider() {
+    let spec = |min, max, step| CommandSpec {
+        name: "X".into(),
+        min,
+        max,
+        step,
+        unit: None,
+    };
+    assert_eq!(
+        spec(Some(0.0), Some(1.0), None).control(),
+        Some(ControlKind::Switch)
+    );
+    assert_eq!(
+        spec(Some(0.0), Some(255.0), None).control(),
+        Some(ControlKind::Slider {
+            min: 0.0,
+            max: 255.0,
+            step: 1.0
+        })
+    );
+    assert_eq!(
+        spec(Some(10.0), Some(30.0), Some(0.5)).control(),
+        Some(ControlKind::Slider {
+            min: 10.0,
+            max: 30.0,
+            step: 0.5
+        })
+    );
+    assert_eq!(
+        spec(Some(0.0), Some(1.0), Some(0.1)).control(),
+        Some(ControlKind::Slider {
+            min: 0.0,
+            max: 1.0,
+            step: 0.1
+        }),
+        "a 0-1 range in tenths is a dimmer, not a switch"
+    );
+    assert_eq!(spec(Some(0.0), None, None).control(), None);
+    assert_eq!(spec(Some(1.0), Some(1.0), None).control(), None);
+}
+
+#[test]
+fn a_control_shows_what_waits_for_its_ack_and_rolls_back_when_none_comes() {
+    use CommandStatus::*;
+    let none: Vec<CommandInfo> = Vec::new();
+    assert_eq!(control_state(&none, "7", "LED"), ControlState::default());
+    let acked = [sent(1, "7", "LED", 1.0, Acked)];
+    assert_eq!(control_state(&acked, "7", "LED").shown(), Some(1.0));
+    let waiting = [
+        sent(1, "7", "LED", 1.0, Acked),
+        sent(2, "7", "LED", 0.0, Delivered),
+    ];
+    let state = control_state(&waiting, "7", "LED");
+    assert_eq!(
+        (state.pending, state.confirmed, state.shown()),
+        (Some(0.0), Some(1.0), Some(0.0))
+    );
+    let lost = [
+        sent(1, "7", "LED", 1.0, Acked),
+        sent(2, "7", "LED", 0.0, TimedOut),
+    ];
+    let state = control_state(&lost, "7", "LED");
+    assert_eq!(state.shown(), Some(1.0), "back to the confirmed value");
+    assert!(state.failed.is_some());
+    // Other devices and variables do not count.
+    let others = [
+        sent(1, "8", "LED", 1.0, Acked),
+        sent(2, "7", "FAN", 1.0, Acked),
+    ];
+    assert_eq!(control_state(&others, "7", "LED"), ControlState::default());
 }

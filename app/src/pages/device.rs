@@ -2,8 +2,8 @@
 //! form for this device, and what the device said about itself.
 
 use crate::components::{
-    first_paint, CommandForm, Console, DeviceCharts, DeviceDetails, DeviceHeader, RecentCommands,
-    RemoveDevice, TopBar, WindowPicker,
+    first_paint, CommandForm, Console, DeviceCharts, DeviceControls, DeviceDetails, DeviceHeader,
+    RecentCommands, RemoveDevice, TopBar, WindowPicker,
 };
 use crate::live::use_live;
 use crate::model::{Permission, TimeWindow};
@@ -16,7 +16,7 @@ pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
         let id = id.clone();
         move || {
             let id = id.clone();
-            let (command_id, remove_id) = (id.clone(), id.clone());
+            let (command_id, remove_id, controls_id) = (id.clone(), id.clone(), id.clone());
             view! {
                 <DeviceHeader id=id.clone() window />
                 <div class="device-layout">
@@ -26,6 +26,7 @@ pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
                         <Console id=id.clone() />
                     </div>
                     <aside class="side">
+                        <DeviceControls id=controls_id.clone() />
                         <Show when=move || live.may(Permission::Control)>
                             <CommandForm device=command_id.clone() />
                         </Show>

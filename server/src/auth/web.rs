@@ -120,7 +120,10 @@ pub async fn require_session(
     // Public routes do not need to know who is asking (the browser sends the cookie with every
     // asset too), except the login page, which sends a signed-in person on.
     let login_page = path == LOGIN_PATH && request.method() == Method::GET;
-    if public && !login_page {
+    // A browser's CORS preflight for the API carries no credentials by design; the CORS layer
+    // answers it (or nothing does: 405).
+    let preflight = request.method() == Method::OPTIONS && path.starts_with(crate::paths::API_V1);
+    if (public && !login_page) || preflight {
         return next.run(request).await;
     }
     let signed_in = match who_is_asking(&auth, request.headers()).await {
@@ -254,7 +257,7 @@ fn is_public(path: &str) -> bool {
         || path == LOGOUT_PATH
         || path == crate::paths::DEVICE_SOCKET
         || path == crate::paths::HEALTH
-        || path == "/favicon.svg"
+        || PWA_FILES.contains(&path)
         || path.starts_with("/pkg/")
 }
 
@@ -262,6 +265,18 @@ fn is_public(path: &str) -> bool {
 fn changes(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
+
+/// What a phone needs to install the dashboard and to show the offline page: the same for
+/// everyone, no data.
+const PWA_FILES: [&str; 7] = [
+    "/favicon.svg",
+    "/manifest.webmanifest",
+    "/icon-192.png",
+    "/icon-512.png",
+    "/pwa.js",
+    "/sw.js",
+    "/offline.html",
+];
 
 /// A POST that says where it comes from: browsers send `Origin` with every POST (checked
 /// against the dashboard's own by `security::check_origin`) and `Sec-Fetch-Site`. With the

@@ -11,6 +11,7 @@
 mod commands;
 mod mailbox;
 mod replay;
+mod restore;
 
 use crate::now_ms;
 use crate::protocol::{DeviceId, Dialect};
@@ -23,6 +24,7 @@ use commands::Tracked;
 pub use mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use parking_lot::{Mutex, MutexGuard};
 pub use replay::{Resumed, REPLAY_EVENTS};
+pub use restore::Restored;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +118,7 @@ impl Entry {
                 bytes_in: 0,
                 latest: Vec::new(),
                 registration: None,
+                display_name: None,
             },
             recent: VecDeque::new(),
             console: VecDeque::new(),
@@ -485,33 +488,6 @@ impl Registry {
             device_id: id.to_string(),
         });
         true
-    }
-
-    /// Lists a device known from the store, offline, as it was last seen: called at start-up,
-    /// so that the dashboard shows every device and not only those that reconnected. `recent`
-    /// is oldest first; its newest reading gives the latest values. A device already present
-    /// (it connected meanwhile) is left alone.
-    pub fn restore(
-        &self,
-        id: &str,
-        last_seen_ms: i64,
-        registration: Option<Registration>,
-        recent: Vec<Reading>,
-    ) {
-        let Ok(id) = DeviceId::parse(id) else {
-            return;
-        };
-        let skip = recent
-            .len()
-            .saturating_sub(self.shared.config.recent_per_device);
-        let mut state = self.lock();
-        state.devices.entry(id.clone()).or_insert_with(|| {
-            let mut entry = Entry::new(&id, last_seen_ms);
-            entry.summary.registration = registration;
-            entry.summary.latest = recent.last().map(|r| r.values.clone()).unwrap_or_default();
-            entry.recent = recent.into_iter().skip(skip).map(Arc::new).collect();
-            Box::new(entry)
-        });
     }
 
     /// Every device; `focus` (a device id) in detail, see [`DashboardSnapshot::focus`].

@@ -113,7 +113,13 @@ fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
     let registry = registry(3, 16);
     let (tx, _rx) = mailbox();
     let _live = registry.attach(id("7"), "t".into(), tx).unwrap();
-    registry.restore("7", 42, None, Vec::new());
+    registry.restore(
+        "7",
+        Restored {
+            last_seen_ms: 42,
+            ..Restored::default()
+        },
+    );
     let old: Vec<Reading> = (0..5)
         .map(|i| Reading {
             seq: 0,
@@ -123,8 +129,21 @@ fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
             values: temp(i as f64),
         })
         .collect();
-    registry.restore("8", 42, None, old);
-    registry.restore("bad\nid", 42, None, Vec::new());
+    registry.restore(
+        "8",
+        Restored {
+            last_seen_ms: 42,
+            recent: old,
+            ..Restored::default()
+        },
+    );
+    registry.restore(
+        "bad\nid",
+        Restored {
+            last_seen_ms: 42,
+            ..Restored::default()
+        },
+    );
 
     let snap = registry.snapshot(Some("8"));
     assert_eq!(snap.devices.len(), 2, "an invalid stored id is skipped");
@@ -284,6 +303,8 @@ fn offline_unknown_and_out_of_range_commands() {
             name: "LED".into(),
             min: Some(0.0),
             max: Some(1.0),
+            step: None,
+            unit: None,
         }],
         ..Registration::default()
     };

@@ -1,4 +1,5 @@
-//! `/api/v1/devices…`: what the hub knows of each device, its stored history, removing one.
+//! `/api/v1/devices…`: what the hub knows of each device, its stored history, renaming and
+//! removing one.
 
 use super::{done, ApiError, ApiResult};
 use crate::protocol::DeviceId;
@@ -38,6 +39,32 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> ApiResult<DeviceSummary> {
     Ok(Json(summary(&state, &id)?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Rename {
+    /// The name to show (at most 64 characters); null or blank: the name it registered.
+    pub name: Option<String>,
+}
+
+/// Gives a device a name of your choosing, shown instead of the one it registered. Admins
+/// only.
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    request_body = Rename,
+    responses(
+        (status = 200, body = DeviceSummary),
+        (status = 400, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody),
+    ))]
+pub async fn rename(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(rename): Json<Rename>,
+) -> ApiResult<DeviceSummary> {
+    Ok(Json(
+        state.rename_device(&id, rename.name.as_deref()).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -7,7 +7,7 @@
 //! cannot name a path the server does not answer, nor miss one. `/api/v1/docs` shows it as a
 //! page.
 //!
-//! - [`devices`]: list, one, latest values, readings, series, CSV export, remove.
+//! - [`devices`]: list, one, latest values, readings, series, CSV export, rename, remove.
 //! - [`commands`]: send (one device or all), status, recent ones.
 //! - [`tokens`]: device tokens.
 //! - [`events`]: Server-Sent Events (readings, presence, command status), resumable.
@@ -69,7 +69,7 @@ impl Modify for BearerAuth {
 pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(devices::list))
-        .routes(routes!(devices::one, devices::remove))
+        .routes(routes!(devices::one, devices::rename, devices::remove))
         .routes(routes!(devices::latest))
         .routes(routes!(devices::readings))
         .routes(routes!(devices::series))
@@ -80,6 +80,30 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::revoke))
         .routes(routes!(events::stream))
         .split_for_parts()
+}
+
+/// `--api-cors-origins`: pages on those origins may call the API from a browser, with a bearer
+/// token (never with the dashboard's cookie: credentials are not allowed).
+pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// The reference page (made once, at start-up).

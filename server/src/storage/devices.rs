@@ -13,6 +13,8 @@ pub struct StoredDevice {
     pub last_seen_ms: i64,
     pub name: Option<String>,
     pub registration: Option<Registration>,
+    /// The name a person gave it, shown instead of the registered one.
+    pub display_name: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -22,6 +24,7 @@ struct DeviceRow {
     last_seen_ms: i64,
     name: Option<String>,
     registration: Option<String>,
+    display_name: Option<String>,
 }
 
 impl From<DeviceRow> for StoredDevice {
@@ -36,11 +39,12 @@ impl From<DeviceRow> for StoredDevice {
             registration: row
                 .registration
                 .and_then(|json| serde_json::from_str(&json).ok()),
+            display_name: row.display_name,
         }
     }
 }
 
-const COLUMNS: &str = "id, first_seen_ms, last_seen_ms, name, registration";
+const COLUMNS: &str = "id, first_seen_ms, last_seen_ms, name, registration, display_name";
 
 impl Store {
     /// Remembers what a device said about itself (name and registration), creating its row if
@@ -85,6 +89,24 @@ impl Store {
     /// registration are deleted. Returns whether there was such a device.
     ///
     /// Its row and keys stay either way: the writer may have them cached.
+    /// Gives a listed device a name of a person's choosing (`None`: back to its registered
+    /// name); false if no such device is listed.
+    pub async fn rename_device(
+        &self,
+        device_id: &str,
+        display_name: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query("UPDATE devices SET display_name = $2 WHERE id = $1 AND removed_ms IS NULL")
+                .bind(device_id)
+                .bind(display_name)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     pub async fn remove_device(
         &self,
         device_id: &str,
@@ -112,10 +134,13 @@ impl Store {
                     .bind(key)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("UPDATE devices SET name = NULL, registration = NULL WHERE key = $1")
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE devices SET name = NULL, registration = NULL, display_name = NULL
+                     WHERE key = $1",
+                )
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
             }
             sqlx::query("UPDATE devices SET removed_ms = $2 WHERE key = $1")
                 .bind(key)

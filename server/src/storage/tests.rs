@@ -295,6 +295,33 @@ async fn devices_keep_their_registration_and_first_and_last_seen() {
 }
 
 #[tokio::test]
+async fn a_device_keeps_the_name_a_person_gave_it_until_it_is_cleared_or_removed() {
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        assert!(
+            !store.rename_device("7", Some("Porch")).await.unwrap(),
+            "unknown"
+        );
+        store
+            .save_registration("7", &Registration::default(), 500)
+            .await
+            .unwrap();
+        assert!(store.rename_device("7", Some("Porch")).await.unwrap());
+        let named = store.device("7").await.unwrap().unwrap();
+        assert_eq!(named.display_name.as_deref(), Some("Porch"));
+        assert!(store.rename_device("7", None).await.unwrap());
+        assert_eq!(store.device("7").await.unwrap().unwrap().display_name, None);
+        assert!(store.rename_device("7", Some("Porch")).await.unwrap());
+        assert!(store.remove_device("7", false, 600).await.unwrap());
+        assert!(
+            !store.rename_device("7", Some("x")).await.unwrap(),
+            "removed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn api_tokens_carry_their_user_role_and_scope_until_they_expire_or_are_revoked() {
     use crate::storage::NewApiTokenRow;
     use app::model::Role;

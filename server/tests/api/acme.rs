@@ -23,12 +23,15 @@ const DOMAIN: &str = "hub.example.test";
 const ISSUANCE: Duration = Duration::from_secs(60);
 
 /// A port nobody listens on now (pebble must be told the hub's port before the hub starts).
+/// Taken below Linux's ephemeral range (32768 and up), where every other test's port-0
+/// listener lands, so that none of them can take it before the hub or pebble binds it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = fastrand::u16(20_000..30_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 async fn wait_for_port(port: u16, what: &str) {
@@ -41,8 +44,14 @@ async fn wait_for_port(port: u16, what: &str) {
     panic!("{what} did not start listening on port {port}");
 }
 
-/// Polls `check` every 200 ms until it returns `Some`, for at most `limit`.
-async fn within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+/// Polls `check` every 200 ms until it returns `Some`, for at most `limit`; on a time-out the
+/// panic message ends with `context()` (the hub's log, say).
+async fn within<T, F, Fut>(
+    limit: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -54,7 +63,8 @@ where
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}; {}",
+            context()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -159,6 +169,10 @@ impl Pebble {
         CertificateDer::from_pem_slice(&pem).unwrap()
     }
 
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+
     /// How many certificates pebble has issued (from its log).
     fn issued(&self) -> usize {
         std::fs::read_to_string(self.dir.path().join("pebble.log"))
@@ -180,6 +194,8 @@ impl AcmeHub {
     async fn start(port: u16, data_dir: &Path, pebble: &Pebble) -> AcmeHub {
         let stderr = data_dir.join(format!("hub-{}.log", fastrand::u32(..)));
         let metrics = free_port();
+        // From an earlier run in the same folder.
+        let _ = std::fs::remove_file(data_dir.join("ready.json"));
         let child = Command::new(env!("CARGO_BIN_EXE_iothub"))
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
@@ -195,13 +211,31 @@ impl AcmeHub {
             .arg("--acme-ca-root")
             .arg(&pebble.https_certificate)
             .args(["--metrics-bind", &format!("127.0.0.1:{metrics}")])
+            .arg("--ready-file")
+            .arg(data_dir.join("ready.json"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        wait_for_port(port, "the hub").await;
+        let mut child = child;
+        // Wait for the hub's own ready file, not just the port: a port chosen beforehand may
+        // have been taken meanwhile (by another test), and then this hub is not listening.
+        let ready = data_dir.join("ready.json");
+        for _ in 0..300 {
+            if ready.exists() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the hub exited ({status}): {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready.exists(), "the hub did not get ready");
         AcmeHub {
             _child: child,
             stderr,
@@ -262,9 +296,12 @@ async fn a_certificate_is_obtained_served_and_kept_across_a_restart() {
     let root = pebble.root().await;
     let data = tempfile::tempdir().unwrap();
     let hub = AcmeHub::start(port, data.path(), &pebble).await;
-    let first = within(ISSUANCE, "a certificate from pebble", || {
-        served_certificate(port, &root)
-    })
+    let first = within(
+        ISSUANCE,
+        "a certificate from pebble",
+        || format!("hub: {}\npebble: {}", hub.log(), pebble.log()),
+        || served_certificate(port, &root),
+    )
     .await;
     assert_eq!(first.names, vec![DOMAIN.to_string()], "{}", hub.log());
     assert!(
@@ -302,9 +339,12 @@ async fn a_certificate_is_obtained_served_and_kept_across_a_restart() {
     // A restart serves the kept certificate at once, and orders nothing.
     drop(hub);
     let hub = AcmeHub::start(port, data.path(), &pebble).await;
-    let again = within(Duration::from_secs(5), "the kept certificate", || {
-        served_certificate(port, &root)
-    })
+    let again = within(
+        Duration::from_secs(5),
+        "the kept certificate",
+        || format!("hub: {}\npebble: {}", hub.log(), pebble.log()),
+        || served_certificate(port, &root),
+    )
     .await;
     assert_eq!(again.serial, first.serial);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -327,15 +367,23 @@ async fn a_certificate_is_renewed_while_the_hub_runs() {
     let root = pebble.root().await;
     let data = tempfile::tempdir().unwrap();
     let hub = AcmeHub::start(port, data.path(), &pebble).await;
-    let first = within(ISSUANCE, "a certificate from pebble", || {
-        served_certificate(port, &root)
-    })
+    let first = within(
+        ISSUANCE,
+        "a certificate from pebble",
+        || format!("hub: {}\npebble: {}", hub.log(), pebble.log()),
+        || served_certificate(port, &root),
+    )
     .await;
-    let renewed = within(ISSUANCE, "a renewed certificate", || async {
-        served_certificate(port, &root)
-            .await
-            .filter(|facts| facts.serial != first.serial)
-    })
+    let renewed = within(
+        ISSUANCE,
+        "a renewed certificate",
+        || format!("hub: {}\npebble: {}", hub.log(), pebble.log()),
+        || async {
+            served_certificate(port, &root)
+                .await
+                .filter(|facts| facts.serial != first.serial)
+        },
+    )
     .await;
     assert!(renewed.not_after > first.not_after, "{}", hub.log());
     // The renewal is what the data folder keeps now.
@@ -375,6 +423,7 @@ async fn a_ca_that_cannot_be_reached_leaves_the_hub_running() {
     within(
         Duration::from_secs(10),
         "the failure in the log",
+        String::new,
         || async {
             std::fs::read_to_string(&stderr)
                 .unwrap()

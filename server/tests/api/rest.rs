@@ -7,6 +7,7 @@ use app::model::{
     CommandInfo, CommandStatus, DeviceSummary, DeviceToken, HistoryWindow, NewDeviceToken, Reading,
 };
 use futures::StreamExt;
+use leptos::server_fn::ServerFn;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -71,6 +72,12 @@ pub fn api_calls() -> Vec<(&'static str, &'static str, &'static str, Option<Valu
             None,
         ),
         ("GET", "/api/v1/events", "/api/v1/events", None),
+        (
+            "PATCH",
+            "/api/v1/devices/{id}",
+            "/api/v1/devices/7",
+            Some(json!({"name": "Porch"})),
+        ),
         (
             "DELETE",
             "/api/v1/devices/{id}",
@@ -302,6 +309,81 @@ async fn a_program_reads_devices_and_history_and_commands_a_device() {
 }
 
 #[tokio::test]
+async fn a_renamed_device_keeps_its_name_across_a_restart_until_it_is_cleared() {
+    let app = TestApp::spawn().await;
+    let admin = api_token(&app, "admin");
+    let mut device = device_with_readings(&app).await;
+    device
+        .send(r#"{"register":{"name":"Kitchen sensor"}}"#)
+        .await;
+    let rename = |name: serde_json::Value| {
+        admin
+            .patch(app.url("/api/v1/devices/7"))
+            .json(&json!({ "name": name }))
+            .send()
+    };
+    let renamed: DeviceSummary = rename(json!("  Porch  "))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(renamed.display_name.as_deref(), Some("Porch"));
+    let (status, error) = json_of(rename(json!("x".repeat(65))).await.unwrap()).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+    let missing = admin
+        .patch(app.url("/api/v1/devices/nobody"))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // The overview card shows the given name rather than the registered one.
+    let page = app
+        .http
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Porch"), "the card shows the new name");
+    drop(device);
+
+    let data = app.stop().await;
+    let app = TestApp::spawn_in(data, |_| {}).await;
+    let admin = api_token(&app, "admin");
+    let after: DeviceSummary = admin
+        .get(app.url("/api/v1/devices/7"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.display_name.as_deref(),
+        Some("Porch"),
+        "kept in the store"
+    );
+    let cleared: DeviceSummary = admin
+        .patch(app.url("/api/v1/devices/7"))
+        .json(&json!({ "name": null }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared.display_name, None);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_admin_program_manages_device_tokens_and_removes_devices() {
     let app = TestApp::spawn().await;
     let admin = api_token(&app, "admin");
@@ -516,5 +598,79 @@ async fn the_reference_page_lists_every_operation() {
         assert!(page.contains(operation), "{operation}");
     }
     assert!(!page.contains("<script"), "no script on the reference page");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pages_on_allowed_origins_may_call_the_api_with_a_token_and_others_may_not() {
+    let app = TestApp::spawn_with(|args| {
+        args.http.api_cors_origins = vec!["https://ha.example".into()];
+    })
+    .await;
+    let program = api_token(&app, "operator");
+    let preflight = |origin: &'static str| {
+        anonymous()
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/commands"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://ha.example").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://ha.example"
+    );
+    assert!(allowed
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // The call itself, from that page: a cross-origin POST with a bearer token is let through
+    // (it cannot be forged: the other site has no token), and answered for that origin.
+    let _device = device_with_readings(&app).await;
+    let res = program
+        .post(app.url("/api/v1/commands"))
+        .header("origin", "https://ha.example")
+        .json(&json!({"target": {"device": "7"}, "variable": "LED", "value": 1.0, "duration_ms": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://ha.example"
+    );
+    // A cross-origin POST riding on the dashboard's cookie is still refused.
+    let forged = app
+        .http
+        .post(app.url(app::api::SendCommand::PATH))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/json")
+        .body(r#"{"request":{"target":"all","variable":"LED","value":1.0,"duration_ms":null}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_allowed_origins_no_page_elsewhere_may_call_the_api() {
+    let app = TestApp::spawn().await;
+    let res = anonymous()
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/devices"))
+        .header("origin", "https://ha.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
     app.stop().await;
 }
