@@ -29,6 +29,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod certificates;
 pub mod client;

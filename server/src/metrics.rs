@@ -15,6 +15,10 @@ pub const DEVICES_REFUSED: &str = "iothub_devices_refused_total";
 pub const COMMANDS: &str = "iothub_commands_total";
 pub const STORE_FLUSH_SECONDS: &str = "iothub_store_flush_seconds";
 pub const STORE_WRITE_FAILURES: &str = "iothub_store_write_failures_total";
+/// Alarms up, by rule name (a gauge).
+pub const ALARMS_ACTIVE: &str = "iothub_alarms_active";
+/// Notifications sent or failed, by channel and result.
+pub const NOTIFICATIONS: &str = "iothub_notifications_total";
 /// When the certificate from `--acme-domain` ends (seconds since 1970): alert when it is near.
 pub const TLS_CERTIFICATE_EXPIRY: &str = "iothub_tls_certificate_expiry_seconds";
 

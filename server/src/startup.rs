@@ -4,6 +4,7 @@
 //! [`Application::run_until_stopped`] serves until the shutdown token is cancelled, then stops
 //! accepting, closes device connections, ends live streams and flushes the store.
 
+use crate::alerts::Alerts;
 use crate::auth::{Auth, AuthConfig, AuthError};
 use crate::certificates::acme::AcmeSettings;
 use crate::certificates::renewal::CertificateFacts;
@@ -197,12 +198,14 @@ impl Application {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         });
+        let alerts = Alerts::new(store.clone(), registry.clone(), tasks.clone());
         let state = AppState {
             leptos_options,
             registry,
             config: Arc::new(config),
             store,
             auth,
+            alerts,
             devices,
             shutdown,
             tasks,
@@ -370,6 +373,9 @@ impl Application {
                 .spawn(simulator::run(args, state.shutdown.clone()));
         }
 
+        state
+            .tasks
+            .spawn(state.alerts.clone().run(state.shutdown.clone()));
         let stop = state.shutdown.clone();
         let registry = state.registry.clone();
         state.tasks.spawn(every(

@@ -2,6 +2,7 @@
 //! modules that use it, so that none of them is imported back by what it imports: the device
 //! side gets the narrower [`DeviceContext`] instead.
 
+use crate::alerts::Alerts;
 use crate::auth::Auth;
 use crate::config::ServeArgs;
 use crate::devices::DeviceContext;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub registry: Registry,
     pub store: Store,
     pub auth: Auth,
+    /// Alarm rules and alarms.
+    pub alerts: Alerts,
     /// What device connections share (the same registry, store and shutdown signal).
     pub devices: Arc<DeviceContext>,
     /// Cancelled when the server starts shutting down.

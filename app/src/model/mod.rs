@@ -5,10 +5,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
+mod alerts;
 mod commands;
 mod roles;
 mod tokens;
 
+pub use alerts::{Alarm, AlarmRule, Condition, NewRule, MAX_RULE_SECONDS};
 pub use commands::{
     control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,
     ControlKind, ControlState, MAX_DURATION_MS, MAX_VARIABLE_CHARS,

@@ -60,7 +60,10 @@ fn api_route(method: &Method, rest: &str) -> Permission {
     let reading = *method == Method::GET || *method == Method::HEAD;
     if rest.starts_with("device-tokens") || rest.starts_with("api-tokens") {
         Permission::Administer
-    } else if rest == "commands" && *method == Method::POST {
+    } else if (rest == "commands" || (rest.starts_with("alarms/") && rest.ends_with("/ack")))
+        && *method == Method::POST
+    {
+        // Commands, and acknowledging alarms.
         Permission::Control
     } else if reading {
         Permission::View
@@ -109,5 +112,8 @@ mod tests {
             needed(&Method::PUT, "/api/v1/anything"),
             Permission::Administer
         );
+        assert_eq!(needed(&post, "/api/v1/alarms/3/ack"), Permission::Control);
+        assert_eq!(needed(&post, "/api/v1/alarm-rules"), Permission::Administer);
+        assert_eq!(needed(&get, "/api/v1/alarms"), Permission::View);
     }
 }

@@ -11,8 +11,10 @@
 //! - [`commands`]: send (one device or all), status, recent ones.
 //! - [`tokens`]: device tokens.
 //! - [`events`]: Server-Sent Events (readings, presence, command status), resumable.
+//! - [`alarms`]: alarm rules (admins), alarms and acknowledging them (operators).
 //! - [`docs`]: the reference page.
 
+mod alarms;
 mod commands;
 mod devices;
 mod docs;
@@ -49,6 +51,7 @@ use utoipa_axum::routes;
         (name = "commands", description = "Commands to devices and their status"),
         (name = "tokens", description = "Device tokens (admins)"),
         (name = "events", description = "Live events as Server-Sent Events"),
+        (name = "alarms", description = "Alarm rules and the alarms they raise"),
     )
 )]
 struct ApiDoc;
@@ -79,6 +82,10 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(events::stream))
+        .routes(routes!(alarms::rules, alarms::create_rule))
+        .routes(routes!(alarms::delete_rule))
+        .routes(routes!(alarms::alarms))
+        .routes(routes!(alarms::acknowledge))
         .split_for_parts()
 }
 

@@ -20,6 +20,7 @@ macro_rules! on_pool {
 }
 
 mod accounts;
+mod alarms;
 mod api_tokens;
 mod batch;
 mod convert;
@@ -33,6 +34,7 @@ mod sqlite;
 mod writer;
 
 pub use accounts::{RevokedToken, SessionRow, UserRow};
+pub use alarms::{AlarmFilter, StoredRule};
 pub use api_tokens::{ApiTokenUse, NewApiTokenRow};
 pub use devices::StoredDevice;
 pub use readings::{chart_bucket, ReadingStream, DEVICE_KEY_SQL, ROLLUP_WINDOW_SQL};
@@ -139,6 +141,8 @@ pub enum StorageError {
     Closed,
     #[error("backups of PostgreSQL are made with its own tools (pg_dump)")]
     BackupUnsupported,
+    #[error("a stored value cannot be read: {0}")]
+    Corrupt(String),
 }
 
 /// The pools reads and the small tables go through.

@@ -295,6 +295,84 @@ async fn devices_keep_their_registration_and_first_and_last_seen() {
 }
 
 #[tokio::test]
+async fn alarm_rules_and_alarms_are_kept_acknowledged_cleared_and_listed() {
+    use crate::storage::AlarmFilter;
+    use app::model::{Condition, NewRule};
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        let rule = store
+            .create_rule(
+                &NewRule {
+                    name: " hot ".into(),
+                    devices: "kitchen-*".into(),
+                    condition: Condition::Above {
+                        field: "temp".into(),
+                        threshold: 30.0,
+                        clear: Some(28.0),
+                        hold_s: 60,
+                    },
+                    webhook_url: Some("https://hooks.example/x".into()),
+                    webhook_secret: Some("s".repeat(16)),
+                },
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(rule.rule.name, "hot");
+        assert_eq!(store.rules().await.unwrap(), std::slice::from_ref(&rule));
+        let first = store
+            .raise_alarm(rule.rule.id, "kitchen-1", 200, Some(31.0))
+            .await
+            .unwrap();
+        let second = store
+            .raise_alarm(rule.rule.id, "kitchen-2", 300, None)
+            .await
+            .unwrap();
+        let acked = store.ack_alarm(first, "ada", 250).await.unwrap().unwrap();
+        assert_eq!(
+            (acked.acked_by.as_deref(), acked.rule_name.as_str()),
+            (Some("ada"), "hot")
+        );
+        assert!(store.ack_alarm(999, "ada", 250).await.unwrap().is_none());
+        store.clear_alarm(first, 400, Some(27.0)).await.unwrap();
+        store
+            .note_delivery(first, "cleared: delivered")
+            .await
+            .unwrap();
+        let up = AlarmFilter {
+            active_only: true,
+            limit: 10,
+            ..AlarmFilter::default()
+        };
+        let active = store.alarms(&up).await.unwrap();
+        assert_eq!(active.iter().map(|a| a.id).collect::<Vec<_>>(), [second]);
+        let all = AlarmFilter {
+            limit: 10,
+            ..AlarmFilter::default()
+        };
+        let history = store.alarms(&all).await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].cleared_value, Some(27.0), "newest first");
+        assert_eq!(history[1].delivery.as_deref(), Some("cleared: delivered"));
+        let mine = AlarmFilter {
+            device: Some("kitchen-1".into()),
+            limit: 10,
+            ..AlarmFilter::default()
+        };
+        assert_eq!(store.alarms(&mine).await.unwrap().len(), 1);
+        // Deleting the rule clears what it had up; the history stays.
+        assert!(store.delete_rule(rule.rule.id, 500).await.unwrap());
+        assert!(!store.delete_rule(rule.rule.id, 500).await.unwrap());
+        assert!(store.alarms(&up).await.unwrap().is_empty());
+        assert_eq!(
+            store.alarms(&all).await.unwrap()[0].rule_name,
+            format!("rule {}", rule.rule.id)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_device_keeps_the_name_a_person_gave_it_until_it_is_cleared_or_removed() {
     on_each_backend(|db| async move {
         let store = open(&db, Duration::from_millis(10)).await;

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod acme;
+mod alarms;
 mod attacks;
 mod auth;
 mod devices;

@@ -4,7 +4,7 @@
 
 use crate::auth::server_fn_calls;
 use crate::helpers::{anonymous, TestApp};
-use crate::rest::{api_calls, device_with_readings};
+use crate::rest::{api_calls, api_fixture};
 use app::model::{NewApiToken, Role};
 use leptos::server_fn::ServerFn;
 use reqwest::header::ACCEPT;
@@ -100,11 +100,11 @@ async fn each_role_reaches_exactly_what_it_may() {
         }
     }
     // The REST API, with the same sessions (a program's token acts within the same roles).
-    let _device = device_with_readings(&app).await;
+    let _device = api_fixture(&app).await;
     for (method, path, url, body) in api_calls() {
         let needed = match (method, path) {
             (_, p) if p.starts_with("/api/v1/device-tokens") => Role::Admin,
-            ("POST", "/api/v1/commands") => Role::Operator,
+            ("POST", "/api/v1/commands") | ("POST", "/api/v1/alarms/{id}/ack") => Role::Operator,
             ("GET", _) => Role::Viewer,
             _ => Role::Admin,
         };

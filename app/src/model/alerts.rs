@@ -1,0 +1,173 @@
+//! Alarm rules and alarms: the hub watches values and devices and raises an alarm when a rule's
+//! condition holds ("temp above 30 for 60 s, clears below 28"; "offline for 5 min"), a person
+//! acknowledges it, and it clears when the condition is over. Checked here, the same way in
+//! the browser and on the server.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest rule name.
+pub const MAX_RULE_NAME_CHARS: usize = 100;
+/// Longest hold or silence time: a week.
+pub const MAX_RULE_SECONDS: u32 = 7 * 24 * 3600;
+
+/// What a rule watches for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub enum Condition {
+    /// `field` above `threshold` for `hold_s` seconds; clears below `clear` (default: the
+    /// threshold), so a value hovering around the threshold does not raise it again and again.
+    Above {
+        field: String,
+        threshold: f64,
+        #[serde(default)]
+        clear: Option<f64>,
+        #[serde(default)]
+        hold_s: u32,
+    },
+    /// `field` below `threshold` for `hold_s` seconds; clears above `clear` (default: the
+    /// threshold).
+    Below {
+        field: String,
+        threshold: f64,
+        #[serde(default)]
+        clear: Option<f64>,
+        #[serde(default)]
+        hold_s: u32,
+    },
+    /// The device offline for `after_s` seconds; clears when it is back.
+    Offline { after_s: u32 },
+    /// The device connected but sending no reading for `after_s` seconds; clears with the next.
+    Silent { after_s: u32 },
+}
+
+/// A rule as a person writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NewRule {
+    pub name: String,
+    /// Which devices: an id, or a pattern with `*` (`kitchen-*`, or `*` for all).
+    pub devices: String,
+    pub condition: Condition,
+    /// Where to POST raised and cleared alarms (JSON, signed with `webhook_secret`).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The HMAC-SHA256 key of the webhook's `X-IoTHub-Signature` header; never shown again.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+/// A stored rule (its webhook secret is not shown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AlarmRule {
+    pub id: i64,
+    pub name: String,
+    pub devices: String,
+    pub condition: Condition,
+    pub webhook_url: Option<String>,
+    pub created_ms: i64,
+}
+
+/// One alarm: a rule's condition held for a device from `raised_ms` (until `cleared_ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Alarm {
+    pub id: i64,
+    pub rule_id: i64,
+    pub rule_name: String,
+    pub device_id: String,
+    pub raised_ms: i64,
+    /// The value that raised it (none for offline and silent rules).
+    pub raised_value: Option<f64>,
+    pub acked_by: Option<String>,
+    pub acked_ms: Option<i64>,
+    pub cleared_ms: Option<i64>,
+    pub cleared_value: Option<f64>,
+    /// What became of the last webhook delivery, if the rule has one ("delivered", or the
+    /// error of the last attempt).
+    pub delivery: Option<String>,
+}
+
+impl Condition {
+    /// The field a threshold rule watches.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Condition::Above { field, .. } | Condition::Below { field, .. } => Some(field),
+            Condition::Offline { .. } | Condition::Silent { .. } => None,
+        }
+    }
+}
+
+impl NewRule {
+    /// What both the browser and the server refuse.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.name.trim();
+        if name.is_empty()
+            || name.chars().count() > MAX_RULE_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "a rule's name is 1 to {MAX_RULE_NAME_CHARS} characters without control characters"
+            ));
+        }
+        let devices = self.devices.trim();
+        if devices.is_empty() || devices.len() > 128 || devices.chars().any(char::is_control) {
+            return Err("devices: an id or a pattern such as kitchen-* (or * for all)".into());
+        }
+        match &self.condition {
+            Condition::Above {
+                field,
+                threshold,
+                clear,
+                hold_s,
+            }
+            | Condition::Below {
+                field,
+                threshold,
+                clear,
+                hold_s,
+            } => {
+                if field.trim().is_empty() || field.len() > 64 {
+                    return Err("the field is the name of one of the device's values".into());
+                }
+                if !threshold.is_finite() || clear.is_some_and(|c| !c.is_finite()) {
+                    return Err("the threshold and clear values must be numbers".into());
+                }
+                let above = matches!(self.condition, Condition::Above { .. });
+                if let Some(clear) = clear {
+                    if (above && *clear > *threshold) || (!above && *clear < *threshold) {
+                        return Err(if above {
+                            "an alarm above a threshold clears at or below it".into()
+                        } else {
+                            "an alarm below a threshold clears at or above it".into()
+                        });
+                    }
+                }
+                if *hold_s > MAX_RULE_SECONDS {
+                    return Err(format!("hold at most {MAX_RULE_SECONDS} s"));
+                }
+            }
+            Condition::Offline { after_s } | Condition::Silent { after_s } => {
+                if *after_s == 0 || *after_s > MAX_RULE_SECONDS {
+                    return Err(format!("after 1 to {MAX_RULE_SECONDS} s"));
+                }
+            }
+        }
+        if let Some(url) = &self.webhook_url {
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() <= 2048
+                && !url.chars().any(|c| c.is_control() || c.is_whitespace());
+            if !ok {
+                return Err("the webhook is an http:// or https:// URL".into());
+            }
+            if self.webhook_secret.as_deref().is_none_or(|s| s.len() < 16) {
+                return Err(
+                    "a webhook needs a secret of at least 16 characters to sign with".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+-- Alarm rules: which devices, what condition (JSON, app::model::Condition), and an optional
+-- webhook with the secret its requests are signed with (kept to sign; never shown).
+CREATE TABLE alarm_rules (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT    NOT NULL,
+    devices        TEXT    NOT NULL,
+    condition_json TEXT    NOT NULL,
+    webhook_url    TEXT,
+    webhook_secret TEXT,
+    created_ms     INTEGER NOT NULL
+);
+
+-- Alarms: raised, perhaps acknowledged, cleared. An alarm without cleared_ms is up; after a
+-- restart those are restored, so a condition that still holds does not raise a second one.
+CREATE TABLE alarms (
+    id            INTEGER PRIMARY KEY,
+    rule_id       INTEGER NOT NULL,
+    device_id     TEXT    NOT NULL,
+    raised_ms     INTEGER NOT NULL,
+    raised_value  REAL,
+    acked_by      TEXT,
+    acked_ms      INTEGER,
+    cleared_ms    INTEGER,
+    cleared_value REAL,
+    delivery      TEXT
+);
+CREATE INDEX alarms_by_time ON alarms (raised_ms);
+CREATE INDEX alarms_up ON alarms (rule_id, device_id) WHERE cleared_ms IS NULL;

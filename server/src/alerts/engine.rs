@@ -1,0 +1,400 @@
+//! The alarm engine: one task that follows the registry's events (readings, devices coming and
+//! going) and a one-second tick, feeds the [`Watch`] of every rule and device it concerns, and
+//! stores, counts and sends what they decide. [`Alerts`] is also what the REST API manages
+//! rules and acknowledges alarms through.
+
+use super::notify;
+use super::watch::{Change, Input, Watch};
+use crate::registry::Registry;
+use crate::storage::{AlarmFilter, StorageError, Store, StoredRule};
+use app::model::{Alarm, AlarmRule, LiveEvent, NewRule};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wildmatch::WildMatch;
+
+/// How often silences, offline times and holds are checked.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("there is no alarm rule {0}")]
+    NoSuchRule(i64),
+    #[error("there is no alarm {0}")]
+    NoSuchAlarm(i64),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The handle: cheap to clone.
+#[derive(Clone)]
+pub struct Alerts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: Registry,
+    /// Told when the rules change.
+    rules_changed: Notify,
+    http: reqwest::Client,
+    tasks: TaskTracker,
+}
+
+impl Alerts {
+    pub fn new(store: Store, registry: Registry, tasks: TaskTracker) -> Alerts {
+        Alerts {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                rules_changed: Notify::new(),
+                http: reqwest::Client::new(),
+                tasks,
+            }),
+        }
+    }
+
+    pub async fn create_rule(&self, new: NewRule) -> Result<AlarmRule, AlertError> {
+        new.validate().map_err(AlertError::Invalid)?;
+        let stored = self.inner.store.create_rule(&new, crate::now_ms()).await?;
+        tracing::info!(rule = stored.rule.id, name = %stored.rule.name, "alarm rule created");
+        self.inner.rules_changed.notify_one();
+        Ok(stored.rule)
+    }
+
+    /// Deletes a rule; its alarms that are up clear, and stay in the history.
+    pub async fn delete_rule(&self, id: i64) -> Result<(), AlertError> {
+        if !self.inner.store.delete_rule(id, crate::now_ms()).await? {
+            return Err(AlertError::NoSuchRule(id));
+        }
+        self.inner.rules_changed.notify_one();
+        Ok(())
+    }
+
+    pub async fn rules(&self) -> Result<Vec<AlarmRule>, AlertError> {
+        Ok(self
+            .inner
+            .store
+            .rules()
+            .await?
+            .into_iter()
+            .map(|s| s.rule)
+            .collect())
+    }
+
+    pub async fn alarms(&self, filter: &AlarmFilter) -> Result<Vec<Alarm>, AlertError> {
+        Ok(self.inner.store.alarms(filter).await?)
+    }
+
+    /// A person acknowledged the alarm (it stays up until its condition is over).
+    pub async fn acknowledge(&self, id: i64, user: &str) -> Result<Alarm, AlertError> {
+        let alarm = self
+            .inner
+            .store
+            .ack_alarm(id, user, crate::now_ms())
+            .await?
+            .ok_or(AlertError::NoSuchAlarm(id))?;
+        tracing::info!(alarm = id, user, "alarm acknowledged");
+        Ok(alarm)
+    }
+
+    /// Watches until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut engine = Engine {
+            alerts: self.clone(),
+            rules: Vec::new(),
+            watches: HashMap::new(),
+            online: HashMap::new(),
+        };
+        let (snapshot, mut events) = self.inner.registry.subscribe(Some(""));
+        let now = crate::now_ms();
+        for device in &snapshot.devices {
+            let summary = &device.summary;
+            engine.online.insert(
+                summary.id.clone(),
+                (
+                    summary.online,
+                    summary.connected_since_ms.unwrap_or(summary.last_seen_ms),
+                ),
+            );
+        }
+        if let Err(err) = engine.load_rules(now).await {
+            tracing::error!(%err, "loading the alarm rules failed; alarms are off until they change");
+        }
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.inner.rules_changed.notified() => {
+                    if let Err(err) = engine.load_rules(crate::now_ms()).await {
+                        tracing::error!(%err, "reloading the alarm rules failed");
+                    }
+                }
+                _ = tick.tick() => engine.every_watch(Input::Tick, crate::now_ms()).await,
+                event = events.recv() => match event {
+                    Ok(event) => engine.event(event, crate::now_ms()).await,
+                    Err(RecvError::Lagged(missed)) => {
+                        // Readings were missed; presence is taken afresh from a snapshot.
+                        tracing::warn!(missed, "the alarm engine fell behind the live events");
+                        let (snapshot, fresh) = self.inner.registry.subscribe(Some(""));
+                        events = fresh;
+                        let now = crate::now_ms();
+                        for device in snapshot.devices {
+                            let online = device.summary.online;
+                            engine.presence(&device.summary.id, online, now).await;
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}
+
+/// A rule with its device pattern compiled.
+struct Rule {
+    stored: StoredRule,
+    devices: WildMatch,
+}
+
+struct Watched {
+    watch: Watch,
+    /// The stored alarm while it is up.
+    alarm: Option<i64>,
+}
+
+struct Engine {
+    alerts: Alerts,
+    rules: Vec<Rule>,
+    /// (rule id, device id) → its watch.
+    watches: HashMap<(i64, String), Watched>,
+    /// Device id → (online, since when).
+    online: HashMap<String, (bool, i64)>,
+}
+
+impl Engine {
+    fn store(&self) -> &Store {
+        &self.alerts.inner.store
+    }
+
+    /// Takes the rules from the store, keeping the watches of rules that stay, and the alarms
+    /// that are up (so a restart does not raise them again).
+    async fn load_rules(&mut self, now: i64) -> Result<(), StorageError> {
+        let stored = self.store().rules().await?;
+        let up = self
+            .store()
+            .alarms(&AlarmFilter {
+                active_only: true,
+                limit: 100_000,
+                ..AlarmFilter::default()
+            })
+            .await?;
+        let ids: HashSet<i64> = stored.iter().map(|s| s.rule.id).collect();
+        self.watches.retain(|(rule, _), _| ids.contains(rule));
+        self.rules = stored
+            .into_iter()
+            .map(|stored| Rule {
+                devices: WildMatch::new(&stored.rule.devices),
+                stored,
+            })
+            .collect();
+        let devices: Vec<String> = self.online.keys().cloned().collect();
+        for device in devices {
+            self.ensure_watches(&device, now);
+        }
+        for alarm in up {
+            if let Some(watched) = self.watches.get_mut(&(alarm.rule_id, alarm.device_id)) {
+                watched.watch.active_since = Some(alarm.raised_ms);
+                watched.alarm = Some(alarm.id);
+            }
+        }
+        self.publish_active_counts();
+        Ok(())
+    }
+
+    /// Creates the watches of every rule that covers `device` and has none yet.
+    fn ensure_watches(&mut self, device: &str, now: i64) {
+        let (online, since) = self.online.get(device).copied().unwrap_or((false, now));
+        for rule in &self.rules {
+            if rule.devices.matches(device) {
+                self.watches
+                    .entry((rule.stored.rule.id, device.to_string()))
+                    .or_insert_with(|| Watched {
+                        watch: Watch::new(online, since, None),
+                        alarm: None,
+                    });
+            }
+        }
+    }
+
+    async fn event(&mut self, event: LiveEvent, now: i64) {
+        match event {
+            LiveEvent::Reading(reading) => {
+                let device = reading.device_id.to_string();
+                if !self.online.get(&device).is_some_and(|(online, _)| *online) {
+                    self.presence(&device, true, now).await;
+                }
+                self.ensure_watches(&device, now);
+                let mut changes = Vec::new();
+                for rule in &self.rules {
+                    let key = (rule.stored.rule.id, device.clone());
+                    let Some(watched) = self.watches.get_mut(&key) else {
+                        continue;
+                    };
+                    let value = rule.stored.rule.condition.field().and_then(|field| {
+                        reading
+                            .values
+                            .iter()
+                            .find(|v| &*v.field == field)
+                            .map(|v| v.value)
+                    });
+                    let input = Input::Reading(value);
+                    if let Some(change) =
+                        watched.watch.step(&rule.stored.rule.condition, input, now)
+                    {
+                        changes.push((key, change));
+                    }
+                }
+                self.apply(changes, now).await;
+            }
+            LiveEvent::Device(summary) => {
+                let was = self.online.get(&summary.id).map(|(online, _)| *online);
+                if was != Some(summary.online) {
+                    self.presence(&summary.id, summary.online, now).await;
+                }
+            }
+            LiveEvent::Removed { device_id } => {
+                self.online.remove(&device_id);
+                self.watches.retain(|(_, device), _| *device != device_id);
+            }
+            _ => {}
+        }
+    }
+
+    async fn presence(&mut self, device: &str, online: bool, now: i64) {
+        self.online.insert(device.to_string(), (online, now));
+        self.ensure_watches(device, now);
+        let input = if online {
+            Input::Online
+        } else {
+            Input::Offline
+        };
+        let mut changes = Vec::new();
+        for rule in &self.rules {
+            let key = (rule.stored.rule.id, device.to_string());
+            if let Some(watched) = self.watches.get_mut(&key) {
+                if let Some(change) = watched.watch.step(&rule.stored.rule.condition, input, now) {
+                    changes.push((key, change));
+                }
+            }
+        }
+        self.apply(changes, now).await;
+    }
+
+    async fn every_watch(&mut self, input: Input, now: i64) {
+        let mut changes = Vec::new();
+        for rule in &self.rules {
+            for ((rule_id, device), watched) in self.watches.iter_mut() {
+                if *rule_id != rule.stored.rule.id {
+                    continue;
+                }
+                if let Some(change) = watched.watch.step(&rule.stored.rule.condition, input, now) {
+                    changes.push(((*rule_id, device.clone()), change));
+                }
+            }
+        }
+        self.apply(changes, now).await;
+    }
+
+    /// Stores, counts and sends what the watches decided.
+    async fn apply(&mut self, changes: Vec<((i64, String), Change)>, now: i64) {
+        if changes.is_empty() {
+            return;
+        }
+        for ((rule_id, device), change) in changes {
+            let Some(rule) = self.rules.iter().find(|r| r.stored.rule.id == rule_id) else {
+                continue;
+            };
+            let stored = rule.stored.clone();
+            let Some(watched) = self.watches.get_mut(&(rule_id, device.clone())) else {
+                continue;
+            };
+            let (event, alarm_id) = match change {
+                Change::Raised { value } => {
+                    match self
+                        .alerts
+                        .inner
+                        .store
+                        .raise_alarm(rule_id, &device, now, value)
+                        .await
+                    {
+                        Ok(id) => {
+                            watched.alarm = Some(id);
+                            tracing::warn!(rule = %stored.rule.name, device, ?value, "alarm raised");
+                            ("raised", id)
+                        }
+                        Err(err) => {
+                            tracing::error!(%err, "storing a raised alarm failed");
+                            continue;
+                        }
+                    }
+                }
+                Change::Cleared { value } => {
+                    let Some(id) = watched.alarm.take() else {
+                        continue;
+                    };
+                    if let Err(err) = self.alerts.inner.store.clear_alarm(id, now, value).await {
+                        tracing::error!(%err, "storing a cleared alarm failed");
+                    }
+                    tracing::info!(rule = %stored.rule.name, device, ?value, "alarm cleared");
+                    ("cleared", id)
+                }
+            };
+            self.notify(&stored, event, alarm_id).await;
+        }
+        self.publish_active_counts();
+    }
+
+    async fn notify(&self, stored: &StoredRule, event: &'static str, alarm_id: i64) {
+        let (Some(url), Some(secret)) = (&stored.rule.webhook_url, &stored.webhook_secret) else {
+            return;
+        };
+        let alarm = match self.store().alarm(alarm_id).await {
+            Ok(Some(alarm)) => alarm,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(%err, "reading an alarm to send failed");
+                return;
+            }
+        };
+        let inner = &self.alerts.inner;
+        inner.tasks.spawn(notify::deliver(
+            inner.http.clone(),
+            inner.store.clone(),
+            url.clone(),
+            secret.clone(),
+            event,
+            alarm,
+            stored.rule.clone(),
+        ));
+    }
+
+    fn publish_active_counts(&self) {
+        for rule in &self.rules {
+            let active = self
+                .watches
+                .iter()
+                .filter(|((id, _), w)| *id == rule.stored.rule.id && w.watch.is_active())
+                .count();
+            metrics::gauge!(crate::metrics::ALARMS_ACTIVE, "rule" => rule.stored.rule.name.clone())
+                .set(active as f64);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Alarms: the hub watches the devices so that nobody has to watch the dashboard. Rules are
+//! stored ([`crate::storage`]); [`engine`] follows the registry's events and feeds each rule
+//! and device its [`watch::Watch`] (a pure state machine, tested with made-up times); a raised
+//! or cleared alarm is stored and sent to the rule's webhook by [`notify`], signed, retried,
+//! off the ingest path.
+
+pub mod engine;
+pub mod notify;
+pub mod watch;
+
+pub use engine::{AlertError, Alerts};

@@ -1,0 +1,103 @@
+//! `/api/v1/alarm-rules…` and `/api/v1/alarms…`: what the hub watches for, and what it found.
+
+use super::{done, ApiError, ApiResult};
+use crate::alerts::AlertError;
+use crate::state::AppState;
+use crate::storage::AlarmFilter;
+use app::api::ssr::SignedIn;
+use app::error::AppError;
+use app::model::{Alarm, AlarmRule, NewRule};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+impl From<AlertError> for ApiError {
+    fn from(err: AlertError) -> Self {
+        ApiError(match err {
+            AlertError::Invalid(why) => AppError::BadRequest(why),
+            AlertError::NoSuchRule(_) | AlertError::NoSuchAlarm(_) => {
+                AppError::NotFound(err.to_string())
+            }
+            AlertError::Storage(err) => {
+                tracing::error!(%err, "an alarm operation failed");
+                AppError::Unavailable
+            }
+        })
+    }
+}
+
+/// Every alarm rule.
+#[utoipa::path(get, path = "/api/v1/alarm-rules", tag = "alarms",
+    responses((status = 200, body = [AlarmRule])))]
+pub async fn rules(State(state): State<AppState>) -> ApiResult<Vec<AlarmRule>> {
+    Ok(Json(state.alerts.rules().await?))
+}
+
+/// Creates a rule, watched from now on. Admins only.
+#[utoipa::path(post, path = "/api/v1/alarm-rules", tag = "alarms",
+    request_body = NewRule,
+    responses((status = 200, body = AlarmRule), (status = 400, body = super::ErrorBody)))]
+pub async fn create_rule(
+    State(state): State<AppState>,
+    Json(new): Json<NewRule>,
+) -> ApiResult<AlarmRule> {
+    Ok(Json(state.alerts.create_rule(new).await?))
+}
+
+/// Deletes a rule; its alarms that are up clear and stay in the history. Admins only.
+#[utoipa::path(delete, path = "/api/v1/alarm-rules/{id}", tag = "alarms",
+    params(("id" = i64, Path, description = "The rule's number")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = super::ErrorBody)))]
+pub async fn delete_rule(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    state.alerts.delete_rule(id).await?;
+    Ok(done())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlarmsQuery {
+    /// Only alarms that are up.
+    #[serde(default)]
+    active: bool,
+    /// Only this device's.
+    device: Option<String>,
+    /// Only this rule's.
+    rule: Option<i64>,
+    /// At most this many, newest first (1 to 1,000; default 100).
+    limit: Option<u32>,
+}
+
+/// Alarms, newest first: those up and the history.
+#[utoipa::path(get, path = "/api/v1/alarms", tag = "alarms",
+    params(AlarmsQuery),
+    responses((status = 200, body = [Alarm])))]
+pub async fn alarms(
+    State(state): State<AppState>,
+    Query(query): Query<AlarmsQuery>,
+) -> ApiResult<Vec<Alarm>> {
+    let filter = AlarmFilter {
+        active_only: query.active,
+        device: query.device,
+        rule: query.rule,
+        limit: query.limit.unwrap_or(100).clamp(1, 1_000),
+    };
+    Ok(Json(state.alerts.alarms(&filter).await?))
+}
+
+/// Acknowledges an alarm (it stays up until its condition is over); notes who. Operators and
+/// admins.
+#[utoipa::path(post, path = "/api/v1/alarms/{id}/ack", tag = "alarms",
+    params(("id" = i64, Path, description = "The alarm's number")),
+    responses((status = 200, body = Alarm), (status = 404, body = super::ErrorBody)))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Extension(who): Extension<SignedIn>,
+    Path(id): Path<i64>,
+) -> ApiResult<Alarm> {
+    Ok(Json(state.alerts.acknowledge(id, &who.user).await?))
+}

@@ -1,0 +1,251 @@
+//! Alarm rules and alarms (see [`crate::alerts`]): the same SQL on both back ends.
+
+use super::{Backend, StorageError, Store};
+use app::model::{Alarm, AlarmRule, NewRule};
+
+#[derive(sqlx::FromRow)]
+struct RuleRow {
+    id: i64,
+    name: String,
+    devices: String,
+    condition_json: String,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    created_ms: i64,
+}
+
+/// A rule with what the alerts need of it that nobody else sees (its webhook's secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRule {
+    pub rule: AlarmRule,
+    pub webhook_secret: Option<String>,
+}
+
+impl TryFrom<RuleRow> for StoredRule {
+    type Error = StorageError;
+
+    fn try_from(row: RuleRow) -> Result<StoredRule, StorageError> {
+        let condition = serde_json::from_str(&row.condition_json)
+            .map_err(|err| StorageError::Corrupt(format!("alarm rule {}: {err}", row.id)))?;
+        Ok(StoredRule {
+            rule: AlarmRule {
+                id: row.id,
+                name: row.name,
+                devices: row.devices,
+                condition,
+                webhook_url: row.webhook_url,
+                created_ms: row.created_ms,
+            },
+            webhook_secret: row.webhook_secret,
+        })
+    }
+}
+
+const RULE_COLUMNS: &str =
+    "id, name, devices, condition_json, webhook_url, webhook_secret, created_ms";
+
+#[derive(sqlx::FromRow)]
+struct AlarmRow {
+    id: i64,
+    rule_id: i64,
+    rule_name: Option<String>,
+    device_id: String,
+    raised_ms: i64,
+    raised_value: Option<f64>,
+    acked_by: Option<String>,
+    acked_ms: Option<i64>,
+    cleared_ms: Option<i64>,
+    cleared_value: Option<f64>,
+    delivery: Option<String>,
+}
+
+impl From<AlarmRow> for Alarm {
+    fn from(row: AlarmRow) -> Alarm {
+        Alarm {
+            id: row.id,
+            rule_id: row.rule_id,
+            // A rule deleted since: the alarm stays in the history.
+            rule_name: row
+                .rule_name
+                .unwrap_or_else(|| format!("rule {}", row.rule_id)),
+            device_id: row.device_id,
+            raised_ms: row.raised_ms,
+            raised_value: row.raised_value,
+            acked_by: row.acked_by,
+            acked_ms: row.acked_ms,
+            cleared_ms: row.cleared_ms,
+            cleared_value: row.cleared_value,
+            delivery: row.delivery,
+        }
+    }
+}
+
+const ALARM_SELECT: &str = "SELECT a.id, a.rule_id, r.name AS rule_name, a.device_id, a.raised_ms,
+    a.raised_value, a.acked_by, a.acked_ms, a.cleared_ms, a.cleared_value, a.delivery
+    FROM alarms a LEFT JOIN alarm_rules r ON r.id = a.rule_id";
+
+/// Which alarms to list.
+#[derive(Debug, Clone, Default)]
+pub struct AlarmFilter {
+    pub active_only: bool,
+    pub device: Option<String>,
+    pub rule: Option<i64>,
+    pub limit: u32,
+}
+
+impl Store {
+    pub async fn create_rule(
+        &self,
+        new: &NewRule,
+        now_ms: i64,
+    ) -> Result<StoredRule, StorageError> {
+        let condition = serde_json::to_string(&new.condition)
+            .map_err(|err| StorageError::Corrupt(err.to_string()))?;
+        let sql = format!(
+            "INSERT INTO alarm_rules (name, devices, condition_json, webhook_url, webhook_secret, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RULE_COLUMNS}"
+        );
+        let row: RuleRow = on_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(new.name.trim())
+                .bind(new.devices.trim())
+                .bind(&condition)
+                .bind(&new.webhook_url)
+                .bind(&new.webhook_secret)
+                .bind(now_ms)
+                .fetch_one(pool)
+                .await?
+        });
+        row.try_into()
+    }
+
+    pub async fn rules(&self) -> Result<Vec<StoredRule>, StorageError> {
+        let sql = format!("SELECT {RULE_COLUMNS} FROM alarm_rules ORDER BY id");
+        let rows: Vec<RuleRow> =
+            on_pool!(self, |pool| { sqlx::query_as(&sql).fetch_all(pool).await? });
+        rows.into_iter().map(StoredRule::try_from).collect()
+    }
+
+    /// Deletes a rule; its alarms stay in the history, cleared if they were up.
+    pub async fn delete_rule(&self, id: i64, now_ms: i64) -> Result<bool, StorageError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE alarms SET cleared_ms = $2 WHERE rule_id = $1 AND cleared_ms IS NULL",
+            )
+            .bind(id)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+            sqlx::query("DELETE FROM alarm_rules WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    pub async fn raise_alarm(
+        &self,
+        rule_id: i64,
+        device_id: &str,
+        raised_ms: i64,
+        value: Option<f64>,
+    ) -> Result<i64, StorageError> {
+        let (id,): (i64,) = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "INSERT INTO alarms (rule_id, device_id, raised_ms, raised_value)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(rule_id)
+            .bind(device_id)
+            .bind(raised_ms)
+            .bind(value)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(id)
+    }
+
+    pub async fn clear_alarm(
+        &self,
+        id: i64,
+        cleared_ms: i64,
+        value: Option<f64>,
+    ) -> Result<(), StorageError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE alarms SET cleared_ms = $2, cleared_value = $3
+                 WHERE id = $1 AND cleared_ms IS NULL",
+            )
+            .bind(id)
+            .bind(cleared_ms)
+            .bind(value)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Notes who acknowledged an alarm; `None` if there is no such alarm.
+    pub async fn ack_alarm(
+        &self,
+        id: i64,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Option<Alarm>, StorageError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE alarms SET acked_by = $2, acked_ms = $3 WHERE id = $1 AND acked_ms IS NULL",
+            )
+            .bind(id)
+            .bind(user)
+            .bind(now_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        self.alarm(id).await
+    }
+
+    pub async fn note_delivery(&self, id: i64, delivery: &str) -> Result<(), StorageError> {
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE alarms SET delivery = $2 WHERE id = $1")
+                .bind(id)
+                .bind(delivery)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(())
+    }
+
+    pub async fn alarm(&self, id: i64) -> Result<Option<Alarm>, StorageError> {
+        let sql = format!("{ALARM_SELECT} WHERE a.id = $1");
+        let row: Option<AlarmRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        Ok(row.map(Alarm::from))
+    }
+
+    /// Alarms, newest first.
+    pub async fn alarms(&self, filter: &AlarmFilter) -> Result<Vec<Alarm>, StorageError> {
+        let sql = format!(
+            "{ALARM_SELECT} WHERE ($1 = 0 OR a.cleared_ms IS NULL)
+               AND (CAST($2 AS TEXT) IS NULL OR a.device_id = $2)
+               AND (CAST($3 AS BIGINT) IS NULL OR a.rule_id = $3)
+             ORDER BY a.raised_ms DESC, a.id DESC LIMIT $4"
+        );
+        let rows: Vec<AlarmRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(i64::from(filter.active_only))
+                .bind(&filter.device)
+                .bind(filter.rule)
+                .bind(i64::from(filter.limit.max(1)))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(Alarm::from).collect())
+    }
+}

@@ -1,0 +1,239 @@
+//! Alarms from the outside: a rule made over the REST API, a real device crossing its
+//! threshold, a real webhook receiver on 127.0.0.1 checking the signature, acknowledging as an
+//! operator, clearing, a restart that does not raise the same alarm twice, and an offline
+//! rule.
+
+use crate::helpers::{eventually, TestApp};
+use app::model::Alarm;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const SECRET: &str = "a webhook secret of some length";
+
+/// A webhook receiver: every request's event header, whether its signature is right, and its
+/// body, as they arrive.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<(String, bool, Value)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let expected = server::alerts::notify::signature(SECRET, &body);
+                let signed = header("x-iothub-signature") == expected;
+                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let _ = tx.send((header("x-iothub-event"), signed, json));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), rx)
+}
+
+async fn alarms(app: &TestApp, query: &str) -> Vec<Alarm> {
+    app.http
+        .get(app.url(&format!("/api/v1/alarms{query}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn next_hook(
+    rx: &mut mpsc::UnboundedReceiver<(String, bool, Value)>,
+) -> (String, bool, Value) {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a webhook within 10 s")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_threshold_alarm_is_sent_signed_acknowledged_cleared_and_not_raised_twice() {
+    let app = TestApp::spawn().await;
+    let (hook, mut hooks) = receiver().await;
+    let rule: Value = app
+        .http
+        .post(app.url("/api/v1/alarm-rules"))
+        .json(&json!({
+            "name": "kitchen too hot",
+            "devices": "kitchen-*",
+            "condition": {"kind": "above", "field": "temp", "threshold": 30.0, "clear": 28.0},
+            "webhook_url": hook,
+            "webhook_secret": SECRET,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rule["name"], "kitchen too hot");
+    assert!(
+        rule.get("webhook_secret").is_none(),
+        "the secret is never shown"
+    );
+
+    let mut device = app.device("?id=kitchen-1").await;
+    let mut other = app.device("?id=garage").await;
+    other.send("garage,1,45").await; // not covered by the rule
+    device.send("kitchen-1,1,25").await;
+    let crossed = Instant::now();
+    device.send("kitchen-1,2,31.5").await;
+    let (event, signed, body) = next_hook(&mut hooks).await;
+    let took = crossed.elapsed();
+    assert_eq!(event, "raised");
+    assert!(signed, "the signature checks out with the rule's secret");
+    assert!(
+        took < Duration::from_secs(2),
+        "the webhook arrived {took:?} after the reading"
+    );
+    assert_eq!(body["alarm"]["device_id"], "kitchen-1");
+    assert_eq!(body["alarm"]["raised_value"], 31.5);
+    assert_eq!(body["rule"]["name"], "kitchen too hot");
+    let up = alarms(&app, "?active=true").await;
+    assert_eq!(up.len(), 1, "garage is not covered: {up:?}");
+    let id = up[0].id;
+
+    // Hysteresis: 29 is under the threshold but above the clear level; it stays up.
+    device.send("kitchen-1,3,29").await;
+    // An operator acknowledges it.
+    let operator = app.user_client("otto", "operator").await;
+    let acked: Alarm = operator
+        .post(app.url(&format!("/api/v1/alarms/{id}/ack")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(acked.acked_by.as_deref(), Some("otto"));
+    assert!(acked.cleared_ms.is_none());
+    // …and a viewer may not.
+    let viewer = app.user_client("vera", "viewer").await;
+    let refused = viewer
+        .post(app.url(&format!("/api/v1/alarms/{id}/ack")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    device.send("kitchen-1,4,27.5").await;
+    let (event, signed, body) = next_hook(&mut hooks).await;
+    assert_eq!((event.as_str(), signed), ("cleared", true));
+    assert_eq!(body["alarm"]["cleared_value"], 27.5);
+    assert!(alarms(&app, "?active=true").await.is_empty());
+    let history = alarms(&app, "?device=kitchen-1").await;
+    assert_eq!(history.len(), 1);
+    eventually("the delivery noted", || async {
+        let history = alarms(&app, "?device=kitchen-1").await;
+        (history[0].delivery.as_deref() == Some("cleared: delivered")).then_some(())
+    })
+    .await;
+
+    // Up again, then a restart with the condition still true: no second alarm.
+    device.send("kitchen-1,5,35").await;
+    assert_eq!(next_hook(&mut hooks).await.0, "raised");
+    drop(device);
+    drop(other);
+    let data = app.stop().await;
+    let app = TestApp::spawn_in(data, |_| {}).await;
+    let mut device = app.device("?id=kitchen-1").await;
+    device.send("kitchen-1,6,36").await;
+    device.send("kitchen-1,7,37").await;
+    eventually("the readings stored", || async {
+        (app.history("kitchen-1", 10).await.len() >= 7).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        hooks.try_recv().is_err(),
+        "no second raise after the restart"
+    );
+    assert_eq!(alarms(&app, "?active=true").await.len(), 1);
+    device.send("kitchen-1,8,20").await;
+    assert_eq!(next_hook(&mut hooks).await.0, "cleared");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_offline_too_long_raises_an_alarm_that_clears_when_it_is_back() {
+    let app = TestApp::spawn().await;
+    let made = app
+        .http
+        .post(app.url("/api/v1/alarm-rules"))
+        .json(&json!({"name": "gone", "devices": "*", "condition": {"kind": "offline", "after_s": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let mut device = app.device("?id=porch").await;
+    device.send("porch,1,20").await;
+    eventually("porch online", || async {
+        app.device_summary("porch").await.filter(|s| s.online)
+    })
+    .await;
+    drop(device);
+    let raised = eventually_long("the offline alarm", || async {
+        alarms(&app, "?active=true").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(raised.device_id, "porch");
+    assert_eq!(raised.rule_name, "gone");
+    let mut device = app.device("?id=porch").await;
+    device.send("porch,2,20").await;
+    eventually_long("the offline alarm cleared", || async {
+        alarms(&app, "?active=true").await.is_empty().then_some(())
+    })
+    .await;
+
+    // Bad rules get clear errors.
+    for bad in [
+        json!({"name": "", "devices": "*", "condition": {"kind": "offline", "after_s": 1}}),
+        json!({"name": "x", "devices": "*", "condition": {"kind": "offline", "after_s": 0}}),
+        json!({"name": "x", "devices": "*", "condition": {"kind": "above", "field": "t", "threshold": 30, "clear": 31}}),
+        json!({"name": "x", "devices": "*", "condition": {"kind": "above", "field": "t", "threshold": 30}, "webhook_url": "ftp://x"}),
+        json!({"name": "x", "devices": "*", "condition": {"kind": "sideways"}}),
+    ] {
+        let res = app
+            .http
+            .post(app.url("/api/v1/alarm-rules"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{bad}: {}", res.status());
+    }
+    app.stop().await;
+}
+
+/// Like `eventually`, with time for the engine's one-second tick.
+async fn eventually_long<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
