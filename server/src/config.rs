@@ -237,6 +237,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub simulate: SimulateArgs,
 
+    #[command(flatten)]
+    pub smtp: crate::alerts::SmtpArgs,
+
     /// Print the configuration in effect (flags, environment, config file, defaults; secrets
     /// masked) and exit.
     #[arg(long)]

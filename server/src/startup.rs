@@ -65,6 +65,8 @@ pub enum StartupError {
         "--http-redirect sends people to HTTPS: give --acme-domain, or --tls-cert and --tls-key"
     )]
     RedirectWithoutTls,
+    #[error(transparent)]
+    Smtp(#[from] crate::alerts::notify::SmtpError),
     #[error("--tcp-tls needs a certificate: give --acme-domain, or --tls-cert and --tls-key")]
     TcpTlsWithoutCertificate,
     #[error("MQTT over TLS: {0}")]
@@ -198,7 +200,8 @@ impl Application {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         });
-        let alerts = Alerts::new(store.clone(), registry.clone(), tasks.clone());
+        let mailer = crate::alerts::Mailer::from_args(&config.smtp)?;
+        let alerts = Alerts::new(store.clone(), registry.clone(), mailer, tasks.clone());
         let state = AppState {
             leptos_options,
             registry,

@@ -56,6 +56,12 @@ pub struct NewRule {
     /// The HMAC-SHA256 key of the webhook's `X-IoTHub-Signature` header; never shown again.
     #[serde(default)]
     pub webhook_secret: Option<String>,
+    /// An ntfy topic (`https://ntfy.sh/my-hub-alarms`, or a self-hosted one) to push to.
+    #[serde(default)]
+    pub ntfy_url: Option<String>,
+    /// Where to email raised and cleared alarms (the hub needs `--smtp-url`).
+    #[serde(default)]
+    pub email_to: Option<String>,
 }
 
 /// A stored rule (its webhook secret is not shown).
@@ -67,6 +73,8 @@ pub struct AlarmRule {
     pub devices: String,
     pub condition: Condition,
     pub webhook_url: Option<String>,
+    pub ntfy_url: Option<String>,
+    pub email_to: Option<String>,
     pub created_ms: i64,
 }
 
@@ -85,9 +93,11 @@ pub struct Alarm {
     pub acked_ms: Option<i64>,
     pub cleared_ms: Option<i64>,
     pub cleared_value: Option<f64>,
-    /// What became of the last webhook delivery, if the rule has one ("delivered", or the
-    /// error of the last attempt).
-    pub delivery: Option<String>,
+    /// What became of the last delivery on each channel the rule has ("raised: delivered",
+    /// or the error of the last attempt).
+    pub webhook_delivery: Option<String>,
+    pub ntfy_delivery: Option<String>,
+    pub email_delivery: Option<String>,
 }
 
 impl Condition {
@@ -166,6 +176,26 @@ impl NewRule {
                 return Err(
                     "a webhook needs a secret of at least 16 characters to sign with".into(),
                 );
+            }
+        }
+        if let Some(url) = &self.ntfy_url {
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() <= 2048
+                && !url.chars().any(|c| c.is_control() || c.is_whitespace());
+            if !ok {
+                return Err("the ntfy topic is an http:// or https:// URL".into());
+            }
+        }
+        if let Some(to) = &self.email_to {
+            let ok = to.len() <= 254
+                && to.split_once('@').is_some_and(|(user, host)| {
+                    !user.is_empty() && host.contains('.') && !host.starts_with('.')
+                })
+                && !to
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == ',');
+            if !ok {
+                return Err("the email address is one address, like you@example.org".into());
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
--- Alarm rules: which devices, what condition (JSON, app::model::Condition), and an optional
--- webhook with the secret its requests are signed with (kept to sign; never shown).
+-- Alarm rules: which devices, what condition (JSON, app::model::Condition), and where to tell:
+-- a webhook with the secret its requests are signed with (kept to sign; never shown), an
+-- ntfy topic URL, an email address.
 CREATE TABLE alarm_rules (
     id             INTEGER PRIMARY KEY,
     name           TEXT    NOT NULL,
@@ -7,6 +8,8 @@ CREATE TABLE alarm_rules (
     condition_json TEXT    NOT NULL,
     webhook_url    TEXT,
     webhook_secret TEXT,
+    ntfy_url       TEXT,
+    email_to       TEXT,
     created_ms     INTEGER NOT NULL
 );
 
@@ -22,7 +25,10 @@ CREATE TABLE alarms (
     acked_ms      INTEGER,
     cleared_ms    INTEGER,
     cleared_value REAL,
-    delivery      TEXT
+    -- What became of each channel's last delivery.
+    webhook_delivery TEXT,
+    ntfy_delivery    TEXT,
+    email_delivery   TEXT
 );
 CREATE INDEX alarms_by_time ON alarms (raised_ms);
 CREATE INDEX alarms_up ON alarms (rule_id, device_id) WHERE cleared_ms IS NULL;

@@ -6,7 +6,7 @@
 use super::notify;
 use super::watch::{Change, Input, Watch};
 use crate::registry::Registry;
-use crate::storage::{AlarmFilter, StorageError, Store, StoredRule};
+use crate::storage::{AlarmFilter, Channel, StorageError, Store, StoredRule};
 use app::model::{Alarm, AlarmRule, LiveEvent, NewRule};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,17 +44,25 @@ struct Inner {
     /// Told when the rules change.
     rules_changed: Notify,
     http: reqwest::Client,
+    /// The mail server, if `--smtp-url` is set.
+    mailer: Option<notify::Mailer>,
     tasks: TaskTracker,
 }
 
 impl Alerts {
-    pub fn new(store: Store, registry: Registry, tasks: TaskTracker) -> Alerts {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        mailer: Option<notify::Mailer>,
+        tasks: TaskTracker,
+    ) -> Alerts {
         Alerts {
             inner: Arc::new(Inner {
                 store,
                 registry,
                 rules_changed: Notify::new(),
                 http: reqwest::Client::new(),
+                mailer,
                 tasks,
             }),
         }
@@ -363,9 +371,36 @@ impl Engine {
     }
 
     async fn notify(&self, stored: &StoredRule, event: &'static str, alarm_id: i64) {
-        let (Some(url), Some(secret)) = (&stored.rule.webhook_url, &stored.webhook_secret) else {
+        let inner = &self.alerts.inner;
+        let rule = &stored.rule;
+        let mut targets = Vec::new();
+        if let (Some(url), Some(secret)) = (&rule.webhook_url, &stored.webhook_secret) {
+            targets.push(notify::Target::Webhook {
+                url: url.clone(),
+                secret: secret.clone(),
+            });
+        }
+        if let Some(url) = &rule.ntfy_url {
+            targets.push(notify::Target::Ntfy { url: url.clone() });
+        }
+        if let Some(to) = &rule.email_to {
+            match &inner.mailer {
+                Some(mailer) => targets.push(notify::Target::Email {
+                    to: to.clone(),
+                    mailer: Box::new(mailer.clone()),
+                }),
+                None => {
+                    let why = format!("{event}: not sent, the hub has no --smtp-url");
+                    let _ = self
+                        .store()
+                        .note_delivery(alarm_id, Channel::Email, &why)
+                        .await;
+                }
+            }
+        }
+        if targets.is_empty() {
             return;
-        };
+        }
         let alarm = match self.store().alarm(alarm_id).await {
             Ok(Some(alarm)) => alarm,
             Ok(None) => return,
@@ -374,16 +409,16 @@ impl Engine {
                 return;
             }
         };
-        let inner = &self.alerts.inner;
-        inner.tasks.spawn(notify::deliver(
-            inner.http.clone(),
-            inner.store.clone(),
-            url.clone(),
-            secret.clone(),
-            event,
-            alarm,
-            stored.rule.clone(),
-        ));
+        for target in targets {
+            inner.tasks.spawn(notify::deliver(
+                inner.http.clone(),
+                inner.store.clone(),
+                target,
+                event,
+                alarm.clone(),
+                rule.clone(),
+            ));
+        }
     }
 
     fn publish_active_counts(&self) {

@@ -9,3 +9,4 @@ pub mod notify;
 pub mod watch;
 
 pub use engine::{AlertError, Alerts};
+pub use notify::{Mailer, SmtpArgs};

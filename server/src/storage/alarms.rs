@@ -11,6 +11,8 @@ struct RuleRow {
     condition_json: String,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    ntfy_url: Option<String>,
+    email_to: Option<String>,
     created_ms: i64,
 }
 
@@ -34,6 +36,8 @@ impl TryFrom<RuleRow> for StoredRule {
                 devices: row.devices,
                 condition,
                 webhook_url: row.webhook_url,
+                ntfy_url: row.ntfy_url,
+                email_to: row.email_to,
                 created_ms: row.created_ms,
             },
             webhook_secret: row.webhook_secret,
@@ -42,7 +46,7 @@ impl TryFrom<RuleRow> for StoredRule {
 }
 
 const RULE_COLUMNS: &str =
-    "id, name, devices, condition_json, webhook_url, webhook_secret, created_ms";
+    "id, name, devices, condition_json, webhook_url, webhook_secret, ntfy_url, email_to, created_ms";
 
 #[derive(sqlx::FromRow)]
 struct AlarmRow {
@@ -56,7 +60,9 @@ struct AlarmRow {
     acked_ms: Option<i64>,
     cleared_ms: Option<i64>,
     cleared_value: Option<f64>,
-    delivery: Option<String>,
+    webhook_delivery: Option<String>,
+    ntfy_delivery: Option<String>,
+    email_delivery: Option<String>,
 }
 
 impl From<AlarmRow> for Alarm {
@@ -75,14 +81,35 @@ impl From<AlarmRow> for Alarm {
             acked_ms: row.acked_ms,
             cleared_ms: row.cleared_ms,
             cleared_value: row.cleared_value,
-            delivery: row.delivery,
+            webhook_delivery: row.webhook_delivery,
+            ntfy_delivery: row.ntfy_delivery,
+            email_delivery: row.email_delivery,
         }
     }
 }
 
 const ALARM_SELECT: &str = "SELECT a.id, a.rule_id, r.name AS rule_name, a.device_id, a.raised_ms,
-    a.raised_value, a.acked_by, a.acked_ms, a.cleared_ms, a.cleared_value, a.delivery
+    a.raised_value, a.acked_by, a.acked_ms, a.cleared_ms, a.cleared_value, a.webhook_delivery,
+    a.ntfy_delivery, a.email_delivery
     FROM alarms a LEFT JOIN alarm_rules r ON r.id = a.rule_id";
+
+/// Where an alarm is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Webhook,
+    Ntfy,
+    Email,
+}
+
+impl Channel {
+    pub fn label(self) -> &'static str {
+        match self {
+            Channel::Webhook => "webhook",
+            Channel::Ntfy => "ntfy",
+            Channel::Email => "email",
+        }
+    }
+}
 
 /// Which alarms to list.
 #[derive(Debug, Clone, Default)]
@@ -102,8 +129,9 @@ impl Store {
         let condition = serde_json::to_string(&new.condition)
             .map_err(|err| StorageError::Corrupt(err.to_string()))?;
         let sql = format!(
-            "INSERT INTO alarm_rules (name, devices, condition_json, webhook_url, webhook_secret, created_ms)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RULE_COLUMNS}"
+            "INSERT INTO alarm_rules (name, devices, condition_json, webhook_url, webhook_secret,
+                                      ntfy_url, email_to, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {RULE_COLUMNS}"
         );
         let row: RuleRow = on_pool!(self, |pool| {
             sqlx::query_as(&sql)
@@ -112,6 +140,8 @@ impl Store {
                 .bind(&condition)
                 .bind(&new.webhook_url)
                 .bind(&new.webhook_secret)
+                .bind(&new.ntfy_url)
+                .bind(&new.email_to)
                 .bind(now_ms)
                 .fetch_one(pool)
                 .await?
@@ -209,9 +239,19 @@ impl Store {
         self.alarm(id).await
     }
 
-    pub async fn note_delivery(&self, id: i64, delivery: &str) -> Result<(), StorageError> {
+    pub async fn note_delivery(
+        &self,
+        id: i64,
+        channel: Channel,
+        delivery: &str,
+    ) -> Result<(), StorageError> {
+        let sql = match channel {
+            Channel::Webhook => "UPDATE alarms SET webhook_delivery = $2 WHERE id = $1",
+            Channel::Ntfy => "UPDATE alarms SET ntfy_delivery = $2 WHERE id = $1",
+            Channel::Email => "UPDATE alarms SET email_delivery = $2 WHERE id = $1",
+        };
         on_pool!(self, |pool| {
-            sqlx::query("UPDATE alarms SET delivery = $2 WHERE id = $1")
+            sqlx::query(sql)
                 .bind(id)
                 .bind(delivery)
                 .execute(pool)

@@ -313,6 +313,8 @@ async fn alarm_rules_and_alarms_are_kept_acknowledged_cleared_and_listed() {
                     },
                     webhook_url: Some("https://hooks.example/x".into()),
                     webhook_secret: Some("s".repeat(16)),
+                    ntfy_url: Some("https://ntfy.example/hub".into()),
+                    email_to: None,
                 },
                 100,
             )
@@ -336,7 +338,7 @@ async fn alarm_rules_and_alarms_are_kept_acknowledged_cleared_and_listed() {
         assert!(store.ack_alarm(999, "ada", 250).await.unwrap().is_none());
         store.clear_alarm(first, 400, Some(27.0)).await.unwrap();
         store
-            .note_delivery(first, "cleared: delivered")
+            .note_delivery(first, crate::storage::Channel::Ntfy, "cleared: delivered")
             .await
             .unwrap();
         let up = AlarmFilter {
@@ -353,7 +355,11 @@ async fn alarm_rules_and_alarms_are_kept_acknowledged_cleared_and_listed() {
         let history = store.alarms(&all).await.unwrap();
         assert_eq!(history.len(), 2);
         assert_eq!(history[1].cleared_value, Some(27.0), "newest first");
-        assert_eq!(history[1].delivery.as_deref(), Some("cleared: delivered"));
+        assert_eq!(
+            history[1].ntfy_delivery.as_deref(),
+            Some("cleared: delivered")
+        );
+        assert_eq!(history[1].webhook_delivery, None);
         let mine = AlarmFilter {
             device: Some("kitchen-1".into()),
             limit: 10,

@@ -43,6 +43,81 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<(String, bool, Value)>) 
     (format!("http://{addr}/hook"), rx)
 }
 
+/// An ntfy-compatible receiver: each push's title, priority and message.
+async fn ntfy() -> (String, mpsc::UnboundedReceiver<(String, String, String)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hub-alarms",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let _ = tx.send((header("title"), header("priority"), body));
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hub-alarms"), rx)
+}
+
+/// An SMTP server that accepts every message and hands over (recipient, the message as sent).
+async fn smtp_sink() -> (u16, mpsc::UnboundedReceiver<(String, String)>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (tx, rx) = mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let mut recipient = String::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        recipient = line[8..].trim().trim_matches(['<', '>']).to_string();
+                        b"250 ok\r\n"
+                    } else if upper.starts_with("DATA") {
+                        let _ = write.write_all(b"354 go on\r\n").await;
+                        let mut message = String::new();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line == "." {
+                                break;
+                            }
+                            message.push_str(&line);
+                            message.push('\n');
+                        }
+                        let _ = tx.send((recipient.clone(), message));
+                        b"250 queued\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
 async fn alarms(app: &TestApp, query: &str) -> Vec<Alarm> {
     app.http
         .get(app.url(&format!("/api/v1/alarms{query}")))
@@ -142,7 +217,7 @@ async fn a_threshold_alarm_is_sent_signed_acknowledged_cleared_and_not_raised_tw
     assert_eq!(history.len(), 1);
     eventually("the delivery noted", || async {
         let history = alarms(&app, "?device=kitchen-1").await;
-        (history[0].delivery.as_deref() == Some("cleared: delivered")).then_some(())
+        (history[0].webhook_delivery.as_deref() == Some("cleared: delivered")).then_some(())
     })
     .await;
 
@@ -168,6 +243,76 @@ async fn a_threshold_alarm_is_sent_signed_acknowledged_cleared_and_not_raised_tw
     assert_eq!(alarms(&app, "?active=true").await.len(), 1);
     device.send("kitchen-1,8,20").await;
     assert_eq!(next_hook(&mut hooks).await.0, "cleared");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_alarm_is_pushed_to_ntfy_and_emailed_within_two_seconds() {
+    let (port, mut mails) = smtp_sink().await;
+    let app = TestApp::spawn_with(|args| {
+        args.smtp.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        args.smtp.smtp_from = "IoT hub <hub@example.org>".into();
+    })
+    .await;
+    let (topic, mut pushes) = ntfy().await;
+    let made = app
+        .http
+        .post(app.url("/api/v1/alarm-rules"))
+        .json(&json!({
+            "name": "freezer warm",
+            "devices": "freezer",
+            "condition": {"kind": "above", "field": "temp", "threshold": -10.0},
+            "ntfy_url": topic,
+            "email_to": "owner@example.org",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let mut device = app.device("?id=freezer").await;
+    device.send("freezer,1,-18").await;
+    let crossed = Instant::now();
+    device.send("freezer,2,-4.5").await;
+
+    let (title, priority, message) = tokio::time::timeout(Duration::from_secs(10), pushes.recv())
+        .await
+        .expect("a push within 10 s")
+        .unwrap();
+    assert!(
+        crossed.elapsed() < Duration::from_secs(2),
+        "pushed {:?} after",
+        crossed.elapsed()
+    );
+    assert_eq!(title, "raised: freezer warm on freezer");
+    assert_eq!(priority, "high");
+    assert!(message.contains("temp = -4.5"), "{message}");
+
+    let (to, mail) = tokio::time::timeout(Duration::from_secs(10), mails.recv())
+        .await
+        .expect("an email within 10 s")
+        .unwrap();
+    assert!(
+        crossed.elapsed() < Duration::from_secs(2),
+        "emailed {:?} after",
+        crossed.elapsed()
+    );
+    assert_eq!(to, "owner@example.org");
+    assert!(
+        mail.contains("Subject: [IoT hub] raised: freezer warm on freezer"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("From: \"IoT hub\" <hub@example.org>")
+            || mail.contains("From: IoT hub <hub@example.org>"),
+        "{mail}"
+    );
+    eventually("both deliveries noted", || async {
+        let alarm = alarms(&app, "?device=freezer").await.into_iter().next()?;
+        (alarm.ntfy_delivery.as_deref() == Some("raised: delivered")
+            && alarm.email_delivery.as_deref() == Some("raised: delivered"))
+        .then_some(())
+    })
+    .await;
     app.stop().await;
 }
 
