@@ -41,6 +41,47 @@ pub enum Condition {
     Silent { after_s: u32 },
 }
 
+/// Who an automation's command goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub enum ActionTarget {
+    /// The device whose alarm it is.
+    AlarmDevice,
+    /// One device, by id.
+    Device(String),
+    /// Every device online at the time.
+    All,
+}
+
+/// A command an alarm sends when it is raised or cleared (an automation): "when the kitchen is
+/// too hot, turn the fan on".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Action {
+    pub target: ActionTarget,
+    pub variable: String,
+    pub value: f64,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// One automation run: what an alarm (or a schedule) sent, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AutomationRun {
+    pub id: i64,
+    /// `rule 3 raised`, `rule 3 cleared`, `schedule 2`.
+    pub source: String,
+    pub at_ms: i64,
+    pub action: Action,
+    /// The commands sent (one per device), as they stand now if the hub still tracks them.
+    pub commands: Vec<super::CommandInfo>,
+    /// Why nothing was sent (the device offline, say).
+    pub error: Option<String>,
+}
+
 /// A rule as a person writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +103,12 @@ pub struct NewRule {
     /// Where to email raised and cleared alarms (the hub needs `--smtp-url`).
     #[serde(default)]
     pub email_to: Option<String>,
+    /// A command to send when the alarm is raised…
+    #[serde(default)]
+    pub on_raised: Option<Action>,
+    /// …and when it clears.
+    #[serde(default)]
+    pub on_cleared: Option<Action>,
 }
 
 /// A stored rule (its webhook secret is not shown).
@@ -75,6 +122,8 @@ pub struct AlarmRule {
     pub webhook_url: Option<String>,
     pub ntfy_url: Option<String>,
     pub email_to: Option<String>,
+    pub on_raised: Option<Action>,
+    pub on_cleared: Option<Action>,
     pub created_ms: i64,
 }
 
@@ -186,6 +235,9 @@ impl NewRule {
                 return Err("the ntfy topic is an http:// or https:// URL".into());
             }
         }
+        for action in [&self.on_raised, &self.on_cleared].into_iter().flatten() {
+            action.validate()?;
+        }
         if let Some(to) = &self.email_to {
             let ok = to.len() <= 254
                 && to.split_once('@').is_some_and(|(user, host)| {
@@ -199,5 +251,25 @@ impl NewRule {
             }
         }
         Ok(())
+    }
+}
+
+impl Action {
+    /// What both sides refuse: the same checks as a command from the form.
+    pub fn validate(&self) -> Result<(), String> {
+        let target = match &self.target {
+            ActionTarget::Device(id) if id.trim().is_empty() => {
+                return Err("an automation's device id is empty".into())
+            }
+            ActionTarget::Device(id) => super::CommandTarget::Device(id.clone()),
+            ActionTarget::All | ActionTarget::AlarmDevice => super::CommandTarget::All,
+        };
+        super::CommandRequest {
+            target,
+            variable: self.variable.clone(),
+            value: self.value,
+            duration_ms: self.duration_ms,
+        }
+        .validate(None)
     }
 }

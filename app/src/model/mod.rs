@@ -10,7 +10,9 @@ mod commands;
 mod roles;
 mod tokens;
 
-pub use alerts::{Alarm, AlarmRule, Condition, NewRule, MAX_RULE_SECONDS};
+pub use alerts::{
+    Action, ActionTarget, Alarm, AlarmRule, AutomationRun, Condition, NewRule, MAX_RULE_SECONDS,
+};
 pub use commands::{
     control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,
     ControlKind, ControlState, MAX_DURATION_MS, MAX_VARIABLE_CHARS,

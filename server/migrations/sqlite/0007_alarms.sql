@@ -10,6 +10,9 @@ CREATE TABLE alarm_rules (
     webhook_secret TEXT,
     ntfy_url       TEXT,
     email_to       TEXT,
+    -- Commands sent when an alarm is raised and cleared (JSON, app::model::Action).
+    on_raised      TEXT,
+    on_cleared     TEXT,
     created_ms     INTEGER NOT NULL
 );
 
@@ -32,3 +35,15 @@ CREATE TABLE alarms (
 );
 CREATE INDEX alarms_by_time ON alarms (raised_ms);
 CREATE INDEX alarms_up ON alarms (rule_id, device_id) WHERE cleared_ms IS NULL;
+
+-- Automation runs: what an alarm or a schedule sent. `commands` is the JSON list of the command
+-- numbers (one per device), whose status the registry tracks while it can.
+CREATE TABLE automation_runs (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT    NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    action_json TEXT    NOT NULL,
+    commands    TEXT    NOT NULL,
+    error       TEXT
+);
+CREATE INDEX automation_runs_by_time ON automation_runs (at_ms);

@@ -6,7 +6,7 @@ use crate::state::AppState;
 use crate::storage::AlarmFilter;
 use app::api::ssr::SignedIn;
 use app::error::AppError;
-use app::model::{Alarm, AlarmRule, NewRule};
+use app::model::{Alarm, AlarmRule, AutomationRun, NewRule};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -100,4 +100,24 @@ pub async fn acknowledge(
     Path(id): Path<i64>,
 ) -> ApiResult<Alarm> {
     Ok(Json(state.alerts.acknowledge(id, &who.user).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// At most this many, newest first (1 to 1,000; default 100).
+    limit: Option<u32>,
+}
+
+/// What automations sent (alarm rules' `on_raised`/`on_cleared`), newest first, with each
+/// command's status.
+#[utoipa::path(get, path = "/api/v1/automation-runs", tag = "alarms",
+    params(RunsQuery),
+    responses((status = 200, body = [AutomationRun])))]
+pub async fn runs(
+    State(state): State<AppState>,
+    Query(query): Query<RunsQuery>,
+) -> ApiResult<Vec<AutomationRun>> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    Ok(Json(state.alerts.runs(limit).await?))
 }

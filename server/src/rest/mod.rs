@@ -86,6 +86,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alarms::delete_rule))
         .routes(routes!(alarms::alarms))
         .routes(routes!(alarms::acknowledge))
+        .routes(routes!(alarms::runs))
         .split_for_parts()
 }
 

@@ -1,7 +1,7 @@
 //! Alarm rules and alarms (see [`crate::alerts`]): the same SQL on both back ends.
 
 use super::{Backend, StorageError, Store};
-use app::model::{Alarm, AlarmRule, NewRule};
+use app::model::{Action, Alarm, AlarmRule, NewRule};
 
 #[derive(sqlx::FromRow)]
 struct RuleRow {
@@ -13,6 +13,8 @@ struct RuleRow {
     webhook_secret: Option<String>,
     ntfy_url: Option<String>,
     email_to: Option<String>,
+    on_raised: Option<String>,
+    on_cleared: Option<String>,
     created_ms: i64,
 }
 
@@ -27,8 +29,13 @@ impl TryFrom<RuleRow> for StoredRule {
     type Error = StorageError;
 
     fn try_from(row: RuleRow) -> Result<StoredRule, StorageError> {
-        let condition = serde_json::from_str(&row.condition_json)
-            .map_err(|err| StorageError::Corrupt(format!("alarm rule {}: {err}", row.id)))?;
+        let corrupt =
+            |err: serde_json::Error| StorageError::Corrupt(format!("alarm rule {}: {err}", row.id));
+        let condition = serde_json::from_str(&row.condition_json).map_err(corrupt)?;
+        let action = |json: Option<String>| {
+            json.map(|json| serde_json::from_str(&json).map_err(corrupt))
+                .transpose()
+        };
         Ok(StoredRule {
             rule: AlarmRule {
                 id: row.id,
@@ -38,6 +45,8 @@ impl TryFrom<RuleRow> for StoredRule {
                 webhook_url: row.webhook_url,
                 ntfy_url: row.ntfy_url,
                 email_to: row.email_to,
+                on_raised: action(row.on_raised)?,
+                on_cleared: action(row.on_cleared)?,
                 created_ms: row.created_ms,
             },
             webhook_secret: row.webhook_secret,
@@ -46,7 +55,8 @@ impl TryFrom<RuleRow> for StoredRule {
 }
 
 const RULE_COLUMNS: &str =
-    "id, name, devices, condition_json, webhook_url, webhook_secret, ntfy_url, email_to, created_ms";
+    "id, name, devices, condition_json, webhook_url, webhook_secret, ntfy_url, email_to, on_raised,
+     on_cleared, created_ms";
 
 #[derive(sqlx::FromRow)]
 struct AlarmRow {
@@ -126,12 +136,14 @@ impl Store {
         new: &NewRule,
         now_ms: i64,
     ) -> Result<StoredRule, StorageError> {
-        let condition = serde_json::to_string(&new.condition)
-            .map_err(|err| StorageError::Corrupt(err.to_string()))?;
+        let json = |value: &dyn erased::Json| value.json();
+        let condition = json(&new.condition)?;
+        let on_raised = new.on_raised.as_ref().map(|a| json(a)).transpose()?;
+        let on_cleared = new.on_cleared.as_ref().map(|a| json(a)).transpose()?;
         let sql = format!(
             "INSERT INTO alarm_rules (name, devices, condition_json, webhook_url, webhook_secret,
-                                      ntfy_url, email_to, created_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {RULE_COLUMNS}"
+                                      ntfy_url, email_to, on_raised, on_cleared, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {RULE_COLUMNS}"
         );
         let row: RuleRow = on_pool!(self, |pool| {
             sqlx::query_as(&sql)
@@ -142,6 +154,8 @@ impl Store {
                 .bind(&new.webhook_secret)
                 .bind(&new.ntfy_url)
                 .bind(&new.email_to)
+                .bind(&on_raised)
+                .bind(&on_cleared)
                 .bind(now_ms)
                 .fetch_one(pool)
                 .await?
@@ -287,5 +301,97 @@ impl Store {
                 .await?
         });
         Ok(rows.into_iter().map(Alarm::from).collect())
+    }
+}
+
+/// Turning a value into the JSON kept in a column.
+mod erased {
+    use super::StorageError;
+
+    pub trait Json {
+        fn json(&self) -> Result<String, StorageError>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> Result<String, StorageError> {
+            serde_json::to_string(self).map_err(|err| StorageError::Corrupt(err.to_string()))
+        }
+    }
+}
+
+/// A row of `automation_runs`, before the commands' current status is filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    pub id: i64,
+    pub source: String,
+    pub at_ms: i64,
+    pub action: Action,
+    pub commands: Vec<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: i64,
+    source: String,
+    at_ms: i64,
+    action_json: String,
+    commands: String,
+    error: Option<String>,
+}
+
+impl Store {
+    pub async fn record_run(
+        &self,
+        source: &str,
+        at_ms: i64,
+        action: &Action,
+        commands: &[u64],
+        error: Option<&str>,
+    ) -> Result<i64, StorageError> {
+        use erased::Json;
+        let (action, commands) = (action.json()?, commands.json()?);
+        let (id,): (i64,) = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "INSERT INTO automation_runs (source, at_ms, action_json, commands, error)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(source)
+            .bind(at_ms)
+            .bind(&action)
+            .bind(&commands)
+            .bind(error)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(id)
+    }
+
+    /// The newest automation runs first.
+    pub async fn runs(&self, limit: u32) -> Result<Vec<StoredRun>, StorageError> {
+        let rows: Vec<RunRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, source, at_ms, action_json, commands, error FROM automation_runs
+                 ORDER BY at_ms DESC, id DESC LIMIT $1",
+            )
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|row| {
+                let corrupt = |err: serde_json::Error| {
+                    StorageError::Corrupt(format!("run {}: {err}", row.id))
+                };
+                Ok(StoredRun {
+                    id: row.id,
+                    source: row.source,
+                    at_ms: row.at_ms,
+                    action: serde_json::from_str(&row.action_json).map_err(corrupt)?,
+                    commands: serde_json::from_str(&row.commands).map_err(corrupt)?,
+                    error: row.error,
+                })
+            })
+            .collect()
     }
 }

@@ -34,7 +34,7 @@ mod sqlite;
 mod writer;
 
 pub use accounts::{RevokedToken, SessionRow, UserRow};
-pub use alarms::{AlarmFilter, Channel, StoredRule};
+pub use alarms::{AlarmFilter, Channel, StoredRule, StoredRun};
 pub use api_tokens::{ApiTokenUse, NewApiTokenRow};
 pub use devices::StoredDevice;
 pub use readings::{chart_bucket, ReadingStream, DEVICE_KEY_SQL, ROLLUP_WINDOW_SQL};

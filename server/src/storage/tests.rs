@@ -315,6 +315,13 @@ async fn alarm_rules_and_alarms_are_kept_acknowledged_cleared_and_listed() {
                     webhook_secret: Some("s".repeat(16)),
                     ntfy_url: Some("https://ntfy.example/hub".into()),
                     email_to: None,
+                    on_raised: Some(app::model::Action {
+                        target: app::model::ActionTarget::AlarmDevice,
+                        variable: "FAN".into(),
+                        value: 1.0,
+                        duration_ms: None,
+                    }),
+                    on_cleared: None,
                 },
                 100,
             )

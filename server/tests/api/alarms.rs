@@ -382,3 +382,94 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_alarm_switches_a_device_on_and_off_and_each_run_is_logged_with_its_ack() {
+    let app = TestApp::spawn().await;
+    let made = app
+        .http
+        .post(app.url("/api/v1/alarm-rules"))
+        .json(&json!({
+            "name": "too hot: fan",
+            "devices": "kitchen",
+            "condition": {"kind": "above", "field": "temp", "threshold": 30.0},
+            "on_raised": {"target": "alarm_device", "variable": "FAN", "value": 1.0},
+            "on_cleared": {"target": {"device": "kitchen"}, "variable": "FAN", "value": 0.0},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let mut device = app.device("?id=kitchen").await;
+    device.send("kitchen,1,25").await;
+    device.send("kitchen,2,33").await;
+    let on = device.recv_text().await;
+    let seq: u64 = on
+        .strip_prefix("FAN=1,seq=")
+        .unwrap_or_else(|| panic!("the fan command: {on}"))
+        .parse()
+        .unwrap();
+    device.send(&format!("ack={seq}")).await;
+    let runs: Vec<app::model::AutomationRun> = eventually("the run with its ack", || async {
+        let runs: Vec<app::model::AutomationRun> = app
+            .http
+            .get(app.url("/api/v1/automation-runs"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        runs.first()
+            .is_some_and(|r| {
+                r.commands
+                    .first()
+                    .is_some_and(|c| c.status == app::model::CommandStatus::Acked)
+            })
+            .then_some(runs)
+    })
+    .await;
+    assert_eq!(runs[0].source, "rule 1 raised");
+    assert_eq!(runs[0].commands[0].seq, seq);
+
+    device.send("kitchen,3,20").await;
+    assert!(device.recv_text().await.starts_with("FAN=0,seq="));
+
+    // A command that cannot go out is logged with the reason (here, in its status).
+    drop(device);
+    app.offline("kitchen").await;
+    let made = app
+        .http
+        .post(app.url("/api/v1/alarm-rules"))
+        .json(&json!({
+            "name": "porch cold: heat kitchen",
+            "devices": "porch",
+            "condition": {"kind": "below", "field": "temp", "threshold": 0.0},
+            "on_raised": {"target": {"device": "kitchen"}, "variable": "HEAT", "value": 1.0},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let mut porch = app.device("?id=porch").await;
+    porch.send("porch,1,-3").await;
+    let run = eventually("the failed run", || async {
+        let runs: Vec<app::model::AutomationRun> = app
+            .http
+            .get(app.url("/api/v1/automation-runs"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        runs.into_iter().find(|r| r.action.variable == "HEAT")
+    })
+    .await;
+    let failed = matches!(
+        run.commands.first().map(|c| &c.status),
+        Some(app::model::CommandStatus::Failed(why)) if why.contains("offline")
+    );
+    assert!(failed || run.error.is_some(), "{run:?}");
+    app.stop().await;
+}

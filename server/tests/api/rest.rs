@@ -89,6 +89,12 @@ pub fn api_calls() -> Vec<(&'static str, &'static str, &'static str, Option<Valu
             None,
         ),
         (
+            "GET",
+            "/api/v1/automation-runs",
+            "/api/v1/automation-runs",
+            None,
+        ),
+        (
             "DELETE",
             "/api/v1/alarm-rules/{id}",
             "/api/v1/alarm-rules/1",
