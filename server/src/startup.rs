@@ -379,6 +379,9 @@ impl Application {
         state
             .tasks
             .spawn(state.alerts.clone().run(state.shutdown.clone()));
+        state
+            .tasks
+            .spawn(state.alerts.clone().run_schedules(state.shutdown.clone()));
         let stop = state.shutdown.clone();
         let registry = state.registry.clone();
         state.tasks.spawn(every(

@@ -273,3 +273,49 @@ impl Action {
         .validate(None)
     }
 }
+
+/// A schedule as a person writes it: "every day at 07:30: LED=1 to kitchen".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NewSchedule {
+    pub name: String,
+    /// When, as a cron expression in the hub's time zone: `30 7 * * *` (minute hour day month
+    /// weekday), or with seconds first (`0 30 7 * * *`).
+    pub cron: String,
+    /// What to send (to one device, or all; not `alarm_device`).
+    pub action: Action,
+}
+
+/// A stored schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Schedule {
+    pub id: i64,
+    pub name: String,
+    pub cron: String,
+    pub action: Action,
+    pub created_ms: i64,
+}
+
+impl NewSchedule {
+    /// What both sides refuse (the cron expression itself is checked by the server).
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.name.trim();
+        if name.is_empty()
+            || name.chars().count() > MAX_RULE_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "a schedule's name is 1 to {MAX_RULE_NAME_CHARS} characters without control characters"
+            ));
+        }
+        if self.cron.trim().is_empty() || self.cron.len() > 128 {
+            return Err("the schedule is a cron expression such as 30 7 * * *".into());
+        }
+        if self.action.target == ActionTarget::AlarmDevice {
+            return Err("a schedule sends to a device or to all, not to an alarm's device".into());
+        }
+        self.action.validate()
+    }
+}

@@ -11,7 +11,8 @@ mod roles;
 mod tokens;
 
 pub use alerts::{
-    Action, ActionTarget, Alarm, AlarmRule, AutomationRun, Condition, NewRule, MAX_RULE_SECONDS,
+    Action, ActionTarget, Alarm, AlarmRule, AutomationRun, Condition, NewRule, NewSchedule,
+    Schedule, MAX_RULE_SECONDS,
 };
 pub use commands::{
     control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,

@@ -47,3 +47,13 @@ CREATE TABLE automation_runs (
     error       TEXT
 );
 CREATE INDEX automation_runs_by_time ON automation_runs (at_ms);
+
+-- Schedules: a cron expression (in the hub's time zone) and the command it sends (JSON,
+-- app::model::Action).
+CREATE TABLE schedules (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    cron        TEXT    NOT NULL,
+    action_json TEXT    NOT NULL,
+    created_ms  INTEGER NOT NULL
+);

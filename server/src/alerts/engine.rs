@@ -31,6 +31,8 @@ pub enum AlertError {
     NoSuchRule(i64),
     #[error("there is no alarm {0}")]
     NoSuchAlarm(i64),
+    #[error("there is no schedule {0}")]
+    NoSuchSchedule(i64),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -46,6 +48,8 @@ struct Inner {
     registry: Registry,
     /// Told when the rules change.
     rules_changed: Notify,
+    /// Told when the schedules change.
+    schedules_changed: Notify,
     http: reqwest::Client,
     /// The mail server, if `--smtp-url` is set.
     mailer: Option<notify::Mailer>,
@@ -64,11 +68,20 @@ impl Alerts {
                 store,
                 registry,
                 rules_changed: Notify::new(),
+                schedules_changed: Notify::new(),
                 http: reqwest::Client::new(),
                 mailer,
                 tasks,
             }),
         }
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(super) fn schedules_changed(&self) -> &Notify {
+        &self.inner.schedules_changed
     }
 
     pub async fn create_rule(&self, new: NewRule) -> Result<AlarmRule, AlertError> {

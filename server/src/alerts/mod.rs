@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod notify;
+pub mod schedules;
 pub mod watch;
 
 pub use engine::{AlertError, Alerts};

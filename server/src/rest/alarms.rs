@@ -6,7 +6,7 @@ use crate::state::AppState;
 use crate::storage::AlarmFilter;
 use app::api::ssr::SignedIn;
 use app::error::AppError;
-use app::model::{Alarm, AlarmRule, AutomationRun, NewRule};
+use app::model::{Alarm, AlarmRule, AutomationRun, NewRule, NewSchedule, Schedule};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -17,9 +17,9 @@ impl From<AlertError> for ApiError {
     fn from(err: AlertError) -> Self {
         ApiError(match err {
             AlertError::Invalid(why) => AppError::BadRequest(why),
-            AlertError::NoSuchRule(_) | AlertError::NoSuchAlarm(_) => {
-                AppError::NotFound(err.to_string())
-            }
+            AlertError::NoSuchRule(_)
+            | AlertError::NoSuchAlarm(_)
+            | AlertError::NoSuchSchedule(_) => AppError::NotFound(err.to_string()),
             AlertError::Storage(err) => {
                 tracing::error!(%err, "an alarm operation failed");
                 AppError::Unavailable
@@ -120,4 +120,35 @@ pub async fn runs(
 ) -> ApiResult<Vec<AutomationRun>> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
     Ok(Json(state.alerts.runs(limit).await?))
+}
+
+/// Every schedule.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "alarms",
+    responses((status = 200, body = [Schedule])))]
+pub async fn schedules(State(state): State<AppState>) -> ApiResult<Vec<Schedule>> {
+    Ok(Json(state.alerts.schedules().await?))
+}
+
+/// Creates a schedule: a command sent at the times of a cron expression, in the hub's time
+/// zone. Admins only.
+#[utoipa::path(post, path = "/api/v1/schedules", tag = "alarms",
+    request_body = NewSchedule,
+    responses((status = 200, body = Schedule), (status = 400, body = super::ErrorBody)))]
+pub async fn create_schedule(
+    State(state): State<AppState>,
+    Json(new): Json<NewSchedule>,
+) -> ApiResult<Schedule> {
+    Ok(Json(state.alerts.create_schedule(new).await?))
+}
+
+/// Deletes a schedule. Admins only.
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "alarms",
+    params(("id" = i64, Path, description = "The schedule's number")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = super::ErrorBody)))]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    state.alerts.delete_schedule(id).await?;
+    Ok(done())
 }

@@ -87,6 +87,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alarms::alarms))
         .routes(routes!(alarms::acknowledge))
         .routes(routes!(alarms::runs))
+        .routes(routes!(alarms::schedules, alarms::create_schedule))
+        .routes(routes!(alarms::delete_schedule))
         .split_for_parts()
 }
 

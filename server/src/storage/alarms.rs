@@ -1,7 +1,7 @@
 //! Alarm rules and alarms (see [`crate::alerts`]): the same SQL on both back ends.
 
 use super::{Backend, StorageError, Store};
-use app::model::{Action, Alarm, AlarmRule, NewRule};
+use app::model::{Action, Alarm, AlarmRule, NewRule, NewSchedule, Schedule};
 
 #[derive(sqlx::FromRow)]
 struct RuleRow {
@@ -393,5 +393,75 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ScheduleRow {
+    id: i64,
+    name: String,
+    cron: String,
+    action_json: String,
+    created_ms: i64,
+}
+
+impl TryFrom<ScheduleRow> for Schedule {
+    type Error = StorageError;
+
+    fn try_from(row: ScheduleRow) -> Result<Schedule, StorageError> {
+        Ok(Schedule {
+            action: serde_json::from_str(&row.action_json)
+                .map_err(|err| StorageError::Corrupt(format!("schedule {}: {err}", row.id)))?,
+            id: row.id,
+            name: row.name,
+            cron: row.cron,
+            created_ms: row.created_ms,
+        })
+    }
+}
+
+impl Store {
+    pub async fn create_schedule(
+        &self,
+        new: &NewSchedule,
+        now_ms: i64,
+    ) -> Result<Schedule, StorageError> {
+        use erased::Json;
+        let action = new.action.json()?;
+        let row: ScheduleRow = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "INSERT INTO schedules (name, cron, action_json, created_ms) VALUES ($1, $2, $3, $4)
+                 RETURNING id, name, cron, action_json, created_ms",
+            )
+            .bind(new.name.trim())
+            .bind(new.cron.trim())
+            .bind(&action)
+            .bind(now_ms)
+            .fetch_one(pool)
+            .await?
+        });
+        row.try_into()
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, StorageError> {
+        let rows: Vec<ScheduleRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, name, cron, action_json, created_ms FROM schedules ORDER BY id",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(Schedule::try_from).collect()
+    }
+
+    pub async fn delete_schedule(&self, id: i64) -> Result<bool, StorageError> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM schedules WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
     }
 }

@@ -386,6 +386,61 @@ async fn alarm_rules_and_alarms_are_kept_acknowledged_cleared_and_listed() {
 }
 
 #[tokio::test]
+async fn schedules_and_automation_runs_are_kept() {
+    use app::model::{Action, ActionTarget, NewSchedule};
+    on_each_backend(|db| async move {
+        let store = open(&db, Duration::from_millis(10)).await;
+        let action = Action {
+            target: ActionTarget::All,
+            variable: "LED".into(),
+            value: 1.0,
+            duration_ms: Some(500),
+        };
+        let made = store
+            .create_schedule(
+                &NewSchedule {
+                    name: " morning ".into(),
+                    cron: "30 7 * * *".into(),
+                    action: action.clone(),
+                },
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (made.name.as_str(), made.cron.as_str()),
+            ("morning", "30 7 * * *")
+        );
+        assert_eq!(
+            store.schedules().await.unwrap(),
+            std::slice::from_ref(&made)
+        );
+        store
+            .record_run("schedule 1", 200, &action, &[4, 5], None)
+            .await
+            .unwrap();
+        store
+            .record_run("rule 2 raised", 300, &action, &[], Some("nobody online"))
+            .await
+            .unwrap();
+        let runs = store.runs(10).await.unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            runs[0].error.as_deref(),
+            Some("nobody online"),
+            "newest first"
+        );
+        assert_eq!(
+            (runs[1].commands.as_slice(), &runs[1].action),
+            ([4, 5].as_slice(), &action)
+        );
+        assert!(store.delete_schedule(made.id).await.unwrap());
+        assert!(!store.delete_schedule(made.id).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_device_keeps_the_name_a_person_gave_it_until_it_is_cleared_or_removed() {
     on_each_backend(|db| async move {
         let store = open(&db, Duration::from_millis(10)).await;

@@ -473,3 +473,65 @@ async fn an_alarm_switches_a_device_on_and_off_and_each_run_is_logged_with_its_a
     assert!(failed || run.error.is_some(), "{run:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_schedule_sends_its_command_at_its_times_until_it_is_deleted() {
+    let app = TestApp::spawn().await;
+    let mut device = app.device("?id=lamp").await;
+    device.send("lamp,1,20").await;
+    eventually("the lamp online", || async {
+        app.device_summary("lamp").await.filter(|s| s.online)
+    })
+    .await;
+    let bad = app
+        .http
+        .post(app.url("/api/v1/schedules"))
+        .json(&json!({"name": "x", "cron": "every morning", "action": {"target": "all", "variable": "LED", "value": 1.0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // Every second (the seconds field first), so the test need not wait for 07:30.
+    let schedule: app::model::Schedule = app
+        .http
+        .post(app.url("/api/v1/schedules"))
+        .json(&json!({"name": "blink", "cron": "* * * * * *", "action": {"target": {"device": "lamp"}, "variable": "LED", "value": 1.0}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(5), device.recv_text())
+        .await
+        .expect("the scheduled command within 5 s");
+    assert!(line.starts_with("LED=1,seq="), "{line}");
+    let runs: Vec<app::model::AutomationRun> = app
+        .http
+        .get(app.url("/api/v1/automation-runs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(runs
+        .iter()
+        .any(|r| r.source == format!("schedule {}", schedule.id)));
+
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/api/v1/schedules/{}", schedule.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    // What was already on its way may still arrive; then nothing more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while !device.silent_for(Duration::from_millis(10)).await {}
+    assert!(
+        device.silent_for(Duration::from_millis(2500)).await,
+        "nothing after deleting it"
+    );
+    app.stop().await;
+}

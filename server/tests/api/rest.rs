@@ -94,6 +94,21 @@ pub fn api_calls() -> Vec<(&'static str, &'static str, &'static str, Option<Valu
             "/api/v1/automation-runs",
             None,
         ),
+        ("GET", "/api/v1/schedules", "/api/v1/schedules", None),
+        (
+            "POST",
+            "/api/v1/schedules",
+            "/api/v1/schedules",
+            Some(
+                json!({"name": "morning", "cron": "30 7 * * *", "action": {"target": {"device": "7"}, "variable": "LED", "value": 1.0}}),
+            ),
+        ),
+        (
+            "DELETE",
+            "/api/v1/schedules/{id}",
+            "/api/v1/schedules/1",
+            None,
+        ),
         (
             "DELETE",
             "/api/v1/alarm-rules/{id}",
