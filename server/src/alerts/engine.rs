@@ -180,31 +180,35 @@ impl Alerts {
     }
 
     /// Watches until `stop`.
+    ///
+    /// With no rule, the engine follows no event at all: every reading would otherwise be
+    /// copied to it for nothing (ingest is the hub's busiest path).
     pub async fn run(self, stop: CancellationToken) {
         let mut engine = Engine {
             alerts: self.clone(),
             rules: Vec::new(),
             watches: HashMap::new(),
             online: HashMap::new(),
+            up: HashMap::new(),
         };
-        let (snapshot, mut events) = self.inner.registry.subscribe(Some(""));
-        let now = crate::now_ms();
-        for device in &snapshot.devices {
-            let summary = &device.summary;
-            engine.online.insert(
-                summary.id.clone(),
-                (
-                    summary.online,
-                    summary.connected_since_ms.unwrap_or(summary.last_seen_ms),
-                ),
-            );
-        }
-        if let Err(err) = engine.load_rules(now).await {
+        if let Err(err) = engine.load_rules(crate::now_ms()).await {
             tracing::error!(%err, "loading the alarm rules failed; alarms are off until they change");
         }
+        let mut events = None;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if engine.rules.is_empty() {
+                events = None;
+            } else if events.is_none() {
+                events = Some(engine.follow().await);
+            }
+            let next = async {
+                match events.as_mut() {
+                    Some(events) => events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = self.inner.rules_changed.notified() => {
@@ -213,18 +217,12 @@ impl Alerts {
                     }
                 }
                 _ = tick.tick() => engine.every_watch(Input::Tick, crate::now_ms()).await,
-                event = events.recv() => match event {
+                event = next => match event {
                     Ok(event) => engine.event(event, crate::now_ms()).await,
                     Err(RecvError::Lagged(missed)) => {
                         // Readings were missed; presence is taken afresh from a snapshot.
                         tracing::warn!(missed, "the alarm engine fell behind the live events");
-                        let (snapshot, fresh) = self.inner.registry.subscribe(Some(""));
-                        events = fresh;
-                        let now = crate::now_ms();
-                        for device in snapshot.devices {
-                            let online = device.summary.online;
-                            engine.presence(&device.summary.id, online, now).await;
-                        }
+                        events = Some(engine.follow().await);
                     }
                     Err(RecvError::Closed) => return,
                 },
@@ -252,11 +250,35 @@ struct Engine {
     watches: HashMap<(i64, String), Watched>,
     /// Device id → (online, since when).
     online: HashMap<String, (bool, i64)>,
+    /// The alarms up when the rules were loaded: (rule, device) → (alarm id, raised at), for
+    /// watches made later (a device that comes back after a restart).
+    up: HashMap<(i64, String), (i64, i64)>,
 }
 
 impl Engine {
     fn store(&self) -> &Store {
         &self.alerts.inner.store
+    }
+
+    /// Starts (or restarts) following the registry's events, taking who is online from a
+    /// snapshot taken together with the receiver (nothing falls between the two).
+    async fn follow(&mut self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
+        let (snapshot, events) = self.alerts.inner.registry.subscribe(Some(""));
+        let now = crate::now_ms();
+        for device in snapshot.devices {
+            let summary = device.summary;
+            let known = self.online.get(&summary.id).map(|(online, _)| *online);
+            if known.is_none() {
+                let since = summary.connected_since_ms.unwrap_or(summary.last_seen_ms);
+                self.online
+                    .insert(summary.id.clone(), (summary.online, since));
+                self.ensure_watches(&summary.id, now);
+            }
+            if known.is_some_and(|was| was != summary.online) || known.is_none() {
+                self.presence(&summary.id, summary.online, now).await;
+            }
+        }
+        events
     }
 
     /// Takes the rules from the store, keeping the watches of rules that stay, and the alarms
@@ -284,10 +306,16 @@ impl Engine {
         for device in devices {
             self.ensure_watches(&device, now);
         }
-        for alarm in up {
-            if let Some(watched) = self.watches.get_mut(&(alarm.rule_id, alarm.device_id)) {
-                watched.watch.active_since = Some(alarm.raised_ms);
-                watched.alarm = Some(alarm.id);
+        self.up = up
+            .into_iter()
+            .map(|a| ((a.rule_id, a.device_id), (a.id, a.raised_ms)))
+            .collect();
+        for (key, (id, raised_ms)) in &self.up {
+            if let Some(watched) = self.watches.get_mut(key) {
+                if watched.alarm.is_none() {
+                    watched.watch.active_since = Some(*raised_ms);
+                    watched.alarm = Some(*id);
+                }
             }
         }
         self.publish_active_counts();
@@ -299,12 +327,12 @@ impl Engine {
         let (online, since) = self.online.get(device).copied().unwrap_or((false, now));
         for rule in &self.rules {
             if rule.devices.matches(device) {
-                self.watches
-                    .entry((rule.stored.rule.id, device.to_string()))
-                    .or_insert_with(|| Watched {
-                        watch: Watch::new(online, since, None),
-                        alarm: None,
-                    });
+                let key = (rule.stored.rule.id, device.to_string());
+                let restored = self.up.get(&key).copied();
+                self.watches.entry(key).or_insert_with(|| Watched {
+                    watch: Watch::new(online, since, restored.map(|(_, at)| at)),
+                    alarm: restored.map(|(id, _)| id),
+                });
             }
         }
     }
@@ -348,6 +376,7 @@ impl Engine {
             LiveEvent::Removed { device_id } => {
                 self.online.remove(&device_id);
                 self.watches.retain(|(_, device), _| *device != device_id);
+                self.up.retain(|(_, device), _| *device != device_id);
             }
             _ => {}
         }
@@ -425,6 +454,7 @@ impl Engine {
                     let Some(id) = watched.alarm.take() else {
                         continue;
                     };
+                    self.up.remove(&(rule_id, device.clone()));
                     if let Err(err) = self.alerts.inner.store.clear_alarm(id, now, value).await {
                         tracing::error!(%err, "storing a cleared alarm failed");
                     }
@@ -506,5 +536,72 @@ impl Engine {
             metrics::gauge!(crate::metrics::ALARMS_ACTIVE, "rule" => rule.stored.rule.name.clone())
                 .set(active as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryConfig;
+    use app::model::Condition;
+
+    async fn eventually_count(registry: &Registry, expected: usize) {
+        for _ in 0..200 {
+            if registry.subscriber_count() == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{} subscribers, not {expected}",
+            registry.subscriber_count()
+        );
+    }
+
+    #[tokio::test]
+    async fn without_rules_the_engine_follows_no_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(crate::storage::StoreConfig {
+            database: crate::storage::Database::Sqlite(dir.path().join("hub.db")),
+            flush_interval: Duration::from_millis(50),
+            flush_rows: 100,
+        })
+        .await
+        .unwrap();
+        let registry = Registry::new(RegistryConfig {
+            recent_per_device: 10,
+            event_capacity: 100,
+            command_timeout: Duration::from_secs(5),
+            max_devices: 100,
+        });
+        let alerts = Alerts::new(store.clone(), registry.clone(), None, TaskTracker::new());
+        let stop = CancellationToken::new();
+        let engine = tokio::spawn(alerts.clone().run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            registry.subscriber_count(),
+            0,
+            "no rule: no copy of every reading"
+        );
+        let rule = alerts
+            .create_rule(NewRule {
+                name: "gone".into(),
+                devices: "*".into(),
+                condition: Condition::Offline { after_s: 60 },
+                webhook_url: None,
+                webhook_secret: None,
+                ntfy_url: None,
+                email_to: None,
+                on_raised: None,
+                on_cleared: None,
+            })
+            .await
+            .unwrap();
+        eventually_count(&registry, 1).await;
+        alerts.delete_rule(rule.id).await.unwrap();
+        eventually_count(&registry, 0).await;
+        stop.cancel();
+        engine.await.unwrap();
+        store.close().await;
     }
 }
