@@ -85,3 +85,29 @@ test('a device is removed from its page, its readings kept, and leaves the overv
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('a command for a sleeping device shows queued, goes out when it wakes, and shows acked', async () => {
+  const id = 'sleepy';
+  const first = await env.server.device(id);
+  await first.send(`${id},1,20`);
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.phone, `/devices/${id}`);
+  await page.waitForSelector('main[data-hydrated="true"]');
+  first.close();
+  await page.waitForSelector('.badge.offline');
+  await page.fill('input[name="variable"]', 'LED');
+  await page.fill('input[name="value"]', '1');
+  await page.selectOption('select[name="queue"]', '3600000');
+  await page.click('form.command-form button[type="submit"]');
+  const queued = page.locator('li[data-status="queued"]');
+  await queued.waitFor();
+  const seq = await queued.getAttribute('data-seq');
+
+  const woken = await env.server.device(id);
+  const line = await until('the queued command at the device', () => woken.received.find((m) => m.startsWith('LED=')));
+  assert.equal(line, `LED=1,seq=${seq}`);
+  await woken.send(`ack=${seq}`);
+  await page.waitForSelector(`li[data-seq="${seq}"][data-status="acked"]`);
+  woken.close();
+  assert.deepEqual(errors, []);
+  await context.close();
+});

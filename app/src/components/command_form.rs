@@ -5,8 +5,9 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
 /// Send a command to one device or to all: address picker, variable (suggested from the
-/// device's declared commands), value, optional duration. Invalid input is refused here and
-/// nothing is sent; the server checks again. On a device page, `device` is picked at first.
+/// device's declared commands), value, optional duration, and for one device how long the
+/// command may wait if the device is asleep. Invalid input is refused here and nothing is sent;
+/// the server checks again. On a device page, `device` is picked at first.
 #[component]
 pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> impl IntoView {
     let state = use_live().state;
@@ -18,6 +19,8 @@ pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> im
     let variable = RwSignal::new("LED".to_string());
     let value = RwSignal::new(String::new());
     let duration = RwSignal::new(String::new());
+    // Milliseconds as text, as the select's option values; empty: do not wait.
+    let queue = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let send = Action::new(|request: &CommandRequest| {
         let request = request.clone();
@@ -47,6 +50,12 @@ pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> im
             &variable.get(),
             &value.get(),
             &duration.get(),
+            // Only a command to one device can wait; "All devices" leaves the choice disabled.
+            &if target.get().starts_with("device:") {
+                queue.get()
+            } else {
+                String::new()
+            },
         )
         .and_then(|request| {
             let specs = match &request.target {
@@ -127,13 +136,28 @@ pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> im
                     on:input=move |ev| duration.set(event_target_value(&ev))
                 />
             </label>
+            <label>
+                "If offline"
+                <select
+                    name="queue"
+                    prop:value=move || queue.get()
+                    on:change=move |ev| queue.set(event_target_value(&ev))
+                    prop:disabled=move || !target.get().starts_with("device:")
+                >
+                    <option value="">"Fail at once"</option>
+                    <option value="3600000">"Wait up to 1 hour"</option>
+                    <option value="86400000">"Wait up to 1 day"</option>
+                    <option value="604800000">"Wait up to 1 week"</option>
+                </select>
+            </label>
             <button type="submit">"Send"</button>
             <p class="form-error" role="alert">{move || error.get().or_else(server_error)}</p>
         </form>
     }
 }
 
-/// The newest commands and their live status (pending, delivered, acked, timed out, failed);
+/// The newest commands and their live status (queued, pending, delivered, acked, timed out,
+/// failed, expired);
 /// on a device page, only those to `device`.
 #[component]
 pub fn RecentCommands(#[prop(optional, into)] device: Option<Signal<String>>) -> impl IntoView {

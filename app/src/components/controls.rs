@@ -73,6 +73,7 @@ fn Control(device: String, spec: CommandSpec) -> impl IntoView {
                 variable: name.clone(),
                 value: *value,
                 duration_ms: None,
+                queue_ms: None,
             };
             async move { send_command(request).await }
         })

@@ -65,6 +65,9 @@ pub struct Action {
     pub value: f64,
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// To one device: wait this long for it if it is offline (see `CommandRequest::queue_ms`).
+    #[serde(default)]
+    pub queue_ms: Option<u64>,
 }
 
 /// One automation run: what an alarm (or a schedule) sent, and what became of it.
@@ -262,13 +265,16 @@ impl Action {
                 return Err("an automation's device id is empty".into())
             }
             ActionTarget::Device(id) => super::CommandTarget::Device(id.clone()),
-            ActionTarget::All | ActionTarget::AlarmDevice => super::CommandTarget::All,
+            // One device, known when the alarm is raised: it may be waited for like any other.
+            ActionTarget::AlarmDevice => super::CommandTarget::Device("alarm_device".into()),
+            ActionTarget::All => super::CommandTarget::All,
         };
         super::CommandRequest {
             target,
             variable: self.variable.clone(),
             value: self.value,
             duration_ms: self.duration_ms,
+            queue_ms: self.queue_ms,
         }
         .validate(None)
     }

@@ -26,7 +26,14 @@ pub struct CommandRequest {
     pub variable: String,
     pub value: f64,
     pub duration_ms: Option<u64>,
+    /// For one device that is offline (asleep, say): keep the command this long and deliver
+    /// it, in order, when the device next connects. Unset: an offline device's command fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ms: Option<u64>,
 }
+
+/// Longest a command may wait for its device: a week.
+pub const MAX_QUEUE_MS: u64 = 7 * 86_400_000;
 
 /// A command variable name: 1–32 ASCII letters, digits or `_`, not starting with a digit. Also
 /// what a device may declare in its registration.
@@ -55,6 +62,16 @@ impl CommandRequest {
         if !self.value.is_finite() {
             return Err("the value must be a number".into());
         }
+        if let Some(q) = self.queue_ms {
+            if q == 0 || q > MAX_QUEUE_MS {
+                return Err(format!(
+                    "a command waits 1 to {MAX_QUEUE_MS} ms for its device"
+                ));
+            }
+            if self.target == CommandTarget::All {
+                return Err("only a command to one device can wait for it".into());
+            }
+        }
         if let Some(d) = self.duration_ms {
             if d == 0 || d > MAX_DURATION_MS {
                 return Err(format!(
@@ -80,12 +97,14 @@ impl CommandRequest {
 
 impl CommandRequest {
     /// Builds a request from the command form's text fields (`target` is `all` or
-    /// `device:<id>`), refusing what is not a number before anything is sent.
+    /// `device:<id>`), refusing what is not a number before anything is sent. `queue_ms` is how
+    /// long the command may wait for an offline device, empty for not at all.
     pub fn from_form(
         target: &str,
         variable: &str,
         value: &str,
         duration_ms: &str,
+        queue_ms: &str,
     ) -> Result<Self, String> {
         let target = match target.strip_prefix("device:") {
             Some(id) if !id.is_empty() => CommandTarget::Device(id.to_string()),
@@ -105,11 +124,18 @@ impl CommandRequest {
                     .map_err(|_| format!("the duration must be whole milliseconds, not {raw:?}"))?,
             ),
         };
+        let queue_ms = match queue_ms.trim() {
+            "" => None,
+            raw => Some(raw.parse::<u64>().map_err(|_| {
+                format!("the time to wait must be whole milliseconds, not {raw:?}")
+            })?),
+        };
         Ok(CommandRequest {
             target,
             variable: variable.trim().to_string(),
             value,
             duration_ms,
+            queue_ms,
         })
     }
 }
@@ -118,6 +144,8 @@ impl CommandRequest {
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum CommandStatus {
+    /// Waiting for its offline device to connect (see [`CommandRequest::queue_ms`]).
+    Queued,
     /// Queued for the device's connection.
     Pending,
     /// Written to the device's connection.
@@ -128,23 +156,30 @@ pub enum CommandStatus {
     TimedOut,
     /// Could not be sent, with the reason (e.g. the device is offline).
     Failed(String),
+    /// Queued for an offline device that did not connect in time.
+    Expired,
 }
 
 impl CommandStatus {
     pub fn label(&self) -> &str {
         match self {
+            CommandStatus::Queued => "queued",
             CommandStatus::Pending => "pending",
             CommandStatus::Delivered => "delivered",
             CommandStatus::Acked => "acked",
             CommandStatus::TimedOut => "timed out",
             CommandStatus::Failed(_) => "failed",
+            CommandStatus::Expired => "expired",
         }
     }
 
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            CommandStatus::Acked | CommandStatus::TimedOut | CommandStatus::Failed(_)
+            CommandStatus::Acked
+                | CommandStatus::TimedOut
+                | CommandStatus::Failed(_)
+                | CommandStatus::Expired
         )
     }
 }

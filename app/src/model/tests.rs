@@ -203,6 +203,7 @@ fn command(variable: &str, value: f64, duration_ms: Option<u64>) -> CommandReque
         variable: variable.into(),
         value,
         duration_ms,
+        queue_ms: None,
     }
 }
 
@@ -239,14 +240,26 @@ fn command_requests_are_validated() {
 
 #[test]
 fn the_command_form_is_parsed_strictly() {
-    let ok = CommandRequest::from_form("device:7", " LED ", " 1.5 ", "500").unwrap();
+    let ok = CommandRequest::from_form("device:7", " LED ", " 1.5 ", "500", "").unwrap();
     assert_eq!(ok.target, CommandTarget::Device("7".into()));
     assert_eq!(
         (ok.variable.as_str(), ok.value, ok.duration_ms),
         ("LED", 1.5, Some(500))
     );
+    assert_eq!(ok.queue_ms, None);
+    let waits = CommandRequest::from_form("device:7", "LED", "1", "", "3600000").unwrap();
+    assert_eq!(waits.queue_ms, Some(3_600_000));
+    assert_eq!(waits.validate(None), Ok(()));
+    assert!(CommandRequest::from_form("device:7", "LED", "1", "", "soon").is_err());
+    assert!(
+        CommandRequest::from_form("all", "LED", "1", "", "60000")
+            .unwrap()
+            .validate(None)
+            .is_err(),
+        "only a command to one device can wait for it"
+    );
     assert_eq!(
-        CommandRequest::from_form("all", "LED", "0", "")
+        CommandRequest::from_form("all", "LED", "0", "", "")
             .unwrap()
             .target,
         CommandTarget::All
@@ -261,7 +274,7 @@ fn the_command_form_is_parsed_strictly() {
         ("nobody", "1", ""),
     ] {
         assert!(
-            CommandRequest::from_form(target, "LED", value, duration).is_err(),
+            CommandRequest::from_form(target, "LED", value, duration, "").is_err(),
             "{target} {value} {duration}"
         );
     }
@@ -361,4 +374,22 @@ fn a_control_shows_what_waits_for_its_ack_and_rolls_back_when_none_comes() {
         sent(2, "7", "FAN", 1.0, Acked),
     ];
     assert_eq!(control_state(&others, "7", "LED"), ControlState::default());
+}
+
+#[test]
+fn an_automation_may_wait_for_one_device_but_not_for_all() {
+    use crate::model::{Action, ActionTarget};
+    let action = |target: ActionTarget| Action {
+        target,
+        variable: "FAN".into(),
+        value: 1.0,
+        duration_ms: None,
+        queue_ms: Some(600_000),
+    };
+    assert_eq!(action(ActionTarget::AlarmDevice).validate(), Ok(()));
+    assert_eq!(
+        action(ActionTarget::Device("kitchen".into())).validate(),
+        Ok(())
+    );
+    assert!(action(ActionTarget::All).validate().is_err());
 }

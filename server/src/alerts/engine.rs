@@ -12,6 +12,7 @@ use app::model::{
     LiveEvent, NewRule,
 };
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -22,6 +23,9 @@ use wildmatch::WildMatch;
 
 /// How often silences, offline times and holds are checked.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How long a change of the rules waits for the engine to take it up before answering anyway.
+const RULES_TAKEN_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
@@ -48,6 +52,10 @@ struct Inner {
     registry: Registry,
     /// Told when the rules change.
     rules_changed: Notify,
+    /// Rule changes asked for, and (sent by the engine) those taken up: a rule is watched once
+    /// its change is, so that a reading right after creating it is not missed.
+    rules_asked: AtomicU64,
+    rules_taken: tokio::sync::watch::Sender<u64>,
     /// Told when the schedules change.
     schedules_changed: Notify,
     http: reqwest::Client,
@@ -68,6 +76,8 @@ impl Alerts {
                 store,
                 registry,
                 rules_changed: Notify::new(),
+                rules_asked: AtomicU64::new(0),
+                rules_taken: tokio::sync::watch::Sender::new(0),
                 schedules_changed: Notify::new(),
                 http: reqwest::Client::new(),
                 mailer,
@@ -88,8 +98,17 @@ impl Alerts {
         new.validate().map_err(AlertError::Invalid)?;
         let stored = self.inner.store.create_rule(&new, crate::now_ms()).await?;
         tracing::info!(rule = stored.rule.id, name = %stored.rule.name, "alarm rule created");
-        self.inner.rules_changed.notify_one();
+        self.rules_changed().await;
         Ok(stored.rule)
+    }
+
+    /// Tells the engine the rules changed and waits (briefly: the engine may be busy or not
+    /// running) until it follows them.
+    async fn rules_changed(&self) {
+        let asked = self.inner.rules_asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut taken = self.inner.rules_taken.subscribe();
+        self.inner.rules_changed.notify_one();
+        let _ = tokio::time::timeout(RULES_TAKEN_WAIT, taken.wait_for(|t| *t >= asked)).await;
     }
 
     /// Deletes a rule; its alarms that are up clear, and stay in the history.
@@ -97,7 +116,7 @@ impl Alerts {
         if !self.inner.store.delete_rule(id, crate::now_ms()).await? {
             return Err(AlertError::NoSuchRule(id));
         }
-        self.inner.rules_changed.notify_one();
+        self.rules_changed().await;
         Ok(())
     }
 
@@ -137,11 +156,14 @@ impl Alerts {
             (ActionTarget::AlarmDevice, Some(device)) => CommandTarget::Device(device.to_string()),
             (ActionTarget::AlarmDevice, None) => CommandTarget::All,
         };
+        // Waiting only makes sense for one device.
+        let queue_ms = action.queue_ms.filter(|_| target != CommandTarget::All);
         let request = CommandRequest {
             target,
             variable: action.variable.clone(),
             value: action.value,
             duration_ms: action.duration_ms,
+            queue_ms,
         };
         let (seqs, error) = match self.inner.registry.send_command(&request) {
             Ok(sent) => (sent.iter().map(|c| c.seq).collect::<Vec<_>>(), None),
@@ -195,6 +217,7 @@ impl Alerts {
             tracing::error!(%err, "loading the alarm rules failed; alarms are off until they change");
         }
         let mut events = None;
+        let mut taken = 0;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -203,6 +226,11 @@ impl Alerts {
             } else if events.is_none() {
                 events = Some(engine.follow().await);
             }
+            self.inner.rules_taken.send_if_modified(|t| {
+                let newer = *t < taken;
+                *t = taken.max(*t);
+                newer
+            });
             let next = async {
                 match events.as_mut() {
                     Some(events) => events.recv().await,
@@ -212,6 +240,7 @@ impl Alerts {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = self.inner.rules_changed.notified() => {
+                    taken = self.inner.rules_asked.load(Ordering::SeqCst);
                     if let Err(err) = engine.load_rules(crate::now_ms()).await {
                         tracing::error!(%err, "reloading the alarm rules failed");
                     }

@@ -118,6 +118,7 @@ mod tests {
                 variable: "LED".into(),
                 value: 1.0,
                 duration_ms: None,
+                queue_ms: None,
             },
             created_ms: 0,
         }

@@ -11,6 +11,10 @@ use app::model::{CommandInfo, CommandRequest, CommandStatus, CommandTarget, Dire
 /// Commands tracked at once (for acks and timeouts); a command to "all" creates one per device.
 const MAX_TRACKED_COMMANDS: usize = 20_000;
 
+/// Commands one offline device may have waiting for it: as many as its connection's mailbox
+/// takes at once, so that all of them go out the moment it connects.
+pub const MAX_QUEUED_PER_DEVICE: usize = 64;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommandError {
     #[error("invalid command: {0}")]
@@ -25,6 +29,8 @@ pub enum CommandError {
     Busy(String),
     #[error("no command {0} is waiting for this device")]
     UnknownAck(u64),
+    #[error("device {0:?} already has {MAX_QUEUED_PER_DEVICE} commands waiting for it")]
+    QueueFull(String),
 }
 
 /// A command waiting for its acknowledgement (or already final, kept for the dashboard).
@@ -33,9 +39,18 @@ pub(super) struct Tracked {
     pub(super) deadline_ms: i64,
 }
 
+/// How many commands wait for device `id` to connect.
+fn queued_for(commands: &std::collections::VecDeque<Tracked>, id: &DeviceId) -> usize {
+    commands
+        .iter()
+        .filter(|c| c.info.status == CommandStatus::Queued && c.info.device_id == id.as_str())
+        .count()
+}
+
 impl Registry {
     /// Sends a command to one device or to every online device; returns one record per device.
-    /// A command to a known but offline device is recorded as failed.
+    /// A command to a known but offline device is recorded as failed, or queued for its next
+    /// connection if the request says how long it may wait.
     pub fn send_command(&self, request: &CommandRequest) -> Result<Vec<CommandInfo>, CommandError> {
         let now = now_ms();
         let timeout_ms = self.shared.config.command_timeout.as_millis() as i64;
@@ -75,11 +90,25 @@ impl Registry {
         for id in targets {
             state.next_command += 1;
             let seq = state.next_command;
+            let waiting = queued_for(&state.commands, &id);
             let Some(entry) = state.devices.get_mut(&id) else {
                 continue;
             };
+            let mut deadline_ms = now + timeout_ms;
             let status = match &entry.connection {
-                None => CommandStatus::Failed(CommandError::Offline(id.to_string()).to_string()),
+                None => match request.queue_ms {
+                    Some(_) if waiting >= MAX_QUEUED_PER_DEVICE => {
+                        return Err(CommandError::QueueFull(id.to_string()));
+                    }
+                    // Kept for the device's next connection ([`Registry::deliver_queued`]).
+                    Some(wait) => {
+                        deadline_ms = now.saturating_add(wait as i64);
+                        CommandStatus::Queued
+                    }
+                    None => {
+                        CommandStatus::Failed(CommandError::Offline(id.to_string()).to_string())
+                    }
+                },
                 Some(connection) => {
                     let line = format_command(
                         entry.dialect,
@@ -113,11 +142,18 @@ impl Registry {
                 updated_ms: now,
             };
             if state.commands.len() >= MAX_TRACKED_COMMANDS {
-                state.commands.pop_front();
+                if let Some(mut oldest) = state.commands.pop_front() {
+                    // A command still waiting for its device is given up visibly, not silently.
+                    if oldest.info.status == CommandStatus::Queued {
+                        oldest.info.status = CommandStatus::Expired;
+                        oldest.info.updated_ms = now;
+                        self.publish(LiveEvent::Command(oldest.info));
+                    }
+                }
             }
             state.commands.push_back(Tracked {
                 info: info.clone(),
-                deadline_ms: now + timeout_ms,
+                deadline_ms,
             });
             self.publish(LiveEvent::Command(info.clone()));
             sent.push(info);
@@ -193,7 +229,55 @@ impl Registry {
         }
     }
 
-    /// Marks commands not acknowledged by their deadline as timed out. Called periodically.
+    /// Hands a device that just connected the commands queued for it, oldest first; each then
+    /// waits for its acknowledgement like any other.
+    pub(super) fn deliver_queued(&self, state: &mut State, id: &DeviceId) {
+        let now = now_ms();
+        let timeout_ms = self.shared.config.command_timeout.as_millis() as i64;
+        let queued: Vec<u64> = state
+            .commands
+            .iter()
+            .filter(|c| c.info.status == CommandStatus::Queued && c.info.device_id == id.as_str())
+            .map(|c| c.info.seq)
+            .collect();
+        for seq in queued {
+            let Ok(index) = state.commands.binary_search_by_key(&seq, |c| c.info.seq) else {
+                continue;
+            };
+            let info = state.commands[index].info.clone();
+            let Some(entry) = state.devices.get_mut(id) else {
+                return;
+            };
+            let Some(connection) = &entry.connection else {
+                return;
+            };
+            let line = format_command(
+                entry.dialect,
+                seq,
+                &info.variable,
+                info.value,
+                info.duration_ms,
+            );
+            let status = match connection.outbound.try_send(Outbound::Command {
+                seq,
+                line: line.clone(),
+            }) {
+                Ok(()) => {
+                    self.push_console(id, entry, Direction::Out, &line, now);
+                    CommandStatus::Pending
+                }
+                Err(_) => CommandStatus::Failed(CommandError::Busy(id.to_string()).to_string()),
+            };
+            state.commands[index].deadline_ms = now + timeout_ms;
+            self.update_command(state, seq, |info| {
+                info.status = status;
+                true
+            });
+        }
+    }
+
+    /// Marks commands not acknowledged by their deadline as timed out (and queued ones whose
+    /// device did not connect in time as expired). Called periodically.
     pub fn expire_overdue(&self, now_ms: i64) {
         let mut state = self.lock();
         let overdue: Vec<u64> = state
@@ -204,7 +288,11 @@ impl Registry {
             .collect();
         for seq in overdue {
             self.update_command(&mut state, seq, |info| {
-                info.status = CommandStatus::TimedOut;
+                info.status = if info.status == CommandStatus::Queued {
+                    CommandStatus::Expired
+                } else {
+                    CommandStatus::TimedOut
+                };
                 true
             });
         }

@@ -247,6 +247,7 @@ impl Registry {
         entry.summary.last_seen_ms = now;
         let summary = entry.summary.clone();
         self.publish(LiveEvent::Device(summary));
+        self.deliver_queued(&mut state, &device);
         drop(state);
         Ok(Attachment {
             registry: self.clone(),

@@ -29,6 +29,7 @@ fn led(target: CommandTarget, value: f64) -> CommandRequest {
         variable: "LED".into(),
         value,
         duration_ms: None,
+        queue_ms: None,
     }
 }
 
@@ -415,4 +416,98 @@ fn a_batch_records_its_lines_and_readings_together() {
         })
         .collect();
     assert_eq!(kinds, ["console", "console", "reading", "reading"]);
+}
+
+fn queued(value: f64, queue_ms: u64) -> CommandRequest {
+    CommandRequest {
+        queue_ms: Some(queue_ms),
+        ..led(CommandTarget::Device("sleepy".into()), value)
+    }
+}
+
+#[test]
+fn commands_for_a_sleeping_device_wait_and_go_out_in_order_when_it_connects() {
+    let registry = registry(10, 64);
+    let (tx, _rx) = mailbox();
+    drop(registry.attach(id("sleepy"), "t".into(), tx).unwrap());
+    let first = registry.send_command(&queued(1.0, 60_000)).unwrap()[0].seq;
+    let second = registry.send_command(&queued(0.0, 60_000)).unwrap()[0].seq;
+    assert_eq!(
+        registry.command(first).unwrap().status,
+        CommandStatus::Queued
+    );
+    // Without `queue_ms` an offline device's command still fails at once.
+    let now = registry
+        .send_command(&led(CommandTarget::Device("sleepy".into()), 1.0))
+        .unwrap();
+    assert!(matches!(now[0].status, CommandStatus::Failed(_)));
+
+    let (tx, rx) = mailbox();
+    let att = registry.attach(id("sleepy"), "t".into(), tx).unwrap();
+    let lines: Vec<Outbound> = std::iter::from_fn(|| rx.try_recv()).collect();
+    assert_eq!(
+        lines,
+        [
+            Outbound::Command {
+                seq: first,
+                line: format!("LED=1,seq={first}")
+            },
+            Outbound::Command {
+                seq: second,
+                line: format!("LED=0,seq={second}")
+            },
+        ]
+    );
+    assert_eq!(
+        registry.command(second).unwrap().status,
+        CommandStatus::Pending
+    );
+    registry.command_delivered(first);
+    registry.acknowledge(&att, first).unwrap();
+    assert_eq!(
+        registry.command(first).unwrap().status,
+        CommandStatus::Acked
+    );
+    // Delivered once: a later connection gets nothing again.
+    drop(att);
+    let (tx, rx) = mailbox();
+    let _att = registry.attach(id("sleepy"), "t".into(), tx).unwrap();
+    assert_eq!(rx.try_recv(), None);
+}
+
+#[test]
+fn a_queued_command_expires_when_its_device_stays_away_and_the_queue_is_bounded() {
+    let registry = registry(10, 64);
+    let (tx, _rx) = mailbox();
+    drop(registry.attach(id("sleepy"), "t".into(), tx).unwrap());
+    let seq = registry.send_command(&queued(1.0, 1_000)).unwrap()[0].seq;
+    let sent_ms = registry.command(seq).unwrap().sent_ms;
+    registry.expire_overdue(sent_ms + 999);
+    assert_eq!(registry.command(seq).unwrap().status, CommandStatus::Queued);
+    registry.expire_overdue(sent_ms + 1_001);
+    assert_eq!(
+        registry.command(seq).unwrap().status,
+        CommandStatus::Expired
+    );
+    let (tx, rx) = mailbox();
+    let _att = registry.attach(id("sleepy"), "t".into(), tx).unwrap();
+    assert_eq!(rx.try_recv(), None, "an expired command is never sent");
+    drop(_att);
+
+    for _ in 0..commands::MAX_QUEUED_PER_DEVICE {
+        registry.send_command(&queued(1.0, 60_000)).unwrap();
+    }
+    assert_eq!(
+        registry.send_command(&queued(1.0, 60_000)),
+        Err(CommandError::QueueFull("sleepy".into()))
+    );
+    // A command to every device cannot wait: there is no telling who "every device" will be.
+    let all = CommandRequest {
+        queue_ms: Some(1_000),
+        ..led(CommandTarget::All, 1.0)
+    };
+    assert!(matches!(
+        registry.send_command(&all),
+        Err(CommandError::Invalid(_))
+    ));
 }

@@ -320,6 +320,7 @@ async fn alarm_rules_and_alarms_are_kept_acknowledged_cleared_and_listed() {
                         variable: "FAN".into(),
                         value: 1.0,
                         duration_ms: None,
+                        queue_ms: None,
                     }),
                     on_cleared: None,
                 },
@@ -395,6 +396,7 @@ async fn schedules_and_automation_runs_are_kept() {
             variable: "LED".into(),
             value: 1.0,
             duration_ms: Some(500),
+            queue_ms: None,
         };
         let made = store
             .create_schedule(

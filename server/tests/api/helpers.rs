@@ -234,6 +234,7 @@ impl TestApp {
             variable: variable.into(),
             value,
             duration_ms,
+            queue_ms: None,
         };
         self.call_json::<app::api::SendCommand, _>(&serde_json::json!({ "request": request }))
             .await

@@ -379,6 +379,92 @@ async fn a_program_reads_devices_and_history_and_commands_a_device() {
     app.stop().await;
 }
 
+/// Posts a command for one device and returns its record.
+async fn send_command(app: &TestApp, program: &reqwest::Client, body: Value) -> CommandInfo {
+    let response = program
+        .post(app.url("/api/v1/commands"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value::<Vec<CommandInfo>>(body).unwrap()[0].clone()
+}
+
+async fn command_status(app: &TestApp, program: &reqwest::Client, seq: u64) -> CommandStatus {
+    let info: CommandInfo = program
+        .get(app.url(&format!("/api/v1/commands/{seq}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    info.status
+}
+
+#[tokio::test]
+async fn a_sleeping_device_gets_its_queued_commands_when_it_wakes_and_late_ones_expire() {
+    let app = TestApp::spawn().await;
+    let device = device_with_readings(&app).await;
+    drop(device);
+    app.offline("7").await;
+    let program = api_token(&app, "operator");
+    let send = |body: Value| send_command(&app, &program, body);
+    let status_of = |seq: u64| command_status(&app, &program, seq);
+    let waits = send(
+        json!({"target": {"device": "7"}, "variable": "LED", "value": 1.0, "queue_ms": 60_000}),
+    )
+    .await;
+    let late =
+        send(json!({"target": {"device": "7"}, "variable": "LED", "value": 0.0, "queue_ms": 300}))
+            .await;
+    let also = send(
+        json!({"target": {"device": "7"}, "variable": "FAN", "value": 2.0, "queue_ms": 60_000}),
+    )
+    .await;
+    assert_eq!(waits.status, CommandStatus::Queued);
+    eventually("the short one expired", || async {
+        (status_of(late.seq).await == CommandStatus::Expired).then_some(())
+    })
+    .await;
+    assert_eq!(status_of(waits.seq).await, CommandStatus::Queued);
+
+    // The device wakes: the two still waiting arrive in the order they were sent, and acks count.
+    let mut device = app.device("?id=7").await;
+    assert_eq!(device.recv_text().await, format!("LED=1,seq={}", waits.seq));
+    assert_eq!(device.recv_text().await, format!("FAN=2,seq={}", also.seq));
+    assert!(
+        device.silent_for(Duration::from_millis(300)).await,
+        "nothing else, not the expired one"
+    );
+    device.send(&format!("ack={}", waits.seq)).await;
+    eventually("acked", || async {
+        (status_of(waits.seq).await == CommandStatus::Acked).then_some(())
+    })
+    .await;
+
+    // Waiting is for one device only, and for at most a week.
+    for bad in [
+        json!({"target": "all", "variable": "LED", "value": 1.0, "queue_ms": 1000}),
+        json!({"target": {"device": "7"}, "variable": "LED", "value": 1.0, "queue_ms": 0}),
+        json!({"target": {"device": "7"}, "variable": "LED", "value": 1.0, "queue_ms": 700_000_000u64}),
+    ] {
+        let (status, error) = json_of(
+            program
+                .post(app.url("/api/v1/commands"))
+                .json(&bad)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {error}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_renamed_device_keeps_its_name_across_a_restart_until_it_is_cleared() {
     let app = TestApp::spawn().await;
