@@ -20,6 +20,7 @@ fn chart(c: &mut Criterion) {
                 points: black_box(&points),
                 window: None,
                 zone: Zone::Utc,
+                thresholds: &[25.0],
             })
         })
     });

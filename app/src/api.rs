@@ -5,8 +5,8 @@
 
 use crate::error::AppError;
 use crate::model::{
-    ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken, HistoryWindow,
-    NewApiToken, NewDeviceToken, Reading, Role,
+    Alarm, AlarmRule, ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken,
+    HistoryWindow, NewApiToken, NewDeviceToken, NewRule, Reading, Role,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::{Json, StreamingText, TextStream};
@@ -18,15 +18,18 @@ pub const HISTORY_LIMIT_MAX: u32 = 10_000;
 /// (`focus` empty), or everything the server holds in memory for the device `focus`.
 #[server]
 pub async fn load_dashboard(focus: Option<String>) -> Result<DashboardSnapshot, AppError> {
-    ssr::respond(ssr::hub().map(|hub| {
+    let result = async {
+        let hub = ssr::hub()?;
         let mut snapshot = hub.snapshot(focus.as_deref());
         snapshot.viewer = ssr::signed_in().map(|who| crate::model::Viewer {
             user: who.user,
             role: who.role,
             tokenless_devices: hub.tokenless_devices(),
         });
-        snapshot
-    }))
+        snapshot.rules = hub.alarm_rules().await?;
+        Ok(snapshot)
+    };
+    ssr::respond(result.await)
 }
 
 /// Stored readings of one device received at or after `since_ms`, oldest first, at most the
@@ -101,6 +104,57 @@ pub async fn send_console_line(device_id: String, line: String) -> Result<(), Ap
 #[server(output = StreamingText)]
 pub async fn live_updates(focus: Option<String>) -> Result<TextStream<AppError>, AppError> {
     ssr::respond(ssr::hub().map(|hub| ssr::live_stream(hub, focus, ssr::credential())))
+}
+
+/// Every alarm rule, oldest first.
+#[server]
+pub async fn list_alarm_rules() -> Result<Vec<AlarmRule>, AppError> {
+    let result = async { ssr::hub()?.alarm_rules().await };
+    ssr::respond(result.await)
+}
+
+/// Creates an alarm rule, watched from when this returns.
+#[server(input = Json)]
+pub async fn create_alarm_rule(rule: NewRule) -> Result<AlarmRule, AppError> {
+    let result = async {
+        rule.validate().map_err(AppError::BadRequest)?;
+        ssr::hub()?.create_alarm_rule(rule).await
+    };
+    ssr::respond(result.await)
+}
+
+/// Deletes an alarm rule; its alarms that are up clear and stay in the history.
+#[server]
+pub async fn delete_alarm_rule(id: i64) -> Result<(), AppError> {
+    let result = async { ssr::hub()?.delete_alarm_rule(id).await };
+    ssr::respond(result.await)
+}
+
+/// Most alarms one history call returns.
+pub const ALARMS_LIMIT: u32 = 200;
+
+/// Alarms newest first: only those up (`active_only`), or the history too; of one device if
+/// `device` is given.
+#[server]
+pub async fn list_alarms(
+    active_only: bool,
+    device: Option<String>,
+) -> Result<Vec<Alarm>, AppError> {
+    let result = async {
+        let device = device.filter(|d| !d.trim().is_empty());
+        ssr::hub()?.alarms(active_only, device, ALARMS_LIMIT).await
+    };
+    ssr::respond(result.await)
+}
+
+/// A person saw the alarm: it is marked with who and when, and stays up until it clears.
+#[server]
+pub async fn acknowledge_alarm(id: i64) -> Result<Alarm, AppError> {
+    let result = async {
+        let who = ssr::signed_in().ok_or(AppError::SignedOut)?;
+        ssr::hub()?.acknowledge_alarm(id, &who.user).await
+    };
+    ssr::respond(result.await)
 }
 
 /// Every device token, revoked ones too, newest first (never the tokens themselves).
@@ -186,8 +240,8 @@ pub mod ssr {
 
     use crate::error::AppError;
     use crate::model::{
-        ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceSummary, DeviceToken,
-        HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, Reading, Role,
+        Alarm, AlarmRule, ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceSummary,
+        DeviceToken, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, NewRule, Reading, Role,
     };
     use leptos::prelude::*;
     use leptos::server_fn::codec::TextStream;
@@ -245,6 +299,17 @@ pub mod ssr {
             device_id: &str,
             name: Option<&str>,
         ) -> Result<DeviceSummary, AppError>;
+        async fn alarm_rules(&self) -> Result<Vec<AlarmRule>, AppError>;
+        async fn create_alarm_rule(&self, rule: NewRule) -> Result<AlarmRule, AppError>;
+        async fn delete_alarm_rule(&self, id: i64) -> Result<(), AppError>;
+        /// Alarms newest first (see [`super::list_alarms`]).
+        async fn alarms(
+            &self,
+            active_only: bool,
+            device: Option<String>,
+            limit: u32,
+        ) -> Result<Vec<Alarm>, AppError>;
+        async fn acknowledge_alarm(&self, id: i64, user: &str) -> Result<Alarm, AppError>;
         /// Removes a device (see [`super::remove_device`]).
         async fn remove_device(&self, device_id: &str, keep_readings: bool)
             -> Result<(), AppError>;

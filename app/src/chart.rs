@@ -22,6 +22,8 @@ pub struct ChartSpec<'a> {
     /// The time axis spans this window if given (history), else the points' own span (live).
     pub window: Option<(i64, i64)>,
     pub zone: Zone,
+    /// Alarm thresholds on this field: drawn as red lines across the chart.
+    pub thresholds: &'a [f64],
 }
 
 /// An SVG document for one series.
@@ -42,11 +44,17 @@ fn draw(svg: &mut String, spec: ChartSpec<'_>) -> Result<(), Box<dyn std::error:
         .copied()
         .filter(|(_, v)| v.is_finite())
         .collect();
-    let (mut x_range, y_range) = ranges(&finite);
+    let (mut x_range, mut y_range) = ranges(&finite);
+    // A threshold far from the values still shows, at the edge of a range widened to it.
+    for &t in spec.thresholds.iter().filter(|t| t.is_finite()) {
+        let pad = (y_range.end - y_range.start) * 0.05;
+        y_range = y_range.start.min(t - pad)..y_range.end.max(t + pad);
+    }
     if let Some((from, to)) = spec.window.filter(|(from, to)| to > from) {
         x_range = from..to;
     }
     let span = x_range.end - x_range.start;
+    let (x_from, x_to) = (x_range.start, x_range.end);
     let zone = spec.zone;
     let time_desc = format!("time ({})", zone.label(x_range.end));
 
@@ -79,6 +87,12 @@ fn draw(svg: &mut String, spec: ChartSpec<'_>) -> Result<(), Box<dyn std::error:
     }
     mesh.draw()?;
 
+    for &t in spec.thresholds.iter().filter(|t| t.is_finite()) {
+        chart.draw_series(LineSeries::new(
+            [(x_from, t), (x_to, t)],
+            RGBColor(220, 38, 38).stroke_width(1),
+        ))?;
+    }
     chart.draw_series(LineSeries::new(
         finite,
         RGBColor(37, 99, 235).stroke_width(2),
@@ -148,7 +162,41 @@ mod tests {
             points,
             window: None,
             zone: Zone::Utc,
+            thresholds: &[],
         }
+    }
+
+    #[test]
+    fn an_alarm_threshold_is_a_red_line_inside_the_range_even_far_from_the_values() {
+        let points = [(0, 20.0), (60_000, 21.0)];
+        let svg = render_series_svg(ChartSpec {
+            thresholds: &[30.0],
+            ..spec("temp", &points)
+        });
+        let lines: Vec<&str> = svg.split("<polyline").skip(1).collect();
+        let ys = |colour: &str| -> Vec<f64> {
+            lines
+                .iter()
+                .filter(|p| p.to_ascii_lowercase().contains(colour))
+                .flat_map(|p| {
+                    let coords = p.split("points=\"").nth(1).unwrap().split('"').next();
+                    coords
+                        .unwrap()
+                        .split_whitespace()
+                        .map(|xy| xy.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+                })
+                .collect()
+        };
+        let threshold = ys("stroke=\"#dc2626\"");
+        assert_eq!(threshold.len(), 2, "one straight line: {svg}");
+        let series = ys("stroke=\"#2563eb\"");
+        let top_of_series = series.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(
+            threshold[0] > 0.0 && threshold[0] < top_of_series,
+            "30 is drawn inside the chart, above the values ({threshold:?}, {series:?})"
+        );
+        let without = render_series_svg(spec("temp", &points));
+        assert!(!without.to_ascii_lowercase().contains("#dc2626"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod time;
 mod components;
 mod pages;
 
-use leptos::either::EitherOf5;
+use leptos::either::EitherOf6;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use links::Route;
@@ -78,20 +78,21 @@ pub fn App() -> impl IntoView {
         }
     }
     let page = match route {
-        Route::Overview => EitherOf5::A(view! { <pages::overview::OverviewPage /> }),
+        Route::Overview => EitherOf6::A(view! { <pages::overview::OverviewPage /> }),
         Route::Device { id, window } => {
-            EitherOf5::B(view! { <pages::device::DevicePage id window /> })
+            EitherOf6::B(view! { <pages::device::DevicePage id window /> })
         }
-        Route::Tokens => EitherOf5::C(view! { <pages::tokens::TokensPage /> }),
+        Route::Tokens => EitherOf6::C(view! { <pages::tokens::TokensPage /> }),
+        Route::Alarms => EitherOf6::F(view! { <pages::alarms::AlarmsPage /> }),
         Route::Login { failed, next } => {
-            EitherOf5::D(view! { <pages::login::LoginPage failed next /> })
+            EitherOf6::D(view! { <pages::login::LoginPage failed next /> })
         }
         Route::NotFound => {
             #[cfg(feature = "ssr")]
             if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
                 response.set_status(http::StatusCode::NOT_FOUND);
             }
-            EitherOf5::E(view! {
+            EitherOf6::E(view! {
                 <p class="not-found">"Page not found. " <a href="/">"To the overview"</a></p>
             })
         }

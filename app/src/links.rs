@@ -20,6 +20,8 @@ pub enum Route {
     },
     /// `/tokens`: device tokens.
     Tokens,
+    /// `/alarms`: alarms up, rules, history.
+    Alarms,
     /// `/login[?failed=1][&next=…]`: the sign-in form.
     Login {
         /// The previous attempt was refused.
@@ -38,6 +40,9 @@ impl Route {
         }
         if path == TOKENS_PAGE {
             return Route::Tokens;
+        }
+        if path == ALARMS_PAGE {
+            return Route::Alarms;
         }
         if path == LOGIN_PAGE {
             let param = |name: &str| {
@@ -87,6 +92,7 @@ impl Route {
 }
 
 pub const TOKENS_PAGE: &str = "/tokens";
+pub const ALARMS_PAGE: &str = "/alarms";
 pub const LOGIN_PAGE: &str = "/login";
 /// The sign-out form's target (a POST).
 pub const LOGOUT: &str = "/logout";

@@ -107,6 +107,8 @@ pub struct Live {
     pub flushes: RwSignal<u64>,
     /// Who is signed in (from the first snapshot).
     pub viewer: RwSignal<Option<Viewer>>,
+    /// The alarm rules (from the first snapshot; the Alarms page updates them).
+    pub rules: RwSignal<Vec<crate::model::AlarmRule>>,
 }
 
 /// Where the zone choice is remembered in the browser.
@@ -125,6 +127,7 @@ impl Live {
             zone: RwSignal::new(Zone::Utc),
             flushes: RwSignal::new(0),
             viewer: RwSignal::new(None),
+            rules: RwSignal::new(Vec::new()),
         };
         provide_context(live);
 
@@ -147,6 +150,7 @@ impl Live {
     pub fn seed(self, mut snapshot: DashboardSnapshot) {
         if let Some(viewer) = snapshot.viewer.take() {
             self.viewer.set(Some(viewer));
+            self.rules.set(std::mem::take(&mut snapshot.rules));
         }
         self.state.update_untracked(|s| {
             if s.focus != snapshot.focus || s.seq < snapshot.seq || s.devices.is_empty() {

@@ -5,11 +5,12 @@ use crate::auth::AuthError;
 use crate::protocol::DeviceId;
 use crate::registry::CommandError;
 use crate::state::AppState;
+use crate::storage::AlarmFilter;
 use app::api::ssr::{Credential, Hub};
 use app::error::AppError;
 use app::model::{
-    ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceSummary, DeviceToken,
-    HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, Reading, Role,
+    Alarm, AlarmRule, ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceSummary,
+    DeviceToken, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, NewRule, Reading, Role,
 };
 
 /// Longest name a person may give a device.
@@ -95,6 +96,37 @@ impl Hub for AppState {
             .map_err(auth_error)?;
         self.registry.token_revoked(&token.device_id, token.id);
         Ok(token)
+    }
+
+    async fn alarm_rules(&self) -> Result<Vec<AlarmRule>, AppError> {
+        Ok(self.alerts.rules().await?)
+    }
+
+    async fn create_alarm_rule(&self, rule: NewRule) -> Result<AlarmRule, AppError> {
+        Ok(self.alerts.create_rule(rule).await?)
+    }
+
+    async fn delete_alarm_rule(&self, id: i64) -> Result<(), AppError> {
+        Ok(self.alerts.delete_rule(id).await?)
+    }
+
+    async fn alarms(
+        &self,
+        active_only: bool,
+        device: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Alarm>, AppError> {
+        let filter = AlarmFilter {
+            active_only,
+            device,
+            rule: None,
+            limit,
+        };
+        Ok(self.alerts.alarms(&filter).await?)
+    }
+
+    async fn acknowledge_alarm(&self, id: i64, user: &str) -> Result<Alarm, AppError> {
+        Ok(self.alerts.acknowledge(id, user).await?)
     }
 
     async fn remove_device(&self, device_id: &str, keep_readings: bool) -> Result<(), AppError> {

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
             get(page.clone()).post(auth::web::login),
         )
         .route(app::links::TOKENS_PAGE, get(page.clone()))
+        .route(app::links::ALARMS_PAGE, get(page.clone()))
         .route(auth::web::LOGOUT_PATH, post(auth::web::logout))
         .route("/export/{device}", get(export::csv))
         .route("/", get(page.clone()))

@@ -71,6 +71,7 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
                         None,
                         zone,
                         TimeWindow::Live,
+                        marks(live, &id, field),
                     )
                 })
                 .collect_view();
@@ -108,7 +109,16 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
                             let points: Vec<(i64, f64)> =
                                 series.points.iter().map(|p| (p.t_ms, p.avg)).collect();
                             let unit = units.as_ref().and_then(|u| u[i].clone());
-                            chart(&series.field, unit.as_deref(), &points, span, zone, window)
+                            let marks = marks(live, &window_data.device_id, &series.field);
+                            chart(
+                                &series.field,
+                                unit.as_deref(),
+                                &points,
+                                span,
+                                zone,
+                                window,
+                                marks,
+                            )
                         })
                         .collect_view();
                     EitherOf4::B(view! {
@@ -141,6 +151,33 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
     }
 }
 
+/// What alarms add to a field's chart: the thresholds of the rules on it, and whether one of
+/// them is up (the chart is then marked red).
+#[derive(Default)]
+struct Marks {
+    thresholds: Vec<f64>,
+    alarm: bool,
+}
+
+fn marks(live: crate::live::Live, device: &str, field: &str) -> Marks {
+    live.rules.with(|rules| {
+        let on_field: Vec<&crate::model::AlarmRule> = rules
+            .iter()
+            .filter(|r| r.threshold_for(device, field).is_some())
+            .collect();
+        Marks {
+            thresholds: on_field
+                .iter()
+                .filter_map(|r| r.threshold_for(device, field))
+                .collect(),
+            alarm: live.state.with(|s| {
+                s.alarms_for(Some(device))
+                    .any(|a| on_field.iter().any(|r| r.id == a.rule_id))
+            }),
+        }
+    })
+}
+
 /// One plotters chart. The render time is kept on the figure (`data-render-ms`) for the
 /// dashboard benchmark.
 fn chart(
@@ -150,6 +187,7 @@ fn chart(
     window: Option<(i64, i64)>,
     zone: Zone,
     shown: TimeWindow,
+    marks: Marks,
 ) -> impl IntoView {
     let started = crate::time::precise_ms();
     // plotters' SVG backend escapes the device-supplied field name and unit.
@@ -159,11 +197,13 @@ fn chart(
         points,
         window,
         zone,
+        thresholds: &marks.thresholds,
     });
     let took = crate::time::precise_ms() - started;
     view! {
         <figure
             class="chart"
+            class:alarm=marks.alarm
             data-field=field.to_string()
             data-points=points.len()
             data-window=shown.key()

@@ -83,8 +83,20 @@ pub fn DeviceCard(id: String) -> impl IntoView {
         })
     };
     let href = links::device_page(&id, TimeWindow::Live);
+    let alarmed = {
+        let id = id.clone();
+        move || {
+            live.state
+                .with(|s| s.alarms_for(Some(&id)).next().is_some())
+        }
+    };
     view! {
-        <li class="card" class:offline=move || !online() data-device-id=id.clone()>
+        <li
+            class="card"
+            class:offline=move || !online()
+            class:alarm=alarmed
+            data-device-id=id.clone()
+        >
             <a class="card-link" href=href aria-label=format!("Open device {id}")>
                 <span class="card-head">
                     <OnlineBadge online=Signal::derive(online) />

@@ -1,5 +1,6 @@
 //! Pieces the pages are built from. Each takes the shared [`crate::live::Live`] context.
 
+mod alarms;
 mod api_tokens;
 mod charts;
 mod command_form;
@@ -13,6 +14,7 @@ mod online_badge;
 mod remove_device;
 mod top_bar;
 
+pub use alarms::ActiveAlarms;
 pub use api_tokens::ApiTokens;
 pub use charts::{DeviceCharts, WindowPicker};
 pub use command_form::{CommandForm, RecentCommands};

@@ -1,18 +1,19 @@
 use crate::components::ConnectionBadge;
-use crate::links::{LOGOUT, TOKENS_PAGE};
+use crate::links::{ALARMS_PAGE, LOGOUT, TOKENS_PAGE};
 use crate::live::use_live;
 use crate::model::Permission;
 use crate::time::Zone;
 use leptos::prelude::*;
 
 /// The bar on every page: home link, online/offline counts, time-zone choice, stream status,
-/// device tokens, who is signed in and signing out; below it, a warning while devices may
+/// alarms (how many are up), device tokens, who is signed in and signing out; below it, a warning while devices may
 /// connect without a token.
 #[component]
 pub fn TopBar() -> impl IntoView {
     let live = use_live();
     let online = move || live.state.with(|s| s.online_count());
     let offline = move || live.state.with(|s| s.devices.len() - s.online_count());
+    let alarms_up = move || live.state.with(|s| s.alarms.len());
     let on_zone = move |ev| {
         live.choose_zone(Zone::from_key(&event_target_value(&ev)).unwrap_or_default());
     };
@@ -40,6 +41,10 @@ pub fn TopBar() -> impl IntoView {
             </label>
             <ConnectionBadge />
             <nav class="account" aria-label="Account">
+                <a href=ALARMS_PAGE class="alarms-link" class:up=move || { alarms_up() > 0 }>
+                    "Alarms"
+                    {move || (alarms_up() > 0).then(|| format!(" ({})", alarms_up()))}
+                </a>
                 <Show when=move || live.may(Permission::Administer)>
                     <a href=TOKENS_PAGE>"Tokens"</a>
                 </Show>

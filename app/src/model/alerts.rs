@@ -153,12 +153,156 @@ pub struct Alarm {
 }
 
 impl Condition {
+    /// In words, for the Rules list: "temp above 30 for 60 s (clears at 28)".
+    pub fn describe(&self) -> String {
+        let threshold = |field: &str, how: &str, t: &f64, clear: &Option<f64>, hold: &u32| {
+            let mut text = format!("{field} {how} {t}");
+            if *hold > 0 {
+                text.push_str(&format!(" for {hold} s"));
+            }
+            if let Some(c) = clear {
+                text.push_str(&format!(" (clears at {c})"));
+            }
+            text
+        };
+        match self {
+            Condition::Above {
+                field,
+                threshold: t,
+                clear,
+                hold_s,
+            } => threshold(field, "above", t, clear, hold_s),
+            Condition::Below {
+                field,
+                threshold: t,
+                clear,
+                hold_s,
+            } => threshold(field, "below", t, clear, hold_s),
+            Condition::Offline { after_s } => format!("offline for {after_s} s"),
+            Condition::Silent { after_s } => format!("no reading for {after_s} s"),
+        }
+    }
+
     /// The field a threshold rule watches.
     pub fn field(&self) -> Option<&str> {
         match self {
             Condition::Above { field, .. } | Condition::Below { field, .. } => Some(field),
             Condition::Offline { .. } | Condition::Silent { .. } => None,
         }
+    }
+}
+
+impl AlarmRule {
+    /// Whether the rule watches `device` (its `devices` is an id or a pattern with `*`).
+    pub fn covers(&self, device: &str) -> bool {
+        wildmatch::WildMatch::new(&self.devices).matches(device)
+    }
+
+    /// The threshold line to draw on `device`'s chart of `field`, if the rule has one.
+    pub fn threshold_for(&self, device: &str, field: &str) -> Option<f64> {
+        match &self.condition {
+            Condition::Above {
+                field: f,
+                threshold,
+                ..
+            }
+            | Condition::Below {
+                field: f,
+                threshold,
+                ..
+            } if f == field && self.covers(device) => Some(*threshold),
+            _ => None,
+        }
+    }
+}
+
+/// The rule form's fields as typed (the Alarms page), before they are numbers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleForm {
+    pub name: String,
+    pub devices: String,
+    /// `above`, `below`, `offline` or `silent`.
+    pub kind: String,
+    pub field: String,
+    pub threshold: String,
+    pub clear: String,
+    /// Seconds: the hold time of a threshold, or how long offline or silent.
+    pub seconds: String,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+    pub ntfy_url: String,
+    pub email_to: String,
+    /// A command to the alarm's device when raised and when cleared: `FAN=1`, `FAN=0`.
+    pub on_raised: String,
+    pub on_cleared: String,
+}
+
+impl RuleForm {
+    /// The rule the form describes, checked as the server will check it.
+    pub fn to_rule(&self) -> Result<NewRule, String> {
+        fn number(what: &str, raw: &str) -> Result<f64, String> {
+            raw.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("{what} must be a number, not {:?}", raw.trim()))
+        }
+        let optional = |raw: &str| Some(raw.trim().to_string()).filter(|s| !s.is_empty());
+        let seconds = match self.seconds.trim() {
+            "" => 0,
+            raw => raw
+                .parse::<u32>()
+                .map_err(|_| format!("the time must be whole seconds, not {raw:?}"))?,
+        };
+        let field = self.field.trim().to_string();
+        let clear = optional(&self.clear)
+            .map(|c| number("the clear value", &c))
+            .transpose()?;
+        let condition = match self.kind.as_str() {
+            "above" => Condition::Above {
+                field,
+                threshold: number("the threshold", &self.threshold)?,
+                clear,
+                hold_s: seconds,
+            },
+            "below" => Condition::Below {
+                field,
+                threshold: number("the threshold", &self.threshold)?,
+                clear,
+                hold_s: seconds,
+            },
+            "offline" => Condition::Offline { after_s: seconds },
+            "silent" => Condition::Silent { after_s: seconds },
+            other => return Err(format!("unknown kind of rule {other:?}")),
+        };
+        let action = |raw: &str| -> Result<Option<Action>, String> {
+            let Some(raw) = optional(raw) else {
+                return Ok(None);
+            };
+            let (variable, value) = raw
+                .split_once('=')
+                .ok_or_else(|| format!("a command is VARIABLE=value, like FAN=1, not {raw:?}"))?;
+            Ok(Some(Action {
+                target: ActionTarget::AlarmDevice,
+                variable: variable.trim().to_string(),
+                value: number("a command's value", value)?,
+                duration_ms: None,
+                queue_ms: None,
+            }))
+        };
+        let rule = NewRule {
+            name: self.name.trim().to_string(),
+            devices: optional(&self.devices).unwrap_or_else(|| "*".into()),
+            condition,
+            webhook_secret: optional(&self.webhook_secret),
+            webhook_url: optional(&self.webhook_url),
+            ntfy_url: optional(&self.ntfy_url),
+            email_to: optional(&self.email_to),
+            on_raised: action(&self.on_raised)?,
+            on_cleared: action(&self.on_cleared)?,
+        };
+        rule.validate()?;
+        Ok(rule)
     }
 }
 

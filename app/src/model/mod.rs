@@ -12,7 +12,7 @@ mod tokens;
 
 pub use alerts::{
     Action, ActionTarget, Alarm, AlarmRule, AutomationRun, Condition, NewRule, NewSchedule,
-    Schedule, MAX_RULE_SECONDS,
+    RuleForm, Schedule, MAX_RULE_SECONDS,
 };
 pub use commands::{
     control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,
@@ -210,6 +210,12 @@ pub struct DashboardSnapshot {
     /// Who asked: set by `load_dashboard` (the live stream's snapshots leave it out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub viewer: Option<Viewer>,
+    /// The alarms up (not cleared), oldest first.
+    #[serde(default)]
+    pub alarms: Vec<Alarm>,
+    /// The alarm rules, for threshold lines: set by `load_dashboard`, like `viewer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<AlarmRule>,
 }
 
 /// One message of the live stream (newline-delimited JSON on the wire), externally tagged:
@@ -230,6 +236,8 @@ pub enum LiveEvent {
     Reading(Reading),
     /// A command was sent or its status changed.
     Command(CommandInfo),
+    /// An alarm was raised, acknowledged or cleared.
+    Alarm(Alarm),
     /// A raw line to or from a device, for its console.
     Console {
         device_id: String,
@@ -442,6 +450,8 @@ pub struct DashboardState {
     pub devices: BTreeMap<String, DeviceView>,
     /// Recent commands, oldest first.
     pub commands: VecDeque<CommandInfo>,
+    /// The alarms up, by id (oldest first).
+    pub alarms: BTreeMap<i64, Alarm>,
 }
 
 impl From<DashboardSnapshot> for DashboardState {
@@ -451,6 +461,7 @@ impl From<DashboardSnapshot> for DashboardState {
             focus: snapshot.focus,
             devices: BTreeMap::new(),
             commands: snapshot.commands.into_iter().collect(),
+            alarms: snapshot.alarms.into_iter().map(|a| (a.id, a)).collect(),
         };
         for device in snapshot.devices {
             let id = device.summary.id.clone();
@@ -518,11 +529,26 @@ impl DashboardState {
                     .or_default()
                     .push_console(line);
             }
+            LiveEvent::Alarm(alarm) => {
+                if alarm.cleared_ms.is_some() {
+                    self.alarms.remove(&alarm.id);
+                } else {
+                    self.alarms.insert(alarm.id, alarm);
+                }
+            }
             LiveEvent::Removed { device_id } => {
                 self.devices.remove(&device_id);
+                self.alarms.retain(|_, a| a.device_id != device_id);
             }
             LiveEvent::Lagged { .. } | LiveEvent::Heartbeat => {}
         }
+    }
+
+    /// The alarms up for `device` (or for every device), oldest first.
+    pub fn alarms_for<'a>(&'a self, device: Option<&'a str>) -> impl Iterator<Item = &'a Alarm> {
+        self.alarms
+            .values()
+            .filter(move |a| device.is_none_or(|d| a.device_id == d))
     }
 
     pub fn online_count(&self) -> usize {

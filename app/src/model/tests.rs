@@ -72,6 +72,8 @@ fn readings_already_in_a_snapshot_are_not_applied_twice() {
         }],
         commands: vec![],
         viewer: None,
+        alarms: vec![],
+        rules: vec![],
     }
     .into();
     state.apply(LiveEvent::Reading(reading(5, "7", 5000, 1.0)));
@@ -392,4 +394,174 @@ fn an_automation_may_wait_for_one_device_but_not_for_all() {
         Ok(())
     );
     assert!(action(ActionTarget::All).validate().is_err());
+}
+
+#[test]
+fn the_rule_form_becomes_a_checked_rule() {
+    let form = RuleForm {
+        name: " kitchen too hot ".into(),
+        devices: "kitchen-*".into(),
+        kind: "above".into(),
+        field: "temp".into(),
+        threshold: "30".into(),
+        clear: "28".into(),
+        seconds: "60".into(),
+        on_raised: "FAN=1".into(),
+        ..RuleForm::default()
+    };
+    let rule = form.to_rule().unwrap();
+    assert_eq!(rule.name, "kitchen too hot");
+    assert_eq!(
+        rule.condition,
+        Condition::Above {
+            field: "temp".into(),
+            threshold: 30.0,
+            clear: Some(28.0),
+            hold_s: 60
+        }
+    );
+    assert_eq!(
+        rule.on_raised.as_ref().unwrap().target,
+        ActionTarget::AlarmDevice
+    );
+    assert_eq!(rule.on_raised.as_ref().unwrap().variable, "FAN");
+    assert_eq!(rule.on_cleared, None);
+    let offline = RuleForm {
+        name: "gone".into(),
+        kind: "offline".into(),
+        seconds: "300".into(),
+        ..RuleForm::default()
+    };
+    assert_eq!(
+        offline.to_rule().unwrap().devices,
+        "*",
+        "empty devices: all"
+    );
+    for (broken, why) in [
+        (
+            RuleForm {
+                threshold: "hot".into(),
+                ..form.clone()
+            },
+            "must be a number",
+        ),
+        (
+            RuleForm {
+                clear: "35".into(),
+                ..form.clone()
+            },
+            "clears at or below",
+        ),
+        (
+            RuleForm {
+                seconds: "-1".into(),
+                ..form.clone()
+            },
+            "whole seconds",
+        ),
+        (
+            RuleForm {
+                on_raised: "FAN".into(),
+                ..form.clone()
+            },
+            "VARIABLE=value",
+        ),
+        (
+            RuleForm {
+                webhook_url: "https://example.org/hook".into(),
+                ..form.clone()
+            },
+            "secret",
+        ),
+        (
+            RuleForm {
+                kind: "offline".into(),
+                seconds: "".into(),
+                ..form.clone()
+            },
+            "after 1 to",
+        ),
+        (
+            RuleForm {
+                name: "".into(),
+                ..form.clone()
+            },
+            "name",
+        ),
+    ] {
+        let err = broken.to_rule().unwrap_err();
+        assert!(err.contains(why), "{err:?} should say {why:?}");
+    }
+}
+
+#[test]
+fn a_rule_covers_devices_by_pattern_and_draws_its_threshold_on_its_field() {
+    let rule = AlarmRule {
+        id: 1,
+        name: "hot".into(),
+        devices: "kitchen-*".into(),
+        condition: Condition::Below {
+            field: "temp".into(),
+            threshold: 5.0,
+            clear: None,
+            hold_s: 0,
+        },
+        webhook_url: None,
+        ntfy_url: None,
+        email_to: None,
+        on_raised: None,
+        on_cleared: None,
+        created_ms: 0,
+    };
+    assert!(rule.covers("kitchen-1") && !rule.covers("garage"));
+    assert_eq!(rule.threshold_for("kitchen-1", "temp"), Some(5.0));
+    assert_eq!(rule.threshold_for("kitchen-1", "hum"), None);
+    assert_eq!(rule.threshold_for("garage", "temp"), None);
+    assert_eq!(rule.condition.describe(), "temp below 5");
+    assert_eq!(
+        Condition::Silent { after_s: 60 }.describe(),
+        "no reading for 60 s"
+    );
+}
+
+#[test]
+fn alarms_up_follow_the_live_events_until_they_clear() {
+    let alarm = Alarm {
+        id: 4,
+        rule_id: 1,
+        rule_name: "hot".into(),
+        device_id: "7".into(),
+        raised_ms: 1_000,
+        raised_value: Some(31.0),
+        acked_by: None,
+        acked_ms: None,
+        cleared_ms: None,
+        cleared_value: None,
+        webhook_delivery: None,
+        ntfy_delivery: None,
+        email_delivery: None,
+    };
+    let mut state = DashboardState::default();
+    state.apply(LiveEvent::Alarm(alarm.clone()));
+    assert_eq!(state.alarms_for(Some("7")).count(), 1);
+    assert_eq!(state.alarms_for(Some("8")).count(), 0);
+    state.apply(LiveEvent::Alarm(Alarm {
+        acked_by: Some("ann".into()),
+        acked_ms: Some(2_000),
+        ..alarm.clone()
+    }));
+    assert_eq!(state.alarms[&4].acked_by.as_deref(), Some("ann"));
+    state.apply(LiveEvent::Alarm(Alarm {
+        cleared_ms: Some(3_000),
+        ..alarm.clone()
+    }));
+    assert_eq!(state.alarms_for(None).count(), 0);
+    state.apply(LiveEvent::Alarm(alarm));
+    state.apply(LiveEvent::Removed {
+        device_id: "7".into(),
+    });
+    assert!(
+        state.alarms.is_empty(),
+        "a removed device's alarms go with it"
+    );
 }

@@ -1,9 +1,9 @@
 //! `/devices/<id>`: one chart per field (live or a history window), the console, the command
-//! form for this device, and what the device said about itself.
+//! form for this device, and what the device said about itself; its alarms up on top.
 
 use crate::components::{
-    first_paint, CommandForm, Console, DeviceCharts, DeviceControls, DeviceDetails, DeviceHeader,
-    RecentCommands, RemoveDevice, TopBar, WindowPicker,
+    first_paint, ActiveAlarms, CommandForm, Console, DeviceCharts, DeviceControls, DeviceDetails,
+    DeviceHeader, RecentCommands, RemoveDevice, TopBar, WindowPicker,
 };
 use crate::live::use_live;
 use crate::model::{Permission, TimeWindow};
@@ -19,6 +19,7 @@ pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
             let (command_id, remove_id, controls_id) = (id.clone(), id.clone(), id.clone());
             view! {
                 <DeviceHeader id=id.clone() window />
+                <ActiveAlarms device=id.clone() />
                 <div class="device-layout">
                     <div class="main-col">
                         <WindowPicker id=id.clone() window />

@@ -1,3 +1,4 @@
+pub mod alarms;
 pub mod device;
 pub mod login;
 pub mod overview;

@@ -1,6 +1,9 @@
-//! `/`: a card per device (sorted and filtered), the command form and recent commands.
+//! `/`: the alarms up, a card per device (sorted and filtered), the command form and recent
+//! commands.
 
-use crate::components::{first_paint, CommandForm, DeviceCard, RecentCommands, TopBar};
+use crate::components::{
+    first_paint, ActiveAlarms, CommandForm, DeviceCard, RecentCommands, TopBar,
+};
 use crate::live::use_live;
 use crate::model::{DeviceOrder, Permission};
 use leptos::either::Either;
@@ -28,6 +31,7 @@ pub fn OverviewPage() -> impl IntoView {
             {first_paint(
                 None,
                 move || view! {
+                <ActiveAlarms />
                 <section class="devices" aria-label="Devices">
                     <div class="toolbar">
                         <input

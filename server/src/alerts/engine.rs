@@ -144,6 +144,7 @@ impl Alerts {
             .await?
             .ok_or(AlertError::NoSuchAlarm(id))?;
         tracing::info!(alarm = id, user, "alarm acknowledged");
+        self.inner.registry.alarm_changed(alarm.clone());
         Ok(alarm)
     }
 
@@ -310,6 +311,40 @@ impl Engine {
         events
     }
 
+    /// Makes the alarms pages show (the registry's) those the store has up: restored after a
+    /// restart, gone when their rule was deleted.
+    async fn show_up(&self, up: &[Alarm], now: i64) {
+        let registry = &self.alerts.inner.registry;
+        let ids: HashSet<i64> = up.iter().map(|a| a.id).collect();
+        for gone in registry
+            .alarms_up()
+            .into_iter()
+            .filter(|a| !ids.contains(&a.id))
+        {
+            let cleared = match self.store().alarm(gone.id).await {
+                Ok(Some(alarm)) if alarm.cleared_ms.is_some() => alarm,
+                _ => Alarm {
+                    cleared_ms: Some(now),
+                    ..gone
+                },
+            };
+            registry.alarm_changed(cleared);
+        }
+        let shown: HashSet<i64> = registry.alarms_up().iter().map(|a| a.id).collect();
+        for alarm in up.iter().filter(|a| !shown.contains(&a.id)) {
+            registry.alarm_changed(alarm.clone());
+        }
+    }
+
+    /// Tells the pages about an alarm that was raised or cleared, as stored.
+    async fn show(&self, id: i64) {
+        match self.store().alarm(id).await {
+            Ok(Some(alarm)) => self.alerts.inner.registry.alarm_changed(alarm),
+            Ok(None) => {}
+            Err(err) => tracing::error!(%err, "reading an alarm to show failed"),
+        }
+    }
+
     /// Takes the rules from the store, keeping the watches of rules that stay, and the alarms
     /// that are up (so a restart does not raise them again).
     async fn load_rules(&mut self, now: i64) -> Result<(), StorageError> {
@@ -335,6 +370,7 @@ impl Engine {
         for device in devices {
             self.ensure_watches(&device, now);
         }
+        self.show_up(&up, now).await;
         self.up = up
             .into_iter()
             .map(|a| ((a.rule_id, a.device_id), (a.id, a.raised_ms)))
@@ -491,6 +527,7 @@ impl Engine {
                     ("cleared", id)
                 }
             };
+            self.show(alarm_id).await;
             self.notify(&stored, event, alarm_id).await;
             let action = match event {
                 "raised" => &stored.rule.on_raised,

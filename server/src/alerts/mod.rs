@@ -11,3 +11,19 @@ pub mod watch;
 
 pub use engine::{AlertError, Alerts};
 pub use notify::{Mailer, SmtpArgs};
+
+impl From<AlertError> for app::error::AppError {
+    fn from(err: AlertError) -> Self {
+        use app::error::AppError;
+        match err {
+            AlertError::Invalid(why) => AppError::BadRequest(why),
+            AlertError::NoSuchRule(_)
+            | AlertError::NoSuchAlarm(_)
+            | AlertError::NoSuchSchedule(_) => AppError::NotFound(err.to_string()),
+            AlertError::Storage(err) => {
+                tracing::error!(%err, "an alarm operation failed");
+                AppError::Unavailable
+            }
+        }
+    }
+}

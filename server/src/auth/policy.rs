@@ -32,13 +32,18 @@ pub fn needed(method: &Method, path: &str) -> Permission {
 
 /// The dashboard's server functions, by path. One missing here needs an admin.
 fn server_function(path: &str) -> Option<Permission> {
-    let table: [(&str, Permission); 13] = [
+    let table: [(&str, Permission); 18] = [
         (api::LoadDashboard::PATH, Permission::View),
         (api::LiveUpdates::PATH, Permission::View),
         (api::DeviceHistory::PATH, Permission::View),
         (api::DeviceSeries::PATH, Permission::View),
         (api::SendCommand::PATH, Permission::Control),
         (api::SendConsoleLine::PATH, Permission::Control),
+        (api::ListAlarmRules::PATH, Permission::View),
+        (api::ListAlarms::PATH, Permission::View),
+        (api::AcknowledgeAlarm::PATH, Permission::Control),
+        (api::CreateAlarmRule::PATH, Permission::Administer),
+        (api::DeleteAlarmRule::PATH, Permission::Administer),
         (api::ListDeviceTokens::PATH, Permission::Administer),
         (api::CreateDeviceToken::PATH, Permission::Administer),
         (api::RevokeDeviceToken::PATH, Permission::Administer),

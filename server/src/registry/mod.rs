@@ -6,8 +6,10 @@
 //! channel: a subscriber that falls behind loses events (and is told so), but never slows
 //! ingest or other subscribers.
 //!
-//! Commands to devices are numbered and tracked in `commands.rs`.
+//! Commands to devices are numbered and tracked in `commands.rs`; the alarms that are up are
+//! held in `alarms.rs` for snapshots.
 
+mod alarms;
 mod commands;
 mod mailbox;
 mod replay;
@@ -91,6 +93,9 @@ struct State {
     next_command: u64,
     /// Tracked commands in `seq` order (so lookups are binary searches).
     commands: VecDeque<Tracked>,
+    /// The alarms up, by id: the alarm engine tells ([`Registry::alarm_changed`]), snapshots
+    /// carry them.
+    alarms: std::collections::BTreeMap<i64, app::model::Alarm>,
 }
 
 struct Entry {
@@ -551,6 +556,9 @@ fn snapshot_of(state: &State, focus: Option<&str>) -> DashboardSnapshot {
         devices,
         commands,
         viewer: None,
+        // All of them, whatever the focus: every page shows how many are up.
+        alarms: state.alarms.values().cloned().collect(),
+        rules: Vec::new(),
     }
 }
 

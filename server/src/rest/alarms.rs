@@ -5,7 +5,6 @@ use crate::alerts::AlertError;
 use crate::state::AppState;
 use crate::storage::AlarmFilter;
 use app::api::ssr::SignedIn;
-use app::error::AppError;
 use app::model::{Alarm, AlarmRule, AutomationRun, NewRule, NewSchedule, Schedule};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -15,16 +14,7 @@ use utoipa::IntoParams;
 
 impl From<AlertError> for ApiError {
     fn from(err: AlertError) -> Self {
-        ApiError(match err {
-            AlertError::Invalid(why) => AppError::BadRequest(why),
-            AlertError::NoSuchRule(_)
-            | AlertError::NoSuchAlarm(_)
-            | AlertError::NoSuchSchedule(_) => AppError::NotFound(err.to_string()),
-            AlertError::Storage(err) => {
-                tracing::error!(%err, "an alarm operation failed");
-                AppError::Unavailable
-            }
-        })
+        ApiError(err.into())
     }
 }
 

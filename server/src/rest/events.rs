@@ -166,6 +166,7 @@ impl Follow {
             }
             LiveEvent::Reading(r) => *r.device_id == **focus,
             LiveEvent::Command(c) => &c.device_id == focus,
+            LiveEvent::Alarm(a) => &a.device_id == focus,
             LiveEvent::Snapshot(_) | LiveEvent::Lagged { .. } | LiveEvent::Heartbeat => true,
         }
     }
@@ -181,6 +182,7 @@ fn sse_event(run: u64, id: u64, event: &LiveEvent) -> Option<Event> {
         ),
         LiveEvent::Reading(reading) => ("reading", serde_json::to_string(reading)),
         LiveEvent::Command(command) => ("command", serde_json::to_string(command)),
+        LiveEvent::Alarm(alarm) => ("alarm", serde_json::to_string(alarm)),
         LiveEvent::Console { device_id, line } => (
             "console",
             serde_json::to_string(&serde_json::json!({ "device_id": device_id, "line": line })),

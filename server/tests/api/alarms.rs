@@ -241,8 +241,17 @@ async fn a_threshold_alarm_is_sent_signed_acknowledged_cleared_and_not_raised_tw
         "no second raise after the restart"
     );
     assert_eq!(alarms(&app, "?active=true").await.len(), 1);
+    assert_eq!(
+        app.dashboard().await.alarms.len(),
+        1,
+        "the dashboard shows the alarm kept up across the restart"
+    );
     device.send("kitchen-1,8,20").await;
     assert_eq!(next_hook(&mut hooks).await.0, "cleared");
+    eventually("the dashboard shows it cleared", || async {
+        app.dashboard().await.alarms.is_empty().then_some(())
+    })
+    .await;
     app.stop().await;
 }
 
@@ -533,5 +542,109 @@ async fn a_schedule_sends_its_command_at_its_times_until_it_is_deleted() {
         device.silent_for(Duration::from_millis(2500)).await,
         "nothing after deleting it"
     );
+    app.stop().await;
+}
+
+/// What the dashboard does with alarms, through its server functions and live stream: an admin
+/// makes a rule (the page gets it for threshold lines), a device crosses it, the alarm arrives
+/// live, an operator acknowledges it, a viewer may not, and deleting the rule clears it.
+#[tokio::test]
+async fn the_dashboard_makes_rules_and_sees_alarms_live_and_acknowledges_them() {
+    use app::api::{
+        AcknowledgeAlarm, CreateAlarmRule, DeleteAlarmRule, ListAlarmRules, ListAlarms,
+    };
+    use app::model::{AlarmRule, LiveEvent};
+    use leptos::server_fn::ServerFn;
+    let app = TestApp::spawn().await;
+    let mut device = app.device("?id=kitchen-1").await;
+    device.send("kitchen-1,1,20").await;
+    let mut live = app.live().await;
+    let rule: AlarmRule = app
+        .call_json::<CreateAlarmRule, _>(&json!({"rule": {
+            "name": "<b>too hot</b>",
+            "devices": "kitchen-*",
+            "condition": {"kind": "above", "field": "temp", "threshold": 30.0}
+        }}))
+        .await
+        .unwrap();
+    let rules: Vec<AlarmRule> = app.call::<ListAlarmRules, _>(&[]).await.unwrap();
+    assert_eq!(rules, [rule.clone()]);
+    assert_eq!(
+        app.dashboard().await.rules,
+        [rule.clone()],
+        "for threshold lines"
+    );
+    let refused = app
+        .call_json::<CreateAlarmRule, AlarmRule>(&json!({"rule": {
+            "name": "bad", "devices": "*",
+            "condition": {"kind": "above", "field": "temp", "threshold": 30.0, "clear": 35.0}
+        }}))
+        .await;
+    assert!(
+        matches!(&refused, Err((400, why)) if why.contains("clears at or below")),
+        "{refused:?}"
+    );
+
+    device.send("kitchen-1,2,31").await;
+    let raised = live
+        .find(|e| match e {
+            LiveEvent::Alarm(a) => Some(a),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (raised.device_id.as_str(), raised.raised_value),
+        ("kitchen-1", Some(31.0))
+    );
+    assert_eq!(app.dashboard().await.alarms, [raised.clone()]);
+
+    let id = raised.id.to_string();
+    let viewer = app.user_client("vic", "viewer").await;
+    let as_viewer = viewer
+        .post(app.url(AcknowledgeAlarm::PATH))
+        .form(&[("id", id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_viewer.status(), 403);
+    let as_viewer = viewer
+        .post(app.url(ListAlarms::PATH))
+        .form(&[("active_only", "true")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_viewer.status(), 200, "viewers see the alarms");
+    let acked: Alarm = app
+        .call::<AcknowledgeAlarm, _>(&[("id", &id)])
+        .await
+        .unwrap();
+    assert_eq!(acked.acked_by.as_deref(), Some("admin"));
+    let seen = live
+        .find(|e| match e {
+            LiveEvent::Alarm(a) if a.acked_by.is_some() => Some(a),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen.id, raised.id);
+    let history: Vec<Alarm> = app
+        .call::<ListAlarms, _>(&[("active_only", "false"), ("device", "kitchen-1")])
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+
+    // Deleting the rule clears its alarm, live too.
+    let () = app
+        .call::<DeleteAlarmRule, _>(&[("id", &rule.id.to_string())])
+        .await
+        .unwrap();
+    let cleared = live
+        .find(|e| match e {
+            LiveEvent::Alarm(a) if a.cleared_ms.is_some() => Some(a),
+            _ => None,
+        })
+        .await;
+    assert_eq!(cleared.id, raised.id);
+    assert!(app.dashboard().await.alarms.is_empty());
+    assert!(app.dashboard().await.rules.is_empty());
     app.stop().await;
 }
