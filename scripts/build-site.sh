@@ -16,7 +16,10 @@ cargo_target="${CARGO_TARGET_DIR:-target}"
 # The release wasm, gzip -9, at most (KiB). Today's size plus a little: issue #20 aims at 300.
 # Raised from 372 for roles (what a role cannot use is hidden) and the API tokens section
 # (+21 KiB), then for switches and sliders (+15 KiB): each reactive binding costs ~0.5 KiB.
-budget_kib=${WASM_BUDGET_KIB:-412}
+# Raised from 412 for alarms in the dashboard (+77 KiB: the Alarms page with its rule form and
+# history 40 KiB, measured by building without it; alarms on the other pages, their snapshot
+# fields and live event, threshold lines and the command form's queue choice 37 KiB).
+budget_kib=${WASM_BUDGET_KIB:-492}
 
 cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --release
 rm -rf "$site"

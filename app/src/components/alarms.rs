@@ -73,7 +73,12 @@ pub fn ActiveAlarms(#[prop(optional, into)] device: Option<String>) -> impl Into
         <Show when=move || alarms.with(|a| !a.is_empty())>
             <section class="alarms-up" aria-label="Alarms up" role="alert">
                 <h2>
-                    <a href=ALARMS_PAGE>{move || alarms.with(Vec::len)} " alarms up"</a>
+                    <a href=ALARMS_PAGE>
+                        {move || match alarms.with(Vec::len) {
+                            1 => "1 alarm up".to_string(),
+                            n => format!("{n} alarms up"),
+                        }}
+                    </a>
                 </h2>
                 <ul>
                     // Keyed by what changes: an acknowledgement redraws the row.

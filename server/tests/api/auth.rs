@@ -58,6 +58,18 @@ pub fn server_fn_calls() -> BTreeMap<&'static str, (&'static str, String)> {
             (form, "label=walk&scope=viewer".into()),
         ),
         (app::api::RevokeApiToken::PATH, (form, "id=1".into())),
+        (app::api::ListAlarmRules::PATH, (form, String::new())),
+        (
+            app::api::CreateAlarmRule::PATH,
+            (
+                json,
+                r#"{"rule":{"name":"walk","devices":"*","condition":{"kind":"offline","after_s":60}}}"#
+                    .into(),
+            ),
+        ),
+        (app::api::DeleteAlarmRule::PATH, (form, "id=999".into())),
+        (app::api::ListAlarms::PATH, (form, "active_only=true".into())),
+        (app::api::AcknowledgeAlarm::PATH, (form, "id=999".into())),
     ])
 }
 
@@ -103,6 +115,7 @@ async fn every_route_and_server_function_needs_a_session() {
         "/",
         "/devices/7?window=1h",
         "/tokens",
+        "/alarms",
         "/export/7.csv?day=2026-11-22",
         "/metrics",
         "/nowhere",

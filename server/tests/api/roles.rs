@@ -17,8 +17,14 @@ fn needs(path: &str) -> Role {
         LiveUpdates::PATH,
         DeviceHistory::PATH,
         DeviceSeries::PATH,
+        ListAlarmRules::PATH,
+        ListAlarms::PATH,
     ];
-    let operator = [SendCommand::PATH, SendConsoleLine::PATH];
+    let operator = [
+        SendCommand::PATH,
+        SendConsoleLine::PATH,
+        AcknowledgeAlarm::PATH,
+    ];
     if viewer.contains(&path) {
         Role::Viewer
     } else if operator.contains(&path) {
@@ -78,6 +84,7 @@ async fn each_role_reaches_exactly_what_it_may() {
         ("/devices/7?window=1h", Role::Viewer),
         ("/export/7.csv?day=2026-11-22", Role::Viewer),
         ("/metrics", Role::Viewer),
+        ("/alarms", Role::Viewer),
         ("/tokens", Role::Admin),
     ];
     for (page, needed) in pages {
