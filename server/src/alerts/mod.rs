@@ -2,8 +2,9 @@
 //! stored ([`crate::storage`]); [`engine`] follows the registry's events and feeds each rule
 //! and device its [`watch::Watch`] (a pure state machine, tested with made-up times); a raised
 //! or cleared alarm is stored and sent to the rule's webhook by [`notify`], signed, retried,
-//! off the ingest path.
+//! off the ingest path; `automations` sends the commands rules and schedules ask for.
 
+mod automations;
 pub mod engine;
 pub mod notify;
 pub mod schedules;
