@@ -63,6 +63,13 @@ pub enum DeviceMessage {
         device_id: Option<DeviceId>,
         registration: Registration,
     },
+    /// `sync=<n>`: the device asks to be told (`stored=<n>`, see [`format_stored`]) once every
+    /// reading it sent before is in the database, so it may forget them.
+    Sync {
+        device_id: Option<DeviceId>,
+        n: u64,
+        dialect: Dialect,
+    },
 }
 
 impl DeviceMessage {
@@ -70,9 +77,9 @@ impl DeviceMessage {
     pub fn device_id(&self) -> Option<&DeviceId> {
         match self {
             DeviceMessage::Reading(r) => r.device_id.as_ref(),
-            DeviceMessage::Ack { device_id, .. } | DeviceMessage::Register { device_id, .. } => {
-                device_id.as_ref()
-            }
+            DeviceMessage::Ack { device_id, .. }
+            | DeviceMessage::Register { device_id, .. }
+            | DeviceMessage::Sync { device_id, .. } => device_id.as_ref(),
         }
     }
 }
@@ -139,6 +146,8 @@ pub enum ProtocolError {
     JsonNotAnObject,
     #[error("ack must be a command sequence number, got {0}")]
     BadAck(String),
+    #[error("sync must be a whole number, got {0}")]
+    BadSync(String),
     #[error("\"ts\" must be milliseconds since the epoch")]
     BadTimestamp,
     #[error("invalid registration: {0}")]
@@ -206,6 +215,7 @@ pub fn csv_names(named: &[Name], count: usize) -> Vec<Name> {
 fn parse_key_value(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolError> {
     let mut device_id = None;
     let mut ack = None;
+    let mut sync = None;
     let mut values: Vec<FieldValue> = Vec::new();
     for pair in line.split(',') {
         let (key, value) = pair
@@ -220,6 +230,12 @@ fn parse_key_value(line: &str, rules: &ParseRules) -> Result<DeviceMessage, Prot
                 .parse()
                 .map_err(|_| ProtocolError::BadAck(quote(value)))?;
             ack = Some(seq);
+        } else if key.eq_ignore_ascii_case("sync") {
+            let n = value
+                .trim()
+                .parse()
+                .map_err(|_| ProtocolError::BadSync(quote(value)))?;
+            sync = Some(n);
         } else {
             let field = validate_name(key, NameKind::Field)?;
             push_value(&mut values, field, parse_number(field, value)?, rules)?;
@@ -229,6 +245,13 @@ fn parse_key_value(line: &str, rules: &ParseRules) -> Result<DeviceMessage, Prot
         return Ok(DeviceMessage::Ack {
             device_id,
             seq,
+            dialect: Dialect::KeyValue,
+        });
+    }
+    if let Some(n) = sync {
+        return Ok(DeviceMessage::Sync {
+            device_id,
+            n,
             dialect: Dialect::KeyValue,
         });
     }
@@ -270,6 +293,16 @@ fn parse_json(line: &str, rules: &ParseRules) -> Result<DeviceMessage, ProtocolE
         return Ok(DeviceMessage::Ack {
             device_id,
             seq,
+            dialect: Dialect::Json,
+        });
+    }
+    if let Some(sync) = object.shift_remove("sync") {
+        let n = sync
+            .as_u64()
+            .ok_or_else(|| ProtocolError::BadSync(quote(&sync.to_string())))?;
+        return Ok(DeviceMessage::Sync {
+            device_id,
+            n,
             dialect: Dialect::Json,
         });
     }
@@ -378,6 +411,15 @@ fn parse_registration(
 /// The line that carries command `seq` to a device speaking `dialect`:
 /// `LED=1,seq=12,dur=500` for CSV and key=value devices, `{"cmd":"LED","value":1,"seq":12,"dur":500}`
 /// for JSON devices. Whole numbers are written without a decimal point.
+/// The answer to `sync=<n>`: every reading sent before it is stored.
+pub fn format_stored(dialect: Dialect, n: u64) -> String {
+    match dialect {
+        Dialect::Csv | Dialect::KeyValue => format!("stored={n}"),
+        Dialect::Json => format!(r#"{{"stored":{n}}}"#),
+        Dialect::Framed => format!("|START|STORED={n}|END|"),
+    }
+}
+
 pub fn format_command(
     dialect: Dialect,
     seq: u64,
@@ -613,6 +655,35 @@ mod tests {
                 "{line:?}: {err:?} should contain {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn syncs_in_both_dialects_and_their_answers() {
+        assert_eq!(
+            parse_line("sync=3", &rules()),
+            Ok(DeviceMessage::Sync {
+                device_id: None,
+                n: 3,
+                dialect: Dialect::KeyValue
+            })
+        );
+        let msg = parse_line(r#"{"id":"7","sync":4}"#, &rules()).unwrap();
+        assert!(matches!(
+            msg,
+            DeviceMessage::Sync {
+                n: 4,
+                dialect: Dialect::Json,
+                ..
+            }
+        ));
+        assert_eq!(msg.device_id().map(DeviceId::as_str), Some("7"));
+        assert!(matches!(
+            parse_line("sync=-1", &rules()),
+            Err(ProtocolError::BadSync(_))
+        ));
+        assert_eq!(format_stored(Dialect::Csv, 3), "stored=3");
+        assert_eq!(format_stored(Dialect::Json, 3), r#"{"stored":3}"#);
+        assert_eq!(format_stored(Dialect::Framed, 3), "|START|STORED=3|END|");
     }
 
     #[test]

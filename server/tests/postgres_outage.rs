@@ -35,6 +35,28 @@ async fn stored(http: &reqwest::Client, base: &str) -> usize {
     res.json::<Vec<app::model::Reading>>().await.unwrap().len()
 }
 
+/// The next text message from the hub (pings are answered by tungstenite).
+async fn next_text<S>(device: &mut S) -> String
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), device.next())
+            .await
+            .expect("an answer in time")
+            .expect("the connection stays open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return text.to_string();
+        }
+    }
+}
+
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..300 {
         if check().await {
@@ -108,12 +130,21 @@ async fn readings_received_while_postgres_is_down_are_written_when_it_returns() 
             .as_u16()
     };
     assert_eq!(health().await, 503);
+    // A device asking whether its readings are safe is told they are not, yet.
+    device.send("sync=30".into()).await.unwrap();
+    let answer = next_text(&mut device).await;
+    assert!(
+        answer.starts_with("error: sync=30: not everything is stored yet"),
+        "{answer}"
+    );
     pg_ctl("start");
 
     wait_for("all 30 stored after PostgreSQL returned", async || {
         stored(&http, &base).await == 30
     })
     .await;
+    device.send("sync=30".into()).await.unwrap();
+    assert_eq!(next_text(&mut device).await, "stored=30");
     wait_for("healthy again", async || health().await == 200).await;
     let _ = device.close(None).await;
     while device.next().await.is_some() {}

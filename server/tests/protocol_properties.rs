@@ -534,7 +534,7 @@ fn check_message(msg: &DeviceMessage, rules: &ParseRules) -> Result<(), TestCase
                 }
             }
         }
-        DeviceMessage::Ack { .. } => {}
+        DeviceMessage::Ack { .. } | DeviceMessage::Sync { .. } => {}
     }
     Ok(())
 }
@@ -547,7 +547,7 @@ fn check_unique_fields(msg: &DeviceMessage) -> Result<(), TestCaseError> {
             .iter()
             .map(|f| f.name.as_str())
             .collect(),
-        DeviceMessage::Ack { .. } => return Ok(()),
+        DeviceMessage::Ack { .. } | DeviceMessage::Sync { .. } => return Ok(()),
     };
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     prop_assert_eq!(

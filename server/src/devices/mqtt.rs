@@ -479,7 +479,7 @@ impl Wire for BridgedDevice {
     }
 
     /// Every line of the message, then one flush. Refusals are published to the errors
-    /// topic; there is no connection to close, so persistent errors end nothing.
+    /// topic, answers to the commands topic; there is no connection to close, so persistent errors end nothing.
     async fn handle(
         &mut self,
         payload: Self::Input,
@@ -499,14 +499,17 @@ impl Wire for BridgedDevice {
             }
         }
         for answer in answers {
-            if let Handled::Refused { message, .. } = answer {
-                let payload = format!("error: {message}");
-                if let Err(err) =
-                    self.client
-                        .try_publish(&self.errors, QoS::AtMostOnce, false, payload)
-                {
-                    tracing::debug!(%err, "MQTT error message not published");
-                }
+            // Answers (`stored=<n>`) go where commands go: the topic the device listens on.
+            let (topic, payload) = match answer {
+                Handled::Accepted => continue,
+                Handled::Reply(line) => (&self.commands, line),
+                Handled::Refused { message, .. } => (&self.errors, format!("error: {message}")),
+            };
+            if let Err(err) = self
+                .client
+                .try_publish(topic, QoS::AtMostOnce, false, payload)
+            {
+                tracing::debug!(%err, "MQTT answer not published");
             }
         }
         None

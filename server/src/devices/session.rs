@@ -26,6 +26,8 @@ pub const ERROR_WINDOW: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
     Accepted,
+    /// Accepted, and the device is to be told `line` (already in its dialect).
+    Reply(String),
     /// Refused: tell the device `message`; if `give_up`, errors persist and the connection
     /// should close.
     Refused {
@@ -234,6 +236,18 @@ impl DeviceSession {
                 if let Err(err) = registry.acknowledge(attachment, seq) {
                     return self.refuse(&err.to_string());
                 }
+            }
+            DeviceMessage::Sync { n, dialect, .. } => {
+                self.flush().await;
+                // Boxed like the registration's write below: rare, and not to be part of every
+                // idle connection's task.
+                if !Box::pin(self.context.store.stored()).await {
+                    return self.refuse(&format!(
+                        "sync={n}: not everything is stored yet; send it again later"
+                    ));
+                }
+                let dialect = self.dialect_override.unwrap_or(dialect);
+                return Handled::Reply(crate::protocol::format_stored(dialect, n));
             }
             DeviceMessage::Register { registration, .. } => {
                 self.flush().await;

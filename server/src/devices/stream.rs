@@ -360,6 +360,9 @@ impl<R: AsyncRead + Unpin> StreamWire<R> {
         };
         match handled {
             Handled::Accepted => None,
+            Handled::Reply(line) => {
+                (!self.writer.raw(&line).await).then(|| Ending::Ended("send failed".into()))
+            }
             Handled::Refused { message, give_up } => {
                 if !self.writer.error(&message).await {
                     return Some(Ending::Ended("send failed".into()));

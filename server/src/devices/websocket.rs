@@ -307,8 +307,13 @@ impl Socket {
 
     /// Tells the device what was wrong with its input; ends the connection when errors persist.
     async fn answer(&mut self, handled: Handled) -> Option<Ending> {
-        let Handled::Refused { message, give_up } = handled else {
-            return None;
+        let (message, give_up) = match handled {
+            Handled::Accepted => return None,
+            Handled::Reply(line) => {
+                self.send(&line).await;
+                return None;
+            }
+            Handled::Refused { message, give_up } => (message, give_up),
         };
         self.send(&format!("error: {message}")).await;
         if !give_up {

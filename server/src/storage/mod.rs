@@ -220,10 +220,17 @@ impl Store {
 
     /// Writes everything queued so far (a failed write stays queued for the next attempt).
     pub async fn flush(&self) {
+        self.stored().await;
+    }
+
+    /// Writes what is queued now; true if every reading appended before this call is in the
+    /// database (false while the database refuses them, or once the store is closed).
+    pub async fn stored(&self) -> bool {
         let (done, flushed) = oneshot::channel();
-        if self.queue.send(WriterMsg::Flush(done)).await.is_ok() {
-            let _ = flushed.await;
+        if self.queue.send(WriterMsg::Flush(done)).await.is_err() {
+            return false;
         }
+        flushed.await.unwrap_or(false)
     }
 
     /// Writes everything queued so far and stops the writer. Later appends fail with `Closed`.

@@ -57,8 +57,9 @@ impl Writer {
 
 pub(super) enum WriterMsg {
     Readings(Vec<Arc<Reading>>),
-    /// Write what is queued now, then answer.
-    Flush(oneshot::Sender<()>),
+    /// Write what is queued now, then answer whether all of it is in the database (a failed
+    /// batch stays queued for the next attempt).
+    Flush(oneshot::Sender<bool>),
     Close(oneshot::Sender<()>),
 }
 
@@ -120,7 +121,7 @@ pub(super) async fn run(
                 }
                 Some(WriterMsg::Flush(done)) => {
                     pipeline.write_all().await;
-                    let _ = done.send(());
+                    let _ = done.send(pipeline.waiting.is_empty());
                 }
                 Some(WriterMsg::Close(done)) => {
                     rx.close();

@@ -258,3 +258,47 @@ async fn tokenless_tcp_devices_name_themselves_when_allowed() {
     assert!(device.line().await.contains("UTF-8"));
     app.stop().await;
 }
+
+/// `sync=<n>` is answered with `stored=<n>` only once everything sent before it is in the
+/// database: read back at once, without waiting, every reading is there. In each dialect and
+/// framing; a bad number is an error.
+#[tokio::test]
+async fn a_device_learns_when_its_readings_are_stored() {
+    let (app, addr) = tcp_app(|_| {}).await;
+    let secret = app.create_token("7", "").await.secret;
+    let mut device = TcpDevice::connect(addr).await;
+    let mut lines = format!("token={secret}\n");
+    for i in 1..=50 {
+        lines.push_str(&format!("id=7,counter={i},temp=20\n"));
+    }
+    lines.push_str("sync=50\n");
+    device.send(&lines).await;
+    assert_eq!(device.line().await, "stored=50");
+    assert_eq!(app.history("7", 100).await.len(), 50, "stored means stored");
+    device.send("{\"temp\":21}\n{\"sync\":51}\n").await;
+    assert_eq!(device.line().await, r#"{"stored":51}"#);
+    assert_eq!(app.history("7", 100).await.len(), 51);
+    device.send("sync=soon\n").await;
+    assert!(device
+        .line()
+        .await
+        .starts_with("error: sync must be a whole number"));
+
+    let secret = app.create_token("8", "").await.secret;
+    let mut framed = TcpDevice::connect(addr).await;
+    framed
+        .send(&format!(
+            "|START|TOKEN={secret}|END||START|TEMP=1|END||START|TEMP=2|END||START|SYNC=9|END|"
+        ))
+        .await;
+    assert_eq!(framed.frame().await, "|START|STORED=9|END|");
+    assert_eq!(app.history("8", 10).await.len(), 2);
+
+    // Over a WebSocket too.
+    let secret = app.create_token("9", "").await.secret;
+    let mut ws = app.device(&format!("?token={secret}")).await;
+    ws.send("9,1,20\n9,2,21\nsync=2").await;
+    assert_eq!(ws.recv_text().await, "stored=2");
+    assert_eq!(app.history("9", 10).await.len(), 2);
+    app.stop().await;
+}
