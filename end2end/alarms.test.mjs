@@ -26,13 +26,21 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     await page.fill('.rule-form input[name="threshold"]', 'warm');
     await page.click('.rule-form button[type="submit"]');
     await page.waitForSelector('.rules .form-error:has-text("must be a number")');
-    await page.fill('.rule-form input[name="threshold"]', '30');
-    await page.fill('.rule-form input[name="clear"]', '28');
+    await page.fill('.rule-form input[name="threshold"]', '50');
     await page.click('.rule-form button[type="submit"]');
     const ruleRow = page.locator('.rule-list li', { hasText: name });
     await ruleRow.waitFor();
     assert.equal(await page.locator('.rule-list i').count(), 0, 'the name is text, not markup');
-    assert.match(await ruleRow.innerText(), /temp above 30 \(clears at 28\)/);
+    assert.match(await ruleRow.innerText(), /temp above 50/);
+
+    // Edited: the form takes the rule, and saving changes it in place.
+    await ruleRow.locator('button.edit').click();
+    assert.equal(await page.inputValue('.rule-form input[name="threshold"]'), '50');
+    await page.fill('.rule-form input[name="threshold"]', '30');
+    await page.fill('.rule-form input[name="clear"]', '28');
+    await page.click('.rule-form button[type="submit"]:has-text("Save rule")');
+    await page.waitForSelector('.rule-list li:has-text("temp above 30 (clears at 28)")');
+    assert.equal(await page.locator('.rule-list li', { hasText: name }).count(), 1, 'changed, not added');
 
     // Over the threshold: the overview shows the alarm live and the card in red.
     await page.goto(`${env.server.baseUrl}/`);

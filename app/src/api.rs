@@ -123,6 +123,13 @@ pub async fn create_alarm_rule(rule: NewRule) -> Result<AlarmRule, AppError> {
     ssr::respond(result.await)
 }
 
+/// Changes alarm rule `id`; an empty webhook secret keeps the stored one.
+#[server(input = Json)]
+pub async fn update_alarm_rule(id: i64, rule: NewRule) -> Result<AlarmRule, AppError> {
+    let result = async { ssr::hub()?.update_alarm_rule(id, rule).await };
+    ssr::respond(result.await)
+}
+
 /// Deletes an alarm rule; its alarms that are up clear and stay in the history.
 #[server]
 pub async fn delete_alarm_rule(id: i64) -> Result<(), AppError> {
@@ -301,6 +308,7 @@ pub mod ssr {
         ) -> Result<DeviceSummary, AppError>;
         async fn alarm_rules(&self) -> Result<Vec<AlarmRule>, AppError>;
         async fn create_alarm_rule(&self, rule: NewRule) -> Result<AlarmRule, AppError>;
+        async fn update_alarm_rule(&self, id: i64, rule: NewRule) -> Result<AlarmRule, AppError>;
         async fn delete_alarm_rule(&self, id: i64) -> Result<(), AppError>;
         /// Alarms newest first (see [`super::list_alarms`]).
         async fn alarms(

@@ -250,6 +250,11 @@ pub struct ServeArgs {
     /// scripts that start the hub on port 0. Written whole or not at all.
     #[arg(long, env = "IOTHUB_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+
+    /// Alarm rules from the config file's `[[alarm_rule]]` tables (no flag: a rule is too
+    /// big for one), created or brought up to date at start (see `Alerts::apply_config_rules`).
+    #[arg(skip)]
+    pub alarm_rules: Vec<app::model::NewRule>,
 }
 
 /// The dashboard's HTTP listener and what it accepts.

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 pub const CONFIG_ENV: &str = "IOTHUB_CONFIG";
 
+/// The key of the file's alarm rules, `[[alarm_rule]]`: tables, not a setting of a flag.
+pub const ALARM_RULES_KEY: &str = "alarm_rule";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     #[error("cannot read the config file {path}: {source}")]
@@ -49,6 +52,58 @@ pub fn path_from(args: &[String]) -> Option<PathBuf> {
     std::env::var_os(CONFIG_ENV).map(PathBuf::from)
 }
 
+/// The file's `[[alarm_rule]]` tables as rules, each checked as the dashboard checks one:
+///
+/// ```toml
+/// [[alarm_rule]]
+/// name = "kitchen too hot"
+/// devices = "kitchen-*"
+/// condition = { kind = "above", field = "temp", threshold = 30.0, clear = 28.0, hold_s = 60 }
+/// ntfy_url = "https://ntfy.sh/my-hub-alarms"
+/// ```
+pub fn alarm_rules(path: &Path) -> Result<Vec<app::model::NewRule>, ConfigFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigFileError::Syntax {
+                path: path.to_path_buf(),
+                message: e.message().to_string(),
+            })?;
+    let Some(value) = table.remove(ALARM_RULES_KEY) else {
+        return Ok(Vec::new());
+    };
+    let bad = |key: String, message: String| ConfigFileError::BadValue {
+        path: path.to_path_buf(),
+        key,
+        message,
+    };
+    let toml::Value::Array(items) = value else {
+        return Err(bad(
+            ALARM_RULES_KEY.into(),
+            "alarm rules are [[alarm_rule]] tables".into(),
+        ));
+    };
+    let mut rules: Vec<app::model::NewRule> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let key = format!("{ALARM_RULES_KEY}[{i}]");
+        let rule: app::model::NewRule = item
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(key.clone(), e.message().to_string()))?;
+        rule.validate().map_err(|why| bad(key.clone(), why))?;
+        if rules.iter().any(|r| r.name.trim() == rule.name.trim()) {
+            return Err(bad(
+                key,
+                format!("a second rule named {:?}", rule.name.trim()),
+            ));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
 /// The environment variables the file sets (those not set already), after checking every key
 /// and value against the flags they stand for.
 pub fn settings(
@@ -77,6 +132,9 @@ pub fn settings(
         .collect();
     let mut out = Vec::new();
     for (key, value) in table {
+        if key == ALARM_RULES_KEY {
+            continue;
+        }
         let long = key.replace('_', "-");
         let Some((_, env, takes_value)) = flags.iter().find(|(l, _, _)| *l == long) else {
             return Err(ConfigFileError::UnknownKey {

@@ -106,6 +106,10 @@ impl Hub for AppState {
         Ok(self.alerts.create_rule(rule).await?)
     }
 
+    async fn update_alarm_rule(&self, id: i64, rule: NewRule) -> Result<AlarmRule, AppError> {
+        Ok(self.alerts.update_rule(id, rule).await?)
+    }
+
     async fn delete_alarm_rule(&self, id: i64) -> Result<(), AppError> {
         Ok(self.alerts.delete_rule(id).await?)
     }

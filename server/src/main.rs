@@ -20,7 +20,15 @@ fn main() -> anyhow::Result<()> {
             std::env::set_var(name, value);
         }
     }
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Alarm rules are tables, not flags: taken from the file here, for `serve`.
+    if let Some(path) = config_file::path_from(&args) {
+        let rules = config_file::alarm_rules(&path)?;
+        if let Some(Command::Serve(serve)) = cli.command.as_mut() {
+            serve.alarm_rules = rules.clone();
+        }
+        cli.serve.alarm_rules = rules;
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

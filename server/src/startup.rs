@@ -48,6 +48,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("the config file's alarm rules: {0}")]
+    AlarmRules(crate::alerts::AlertError),
     #[error("--admin-password-file {path}: {source}")]
     PasswordFile {
         path: PathBuf,
@@ -202,6 +204,18 @@ impl Application {
         });
         let mailer = crate::alerts::Mailer::from_args(&config.smtp)?;
         let alerts = Alerts::new(store.clone(), registry.clone(), mailer, tasks.clone());
+        if !config.alarm_rules.is_empty() {
+            let (created, changed) = alerts
+                .apply_config_rules(&config.alarm_rules)
+                .await
+                .map_err(StartupError::AlarmRules)?;
+            tracing::info!(
+                rules = config.alarm_rules.len(),
+                created,
+                changed,
+                "alarm rules from the config file"
+            );
+        }
         let state = AppState {
             leptos_options,
             registry,

@@ -238,6 +238,52 @@ pub struct RuleForm {
 }
 
 impl RuleForm {
+    /// A stored rule in the form, to edit it. The webhook secret is not shown, and left empty
+    /// it stays as it is.
+    pub fn from_rule(rule: &AlarmRule) -> RuleForm {
+        let text = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let command = |a: &Option<Action>| {
+            a.as_ref()
+                .map(|a| format!("{}={}", a.variable, a.value))
+                .unwrap_or_default()
+        };
+        let (kind, field, threshold, clear, seconds) = match &rule.condition {
+            Condition::Above {
+                field,
+                threshold,
+                clear,
+                hold_s,
+            } => ("above", field.clone(), Some(*threshold), *clear, *hold_s),
+            Condition::Below {
+                field,
+                threshold,
+                clear,
+                hold_s,
+            } => ("below", field.clone(), Some(*threshold), *clear, *hold_s),
+            Condition::Offline { after_s } => ("offline", String::new(), None, None, *after_s),
+            Condition::Silent { after_s } => ("silent", String::new(), None, None, *after_s),
+        };
+        RuleForm {
+            name: rule.name.clone(),
+            devices: rule.devices.clone(),
+            kind: kind.into(),
+            field,
+            threshold: text(threshold),
+            clear: text(clear),
+            seconds: if seconds == 0 {
+                String::new()
+            } else {
+                seconds.to_string()
+            },
+            webhook_url: rule.webhook_url.clone().unwrap_or_default(),
+            webhook_secret: String::new(),
+            ntfy_url: rule.ntfy_url.clone().unwrap_or_default(),
+            email_to: rule.email_to.clone().unwrap_or_default(),
+            on_raised: command(&rule.on_raised),
+            on_cleared: command(&rule.on_cleared),
+        }
+    }
+
     /// The rule the form describes, checked as the server will check it.
     pub fn to_rule(&self) -> Result<NewRule, String> {
         fn number(what: &str, raw: &str) -> Result<f64, String> {
@@ -303,6 +349,21 @@ impl RuleForm {
         };
         rule.validate()?;
         Ok(rule)
+    }
+
+    /// As [`RuleForm::to_rule`], for a rule being edited: an empty webhook secret keeps the
+    /// stored one, so it is only checked by the server.
+    pub fn to_changed_rule(&self) -> Result<NewRule, String> {
+        if !self.webhook_url.trim().is_empty() && self.webhook_secret.trim().is_empty() {
+            let placeholder = RuleForm {
+                webhook_secret: "kept from the stored rule".into(),
+                ..self.clone()
+            };
+            let mut rule = placeholder.to_rule()?;
+            rule.webhook_secret = None;
+            return Ok(rule);
+        }
+        self.to_rule()
     }
 }
 

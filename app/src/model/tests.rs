@@ -565,3 +565,46 @@ fn alarms_up_follow_the_live_events_until_they_clear() {
         "a removed device's alarms go with it"
     );
 }
+
+#[test]
+fn a_stored_rule_goes_back_into_the_form_unchanged_but_for_its_secret() {
+    let form = RuleForm {
+        name: "hot".into(),
+        devices: "kitchen-*".into(),
+        kind: "below".into(),
+        field: "temp".into(),
+        threshold: "2.5".into(),
+        clear: "3".into(),
+        seconds: "30".into(),
+        webhook_url: "https://example.org/hook".into(),
+        webhook_secret: "sixteen characters!".into(),
+        on_cleared: "HEAT=0".into(),
+        ..RuleForm::default()
+    };
+    let new = form.to_rule().unwrap();
+    let stored = AlarmRule {
+        id: 3,
+        name: new.name.clone(),
+        devices: new.devices.clone(),
+        condition: new.condition.clone(),
+        webhook_url: new.webhook_url.clone(),
+        ntfy_url: None,
+        email_to: None,
+        on_raised: None,
+        on_cleared: new.on_cleared.clone(),
+        created_ms: 0,
+    };
+    let again = RuleForm::from_rule(&stored);
+    assert_eq!(
+        again,
+        RuleForm {
+            webhook_secret: String::new(),
+            ..form
+        }
+    );
+    // Left empty, the secret is the server's to keep; a new one replaces it.
+    assert!(again.to_rule().is_err(), "a new rule needs a secret");
+    let changed = again.to_changed_rule().unwrap();
+    assert_eq!(changed.webhook_secret, None);
+    assert_eq!(changed.condition, new.condition);
+}

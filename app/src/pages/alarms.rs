@@ -1,7 +1,9 @@
 //! `/alarms`: the alarms up (live, with acknowledge buttons), the rules the hub watches for
-//! (admins create and delete them here), and the history of alarms with filters.
+//! (admins create, edit and delete them here), and the history of alarms with filters.
 
-use crate::api::{create_alarm_rule, delete_alarm_rule, list_alarm_rules, list_alarms};
+use crate::api::{
+    create_alarm_rule, delete_alarm_rule, list_alarm_rules, list_alarms, update_alarm_rule,
+};
 use crate::components::{first_paint, ActiveAlarms, TopBar};
 use crate::links::device_page;
 use crate::live::use_live;
@@ -41,6 +43,8 @@ fn Rules() -> impl IntoView {
         ..RuleForm::default()
     });
     let error = RwSignal::new(None::<String>);
+    // The rule the form is editing, if any (else it makes a new one).
+    let editing = RwSignal::new(None::<i64>);
     // After a change the list is read again, and the charts' threshold lines follow it.
     let reload = move || {
         leptos::task::spawn_local(async move {
@@ -50,9 +54,14 @@ fn Rules() -> impl IntoView {
             }
         })
     };
-    let create = Action::new(|rule: &crate::model::NewRule| {
-        let rule = rule.clone();
-        async move { create_alarm_rule(rule).await }
+    let create = Action::new(|(id, rule): &(Option<i64>, crate::model::NewRule)| {
+        let (id, rule) = (*id, rule.clone());
+        async move {
+            match id {
+                Some(id) => update_alarm_rule(id, rule).await,
+                None => create_alarm_rule(rule).await,
+            }
+        }
     });
     let delete = Action::new(|id: &i64| {
         let id = *id;
@@ -64,6 +73,7 @@ fn Rules() -> impl IntoView {
                 f.name.clear();
                 f.webhook_secret.clear();
             });
+            editing.set(None);
             reload();
         }
         Some(Err(err)) => error.set(Some(err.to_string())),
@@ -76,10 +86,15 @@ fn Rules() -> impl IntoView {
     });
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        match form.with(RuleForm::to_rule) {
+        let id = editing.get();
+        let checked = match id {
+            Some(_) => form.with(RuleForm::to_changed_rule),
+            None => form.with(RuleForm::to_rule),
+        };
+        match checked {
             Ok(rule) => {
                 error.set(None);
-                create.dispatch(rule);
+                create.dispatch((id, rule));
             }
             Err(why) => error.set(Some(why)),
         }
@@ -107,6 +122,13 @@ fn Rules() -> impl IntoView {
                     admin()
                     .then(|| {
                         view! {
+                            <button type="button" class="edit" on:click={
+                                let rule = rule.clone();
+                                move |_| {
+                                    form.set(RuleForm::from_rule(&rule));
+                                    editing.set(Some(id));
+                                }
+                            }>"Edit"</button>
                             <button type="button" class="delete" on:click=move |_| {
                                 delete.dispatch(id);
                             }>"Delete"</button>
@@ -144,12 +166,19 @@ fn Rules() -> impl IntoView {
                 fallback=|| view! { <p class="empty">"No rules yet."</p> }
             >
                 <ul class="rule-list">
-                    <For each=move || live.rules.get() key=|r| r.id children=row />
+                    // Keyed by what a row shows: an edited rule is drawn again.
+                    <For
+                        each=move || live.rules.get()
+                        key=|r| (r.id, r.name.clone(), r.devices.clone(), r.condition.describe())
+                        children=row
+                    />
                 </ul>
             </Show>
             <Show when=admin>
                 <form class="rule-form" on:submit=on_submit novalidate aria-label="New rule">
-                    <h3>"New rule"</h3>
+                    <h3>
+                        {move || if editing.get().is_some() { "Edit rule" } else { "New rule" }}
+                    </h3>
                     {input("Name", "name", "kitchen too hot", |f| &f.name, |f| &mut f.name)}
                     {input("Devices", "devices", "an id, kitchen-*, or *", |f| &f.devices, |f| &mut f.devices)}
                     <label>
@@ -172,12 +201,30 @@ fn Rules() -> impl IntoView {
                     </Show>
                     {input("For (s)", "seconds", "hold, or how long", |f| &f.seconds, |f| &mut f.seconds)}
                     {input("Webhook URL", "webhook_url", "optional", |f| &f.webhook_url, |f| &mut f.webhook_url)}
-                    {input("Webhook secret", "webhook_secret", "16+ characters", |f| &f.webhook_secret, |f| &mut f.webhook_secret)}
+                    {input("Webhook secret", "webhook_secret", "16+ characters; empty: unchanged", |f| &f.webhook_secret, |f| &mut f.webhook_secret)}
                     {input("ntfy topic URL", "ntfy_url", "optional", |f| &f.ntfy_url, |f| &mut f.ntfy_url)}
                     {input("Email to", "email_to", "optional", |f| &f.email_to, |f| &mut f.email_to)}
                     {input("Command when raised", "on_raised", "e.g. FAN=1", |f| &f.on_raised, |f| &mut f.on_raised)}
                     {input("Command when cleared", "on_cleared", "e.g. FAN=0", |f| &f.on_cleared, |f| &mut f.on_cleared)}
-                    <button type="submit">"Add rule"</button>
+                    <button type="submit">
+                        {move || if editing.get().is_some() { "Save rule" } else { "Add rule" }}
+                    </button>
+                    <Show when=move || editing.get().is_some()>
+                        <button
+                            type="button"
+                            class="cancel"
+                            on:click=move |_| {
+                                editing.set(None);
+                                form.set(RuleForm {
+                                    kind: "above".into(),
+                                    devices: "*".into(),
+                                    ..RuleForm::default()
+                                });
+                            }
+                        >
+                            "Cancel"
+                        </button>
+                    </Show>
                 </form>
             </Show>
             <p class="form-error" role="alert">{move || error.get()}</p>

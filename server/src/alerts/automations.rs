@@ -1,11 +1,48 @@
 //! Automations: the commands alarms send when they are raised or cleared (and schedules at
 //! their times), each run logged with its commands, whose status is read from the registry
-//! when the runs are listed.
+//! when the runs are listed; and the rules of the config file, applied at start.
 
 use super::engine::{AlertError, Alerts};
-use app::model::{Action, ActionTarget, AutomationRun, CommandRequest, CommandTarget};
+use app::model::{Action, ActionTarget, AutomationRun, CommandRequest, CommandTarget, NewRule};
 
 impl Alerts {
+    /// The config file's rules: each created, or brought up to date if a rule of that name
+    /// exists (made by an earlier start, or in the dashboard). Rules not in the file stay.
+    /// Returns how many were created and how many changed.
+    pub async fn apply_config_rules(
+        &self,
+        rules: &[NewRule],
+    ) -> Result<(usize, usize), AlertError> {
+        let (mut created, mut changed) = (0, 0);
+        for rule in rules {
+            let stored = self.inner.store.rules().await?;
+            let same_name = stored.iter().find(|s| s.rule.name == rule.name.trim());
+            match same_name {
+                None => {
+                    self.create_rule(rule.clone()).await?;
+                    created += 1;
+                }
+                Some(old) => {
+                    let now = &old.rule;
+                    let unchanged = now.devices == rule.devices.trim()
+                        && now.condition == rule.condition
+                        && now.webhook_url == rule.webhook_url
+                        && now.ntfy_url == rule.ntfy_url
+                        && now.email_to == rule.email_to
+                        && now.on_raised == rule.on_raised
+                        && now.on_cleared == rule.on_cleared
+                        && (rule.webhook_secret.is_none()
+                            || old.webhook_secret == rule.webhook_secret);
+                    if !unchanged {
+                        self.update_rule(now.id, rule.clone()).await?;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        Ok((created, changed))
+    }
+
     /// Sends an automation's command (to `alarm_device` if it targets the alarm's device) and
     /// logs the run, sent or not.
     pub async fn run_action(&self, source: &str, action: &Action, alarm_device: Option<&str>) {

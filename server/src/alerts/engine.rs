@@ -108,6 +108,29 @@ impl Alerts {
         let _ = tokio::time::timeout(RULES_TAKEN_WAIT, taken.wait_for(|t| *t >= asked)).await;
     }
 
+    /// Changes a rule. A webhook kept without a new secret keeps the stored one. Its alarms
+    /// that are up clear, and are raised again if the new definition holds.
+    pub async fn update_rule(&self, id: i64, mut new: NewRule) -> Result<AlarmRule, AlertError> {
+        let stored = self.inner.store.rules().await?;
+        let old = stored
+            .iter()
+            .find(|s| s.rule.id == id)
+            .ok_or(AlertError::NoSuchRule(id))?;
+        if new.webhook_url.is_some() && new.webhook_secret.is_none() {
+            new.webhook_secret = old.webhook_secret.clone();
+        }
+        new.validate().map_err(AlertError::Invalid)?;
+        let updated = self
+            .inner
+            .store
+            .update_rule(id, &new, crate::now_ms())
+            .await?
+            .ok_or(AlertError::NoSuchRule(id))?;
+        tracing::info!(rule = id, name = %updated.rule.name, "alarm rule changed");
+        self.rules_changed().await;
+        Ok(updated.rule)
+    }
+
     /// Deletes a rule; its alarms that are up clear, and stay in the history.
     pub async fn delete_rule(&self, id: i64) -> Result<(), AlertError> {
         if !self.inner.store.delete_rule(id, crate::now_ms()).await? {
@@ -300,8 +323,22 @@ impl Engine {
                 ..AlarmFilter::default()
             })
             .await?;
-        let ids: HashSet<i64> = stored.iter().map(|s| s.rule.id).collect();
-        self.watches.retain(|(rule, _), _| ids.contains(rule));
+        // A watch goes on only while its rule is unchanged: an edited rule starts afresh.
+        let unchanged: HashSet<i64> = stored
+            .iter()
+            .filter(|s| {
+                self.rules
+                    .iter()
+                    .any(|r| r.stored.rule.id == s.rule.id && r.stored.rule == s.rule)
+            })
+            .map(|s| s.rule.id)
+            .collect();
+        // …and while its alarm is still up (a rule changed in its secret only is the same
+        // rule to the engine, but the store cleared its alarms).
+        let up_ids: HashSet<i64> = up.iter().map(|a| a.id).collect();
+        self.watches.retain(|(rule, _), watched| {
+            unchanged.contains(rule) && watched.alarm.is_none_or(|id| up_ids.contains(&id))
+        });
         self.rules = stored
             .into_iter()
             .map(|stored| Rule {

@@ -32,7 +32,7 @@ pub fn needed(method: &Method, path: &str) -> Permission {
 
 /// The dashboard's server functions, by path. One missing here needs an admin.
 fn server_function(path: &str) -> Option<Permission> {
-    let table: [(&str, Permission); 18] = [
+    let table: [(&str, Permission); 19] = [
         (api::LoadDashboard::PATH, Permission::View),
         (api::LiveUpdates::PATH, Permission::View),
         (api::DeviceHistory::PATH, Permission::View),
@@ -43,6 +43,7 @@ fn server_function(path: &str) -> Option<Permission> {
         (api::ListAlarms::PATH, Permission::View),
         (api::AcknowledgeAlarm::PATH, Permission::Control),
         (api::CreateAlarmRule::PATH, Permission::Administer),
+        (api::UpdateAlarmRule::PATH, Permission::Administer),
         (api::DeleteAlarmRule::PATH, Permission::Administer),
         (api::ListDeviceTokens::PATH, Permission::Administer),
         (api::CreateDeviceToken::PATH, Permission::Administer),

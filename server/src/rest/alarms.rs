@@ -36,6 +36,21 @@ pub async fn create_rule(
     Ok(Json(state.alerts.create_rule(new).await?))
 }
 
+/// Changes a rule (its id stays). Without `webhook_secret` a webhook keeps the stored secret.
+/// Its alarms that are up clear, and are raised again if the new definition holds. Admins only.
+#[utoipa::path(put, path = "/api/v1/alarm-rules/{id}", tag = "alarms",
+    params(("id" = i64, Path, description = "The rule's number")),
+    request_body = NewRule,
+    responses((status = 200, body = AlarmRule), (status = 400, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody)))]
+pub async fn update_rule(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(new): Json<NewRule>,
+) -> ApiResult<AlarmRule> {
+    Ok(Json(state.alerts.update_rule(id, new).await?))
+}
+
 /// Deletes a rule; its alarms that are up clear and stay in the history. Admins only.
 #[utoipa::path(delete, path = "/api/v1/alarm-rules/{id}", tag = "alarms",
     params(("id" = i64, Path, description = "The rule's number")),

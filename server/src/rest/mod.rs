@@ -83,7 +83,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::revoke))
         .routes(routes!(events::stream))
         .routes(routes!(alarms::rules, alarms::create_rule))
-        .routes(routes!(alarms::delete_rule))
+        .routes(routes!(alarms::update_rule, alarms::delete_rule))
         .routes(routes!(alarms::alarms))
         .routes(routes!(alarms::acknowledge))
         .routes(routes!(alarms::runs))

@@ -170,6 +170,50 @@ impl Store {
         rows.into_iter().map(StoredRule::try_from).collect()
     }
 
+    /// Replaces rule `id`'s definition (its id and creation time stay); its alarms that are up
+    /// clear (the engine raises them again if the new definition holds). `None`: no such rule.
+    pub async fn update_rule(
+        &self,
+        id: i64,
+        new: &NewRule,
+        now_ms: i64,
+    ) -> Result<Option<StoredRule>, StorageError> {
+        let json = |value: &dyn erased::Json| value.json();
+        let condition = json(&new.condition)?;
+        let on_raised = new.on_raised.as_ref().map(|a| json(a)).transpose()?;
+        let on_cleared = new.on_cleared.as_ref().map(|a| json(a)).transpose()?;
+        let sql = format!(
+            "UPDATE alarm_rules SET name = $2, devices = $3, condition_json = $4,
+                 webhook_url = $5, webhook_secret = $6, ntfy_url = $7, email_to = $8,
+                 on_raised = $9, on_cleared = $10
+             WHERE id = $1 RETURNING {RULE_COLUMNS}"
+        );
+        let row: Option<RuleRow> = on_pool!(self, |pool| {
+            let row = sqlx::query_as(&sql)
+                .bind(id)
+                .bind(new.name.trim())
+                .bind(new.devices.trim())
+                .bind(&condition)
+                .bind(&new.webhook_url)
+                .bind(&new.webhook_secret)
+                .bind(&new.ntfy_url)
+                .bind(&new.email_to)
+                .bind(&on_raised)
+                .bind(&on_cleared)
+                .fetch_optional(pool)
+                .await?;
+            sqlx::query(
+                "UPDATE alarms SET cleared_ms = $2 WHERE rule_id = $1 AND cleared_ms IS NULL",
+            )
+            .bind(id)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+            row
+        });
+        row.map(StoredRule::try_from).transpose()
+    }
+
     /// Deletes a rule; its alarms stay in the history, cleared if they were up.
     pub async fn delete_rule(&self, id: i64, now_ms: i64) -> Result<bool, StorageError> {
         let done = on_pool!(self, |pool| {

@@ -252,7 +252,50 @@ async fn a_threshold_alarm_is_sent_signed_acknowledged_cleared_and_not_raised_tw
         app.dashboard().await.alarms.is_empty().then_some(())
     })
     .await;
+
+    // Edited without a secret: the threshold moves, the webhook keeps signing with the old one.
+    let id = rule["id"].as_i64().unwrap();
+    let edited = app
+        .http
+        .put(app.url(&format!("/api/v1/alarm-rules/{id}")))
+        .json(&json!({
+            "name": "kitchen much too hot",
+            "devices": "kitchen-*",
+            "condition": {"kind": "above", "field": "temp", "threshold": 40.0},
+            "webhook_url": hook,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
+    let edited: Value = edited.json().await.unwrap();
+    assert_eq!(
+        (edited["id"].as_i64(), edited["name"].as_str()),
+        (Some(id), Some("kitchen much too hot"))
+    );
+    device.send("kitchen-1,9,35").await;
+    device.send("kitchen-1,10,41").await;
+    let (event, signed, body) = next_hook(&mut hooks).await;
+    assert_eq!((event.as_str(), signed), ("raised", true));
+    assert_eq!(
+        body["alarm"]["raised_value"],
+        json!(41.0),
+        "35 is below the new threshold"
+    );
+    let missing = app
+        .http
+        .put(app.url("/api/v1/alarm-rules/999"))
+        .json(&edited_body_without_id(&edited))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
     app.stop().await;
+}
+
+/// A stored rule as a body to PUT (what the hub answered, less what it adds).
+fn edited_body_without_id(rule: &Value) -> Value {
+    json!({"name": rule["name"], "devices": rule["devices"], "condition": rule["condition"]})
 }
 
 #[tokio::test]
@@ -646,5 +689,63 @@ async fn the_dashboard_makes_rules_and_sees_alarms_live_and_acknowledges_them() 
     assert_eq!(cleared.id, raised.id);
     assert!(app.dashboard().await.alarms.is_empty());
     assert!(app.dashboard().await.rules.is_empty());
+    app.stop().await;
+}
+
+/// The config file's rules at start: created once, brought up to date on a later start with
+/// the same name (same id, no second rule), and rules made in the dashboard left alone.
+#[tokio::test]
+async fn config_file_rules_are_created_then_kept_up_to_date_by_name() {
+    use app::model::{AlarmRule, Condition, NewRule};
+    let rule = |threshold: f64| NewRule {
+        name: "from the file".into(),
+        devices: "*".into(),
+        condition: Condition::Above {
+            field: "temp".into(),
+            threshold,
+            clear: None,
+            hold_s: 0,
+        },
+        webhook_url: None,
+        webhook_secret: None,
+        ntfy_url: None,
+        email_to: None,
+        on_raised: None,
+        on_cleared: None,
+    };
+    let list = |app: &TestApp| {
+        let http = app.http.clone();
+        let url = app.url("/api/v1/alarm-rules");
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Vec<AlarmRule>>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = rule(30.0);
+    let app = TestApp::spawn_with(|args| args.alarm_rules = vec![first]).await;
+    let made = app
+        .http
+        .post(app.url("/api/v1/alarm-rules"))
+        .json(&json!({"name": "from the dashboard", "devices": "*", "condition": {"kind": "offline", "after_s": 60}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let before = list(&app).await;
+    assert_eq!(before.len(), 2);
+    let data = app.stop().await;
+
+    let app = TestApp::spawn_in(data, |args| args.alarm_rules = vec![rule(35.0)]).await;
+    let after = list(&app).await;
+    assert_eq!(after.len(), 2, "updated, not added: {after:?}");
+    let from_file = after.iter().find(|r| r.name == "from the file").unwrap();
+    assert_eq!(from_file.id, before[0].id);
+    assert!(matches!(from_file.condition, Condition::Above { threshold, .. } if threshold == 35.0));
+    assert!(after.iter().any(|r| r.name == "from the dashboard"));
     app.stop().await;
 }

@@ -67,6 +67,14 @@ pub fn server_fn_calls() -> BTreeMap<&'static str, (&'static str, String)> {
                     .into(),
             ),
         ),
+        (
+            app::api::UpdateAlarmRule::PATH,
+            (
+                json,
+                r#"{"id":999,"rule":{"name":"walk","devices":"*","condition":{"kind":"offline","after_s":60}}}"#
+                    .into(),
+            ),
+        ),
         (app::api::DeleteAlarmRule::PATH, (form, "id=999".into())),
         (app::api::ListAlarms::PATH, (form, "active_only=true".into())),
         (app::api::AcknowledgeAlarm::PATH, (form, "id=999".into())),

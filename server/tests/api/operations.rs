@@ -371,3 +371,72 @@ async fn the_command_line_removes_a_device_and_a_running_hub_follows() {
     assert!(!ok && err.contains("there is no device \"porch\""), "{err}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn alarm_rules_come_from_the_config_file_and_a_bad_one_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(
+        &file,
+        r#"
+max-fields = 32
+
+[[alarm_rule]]
+name = "kitchen too hot"
+devices = "kitchen-*"
+condition = { kind = "above", field = "temp", threshold = 30.0, clear = 28.0, hold_s = 60 }
+ntfy_url = "https://ntfy.example.org/hub"
+on_raised = { target = "alarm_device", variable = "FAN", value = 1.0 }
+
+[[alarm_rule]]
+name = "garage gone quiet"
+devices = "garage"
+condition = { kind = "offline", after_s = 300 }
+"#,
+    )
+    .unwrap();
+    let hub = HubProcess::start(&["--config", file.to_str().unwrap()]).await;
+    let cookie = sign_in(hub.addr, "admin", crate::helpers::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    let rules: Vec<app::model::AlarmRule> = reqwest::Client::new()
+        .post(format!(
+            "http://{}{}",
+            hub.addr,
+            app::api::ListAlarmRules::PATH
+        ))
+        .header(reqwest::header::COOKIE, cookie)
+        .header(reqwest::header::ORIGIN, format!("http://{}", hub.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["kitchen too hot", "garage gone quiet"]);
+    assert_eq!(rules[0].on_raised.as_ref().unwrap().variable, "FAN");
+
+    // A rule the dashboard would refuse stops the start, saying which and why.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[alarm_rule]]\nname = \"x\"\ndevices = \"*\"\ncondition = { kind = \"above\", field = \"temp\", threshold = 30.0, clear = 31.0 }\n",
+    )
+    .unwrap();
+    let (ok, _, err) = iothub(&["serve", "--config", bad.to_str().unwrap()], &[]);
+    assert!(
+        !ok && err.contains("alarm_rule[0]") && err.contains("clears at or below"),
+        "{err}"
+    );
+    std::fs::write(
+        &bad,
+        "[[alarm_rule]]\nname = \"x\"\ndevices = \"*\"\ncondition = { kind = \"hot\" }\n",
+    )
+    .unwrap();
+    let (ok, _, err) = iothub(&["serve", "--config", bad.to_str().unwrap()], &[]);
+    assert!(
+        !ok && err.contains("alarm_rule[0]") && err.contains("hot"),
+        "{err}"
+    );
+}

@@ -110,6 +110,14 @@ pub fn api_calls() -> Vec<(&'static str, &'static str, &'static str, Option<Valu
             None,
         ),
         (
+            "PUT",
+            "/api/v1/alarm-rules/{id}",
+            "/api/v1/alarm-rules/1",
+            Some(
+                json!({"name": "any value, renamed", "devices": "7", "condition": {"kind": "above", "field": "temp", "threshold": -1000.0}}),
+            ),
+        ),
+        (
             "DELETE",
             "/api/v1/alarm-rules/{id}",
             "/api/v1/alarm-rules/1",
