@@ -5,8 +5,8 @@
 
 use crate::error::AppError;
 use crate::model::{
-    Alarm, AlarmRule, ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceToken,
-    HistoryWindow, NewApiToken, NewDeviceToken, NewRule, Reading, Role,
+    Alarm, AlarmRule, ApiToken, AutomationRun, CommandInfo, CommandRequest, DashboardSnapshot,
+    DeviceToken, HistoryWindow, NewApiToken, NewDeviceToken, NewRule, Reading, Role,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::{Json, StreamingText, TextStream};
@@ -154,6 +154,13 @@ pub async fn list_alarms(
     ssr::respond(result.await)
 }
 
+/// The newest automation runs (alarms' and schedules' commands) with their commands' status.
+#[server]
+pub async fn list_automation_runs() -> Result<Vec<AutomationRun>, AppError> {
+    let result = async { ssr::hub()?.automation_runs(50).await };
+    ssr::respond(result.await)
+}
+
 /// A person saw the alarm: it is marked with who and when, and stays up until it clears.
 #[server]
 pub async fn acknowledge_alarm(id: i64) -> Result<Alarm, AppError> {
@@ -247,8 +254,9 @@ pub mod ssr {
 
     use crate::error::AppError;
     use crate::model::{
-        Alarm, AlarmRule, ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceSummary,
-        DeviceToken, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, NewRule, Reading, Role,
+        Alarm, AlarmRule, ApiToken, AutomationRun, CommandInfo, CommandRequest, DashboardSnapshot,
+        DeviceSummary, DeviceToken, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, NewRule,
+        Reading, Role,
     };
     use leptos::prelude::*;
     use leptos::server_fn::codec::TextStream;
@@ -318,6 +326,7 @@ pub mod ssr {
             limit: u32,
         ) -> Result<Vec<Alarm>, AppError>;
         async fn acknowledge_alarm(&self, id: i64, user: &str) -> Result<Alarm, AppError>;
+        async fn automation_runs(&self, limit: u32) -> Result<Vec<AutomationRun>, AppError>;
         /// Removes a device (see [`super::remove_device`]).
         async fn remove_device(&self, device_id: &str, keep_readings: bool)
             -> Result<(), AppError>;

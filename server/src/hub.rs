@@ -9,8 +9,9 @@ use crate::storage::AlarmFilter;
 use app::api::ssr::{Credential, Hub};
 use app::error::AppError;
 use app::model::{
-    Alarm, AlarmRule, ApiToken, CommandInfo, CommandRequest, DashboardSnapshot, DeviceSummary,
-    DeviceToken, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, NewRule, Reading, Role,
+    Alarm, AlarmRule, ApiToken, AutomationRun, CommandInfo, CommandRequest, DashboardSnapshot,
+    DeviceSummary, DeviceToken, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, NewRule,
+    Reading, Role,
 };
 
 /// Longest name a person may give a device.
@@ -131,6 +132,10 @@ impl Hub for AppState {
 
     async fn acknowledge_alarm(&self, id: i64, user: &str) -> Result<Alarm, AppError> {
         Ok(self.alerts.acknowledge(id, user).await?)
+    }
+
+    async fn automation_runs(&self, limit: u32) -> Result<Vec<AutomationRun>, AppError> {
+        Ok(self.alerts.runs(limit).await?)
     }
 
     async fn remove_device(&self, device_id: &str, keep_readings: bool) -> Result<(), AppError> {

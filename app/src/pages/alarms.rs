@@ -1,13 +1,15 @@
 //! `/alarms`: the alarms up (live, with acknowledge buttons), the rules the hub watches for
-//! (admins create, edit and delete them here), and the history of alarms with filters.
+//! (admins create, edit and delete them here), the history of alarms with filters, and what
+//! automations sent.
 
 use crate::api::{
-    create_alarm_rule, delete_alarm_rule, list_alarm_rules, list_alarms, update_alarm_rule,
+    create_alarm_rule, delete_alarm_rule, list_alarm_rules, list_alarms, list_automation_runs,
+    update_alarm_rule,
 };
 use crate::components::{first_paint, ActiveAlarms, TopBar};
 use crate::links::device_page;
 use crate::live::use_live;
-use crate::model::{Alarm, AlarmRule, Permission, RuleForm, TimeWindow};
+use crate::model::{Alarm, AlarmRule, AutomationRun, Permission, RuleForm, TimeWindow};
 use crate::time::format_value;
 use leptos::either::Either;
 use leptos::ev::SubmitEvent;
@@ -27,6 +29,7 @@ pub fn AlarmsPage() -> impl IntoView {
                     <ActiveAlarms />
                     <Rules />
                     <History />
+                    <Runs />
                 },
             )}
         </main>
@@ -246,10 +249,16 @@ fn History() -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     });
-    let alarms = Resource::new(
-        move || (changes.get(), device.get(), active_only.get()),
-        |(_, device, active_only)| list_alarms(active_only, Some(device)),
-    );
+    // Read in the browser only, like the runs below (no resource, no suspense: smaller).
+    let alarms = RwSignal::new(None::<Result<Vec<Alarm>, String>>);
+    Effect::new(move |_| {
+        changes.track();
+        let (device, active_only) = (device.get(), active_only.get());
+        leptos::task::spawn_local(async move {
+            let list = list_alarms(active_only, Some(device)).await;
+            alarms.set(Some(list.map_err(|e| e.to_string())));
+        });
+    });
     let time = move |ms: i64| {
         let zone = live.zone.get();
         format!("{} {}", zone.date(ms), zone.clock(ms))
@@ -305,35 +314,91 @@ fn History() -> impl IntoView {
                     " only alarms up"
                 </label>
             </div>
-            <Suspense fallback=|| view! { <p class="loading">"Loading alarms…"</p> }>
-                {move || Suspend::new(async move {
-                    match alarms.await {
-                        Ok(list) if list.is_empty() => {
-                            Either::Left(view! { <p class="empty">"No alarms."</p> })
-                        }
-                        Ok(list) => Either::Right(Either::Left(view! {
-                            <div class="table-scroll">
-                                <table>
-                                    <thead>
-                                        <tr>
-                                            <th>"Rule"</th>
-                                            <th>"Device"</th>
-                                            <th>"Raised"</th>
-                                            <th>"Acknowledged"</th>
-                                            <th>"Cleared"</th>
-                                            <th>"Sent"</th>
-                                        </tr>
-                                    </thead>
-                                    <tbody>{list.into_iter().map(row).collect_view()}</tbody>
-                                </table>
-                            </div>
-                        })),
-                        Err(err) => Either::Right(Either::Right(view! {
-                            <p class="error" role="alert">{err.to_string()}</p>
-                        })),
-                    }
-                })}
-            </Suspense>
+            {move || match alarms.get() {
+                None => Either::Left(view! { <p class="loading">"Loading alarms…"</p> }),
+                Some(Ok(list)) if list.is_empty() => {
+                    Either::Left(view! { <p class="empty">"No alarms."</p> })
+                }
+                Some(Ok(list)) => Either::Right(Either::Left(view! {
+                    <div class="table-scroll">
+                        <table>
+                            <thead>
+                                <tr>
+                                    <th>"Rule"</th>
+                                    <th>"Device"</th>
+                                    <th>"Raised"</th>
+                                    <th>"Acknowledged"</th>
+                                    <th>"Cleared"</th>
+                                    <th>"Sent"</th>
+                                </tr>
+                            </thead>
+                            <tbody>{list.into_iter().map(row).collect_view()}</tbody>
+                        </table>
+                    </div>
+                })),
+                Some(Err(err)) => Either::Right(Either::Right(view! {
+                    <p class="error" role="alert">{err}</p>
+                })),
+            }}
+        </section>
+    }
+}
+
+/// What automations sent (when an alarm was raised or cleared, or a schedule's time came),
+/// with each command's status as the hub knows it now; read again with every command change.
+/// Loaded in the browser only (an effect, no `Suspense`): the list is secondary to the page,
+/// and a resource with its suspense costs ~10 KiB of the bundle.
+#[component]
+fn Runs() -> impl IntoView {
+    let live = use_live();
+    let runs = RwSignal::new(None::<Result<Vec<AutomationRun>, String>>);
+    Effect::new(move |_| {
+        live.state.with(|s| {
+            (
+                s.alarms.len(),
+                s.commands
+                    .iter()
+                    .map(|c| c.status.label().len())
+                    .sum::<usize>(),
+            )
+        });
+        leptos::task::spawn_local(async move {
+            runs.set(Some(
+                list_automation_runs().await.map_err(|e| e.to_string()),
+            ));
+        });
+    });
+    let row = move |run: AutomationRun| {
+        let zone = live.zone.get_untracked();
+        let commands: Vec<String> = run
+            .commands
+            .iter()
+            .map(|c| format!("{} {}", c.device_id, c.status.label()))
+            .collect();
+        view! {
+            <li data-run-id=run.id>
+                {format!("{} {} · {} · ", zone.date(run.at_ms), zone.clock(run.at_ms), run.source)}
+                <code>{format!("{}={}", run.action.variable, format_value(run.action.value))}</code>
+                " → "
+                {run.error.unwrap_or_else(|| commands.join(", "))}
+            </li>
+        }
+    };
+    view! {
+        <section class="runs" aria-label="Automation runs">
+            <h2>"Automations"</h2>
+            {move || match runs.get() {
+                None => Either::Left(view! { <p class="loading">"Loading…"</p> }),
+                Some(Ok(list)) if list.is_empty() => {
+                    Either::Left(view! { <p class="empty">"Nothing sent yet."</p> })
+                }
+                Some(Ok(list)) => Either::Right(Either::Left(view! {
+                    <ul class="run-list">{list.into_iter().map(row).collect_view()}</ul>
+                })),
+                Some(Err(err)) => Either::Right(Either::Right(view! {
+                    <p class="error" role="alert">{err}</p>
+                })),
+            }}
         </section>
     }
 }

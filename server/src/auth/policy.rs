@@ -32,7 +32,7 @@ pub fn needed(method: &Method, path: &str) -> Permission {
 
 /// The dashboard's server functions, by path. One missing here needs an admin.
 fn server_function(path: &str) -> Option<Permission> {
-    let table: [(&str, Permission); 19] = [
+    let table: [(&str, Permission); 20] = [
         (api::LoadDashboard::PATH, Permission::View),
         (api::LiveUpdates::PATH, Permission::View),
         (api::DeviceHistory::PATH, Permission::View),
@@ -41,6 +41,7 @@ fn server_function(path: &str) -> Option<Permission> {
         (api::SendConsoleLine::PATH, Permission::Control),
         (api::ListAlarmRules::PATH, Permission::View),
         (api::ListAlarms::PATH, Permission::View),
+        (api::ListAutomationRuns::PATH, Permission::View),
         (api::AcknowledgeAlarm::PATH, Permission::Control),
         (api::CreateAlarmRule::PATH, Permission::Administer),
         (api::UpdateAlarmRule::PATH, Permission::Administer),

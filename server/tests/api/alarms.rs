@@ -304,6 +304,7 @@ async fn an_alarm_is_pushed_to_ntfy_and_emailed_within_two_seconds() {
     let app = TestApp::spawn_with(|args| {
         args.smtp.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
         args.smtp.smtp_from = "IoT hub <hub@example.org>".into();
+        args.http.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let (topic, mut pushes) = ntfy().await;
@@ -365,6 +366,27 @@ async fn an_alarm_is_pushed_to_ntfy_and_emailed_within_two_seconds() {
         .then_some(())
     })
     .await;
+
+    // Counted for monitoring: the alarm up by rule, what was sent by channel.
+    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |line: &str| metrics.lines().any(|l| l == line);
+    assert!(
+        has(r#"iothub_alarms_active{rule="freezer warm"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        has(r#"iothub_notifications_total{channel="ntfy",result="sent"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        has(r#"iothub_notifications_total{channel="email",result="sent"} 1"#),
+        "{metrics}"
+    );
     app.stop().await;
 }
 

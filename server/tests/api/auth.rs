@@ -78,6 +78,7 @@ pub fn server_fn_calls() -> BTreeMap<&'static str, (&'static str, String)> {
         (app::api::DeleteAlarmRule::PATH, (form, "id=999".into())),
         (app::api::ListAlarms::PATH, (form, "active_only=true".into())),
         (app::api::AcknowledgeAlarm::PATH, (form, "id=999".into())),
+        (app::api::ListAutomationRuns::PATH, (form, String::new())),
     ])
 }
 

@@ -19,6 +19,7 @@ fn needs(path: &str) -> Role {
         DeviceSeries::PATH,
         ListAlarmRules::PATH,
         ListAlarms::PATH,
+        ListAutomationRuns::PATH,
     ];
     let operator = [
         SendCommand::PATH,
