@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 pub const ERROR_BUDGET: usize = 100;
 pub const ERROR_WINDOW: Duration = Duration::from_secs(10);
 
+/// Longest a `sync=<n>` waits for the readings before it to be written (a commit or two;
+/// longer means the database is refusing writes).
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What became of a line the device sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
@@ -238,10 +242,12 @@ impl DeviceSession {
                 }
             }
             DeviceMessage::Sync { n, dialect, .. } => {
+                // Answered once a batch with these readings is committed (see Store::stored).
                 self.flush().await;
                 // Boxed like the registration's write below: rare, and not to be part of every
                 // idle connection's task.
-                if !Box::pin(self.context.store.stored()).await {
+                let stored = Box::pin(tokio::time::timeout(SYNC_WAIT, self.context.store.stored()));
+                if !matches!(stored.await, Ok(true)) {
                     return self.refuse(&format!(
                         "sync={n}: not everything is stored yet; send it again later"
                     ));

@@ -220,17 +220,30 @@ impl Store {
 
     /// Writes everything queued so far (a failed write stays queued for the next attempt).
     pub async fn flush(&self) {
-        self.stored().await;
+        self.write_queued().await;
     }
 
     /// Writes what is queued now; true if every reading appended before this call is in the
     /// database (false while the database refuses them, or once the store is closed).
-    pub async fn stored(&self) -> bool {
+    async fn write_queued(&self) -> bool {
         let (done, flushed) = oneshot::channel();
         if self.queue.send(WriterMsg::Flush(done)).await.is_err() {
             return false;
         }
         flushed.await.unwrap_or(false)
+    }
+
+    /// Resolves once every reading appended before this call is in the database: a batch
+    /// starts at once unless one is being written, and then right after it, so devices asking
+    /// together share commits (group commit) instead of each forcing one, and nobody waits for
+    /// `--flush-interval-ms`. False if some of it was dropped or the store closed. While the
+    /// database refuses writes it waits: callers bound it with a timeout.
+    pub async fn stored(&self) -> bool {
+        let (done, answer) = oneshot::channel();
+        if self.queue.send(WriterMsg::WhenStored(done)).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 
     /// Writes everything queued so far and stops the writer. Later appends fail with `Closed`.

@@ -878,3 +878,42 @@ async fn batches_written_while_the_next_ones_gather_keep_every_reading_in_order(
     })
     .await;
 }
+
+#[tokio::test]
+async fn stored_answers_once_a_batch_with_the_readings_is_written_without_waiting_for_the_tick() {
+    on_each_backend(|db| async move {
+        // No batch would be written by the clock within the test.
+        let store = open(&db, Duration::from_secs(3600)).await;
+        assert!(store.stored().await, "nothing queued: stored at once");
+        store
+            .append_batch(vec![
+                Arc::new(reading(1, 1, &[("temp", 1.0)])),
+                Arc::new(reading(2, 2, &[("temp", 2.0)])),
+            ])
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), store.stored()).await;
+        assert_eq!(answer, Ok(true), "{db}");
+        assert_eq!(
+            store.count_readings().await.unwrap(),
+            2,
+            "stored means stored: {db}"
+        );
+        // Many asking at once all get their answer (sharing commits).
+        let mut asking = Vec::new();
+        for i in 3..=22u64 {
+            store
+                .append(reading(i, i as i64, &[("temp", i as f64)]))
+                .await
+                .unwrap();
+            let store = store.clone();
+            asking.push(tokio::spawn(async move { store.stored().await }));
+        }
+        for asked in asking {
+            assert!(asked.await.unwrap(), "{db}");
+        }
+        assert_eq!(store.count_readings().await.unwrap(), 22);
+        store.close().await;
+    })
+    .await;
+}

@@ -60,6 +60,10 @@ pub(super) enum WriterMsg {
     /// Write what is queued now, then answer whether all of it is in the database (a failed
     /// batch stays queued for the next attempt).
     Flush(oneshot::Sender<bool>),
+    /// Answer once everything queued before this message is in the database; false if some of
+    /// it was dropped. A batch starts now if none is being written, else right after the one
+    /// that is: questions from many devices share the same commits.
+    WhenStored(oneshot::Sender<bool>),
     Close(oneshot::Sender<()>),
 }
 
@@ -70,6 +74,8 @@ struct Attempt {
     writer: Writer,
     /// Empty after a good write; the readings that were not written otherwise.
     batch: Vec<Arc<Reading>>,
+    /// How many readings the batch had.
+    count: usize,
     result: Result<(), StorageError>,
     started: std::time::Instant,
 }
@@ -84,6 +90,14 @@ struct Pipeline {
     /// The last write failed: the next one waits for the tick.
     failed: bool,
     writes_ok: Arc<AtomicBool>,
+    /// Readings handed to the writer so far, and how many of them are written or were
+    /// dropped: positions in one queue, since batches are written in order.
+    appended: u64,
+    written: u64,
+    dropped: u64,
+    /// Waiting to be told that everything before `position` is written: (position, drops
+    /// when asked, whom to tell). In position order.
+    watchers: std::collections::VecDeque<(u64, u64, oneshot::Sender<bool>)>,
 }
 
 pub(super) async fn run(
@@ -99,20 +113,31 @@ pub(super) async fn run(
         waiting_values: 0,
         failed: false,
         writes_ok,
+        appended: 0,
+        written: 0,
+        dropped: 0,
+        watchers: Default::default(),
     };
-    let mut tick = tokio::time::interval(config.flush_interval);
+    // The first tick one period from now, not at once: nothing waits yet, and a tick owed
+    // from the start would write the first readings early.
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.flush_interval,
+        config.flush_interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             attempt = written(&mut pipeline.writing) => {
                 pipeline.writing = None;
                 pipeline.finish(attempt);
-                if pipeline.waiting_values >= config.flush_rows && !pipeline.failed {
+                let asked = !pipeline.watchers.is_empty();
+                if (pipeline.waiting_values >= config.flush_rows || asked) && !pipeline.failed {
                     pipeline.start();
                 }
             }
             msg = rx.recv() => match msg {
                 Some(WriterMsg::Readings(readings)) => {
+                    pipeline.appended += readings.len() as u64;
                     pipeline.waiting_values += values(&readings);
                     pipeline.waiting.extend(readings);
                     if pipeline.waiting_values >= config.flush_rows && !pipeline.failed {
@@ -123,6 +148,7 @@ pub(super) async fn run(
                     pipeline.write_all().await;
                     let _ = done.send(pipeline.waiting.is_empty());
                 }
+                Some(WriterMsg::WhenStored(done)) => pipeline.watch(done),
                 Some(WriterMsg::Close(done)) => {
                     rx.close();
                     // Readings queued before the close message still count.
@@ -159,6 +185,29 @@ fn values(readings: &[Arc<Reading>]) -> usize {
 }
 
 impl Pipeline {
+    /// Tells `done` once everything appended so far is written (at once if it is), starting a
+    /// batch unless one is being written (or writes are failing: then the tick retries).
+    fn watch(&mut self, done: oneshot::Sender<bool>) {
+        self.watchers.push_back((self.appended, self.dropped, done));
+        self.answer_watchers();
+        if !self.watchers.is_empty() && !self.failed {
+            self.start();
+        }
+    }
+
+    fn answer_watchers(&mut self) {
+        let done = self.written + self.dropped;
+        while self
+            .watchers
+            .front()
+            .is_some_and(|(position, _, _)| *position <= done)
+        {
+            if let Some((_, dropped_then, tell)) = self.watchers.pop_front() {
+                let _ = tell.send(self.dropped == dropped_then);
+            }
+        }
+    }
+
     /// Starts writing what is waiting, unless a batch is being written or nothing waits.
     fn start(&mut self) {
         if self.waiting.is_empty() {
@@ -169,12 +218,14 @@ impl Pipeline {
         };
         let mut batch = std::mem::take(&mut self.waiting);
         self.waiting_values = 0;
+        let count = batch.len();
         self.writing = Some(Box::pin(async move {
             let started = std::time::Instant::now();
             let result = writer.write(&mut batch).await;
             Attempt {
                 writer,
                 batch,
+                count,
                 result,
                 started,
             }
@@ -187,12 +238,14 @@ impl Pipeline {
         let Attempt {
             writer,
             mut batch,
+            count,
             result,
             started,
         } = attempt;
         self.writer = Some(writer);
         match result {
             Ok(()) => {
+                self.written += count as u64;
                 tracing::trace!(elapsed = ?started.elapsed(), "flushed");
                 self.writes_ok.store(true, Ordering::Relaxed);
                 self.failed = false;
@@ -216,11 +269,13 @@ impl Pipeline {
                         "too many unwritten readings; dropping the oldest"
                     );
                     batch.drain(..excess);
+                    self.dropped += excess as u64;
                 }
                 self.waiting_values = values(&batch);
                 self.waiting = batch;
             }
         }
+        self.answer_watchers();
     }
 
     /// Writes everything that waits now (one attempt; what fails stays waiting).
