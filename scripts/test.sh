@@ -59,6 +59,9 @@ bash scripts/build-site.sh
 step "browser tests (headless chromium)"
 IOTHUB_BIN="${CARGO_TARGET_DIR:-target}/debug/iothub" node --test --test-concurrency=1 end2end/
 
+step "device libraries (devices/test.sh: C++ on the host and for an Uno, MicroPython under CPython)"
+IOTHUB_BIN="${CARGO_TARGET_DIR:-target}/debug/iothub" bash devices/test.sh
+
 # The benchmark (README: `bash scripts/bench.sh`) in a quick form on the debug builds above:
 # every part runs once on a tiny load, with the Python peer, so a benchmark that breaks fails
 # here. Its figures mean nothing.

@@ -1,0 +1,1 @@
+#include "Print.h"
