@@ -129,6 +129,19 @@ async fn alarms(app: &TestApp, query: &str) -> Vec<Alarm> {
         .unwrap()
 }
 
+/// Creates an alarm rule over the REST API (as the admin) and returns it.
+async fn make_rule(app: &TestApp, rule: Value) -> Value {
+    let made = app
+        .http
+        .post(app.url("/api/v1/alarm-rules"))
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200, "{rule}");
+    made.json().await.unwrap()
+}
+
 async fn next_hook(
     rx: &mut mpsc::UnboundedReceiver<(String, bool, Value)>,
 ) -> (String, bool, Value) {
@@ -142,22 +155,17 @@ async fn next_hook(
 async fn a_threshold_alarm_is_sent_signed_acknowledged_cleared_and_not_raised_twice() {
     let app = TestApp::spawn().await;
     let (hook, mut hooks) = receiver().await;
-    let rule: Value = app
-        .http
-        .post(app.url("/api/v1/alarm-rules"))
-        .json(&json!({
+    let rule = make_rule(
+        &app,
+        json!({
             "name": "kitchen too hot",
             "devices": "kitchen-*",
             "condition": {"kind": "above", "field": "temp", "threshold": 30.0, "clear": 28.0},
             "webhook_url": hook,
             "webhook_secret": SECRET,
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     assert_eq!(rule["name"], "kitchen too hot");
     assert!(
         rule.get("webhook_secret").is_none(),
@@ -308,20 +316,17 @@ async fn an_alarm_is_pushed_to_ntfy_and_emailed_within_two_seconds() {
     })
     .await;
     let (topic, mut pushes) = ntfy().await;
-    let made = app
-        .http
-        .post(app.url("/api/v1/alarm-rules"))
-        .json(&json!({
+    make_rule(
+        &app,
+        json!({
             "name": "freezer warm",
             "devices": "freezer",
             "condition": {"kind": "above", "field": "temp", "threshold": -10.0},
             "ntfy_url": topic,
             "email_to": "owner@example.org",
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(made.status(), 200);
+        }),
+    )
+    .await;
     let mut device = app.device("?id=freezer").await;
     device.send("freezer,1,-18").await;
     let crossed = Instant::now();
@@ -393,14 +398,11 @@ async fn an_alarm_is_pushed_to_ntfy_and_emailed_within_two_seconds() {
 #[tokio::test]
 async fn a_device_offline_too_long_raises_an_alarm_that_clears_when_it_is_back() {
     let app = TestApp::spawn().await;
-    let made = app
-        .http
-        .post(app.url("/api/v1/alarm-rules"))
-        .json(&json!({"name": "gone", "devices": "*", "condition": {"kind": "offline", "after_s": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(made.status(), 200);
+    make_rule(
+        &app,
+        json!({"name": "gone", "devices": "*", "condition": {"kind": "offline", "after_s": 1}}),
+    )
+    .await;
     let mut device = app.device("?id=porch").await;
     device.send("porch,1,20").await;
     eventually("porch online", || async {
@@ -460,20 +462,17 @@ where
 #[tokio::test]
 async fn an_alarm_switches_a_device_on_and_off_and_each_run_is_logged_with_its_ack() {
     let app = TestApp::spawn().await;
-    let made = app
-        .http
-        .post(app.url("/api/v1/alarm-rules"))
-        .json(&json!({
+    make_rule(
+        &app,
+        json!({
             "name": "too hot: fan",
             "devices": "kitchen",
             "condition": {"kind": "above", "field": "temp", "threshold": 30.0},
             "on_raised": {"target": "alarm_device", "variable": "FAN", "value": 1.0},
             "on_cleared": {"target": {"device": "kitchen"}, "variable": "FAN", "value": 0.0},
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(made.status(), 200);
+        }),
+    )
+    .await;
     let mut device = app.device("?id=kitchen").await;
     device.send("kitchen,1,25").await;
     device.send("kitchen,2,33").await;
@@ -512,19 +511,16 @@ async fn an_alarm_switches_a_device_on_and_off_and_each_run_is_logged_with_its_a
     // A command that cannot go out is logged with the reason (here, in its status).
     drop(device);
     app.offline("kitchen").await;
-    let made = app
-        .http
-        .post(app.url("/api/v1/alarm-rules"))
-        .json(&json!({
+    make_rule(
+        &app,
+        json!({
             "name": "porch cold: heat kitchen",
             "devices": "porch",
             "condition": {"kind": "below", "field": "temp", "threshold": 0.0},
             "on_raised": {"target": {"device": "kitchen"}, "variable": "HEAT", "value": 1.0},
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(made.status(), 200);
+        }),
+    )
+    .await;
     let mut porch = app.device("?id=porch").await;
     porch.send("porch,1,-3").await;
     let run = eventually("the failed run", || async {
@@ -580,18 +576,22 @@ async fn a_schedule_sends_its_command_at_its_times_until_it_is_deleted() {
         .await
         .expect("the scheduled command within 5 s");
     assert!(line.starts_with("LED=1,seq="), "{line}");
-    let runs: Vec<app::model::AutomationRun> = app
-        .http
-        .get(app.url("/api/v1/automation-runs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(runs
-        .iter()
-        .any(|r| r.source == format!("schedule {}", schedule.id)));
+    // Logged just after the command went out.
+    eventually("the schedule's run logged", || async {
+        let runs: Vec<app::model::AutomationRun> = app
+            .http
+            .get(app.url("/api/v1/automation-runs"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        runs.iter()
+            .any(|r| r.source == format!("schedule {}", schedule.id))
+            .then_some(())
+    })
+    .await;
 
     let deleted = app
         .http
@@ -750,14 +750,7 @@ async fn config_file_rules_are_created_then_kept_up_to_date_by_name() {
     };
     let first = rule(30.0);
     let app = TestApp::spawn_with(|args| args.alarm_rules = vec![first]).await;
-    let made = app
-        .http
-        .post(app.url("/api/v1/alarm-rules"))
-        .json(&json!({"name": "from the dashboard", "devices": "*", "condition": {"kind": "offline", "after_s": 60}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(made.status(), 200);
+    make_rule(&app, json!({"name": "from the dashboard", "devices": "*", "condition": {"kind": "offline", "after_s": 60}})).await;
     let before = list(&app).await;
     assert_eq!(before.len(), 2);
     let data = app.stop().await;
