@@ -50,6 +50,20 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     assert.equal(await page.evaluate(() => window.__noReload), true, 'the page must not reload');
     assert.match(await page.locator('[data-testid="registered-fields"]').innerText(), /temp \(°C\)/);
 
+    // Charts are drawn for the width they get: their labels stay readable on a phone.
+    const heights = await page.$$eval('figure[data-field="temp"] svg text', (texts) =>
+      texts.filter((t) => t.textContent.trim()).map((t) => t.getBoundingClientRect().height));
+    assert.ok(heights.length > 4 && Math.min(...heights) >= 12, `chart label heights ${heights}`);
+    if (size === 'phone') {
+      // Under the charts come the command form, then the console.
+      const top = async (selector) => (await page.locator(selector).boundingBox()).y;
+      assert.ok(await top('.command-form') < await top('.console'), 'the command form before the console');
+      assert.ok(await top('.charts') < await top('.command-form'), 'the charts first');
+      // One row of top bar.
+      const bar = await page.locator('header.topbar').boundingBox();
+      assert.ok(bar.height < 70, `the top bar is one row (${bar.height} px)`);
+    }
+
     // The console: newest at the bottom, pause holds the view, clear empties it.
     const consoleLines = page.locator('.console-lines li');
     await until('console lines', async () => (await consoleLines.count()) >= 4);

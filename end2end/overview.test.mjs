@@ -59,7 +59,7 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     await until('the offline device first', async () => (await page.locator('li.card').first().getAttribute('data-device-id')) === `a-${tag}`);
     await page.selectOption('select[name="order"]', 'name');
     await until('the offline device first by name', async () => (await page.locator('li.card').first().getAttribute('data-device-id')) === `a-${tag}`);
-    const counts = await page.locator('[data-testid="device-counts"]').innerText();
+    const counts = await page.locator('[data-testid="device-counts"]').textContent();
     assert.match(counts, /\d+ online · [1-9]\d* offline/);
 
     await filter.fill('');

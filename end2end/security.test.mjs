@@ -85,6 +85,8 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
 
     // Signing out ends the session: the next page load asks to sign in again.
+    // On a phone, signing out is behind the top bar's menu button.
+    if (size === 'phone') await page.click('button.menu-button');
     await page.click('text=Sign out');
     await page.waitForURL(/\/login$/);
     await page.goto(`${env.server.baseUrl}/`);

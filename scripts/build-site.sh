@@ -21,7 +21,9 @@ cargo_target="${CARGO_TARGET_DIR:-target}"
 # fields and live event, threshold lines and the command form's queue choice 37 KiB), and
 # for editing rules (+5 KiB), and for the automation runs (+9 KiB, less 4 KiB won back by
 # loading the Alarms page's lists in an effect instead of a resource with its suspense).
-budget_kib=${WASM_BUDGET_KIB:-500}
+# Raised from 500 for the phone layout (the top bar's menu, charts drawn for the screen's
+# width: +1 KiB).
+budget_kib=${WASM_BUDGET_KIB:-502}
 
 cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --release
 rm -rf "$site"

@@ -21,6 +21,7 @@ fn chart(c: &mut Criterion) {
                 window: None,
                 zone: Zone::Utc,
                 thresholds: &[25.0],
+                width: app::chart::CHART_WIDTH,
             })
         })
     });

@@ -7,6 +7,8 @@
 use crate::time::{format_value, Zone};
 use plotters::prelude::*;
 
+/// The width charts are drawn at unless the page knows better (on the server, and on screens
+/// wide enough for it); see [`chart_width_for`].
 pub const CHART_WIDTH: u32 = 480;
 pub const CHART_HEIGHT: u32 = 250;
 
@@ -24,6 +26,19 @@ pub struct ChartSpec<'a> {
     pub zone: Zone,
     /// Alarm thresholds on this field: drawn as red lines across the chart.
     pub thresholds: &'a [f64],
+    /// Drawn this many pixels wide: the width it is shown at, so that its text keeps its size.
+    pub width: u32,
+}
+
+/// The width to draw charts at on a screen `viewport` CSS pixels wide. On a phone a chart gets
+/// the whole width less the page's margins (about 40 px); drawn at 480 and shrunk to that, its
+/// 16 px labels would shrink to 11.
+pub fn chart_width_for(viewport: f64) -> u32 {
+    if viewport.is_finite() && viewport < 760.0 {
+        ((viewport - 40.0).max(240.0)) as u32
+    } else {
+        CHART_WIDTH
+    }
 }
 
 /// An SVG document for one series.
@@ -58,7 +73,8 @@ fn draw(svg: &mut String, spec: ChartSpec<'_>) -> Result<(), Box<dyn std::error:
     let zone = spec.zone;
     let time_desc = format!("time ({})", zone.label(x_range.end));
 
-    let root = SVGBackend::with_string(svg, (CHART_WIDTH, CHART_HEIGHT)).into_drawing_area();
+    let width = spec.width.clamp(240, 960);
+    let root = SVGBackend::with_string(svg, (width, CHART_HEIGHT)).into_drawing_area();
     let mut chart = ChartBuilder::on(&root)
         // Sized for a phone too, where the drawing is shown about two thirds as wide.
         .caption(spec.title, ("sans-serif", 20))
@@ -163,7 +179,20 @@ mod tests {
             window: None,
             zone: Zone::Utc,
             thresholds: &[],
+            width: CHART_WIDTH,
         }
+    }
+
+    #[test]
+    fn charts_are_drawn_as_wide_as_a_phone_shows_them() {
+        assert_eq!(chart_width_for(390.0), 350);
+        assert_eq!(chart_width_for(1440.0), CHART_WIDTH);
+        assert_eq!(chart_width_for(200.0), 240, "never narrower than 240");
+        let svg = render_series_svg(ChartSpec {
+            width: 350,
+            ..spec("temp", &[(0, 1.0), (1000, 2.0)])
+        });
+        assert!(svg.contains("width=\"350\""), "{}", &svg[..200]);
     }
 
     #[test]

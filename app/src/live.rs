@@ -109,6 +109,9 @@ pub struct Live {
     pub viewer: RwSignal<Option<Viewer>>,
     /// The alarm rules (from the first snapshot; the Alarms page updates them).
     pub rules: RwSignal<Vec<crate::model::AlarmRule>>,
+    /// How wide charts are drawn: [`crate::chart::CHART_WIDTH`] on the server, the screen's
+    /// own once hydrated (narrower on a phone, so that labels keep their size).
+    pub chart_width: RwSignal<u32>,
 }
 
 /// Where the zone choice is remembered in the browser.
@@ -128,11 +131,19 @@ impl Live {
             flushes: RwSignal::new(0),
             viewer: RwSignal::new(None),
             rules: RwSignal::new(Vec::new()),
+            chart_width: RwSignal::new(crate::chart::CHART_WIDTH),
         };
         provide_context(live);
 
         Effect::new(move |_| {
             live.hydrated.set(true);
+            let viewport = window()
+                .inner_width()
+                .ok()
+                .and_then(|w| w.as_f64())
+                .unwrap_or(f64::NAN);
+            live.chart_width
+                .set(crate::chart::chart_width_for(viewport));
             live.zone.set(stored_zone().unwrap_or(Zone::Browser));
             live.now.set(Some(now_ms()));
             let _ = set_interval_with_handle(

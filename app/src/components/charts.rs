@@ -153,10 +153,11 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
 
 /// What alarms add to a field's chart: the thresholds of the rules on it, and whether one of
 /// them is up (the chart is then marked red).
-#[derive(Default)]
 struct Marks {
     thresholds: Vec<f64>,
     alarm: bool,
+    /// The drawing's width (see [`crate::live::Live::chart_width`]).
+    width: u32,
 }
 
 fn marks(live: crate::live::Live, device: &str, field: &str) -> Marks {
@@ -174,6 +175,7 @@ fn marks(live: crate::live::Live, device: &str, field: &str) -> Marks {
                 s.alarms_for(Some(device))
                     .any(|a| on_field.iter().any(|r| r.id == a.rule_id))
             }),
+            width: live.chart_width.get(),
         }
     })
 }
@@ -198,6 +200,7 @@ fn chart(
         window,
         zone,
         thresholds: &marks.thresholds,
+        width: marks.width,
     });
     let took = crate::time::precise_ms() - started;
     view! {

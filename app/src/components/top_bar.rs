@@ -14,6 +14,7 @@ pub fn TopBar() -> impl IntoView {
     let online = move || live.state.with(|s| s.online_count());
     let offline = move || live.state.with(|s| s.devices.len() - s.online_count());
     let alarms_up = move || live.state.with(|s| s.alarms.len());
+    let menu_open = RwSignal::new(false);
     let on_zone = move |ev| {
         live.choose_zone(Zone::from_key(&event_target_value(&ev)).unwrap_or_default());
     };
@@ -24,39 +25,53 @@ pub fn TopBar() -> impl IntoView {
             </a>
             <span class="counts" data-testid="device-counts">
                 <span class="online-count">{online} " online"</span>
-                " · "
+                <span class="sep">" · "</span>
                 <span class="offline-count">{offline} " offline"</span>
             </span>
-            <label class="zone-picker">
-                "Times"
-                <select
-                    name="zone"
-                    aria-label="Time zone"
-                    prop:value=move || live.zone.get().key()
-                    on:change=on_zone
-                >
-                    <option value="browser">"local"</option>
-                    <option value="utc">"UTC"</option>
-                </select>
-            </label>
             <ConnectionBadge />
-            <nav class="account" aria-label="Account">
-                <a href=ALARMS_PAGE class="alarms-link" class:up=move || { alarms_up() > 0 }>
-                    "Alarms"
-                    {move || (alarms_up() > 0).then(|| format!(" ({})", alarms_up()))}
-                </a>
-                <Show when=move || live.may(Permission::Administer)>
-                    <a href=TOKENS_PAGE>"Tokens"</a>
-                </Show>
-                <span class="user" data-testid="user">
-                    {move || live.viewer.with(|v| v.as_ref().map(|v| v.user.clone()))}
-                </span>
-                // A form, not a link: signing out changes state, so it is a POST (and works
-                // without the WebAssembly).
-                <form method="post" action=LOGOUT>
-                    <button type="submit" class="link-button">"Sign out"</button>
-                </form>
-            </nav>
+            // Always in sight, also on a phone: whether an alarm is up.
+            <a href=ALARMS_PAGE class="alarms-link" class:up=move || { alarms_up() > 0 }>
+                "Alarms"
+                {move || (alarms_up() > 0).then(|| format!(" ({})", alarms_up()))}
+            </a>
+            // On a phone the rest folds behind a menu button, so the bar is one row; on wider
+            // screens the button is hidden and the rest is laid out inline.
+            <button
+                type="button"
+                class="menu-button"
+                aria-label="Menu"
+                aria-expanded=move || menu_open.get().to_string()
+                on:click=move |_| menu_open.update(|open| *open = !*open)
+            >
+                "☰"
+            </button>
+            <div class="more" class:open=move || menu_open.get()>
+                <label class="zone-picker">
+                    "Times"
+                    <select
+                        name="zone"
+                        aria-label="Time zone"
+                        prop:value=move || live.zone.get().key()
+                        on:change=on_zone
+                    >
+                        <option value="browser">"local"</option>
+                        <option value="utc">"UTC"</option>
+                    </select>
+                </label>
+                <nav class="account" aria-label="Account">
+                    <Show when=move || live.may(Permission::Administer)>
+                        <a href=TOKENS_PAGE>"Tokens"</a>
+                    </Show>
+                    <span class="user" data-testid="user">
+                        {move || live.viewer.with(|v| v.as_ref().map(|v| v.user.clone()))}
+                    </span>
+                    // A form, not a link: signing out changes state, so it is a POST (and works
+                    // without the WebAssembly).
+                    <form method="post" action=LOGOUT>
+                        <button type="submit" class="link-button">"Sign out"</button>
+                    </form>
+                </nav>
+            </div>
         </header>
         {move || {
             live.viewer
