@@ -55,9 +55,9 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     // The attic goes offline: the counts follow, and "offline first" puts it on top.
     attic.close();
     await page.waitForSelector(`li.card[data-device-id="a-${tag}"] .badge.offline`, { timeout: 5_000 });
-    await page.selectOption('select[name="order"]', 'offline-first');
+    await page.selectOption('select[name="sort"]', 'offline-first');
     await until('the offline device first', async () => (await page.locator('li.card').first().getAttribute('data-device-id')) === `a-${tag}`);
-    await page.selectOption('select[name="order"]', 'name');
+    await page.selectOption('select[name="sort"]', 'name');
     await until('the offline device first by name', async () => (await page.locator('li.card').first().getAttribute('data-device-id')) === `a-${tag}`);
     const counts = await page.locator('[data-testid="device-counts"]').textContent();
     assert.match(counts, /\d+ online · [1-9]\d* offline/);
@@ -124,4 +124,52 @@ test('the server-rendered pages already show devices before the wasm loads', asy
   assert.match(devicePage, /data-testid="device-title"[^>]*>ssr-check</);
   assert.match(devicePage, /<figure data-field="temp"[^>]*class="chart"/);
   device.close();
+});
+
+test('a fleet larger than a page: the server lists one page, the pager and the address bar follow', async () => {
+  // 50 devices: a page of 48 and two more.
+  const ids = Array.from({ length: 50 }, (_, i) => `pg-${String(i).padStart(2, '0')}`);
+  const devices = [];
+  for (let i = 0; i < ids.length; i += 10) {
+    devices.push(...await Promise.all(ids.slice(i, i + 10).map((id) => env.server.device(id))));
+  }
+  await Promise.all(devices.map((d, i) => d.send(`${ids[i]},1,20`)));
+
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.desktop, '/?q=pg-');
+  await page.evaluate(() => { window.__noReload = true; });
+  const cards = page.locator('li.card');
+  const summary = page.locator('[data-testid="page-summary"]');
+  await until('a full first page', async () => (await cards.count()) === 48 && (await summary.innerText()) === 'Showing 1–48 of 50');
+  assert.equal(await cards.first().getAttribute('data-device-id'), 'pg-00');
+  const counts = await page.locator('[data-testid="device-counts"]').textContent();
+  assert.ok(Number(counts.match(/(\d+) online/)[1]) >= 50, `the counts are the whole fleet's: ${counts}`);
+
+  // The next page, without a reload; the address bar says where we are.
+  await page.getByRole('link', { name: 'Next ›' }).click();
+  await until('the second page', async () => (await summary.innerText()) === 'Showing 49–50 of 50');
+  assert.deepEqual(await cards.evaluateAll((li) => li.map((l) => l.dataset.deviceId)), ['pg-48', 'pg-49']);
+  assert.equal(new URL(page.url()).search, '?q=pg-&page=2');
+  assert.equal(await page.getByRole('link', { name: 'Next ›' }).count(), 0, 'no page after the last');
+
+  // A device that comes now and belongs on this page joins it.
+  const late = await env.server.device('pg-50');
+  await late.send('pg-50,1,20');
+  await until('the newcomer on the page', async () => (await cards.count()) === 3);
+
+  // Filtering starts again at the first page.
+  await page.getByLabel('Filter devices by id or name').fill('PG-07');
+  await until('one card for the filter', async () => (await cards.count()) === 1 && (await cards.first().getAttribute('data-device-id')) === 'pg-07');
+  assert.equal(new URL(page.url()).search, '?q=PG-07');
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page must not reload');
+
+  // Without the WebAssembly, the address alone gives the same page.
+  const html = await (await fetchSignedIn(env.server.baseUrl, '/?q=pg-&page=2')).text();
+  const listed = [...html.matchAll(/<li [^>]*data-device-id="([^"]+)"/g)].map((m) => m[1]);
+  assert.deepEqual(listed, ['pg-48', 'pg-49', 'pg-50']);
+  assert.match(html, /Showing 49–51 of 51/);
+  assert.match(html, /<input type="search" name="q"[^>]* value="pg-"/, 'the filter box says what it filters');
+
+  for (const d of [...devices, late]) d.close();
+  assert.deepEqual(errors, []);
+  await context.close();
 });

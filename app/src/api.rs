@@ -6,7 +6,7 @@
 use crate::error::AppError;
 use crate::model::{
     Alarm, AlarmRule, ApiToken, AutomationRun, CommandInfo, CommandRequest, DashboardSnapshot,
-    DeviceToken, HistoryWindow, NewApiToken, NewDeviceToken, NewRule, Reading, Role,
+    DeviceToken, HistoryWindow, NewApiToken, NewDeviceToken, NewRule, Reading, Role, Scope,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::{Json, StreamingText, TextStream};
@@ -14,13 +14,14 @@ use leptos::server_fn::codec::{Json, StreamingText, TextStream};
 /// Most readings one history call returns.
 pub const HISTORY_LIMIT_MAX: u32 = 10_000;
 
-/// Every device, and the recent readings the page needs: sparklines for all on the overview
-/// (`focus` empty), or everything the server holds in memory for the device `focus`.
-#[server]
-pub async fn load_dashboard(focus: Option<String>) -> Result<DashboardSnapshot, AppError> {
+/// What a page shows ([`Scope`]): the overview's page of cards with their sparklines, or
+/// everything the server holds in memory for one device, or no device; always the counts,
+/// recent commands and alarms up, who is signed in and the alarm rules.
+#[server(input = Json)]
+pub async fn load_dashboard(scope: Scope) -> Result<DashboardSnapshot, AppError> {
     let result = async {
         let hub = ssr::hub()?;
-        let mut snapshot = hub.snapshot(focus.as_deref());
+        let mut snapshot = hub.snapshot(&ssr::checked(scope));
         snapshot.viewer = ssr::signed_in().map(|who| crate::model::Viewer {
             user: who.user,
             role: who.role,
@@ -99,11 +100,14 @@ pub async fn send_console_line(device_id: String, line: String) -> Result<(), Ap
 }
 
 /// The live stream: newline-delimited JSON [`crate::model::LiveEvent`]s, starting with a snapshot
-/// for `focus` (as [`load_dashboard`]). With a focus, other devices' readings and console
-/// lines are left out: the device page does not show them.
-#[server(output = StreamingText)]
-pub async fn live_updates(focus: Option<String>) -> Result<TextStream<AppError>, AppError> {
-    ssr::respond(ssr::hub().map(|hub| ssr::live_stream(hub, focus, ssr::credential())))
+/// of `scope` (as [`load_dashboard`]), then the events of the devices in it; of the others
+/// only the counts ([`crate::model::LiveEvent::Fleet`]). When devices come, go or change so
+/// that the overview's page may hold others, a fresh snapshot follows (at most every second).
+#[server(input = Json, output = StreamingText)]
+pub async fn live_updates(scope: Scope) -> Result<TextStream<AppError>, AppError> {
+    ssr::respond(
+        ssr::hub().map(|hub| ssr::live_stream(hub, ssr::checked(scope), ssr::credential())),
+    )
 }
 
 /// Every alarm rule, oldest first.
@@ -255,11 +259,12 @@ pub mod ssr {
     use crate::error::AppError;
     use crate::model::{
         Alarm, AlarmRule, ApiToken, AutomationRun, CommandInfo, CommandRequest, DashboardSnapshot,
-        DeviceSummary, DeviceToken, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, NewRule,
-        Reading, Role,
+        DeviceSummary, DeviceToken, Fleet, HistoryWindow, Listed, LiveEvent, NewApiToken,
+        NewDeviceToken, NewRule, Reading, Role, Scope,
     };
     use leptos::prelude::*;
     use leptos::server_fn::codec::TextStream;
+    use std::collections::HashSet;
     use std::sync::Arc;
     use std::time::Duration;
     use tokio::sync::broadcast::{error::RecvError, Receiver};
@@ -268,11 +273,13 @@ pub mod ssr {
     /// The server as the dashboard needs it.
     #[async_trait::async_trait]
     pub trait Hub: Send + Sync + 'static {
-        /// Every device; `focus` (a device id) in detail.
-        fn snapshot(&self, focus: Option<&str>) -> DashboardSnapshot;
+        /// The devices of `scope`, the counts, recent commands and alarms up.
+        fn snapshot(&self, scope: &Scope) -> DashboardSnapshot;
         /// A snapshot and a receiver for every event after it, taken together so that nothing
         /// falls between the two.
-        fn subscribe(&self, focus: Option<&str>) -> (DashboardSnapshot, Receiver<LiveEvent>);
+        fn subscribe(&self, scope: &Scope) -> (DashboardSnapshot, Receiver<LiveEvent>);
+        /// How many devices are known and online.
+        fn fleet(&self) -> Fleet;
         async fn history(
             &self,
             device_id: &str,
@@ -428,6 +435,14 @@ pub mod ssr {
         Ok(())
     }
 
+    /// A scope as asked for, within bounds (the filter is trimmed and cut).
+    pub(crate) fn checked(scope: Scope) -> Scope {
+        match scope {
+            Scope::Devices(query) => Scope::Devices(query.normalised()),
+            other => other,
+        }
+    }
+
     /// With nothing else to send, a heartbeat this often lets both ends notice a dead connection.
     pub const HEARTBEAT: Duration = Duration::from_secs(15);
     /// An open stream checks its session this often: signing out (or removing the user) ends
@@ -435,34 +450,74 @@ pub mod ssr {
     pub const SESSION_CHECK: Duration = Duration::from_secs(5);
     /// Events queued for a subscriber are sent together, up to this many per chunk.
     const MAX_EVENTS_PER_CHUNK: usize = 256;
+    /// An overview whose page may have changed gets a fresh snapshot at most this often: while
+    /// thousands of devices connect, one per second rather than one per connection.
+    pub const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
     struct Subscription {
         hub: SharedHub,
-        focus: Option<String>,
+        scope: Scope,
+        /// The devices the page shows (the overview's page, or the device page's device).
+        shown: HashSet<String>,
+        /// The last card of a full overview page: a device listed after it changes nothing here.
+        last_shown: Option<DeviceSummary>,
         rx: Receiver<LiveEvent>,
         pending: Option<LiveEvent>,
         stopping: CancellationToken,
         session: Option<Credential>,
         next_session_check: tokio::time::Instant,
+        /// Devices came, went or changed: the counts are sent with the next chunk.
+        fleet_changed: bool,
+        /// The overview's page may hold other devices now: a fresh snapshot is due at
+        /// `refresh_at`.
+        refresh_at: Option<tokio::time::Instant>,
+        last_refresh: tokio::time::Instant,
     }
 
     pub(crate) fn live_stream(
         hub: SharedHub,
-        focus: Option<String>,
+        scope: Scope,
         session: Option<Credential>,
     ) -> TextStream<AppError> {
-        let (snapshot, rx) = hub.subscribe(focus.as_deref());
+        let (snapshot, rx) = hub.subscribe(&scope);
+        let shown = shown_in(&scope, &snapshot);
+        let last_shown = last_of_full_page(&snapshot);
         let stopping = hub.stopping();
+        let now = tokio::time::Instant::now();
         let sub = Subscription {
             hub,
-            focus,
+            scope,
+            shown,
+            last_shown,
             rx,
             pending: Some(LiveEvent::Snapshot(snapshot)),
             stopping,
             session,
-            next_session_check: tokio::time::Instant::now() + SESSION_CHECK,
+            next_session_check: now + SESSION_CHECK,
+            fleet_changed: false,
+            refresh_at: None,
+            last_refresh: now,
         };
         TextStream::new(futures::stream::unfold(sub, next_chunk))
+    }
+
+    /// The devices a page shows: the overview's page as listed, or the device page's device
+    /// (also before it is first heard from).
+    fn shown_in(scope: &Scope, snapshot: &DashboardSnapshot) -> HashSet<String> {
+        match scope {
+            Scope::Device(id) => HashSet::from([id.clone()]),
+            _ => snapshot
+                .devices
+                .iter()
+                .map(|d| d.summary.id.clone())
+                .collect(),
+        }
+    }
+
+    fn last_of_full_page(snapshot: &DashboardSnapshot) -> Option<DeviceSummary> {
+        (snapshot.devices.len() >= crate::model::PAGE_SIZE)
+            .then(|| snapshot.devices.last().map(|d| d.summary.clone()))
+            .flatten()
     }
 
     async fn next_chunk(mut sub: Subscription) -> Option<(Result<String, AppError>, Subscription)> {
@@ -472,9 +527,10 @@ pub mod ssr {
         let heartbeat = tokio::time::sleep(HEARTBEAT);
         tokio::pin!(heartbeat);
         let first = loop {
+            let refresh_at = sub.refresh_at;
             tokio::select! {
                 _ = sub.stopping.cancelled() => return None,
-                _ = &mut heartbeat => break LiveEvent::Heartbeat,
+                _ = &mut heartbeat => break LiveEvent::Heartbeat.to_line(),
                 _ = tokio::time::sleep_until(sub.next_session_check), if sub.session.is_some() => {
                     if !sub.still_signed_in().await {
                         // Ending the stream is enough: the page reconnects, is refused with
@@ -482,9 +538,15 @@ pub mod ssr {
                         return None;
                     }
                 }
+                _ = tokio::time::sleep_until(refresh_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if refresh_at.is_some() => break sub.refresh(),
                 received = sub.rx.recv() => match received {
-                    Ok(event) if sub.wants(&event) => break event,
-                    Ok(_) => continue,
+                    Ok(event) => match sub.take(event) {
+                        Some(line) => break line,
+                        // Only the counts changed: they go out now, below.
+                        None if sub.fleet_changed => break String::new(),
+                        None => continue,
+                    },
                     Err(RecvError::Lagged(missed)) => {
                         return Some((Ok(resync(&mut sub, missed)), sub))
                     }
@@ -492,19 +554,21 @@ pub mod ssr {
                 },
             }
         };
-        let mut chunk = first.to_line();
+        let mut chunk = first;
         // Whatever else is already queued goes out in the same chunk: fewer, larger writes
         // when devices are busy.
         for _ in 1..MAX_EVENTS_PER_CHUNK {
             match sub.rx.try_recv() {
-                Ok(event) if sub.wants(&event) => chunk.push_str(&event.to_line()),
-                Ok(_) => {}
+                Ok(event) => chunk.extend(sub.take(event)),
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(missed)) => {
                     chunk.push_str(&resync(&mut sub, missed));
                     break;
                 }
                 Err(_) => break,
             }
+        }
+        if std::mem::take(&mut sub.fleet_changed) {
+            chunk.push_str(&LiveEvent::Fleet(sub.hub.fleet()).to_line());
         }
         Some((Ok(chunk), sub))
     }
@@ -518,15 +582,71 @@ pub mod ssr {
             }
         }
 
-        /// Readings and console lines matter only for the page's device; the overview shows
-        /// no console at all.
-        fn wants(&self, event: &LiveEvent) -> bool {
-            match (event, &self.focus) {
-                (LiveEvent::Reading(r), Some(focus)) => *r.device_id == **focus,
-                (LiveEvent::Console { device_id, .. }, Some(focus)) => device_id == focus,
-                (LiveEvent::Console { .. }, None) => false,
+        /// What the page gets of `event`: its line, or nothing. A page gets the readings,
+        /// console lines (device page only) and changes of the devices it shows, every command
+        /// and alarm, and of other devices only the counts; an overview learns that its page
+        /// may now hold other devices.
+        fn take(&mut self, event: LiveEvent) -> Option<String> {
+            let wanted = match &event {
+                LiveEvent::Reading(r) => self.shown.contains(&*r.device_id),
+                LiveEvent::Console { device_id, .. } => {
+                    self.scope.focus() == Some(device_id.as_str())
+                }
+                LiveEvent::Device(summary) => {
+                    self.fleet_changed = true;
+                    let shown = self.shown.contains(&summary.id);
+                    if let Scope::Devices(query) = &self.scope {
+                        // A device not on the page may belong there now (unless it is listed
+                        // after a full page); one on it may move (unless the order is by name,
+                        // which a change here leaves alone).
+                        let device = Listed::of(summary);
+                        let may_change = if shown {
+                            query.order != crate::model::DeviceOrder::Name
+                        } else {
+                            query.matches(device)
+                                && self
+                                    .last_shown
+                                    .as_ref()
+                                    .is_none_or(|last| query.precedes(device, Listed::of(last)))
+                        };
+                        if may_change {
+                            self.refresh_soon();
+                        }
+                    }
+                    shown
+                }
+                LiveEvent::Removed { device_id } => {
+                    self.fleet_changed = true;
+                    let shown = self.shown.contains(device_id);
+                    if shown && matches!(self.scope, Scope::Devices(_)) {
+                        // Another device may take its place on the page.
+                        self.refresh_soon();
+                    }
+                    shown
+                }
                 _ => true,
+            };
+            wanted.then(|| event.to_line())
+        }
+
+        fn refresh_soon(&mut self) {
+            if self.refresh_at.is_none() {
+                self.refresh_at = Some(
+                    (self.last_refresh + REFRESH_AT_MOST_EVERY).max(tokio::time::Instant::now()),
+                );
             }
+        }
+
+        /// A fresh snapshot of the page, and the events after it.
+        fn refresh(&mut self) -> String {
+            self.refresh_at = None;
+            self.last_refresh = tokio::time::Instant::now();
+            self.fleet_changed = false;
+            let (snapshot, rx) = self.hub.subscribe(&self.scope);
+            self.rx = rx;
+            self.shown = shown_in(&self.scope, &snapshot);
+            self.last_shown = last_of_full_page(&snapshot);
+            LiveEvent::Snapshot(snapshot).to_line()
         }
     }
 
@@ -534,10 +654,8 @@ pub mod ssr {
     fn resync(sub: &mut Subscription, missed: u64) -> String {
         metrics::counter!("iothub_live_lagged_total").increment(1);
         tracing::debug!(missed, "live subscriber lagged; sending a fresh snapshot");
-        let (snapshot, rx) = sub.hub.subscribe(sub.focus.as_deref());
-        sub.rx = rx;
         let mut lines = LiveEvent::Lagged { missed }.to_line();
-        lines.push_str(&LiveEvent::Snapshot(snapshot).to_line());
+        lines.push_str(&sub.refresh());
         lines
     }
 }

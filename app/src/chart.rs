@@ -77,7 +77,7 @@ fn draw(svg: &mut String, spec: ChartSpec<'_>) -> Result<(), Box<dyn std::error:
     let root = SVGBackend::with_string(svg, (width, CHART_HEIGHT)).into_drawing_area();
     let mut chart = ChartBuilder::on(&root)
         // Sized for a phone too, where the drawing is shown about two thirds as wide.
-        .caption(spec.title, ("sans-serif", 20))
+        .caption(spec.title, (FontFamily::SansSerif, 20))
         .margin(8)
         // Room for the last time label, which is centred on the right edge.
         .margin_right(28)
@@ -90,8 +90,8 @@ fn draw(svg: &mut String, spec: ChartSpec<'_>) -> Result<(), Box<dyn std::error:
     let mut mesh = chart.configure_mesh();
     mesh.x_labels(5)
         .y_labels(5)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 15))
+        .label_style((FontFamily::SansSerif, 16))
+        .axis_desc_style((FontFamily::SansSerif, 15))
         .x_label_formatter(&x_label)
         .y_label_formatter(&y_label)
         .x_desc(time_desc.as_str())

@@ -71,14 +71,17 @@ pub fn App() -> impl IntoView {
     match &route {
         Route::Login { .. } => {}
         Route::Device { id, .. } => {
-            live::Live::provide(Some(id.clone()));
+            live::Live::provide(model::Scope::Device(id.clone()));
+        }
+        Route::Overview { query } => {
+            live::Live::provide(model::Scope::Devices(query.clone()));
         }
         _ => {
-            live::Live::provide(None);
+            live::Live::provide(model::Scope::Fleet);
         }
     }
     let page = match route {
-        Route::Overview => EitherOf6::A(view! { <pages::overview::OverviewPage /> }),
+        Route::Overview { .. } => EitherOf6::A(view! { <pages::overview::OverviewPage /> }),
         Route::Device { id, window } => {
             EitherOf6::B(view! { <pages::device::DevicePage id window /> })
         }

@@ -6,13 +6,15 @@
 //! loads the page it names. Two pages do not need one, and leaving it out keeps the browser
 //! bundle within its size budget.
 
-use crate::model::TimeWindow;
+use crate::model::{DeviceOrder, DeviceQuery, TimeWindow};
 
 /// The page an address shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `/`
-    Overview,
+    /// `/[?q=…][&sort=…][&page=…]`: the overview's page of cards (`page` counts from 1).
+    Overview {
+        query: DeviceQuery,
+    },
     /// `/devices/<id>[?window=…]`
     Device {
         id: String,
@@ -35,8 +37,24 @@ pub enum Route {
 impl Route {
     /// From the path and query of an address (query without the `?`).
     pub fn parse(path: &str, query: &str) -> Route {
+        let param = |name: &str| {
+            query.split('&').find_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (key == name).then(|| decode_query_value(value))
+            })
+        };
         if path == "/" || path.is_empty() {
-            return Route::Overview;
+            let query = DeviceQuery {
+                filter: param("q").flatten().unwrap_or_default(),
+                order: DeviceOrder::from_key(&param("sort").flatten().unwrap_or_default()),
+                page: param("page")
+                    .flatten()
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .map_or(0, |p| p.saturating_sub(1)),
+            };
+            return Route::Overview {
+                query: query.normalised(),
+            };
         }
         if path == TOKENS_PAGE {
             return Route::Tokens;
@@ -45,12 +63,6 @@ impl Route {
             return Route::Alarms;
         }
         if path == LOGIN_PAGE {
-            let param = |name: &str| {
-                query.split('&').find_map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (key == name).then(|| decode_query_value(value))
-                })
-            };
             return Route::Login {
                 failed: param("failed").is_some(),
                 next: param("next").flatten().unwrap_or_else(|| "/".into()),
@@ -77,7 +89,7 @@ impl Route {
         #[cfg(feature = "ssr")]
         {
             let uri = leptos::prelude::use_context::<http::request::Parts>().map(|p| p.uri);
-            uri.map_or(Route::Overview, |uri| {
+            uri.map_or(Route::NotFound, |uri| {
                 Route::parse(uri.path(), uri.query().unwrap_or_default())
             })
         }
@@ -100,6 +112,25 @@ pub const LOGOUT: &str = "/logout";
 /// The login page, coming back to `next` (a path on this site) afterwards.
 pub fn login_page(next: &str) -> String {
     format!("{LOGIN_PAGE}?next={}", encode_path_segment(next))
+}
+
+/// The overview showing `query`: `/`, `/?q=kitchen&sort=last-seen&page=2`.
+pub fn overview_page(query: &DeviceQuery) -> String {
+    let mut params = Vec::new();
+    if !query.filter.is_empty() {
+        params.push(format!("q={}", encode_path_segment(&query.filter)));
+    }
+    if query.order != DeviceOrder::default() {
+        params.push(format!("sort={}", query.order.key()));
+    }
+    if query.page > 0 {
+        params.push(format!("page={}", u64::from(query.page) + 1));
+    }
+    if params.is_empty() {
+        "/".into()
+    } else {
+        format!("/?{}", params.join("&"))
+    }
 }
 
 /// The device page: `/devices/<id>`, or with a history window `/devices/<id>?window=1h`.
@@ -221,7 +252,36 @@ mod tests {
 
     #[test]
     fn addresses_name_their_page() {
-        assert_eq!(Route::parse("/", ""), Route::Overview);
+        assert_eq!(
+            Route::parse("/", ""),
+            Route::Overview {
+                query: DeviceQuery::default()
+            }
+        );
+        for query in [
+            DeviceQuery::default(),
+            DeviceQuery {
+                filter: "küche & co+".into(),
+                order: DeviceOrder::OfflineFirst,
+                page: 4,
+            },
+            DeviceQuery {
+                filter: String::new(),
+                order: DeviceOrder::LastSeen,
+                page: 0,
+            },
+        ] {
+            let link = overview_page(&query);
+            let (path, params) = link.split_once('?').unwrap_or((&link, ""));
+            assert_eq!(Route::parse(path, params), Route::Overview { query });
+        }
+        assert_eq!(
+            Route::parse("/", "page=0&sort=bogus&q=%zz"),
+            Route::Overview {
+                query: DeviceQuery::default()
+            },
+            "nonsense reads as the first page"
+        );
         for (id, window) in [
             ("7", TimeWindow::Live),
             ("<img src=x onerror=\"alert(1)\">", TimeWindow::Hours24),

@@ -3,7 +3,7 @@
 //! reconnection starts with a snapshot, so whatever was missed while away is filled in.
 
 use crate::error::AppError;
-use crate::model::{DashboardSnapshot, DashboardState, LiveEvent, Viewer};
+use crate::model::{DashboardSnapshot, DashboardState, LiveEvent, Scope, Viewer};
 use crate::time::{format_age, now_ms, Zone};
 use leptos::prelude::*;
 use std::time::Duration;
@@ -112,6 +112,9 @@ pub struct Live {
     /// How wide charts are drawn: [`crate::chart::CHART_WIDTH`] on the server, the screen's
     /// own once hydrated (narrower on a phone, so that labels keep their size).
     pub chart_width: RwSignal<u32>,
+    /// What the page shows ([`Scope`]); the stream starts over with a fresh snapshot when it
+    /// changes (the overview's filter, order or page).
+    pub scope: RwSignal<Scope>,
 }
 
 /// Where the zone choice is remembered in the browser.
@@ -119,9 +122,8 @@ const ZONE_STORAGE_KEY: &str = "iothub.zone";
 
 impl Live {
     /// Creates the shared signals, provides them as context, and (in the browser, after
-    /// hydration) starts the clock and the stream for `focus`: the device the page shows in
-    /// detail, `None` on the overview.
-    pub fn provide(focus: Option<String>) -> Live {
+    /// hydration) starts the clock and the stream for `scope`.
+    pub fn provide(scope: Scope) -> Live {
         let live = Live {
             state: RwSignal::new(DashboardState::default()),
             status: RwSignal::new(LinkStatus::Connecting),
@@ -132,6 +134,7 @@ impl Live {
             viewer: RwSignal::new(None),
             rules: RwSignal::new(Vec::new()),
             chart_width: RwSignal::new(crate::chart::CHART_WIDTH),
+            scope: RwSignal::new(scope),
         };
         provide_context(live);
 
@@ -152,7 +155,19 @@ impl Live {
             );
         });
 
-        Effect::new(move |_| leptos::task::spawn_local(run(live, focus.clone())));
+        let (changed, scope_changes) = futures::channel::mpsc::unbounded::<()>();
+        Effect::new(move |first_run_done: Option<()>| {
+            live.scope.track();
+            if first_run_done.is_some() {
+                let _ = changed.unbounded_send(());
+            }
+        });
+        let scope_changes = std::cell::Cell::new(Some(scope_changes));
+        Effect::new(move |_| {
+            if let Some(changes) = scope_changes.take() {
+                leptos::task::spawn_local(run(live, changes));
+            }
+        });
         live
     }
 
@@ -210,13 +225,19 @@ fn stored_zone() -> Option<Zone> {
     Zone::from_key(&key)
 }
 
-/// Runs the stream for the life of the page, reconnecting with backoff.
-async fn run(live: Live, focus: Option<String>) {
+/// After the overview's filter changes, the stream waits this long for the next keystroke
+/// before it starts over.
+const SCOPE_SETTLE: Duration = Duration::from_millis(200);
+
+/// Runs the stream for the life of the page, reconnecting with backoff, and starting over at
+/// once when the page's scope changes.
+async fn run(live: Live, mut scope_changes: futures::channel::mpsc::UnboundedReceiver<()>) {
     use futures::future::{select, Either};
     use futures::StreamExt;
     let mut backoff = Backoff::new();
     loop {
-        match crate::api::live_updates(focus.clone()).await {
+        let mut scope_changed = false;
+        match crate::api::live_updates(live.scope.get_untracked()).await {
             Ok(stream) => {
                 let mut stream = Box::pin(stream.into_inner());
                 let mut lines = LineBuffer::default();
@@ -230,17 +251,28 @@ async fn run(live: Live, focus: Option<String>) {
                         let since = (now_ms() - last_flush).max(0) as u64;
                         FLUSH_INTERVAL.saturating_sub(Duration::from_millis(since))
                     };
-                    let ended = match select(stream.next(), Box::pin(sleep(wait))).await {
-                        Either::Left((Some(Ok(chunk)), _)) => {
-                            live.status.set(LinkStatus::Live);
-                            backoff.reset();
-                            pending.extend(lines.push(&chunk));
-                            false
+                    let next = select(stream.next(), Box::pin(sleep(wait)));
+                    let ended = match select(next, scope_changes.next()).await {
+                        // The scope changed: what is pending belongs to the old one.
+                        Either::Right(_) => {
+                            sleep(SCOPE_SETTLE).await;
+                            while scope_changes.try_recv().is_ok() {}
+                            pending.clear();
+                            scope_changed = true;
+                            break;
                         }
-                        // The stream ended or failed.
-                        Either::Left(_) => true,
-                        // Silence: a flush is due, or the connection is dead.
-                        Either::Right(_) => pending.is_empty(),
+                        Either::Left((next, _)) => match next {
+                            Either::Left((Some(Ok(chunk)), _)) => {
+                                live.status.set(LinkStatus::Live);
+                                backoff.reset();
+                                pending.extend(lines.push(&chunk));
+                                false
+                            }
+                            // The stream ended or failed.
+                            Either::Left(_) => true,
+                            // Silence: a flush is due, or the connection is dead.
+                            Either::Right(_) => pending.is_empty(),
+                        },
                     };
                     let due = now_ms() - last_flush >= FLUSH_INTERVAL.as_millis() as i64;
                     if !pending.is_empty() && (due || ended) {
@@ -262,6 +294,9 @@ async fn run(live: Live, focus: Option<String>) {
                 return;
             }
             Err(err) => leptos::logging::warn!("live stream failed to start: {err}"),
+        }
+        if scope_changed {
+            continue;
         }
         live.status.set(LinkStatus::Reconnecting);
         sleep(backoff.next_delay()).await;

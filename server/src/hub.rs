@@ -3,15 +3,15 @@
 
 use crate::auth::AuthError;
 use crate::protocol::DeviceId;
-use crate::registry::CommandError;
+use crate::registry::{CommandError, Selection};
 use crate::state::AppState;
 use crate::storage::AlarmFilter;
 use app::api::ssr::{Credential, Hub};
 use app::error::AppError;
 use app::model::{
     Alarm, AlarmRule, ApiToken, AutomationRun, CommandInfo, CommandRequest, DashboardSnapshot,
-    DeviceSummary, DeviceToken, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken, NewRule,
-    Reading, Role,
+    DeviceSummary, DeviceToken, Fleet, HistoryWindow, LiveEvent, NewApiToken, NewDeviceToken,
+    NewRule, Reading, Role, Scope,
 };
 
 /// Longest name a person may give a device.
@@ -21,12 +21,16 @@ use tokio_util::sync::CancellationToken;
 
 #[async_trait::async_trait]
 impl Hub for AppState {
-    fn snapshot(&self, focus: Option<&str>) -> DashboardSnapshot {
-        self.registry.snapshot(focus)
+    fn snapshot(&self, scope: &Scope) -> DashboardSnapshot {
+        self.registry.snapshot(Selection::Page(scope))
     }
 
-    fn subscribe(&self, focus: Option<&str>) -> (DashboardSnapshot, Receiver<LiveEvent>) {
-        self.registry.subscribe(focus)
+    fn subscribe(&self, scope: &Scope) -> (DashboardSnapshot, Receiver<LiveEvent>) {
+        self.registry.subscribe(Selection::Page(scope))
+    }
+
+    fn fleet(&self) -> Fleet {
+        self.registry.fleet()
     }
 
     async fn history(

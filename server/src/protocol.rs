@@ -33,6 +33,13 @@ impl DeviceId {
     }
 }
 
+/// Maps keyed by id can be searched with a plain `&str` (hashed and compared as its `String`).
+impl std::borrow::Borrow<str> for DeviceId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

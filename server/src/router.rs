@@ -65,7 +65,8 @@ pub fn router(state: AppState) -> Router {
     for (path, method) in leptos::server_fn::axum::server_fn_paths() {
         let context = context.clone();
         let handler = move |req: Request<Body>| async move {
-            leptos_axum::handle_server_fns_with_context(context, req).await
+            let response = leptos_axum::handle_server_fns_with_context(context, req).await;
+            arguments_error_is_a_bad_request(response.into_response()).await
         };
         // Our server functions use GET and POST, both of which have a filter.
         let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::POST);
@@ -96,6 +97,24 @@ pub fn router(state: AppState) -> Router {
             security::request_deadline,
         ))
         .with_state(state)
+}
+
+/// A server function whose arguments cannot be read never runs, and Leptos answers 500 with
+/// an [`AppError::Transport`] naming what was wrong. That is the caller's mistake: 400. (The
+/// functions themselves never return `Transport`; their own errors carry their own status.)
+async fn arguments_error_is_a_bad_request(response: Response) -> Response {
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Error answers are a short JSON value; anything longer is not one of these.
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+    };
+    if let Ok(app::error::AppError::Transport(_)) = serde_json::from_slice(&bytes) {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 #[derive(Debug, serde::Deserialize)]

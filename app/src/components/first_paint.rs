@@ -3,19 +3,21 @@ use crate::live::use_live;
 use leptos::either::Either;
 use leptos::prelude::*;
 
-/// Renders `content` once the page's snapshot is loaded, on the server, so that the HTML
-/// already shows real devices; the live stream takes over from there.
+/// Renders `content` once the page's snapshot (of the page's scope, as it was when the page
+/// loaded) is loaded, on the server, so that the HTML already shows real devices; the live
+/// stream takes over from there, also when the scope changes.
 ///
 /// A generic function rather than a component with `children`: children are type-erased views,
 /// and each erased view carries a second, asynchronous copy of its hydration code into the
 /// browser bundle.
-pub fn first_paint<V, F>(focus: Option<String>, content: F) -> impl IntoView
+pub fn first_paint<V, F>(content: F) -> impl IntoView
 where
     V: IntoView + 'static,
     F: Fn() -> V + Clone + Send + Sync + 'static,
 {
     let live = use_live();
-    let snapshot = Resource::new(move || focus.clone(), load_dashboard);
+    let scope = live.scope.get_untracked();
+    let snapshot = Resource::new(move || scope.clone(), load_dashboard);
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading devices…"</p> }>
             {move || {

@@ -11,8 +11,12 @@ use leptos::prelude::*;
 #[component]
 pub fn TopBar() -> impl IntoView {
     let live = use_live();
-    let online = move || live.state.with(|s| s.online_count());
-    let offline = move || live.state.with(|s| s.devices.len() - s.online_count());
+    // The whole fleet's, whatever the page shows.
+    let online = move || live.state.with(|s| s.fleet.online);
+    let offline = move || {
+        live.state
+            .with(|s| s.fleet.known.saturating_sub(s.fleet.online))
+    };
     let alarms_up = move || live.state.with(|s| s.alarms.len());
     let menu_open = RwSignal::new(false);
     let on_zone = move |ev| {

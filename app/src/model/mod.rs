@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 mod alerts;
 mod commands;
+mod listing;
 mod roles;
 mod tokens;
 
@@ -18,6 +19,7 @@ pub use commands::{
     control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,
     ControlKind, ControlState, MAX_DURATION_MS, MAX_VARIABLE_CHARS,
 };
+pub use listing::{DeviceOrder, DeviceQuery, Fleet, Listed, Scope, MAX_FILTER_CHARS, PAGE_SIZE};
 pub use roles::{Permission, Role};
 pub use tokens::{ApiToken, DeviceToken, NewApiToken, NewDeviceToken, Viewer};
 
@@ -194,16 +196,24 @@ pub struct DeviceSnapshot {
     pub console: Vec<ConsoleLine>,
 }
 
-/// Everything the dashboard needs to draw itself, as of event `seq`.
+/// What a page needs to draw itself, as of event `seq`: the devices of its [`Scope`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DashboardSnapshot {
     pub seq: u64,
-    /// The device this snapshot carries in detail (all recent readings and the console); the
-    /// others carry only their last [`SPARKLINE_POINTS`] readings (overview) or none.
+    /// The device this snapshot carries in detail (all recent readings and the console), on a
+    /// device page.
     #[serde(default)]
     pub focus: Option<String>,
+    /// On the overview: its page of devices, in the order asked for, each with its last
+    /// [`SPARKLINE_POINTS`] readings. On a device page: that device.
     pub devices: Vec<DeviceSnapshot>,
+    /// On the overview: how many devices match its filter, on all pages.
+    #[serde(default)]
+    pub matching: u32,
+    /// The whole fleet's counts.
+    #[serde(default)]
+    pub fleet: Fleet,
     /// Recent commands, oldest first.
     #[serde(default)]
     pub commands: Vec<CommandInfo>,
@@ -233,6 +243,8 @@ pub enum LiveEvent {
     Removed {
         device_id: String,
     },
+    /// The fleet's counts changed (devices outside the page's scope are sent only as this).
+    Fleet(Fleet),
     Reading(Reading),
     /// A command was sent or its status changed.
     Command(CommandInfo),
@@ -397,49 +409,6 @@ impl TimeWindow {
     }
 }
 
-/// How the overview orders its cards.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DeviceOrder {
-    /// By name (or id), case-insensitively.
-    #[default]
-    Name,
-    /// Most recently heard from first.
-    LastSeen,
-    /// Offline devices first, then by name: what needs attention on top.
-    OfflineFirst,
-}
-
-impl DeviceOrder {
-    pub const ALL: [DeviceOrder; 3] = [
-        DeviceOrder::Name,
-        DeviceOrder::LastSeen,
-        DeviceOrder::OfflineFirst,
-    ];
-
-    pub fn key(self) -> &'static str {
-        match self {
-            DeviceOrder::Name => "name",
-            DeviceOrder::LastSeen => "last-seen",
-            DeviceOrder::OfflineFirst => "offline-first",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            DeviceOrder::Name => "Name",
-            DeviceOrder::LastSeen => "Last seen",
-            DeviceOrder::OfflineFirst => "Offline first",
-        }
-    }
-
-    pub fn from_key(key: &str) -> DeviceOrder {
-        Self::ALL
-            .into_iter()
-            .find(|o| o.key() == key)
-            .unwrap_or_default()
-    }
-}
-
 /// The dashboard's state in the browser; [`DashboardState::apply`] is all the live stream does to it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DashboardState {
@@ -448,6 +417,11 @@ pub struct DashboardState {
     /// The device held in detail (see [`DashboardSnapshot::focus`]).
     pub focus: Option<String>,
     pub devices: BTreeMap<String, DeviceView>,
+    /// The overview's cards, in the order the server listed them.
+    pub page: Vec<String>,
+    /// How many devices match the overview's filter (see [`DashboardSnapshot::matching`]).
+    pub matching: u32,
+    pub fleet: Fleet,
     /// Recent commands, oldest first.
     pub commands: VecDeque<CommandInfo>,
     /// The alarms up, by id (oldest first).
@@ -460,6 +434,13 @@ impl From<DashboardSnapshot> for DashboardState {
             seq: snapshot.seq,
             focus: snapshot.focus,
             devices: BTreeMap::new(),
+            page: snapshot
+                .devices
+                .iter()
+                .map(|d| d.summary.id.clone())
+                .collect(),
+            matching: snapshot.matching,
+            fleet: snapshot.fleet,
             commands: snapshot.commands.into_iter().collect(),
             alarms: snapshot.alarms.into_iter().map(|a| (a.id, a)).collect(),
         };
@@ -536,8 +517,10 @@ impl DashboardState {
                     self.alarms.insert(alarm.id, alarm);
                 }
             }
+            LiveEvent::Fleet(fleet) => self.fleet = fleet,
             LiveEvent::Removed { device_id } => {
                 self.devices.remove(&device_id);
+                self.page.retain(|id| *id != device_id);
                 self.alarms.retain(|_, a| a.device_id != device_id);
             }
             LiveEvent::Lagged { .. } | LiveEvent::Heartbeat => {}
@@ -549,45 +532,6 @@ impl DashboardState {
         self.alarms
             .values()
             .filter(move |a| device.is_none_or(|d| a.device_id == d))
-    }
-
-    pub fn online_count(&self) -> usize {
-        self.devices
-            .values()
-            .filter(|d| d.summary.as_ref().is_some_and(|s| s.online))
-            .count()
-    }
-
-    /// The ids of the devices whose id or name contains `filter` (ignoring case), in `order`.
-    pub fn device_ids(&self, filter: &str, order: DeviceOrder) -> Vec<String> {
-        let filter = filter.trim().to_lowercase();
-        let mut rows: Vec<(&String, &DeviceView)> = self
-            .devices
-            .iter()
-            .filter(|(id, view)| {
-                filter.is_empty()
-                    || id.to_lowercase().contains(&filter)
-                    || view
-                        .name()
-                        .is_some_and(|n| n.to_lowercase().contains(&filter))
-            })
-            .collect();
-        let name = |(id, view): &(&String, &DeviceView)| view.name().unwrap_or(id).to_lowercase();
-        let online =
-            |(_, view): &(&String, &DeviceView)| view.summary.as_ref().is_some_and(|s| s.online);
-        let last_seen = |(_, view): &(&String, &DeviceView)| {
-            view.summary.as_ref().map_or(0, |s| s.last_seen_ms)
-        };
-        match order {
-            DeviceOrder::Name => rows.sort_by_cached_key(|r| (name(r), r.0.clone())),
-            DeviceOrder::LastSeen => {
-                rows.sort_by_cached_key(|r| (std::cmp::Reverse(last_seen(r)), r.0.clone()))
-            }
-            DeviceOrder::OfflineFirst => {
-                rows.sort_by_cached_key(|r| (online(r), name(r), r.0.clone()))
-            }
-        }
-        rows.into_iter().map(|(id, _)| id.clone()).collect()
     }
 }
 

@@ -4,13 +4,38 @@ use super::*;
 
 #[test]
 fn a_removed_device_is_no_longer_listed() {
-    let mut state = DashboardState::default();
-    state.apply(LiveEvent::Device(summary("7")));
-    state.apply(LiveEvent::Device(summary("8")));
+    let mut state: DashboardState = DashboardSnapshot {
+        devices: ["8", "7"]
+            .map(|id| DeviceSnapshot {
+                summary: summary(id),
+                recent: vec![],
+                console: vec![],
+            })
+            .into(),
+        ..DashboardSnapshot::default()
+    }
+    .into();
+    assert_eq!(
+        state.page,
+        ["8", "7"],
+        "in the order the server listed them"
+    );
     state.apply(LiveEvent::Removed {
         device_id: "7".into(),
     });
-    assert_eq!(state.device_ids("", DeviceOrder::default()), ["8"]);
+    assert_eq!(state.page, ["8"]);
+    assert!(!state.devices.contains_key("7"));
+}
+
+#[test]
+fn the_counts_follow_the_fleet_events() {
+    let mut state = DashboardState::default();
+    let fleet = Fleet {
+        known: 10_000,
+        online: 9_000,
+    };
+    state.apply(LiveEvent::Fleet(fleet));
+    assert_eq!(state.fleet, fleet);
 }
 
 fn summary(id: &str) -> DeviceSummary {
@@ -70,10 +95,7 @@ fn readings_already_in_a_snapshot_are_not_applied_twice() {
             recent: vec![reading(5, "7", 5000, 1.0)],
             console: vec![],
         }],
-        commands: vec![],
-        viewer: None,
-        alarms: vec![],
-        rules: vec![],
+        ..DashboardSnapshot::default()
     }
     .into();
     state.apply(LiveEvent::Reading(reading(5, "7", 5000, 1.0)));
@@ -98,19 +120,6 @@ fn series_are_bounded_more_tightly_for_devices_out_of_focus() {
     assert_eq!(state.devices["8"].series[0].1.len(), SPARKLINE_POINTS);
 }
 
-fn named(id: &str, name: Option<&str>, online: bool, last_seen_ms: i64) -> LiveEvent {
-    LiveEvent::Device(DeviceSummary {
-        online,
-        last_seen_ms,
-        display_name: None,
-        registration: name.map(|n| Registration {
-            name: Some(n.into()),
-            ..Registration::default()
-        }),
-        ..summary(id)
-    })
-}
-
 #[test]
 fn time_windows_round_trip_and_default_to_live() {
     for window in TimeWindow::ALL {
@@ -120,29 +129,6 @@ fn time_windows_round_trip_and_default_to_live() {
     assert_eq!(TimeWindow::from_key("1y"), TimeWindow::Live);
     assert_eq!(TimeWindow::Hour1.span_ms(), Some(3_600_000));
     assert_eq!(TimeWindow::Live.span_ms(), None);
-}
-
-#[test]
-fn the_overview_filters_by_id_or_name_and_sorts() {
-    let mut state = DashboardState::default();
-    state.apply(named("7", Some("Kitchen"), true, 300));
-    state.apply(named("8", Some("attic"), false, 100));
-    state.apply(named("b-12", None, true, 200));
-    state.apply(named("a-3", None, false, 400));
-    let ids = |filter, order| state.device_ids(filter, order);
-    assert_eq!(ids("", DeviceOrder::Name), ["a-3", "8", "b-12", "7"]);
-    assert_eq!(ids("", DeviceOrder::LastSeen), ["a-3", "7", "b-12", "8"]);
-    assert_eq!(
-        ids("", DeviceOrder::OfflineFirst),
-        ["a-3", "8", "b-12", "7"]
-    );
-    assert_eq!(ids("KITCH", DeviceOrder::Name), ["7"]);
-    assert_eq!(ids(" 1", DeviceOrder::Name), ["b-12"]);
-    assert!(ids("nothing", DeviceOrder::Name).is_empty());
-    for order in DeviceOrder::ALL {
-        assert_eq!(DeviceOrder::from_key(order.key()), order);
-    }
-    assert_eq!(DeviceOrder::from_key("bogus"), DeviceOrder::Name);
 }
 
 #[test]

@@ -23,9 +23,7 @@ pub fn AlarmsPage() -> impl IntoView {
         <main class="alarms-page" data-hydrated=move || live.hydrated.get().to_string()>
             // Rendered once the snapshot says who is signed in (and which rules exist), on the
             // server as in the browser, so that what an admin sees hydrates unchanged.
-            {first_paint(
-                None,
-                || view! {
+            {first_paint(|| view! {
                     <ActiveAlarms />
                     <Rules />
                     <History />

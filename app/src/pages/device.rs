@@ -48,7 +48,7 @@ pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
             data-hydrated=move || live.hydrated.get().to_string()
             data-flushes=move || live.flushes.get()
         >
-            {first_paint(Some(id), content)}
+            {first_paint(content)}
         </main>
     }
 }

@@ -1,11 +1,17 @@
-//! `/`: the alarms up, a card per device (sorted and filtered), the command form and recent
-//! commands.
+//! `/`: the alarms up, one page of device cards (filtered and sorted by the server), the command
+//! form and recent commands.
+//!
+//! The filter, order and page are the page's [`Scope`]: changing one starts the live stream over
+//! with a snapshot of the new page, and the address bar follows (`/?q=…&sort=…&page=…`), so a
+//! view can be bookmarked. Without the WebAssembly the same controls are a plain GET form and
+//! links.
 
 use crate::components::{
     first_paint, ActiveAlarms, CommandForm, DeviceCard, RecentCommands, TopBar,
 };
+use crate::links::overview_page;
 use crate::live::use_live;
-use crate::model::{DeviceOrder, Permission};
+use crate::model::{DeviceOrder, DeviceQuery, Permission, Scope, PAGE_SIZE};
 use leptos::either::Either;
 use leptos::prelude::*;
 
@@ -13,13 +19,64 @@ use leptos::prelude::*;
 pub fn OverviewPage() -> impl IntoView {
     let live = use_live();
 
-    let filter = RwSignal::new(String::new());
-    let order = RwSignal::new(DeviceOrder::Name);
-    let ids = Memo::new(move |_| {
-        let (filter, order) = (filter.get(), order.get());
-        live.state.with(|s| s.device_ids(&filter, order))
+    let query = Memo::new(move |_| match live.scope.get() {
+        Scope::Devices(query) => query,
+        _ => DeviceQuery::default(),
     });
-    let any_device = move || live.state.with(|s| !s.devices.is_empty());
+    let show = move |query: DeviceQuery| {
+        // The address bar follows, so that the view can be bookmarked and reloaded.
+        if let Ok(history) = window().history() {
+            let url = overview_page(&query);
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+        }
+        live.scope.set(Scope::Devices(query));
+    };
+    // As the page was asked for: attributes for the server-rendered HTML (properties are not
+    // rendered), which works without the WebAssembly.
+    let asked = query.get_untracked();
+    let ids = Memo::new(move |_| live.state.with(|s| s.page.clone()));
+    let any_device = move || live.state.with(|s| s.fleet.known > 0);
+    let matching = move || live.state.with(|s| s.matching);
+
+    // "Showing 49–96 of 10,000", and links to the pages either side.
+    let first_shown = move || query.with(|q| q.page as usize * PAGE_SIZE);
+    let summary = move || {
+        let (first, shown, matching) = (first_shown(), ids.with(Vec::len), matching());
+        if shown == 0 {
+            format!("{matching} matching")
+        } else {
+            format!("Showing {}–{} of {matching}", first + 1, first + shown)
+        }
+    };
+    let neighbour = move |forward: bool| {
+        let q = query.get();
+        let page = if forward {
+            let next_first = (q.page as usize + 1) * PAGE_SIZE;
+            (next_first < matching() as usize).then_some(q.page + 1)
+        } else {
+            q.page.checked_sub(1)
+        };
+        page.map(|page| DeviceQuery { page, ..q })
+    };
+    let page_link = move |forward: bool, label: &'static str| {
+        move || {
+            neighbour(forward).map(|target| {
+                let href = overview_page(&target);
+                view! {
+                    <a
+                        href=href
+                        class="page-link"
+                        on:click=move |ev| {
+                            ev.prevent_default();
+                            show(target.clone());
+                        }
+                    >
+                        {label}
+                    </a>
+                }
+            })
+        }
+    };
 
     view! {
         <TopBar />
@@ -28,51 +85,79 @@ pub fn OverviewPage() -> impl IntoView {
             data-hydrated=move || live.hydrated.get().to_string()
             data-flushes=move || live.flushes.get()
         >
-            {first_paint(
-                None,
-                move || view! {
+            {first_paint(move || view! {
                 <ActiveAlarms />
                 <section class="devices" aria-label="Devices">
-                    <div class="toolbar">
+                    // A GET form: without the WebAssembly, Enter in the search box loads the
+                    // filtered page; with it, each keystroke refilters.
+                    <form
+                        class="toolbar"
+                        method="get"
+                        action="/"
+                        role="search"
+                        on:submit=move |ev| ev.prevent_default()
+                    >
                         <input
                             type="search"
-                            name="filter"
+                            name="q"
                             aria-label="Filter devices by id or name"
                             placeholder="Filter by id or name"
                             autocomplete="off"
-                            prop:value=move || filter.get()
-                            on:input=move |ev| filter.set(event_target_value(&ev))
+                            maxlength=crate::model::MAX_FILTER_CHARS
+                            value=asked.filter.clone()
+                            prop:value=move || query.with(|q| q.filter.clone())
+                            on:input=move |ev| {
+                                show(DeviceQuery {
+                                    filter: event_target_value(&ev),
+                                    page: 0,
+                                    ..query.get()
+                                })
+                            }
                         />
                         <label>
                             "Sort"
                             <select
-                                name="order"
+                                name="sort"
                                 aria-label="Sort devices"
-                                prop:value=move || order.get().key()
+                                prop:value=move || query.with(|q| q.order.key())
                                 on:change=move |ev| {
-                                    order.set(DeviceOrder::from_key(&event_target_value(&ev)))
+                                    show(DeviceQuery {
+                                        order: DeviceOrder::from_key(&event_target_value(&ev)),
+                                        page: 0,
+                                        ..query.get()
+                                    })
                                 }
                             >
                                 {DeviceOrder::ALL
                                     .into_iter()
-                                    .map(|o| view! { <option value=o.key()>{o.label()}</option> })
+                                    .map(|o| {
+                                        view! {
+                                            <option value=o.key() selected=o == asked.order>
+                                                {o.label()}
+                                            </option>
+                                        }
+                                    })
                                     .collect_view()}
                             </select>
                         </label>
-                    </div>
+                    </form>
+                    <nav class="pager" aria-label="Pages of devices">
+                        {page_link(false, "‹ Previous")}
+                        <span class="page-summary" data-testid="page-summary">{summary}</span>
+                        {page_link(true, "Next ›")}
+                    </nav>
                     <Show
                         when=move || ids.with(|ids| !ids.is_empty())
                         fallback=move || {
-                            if any_device() {
-                                Either::Left(view! { <p class="empty">"No device matches the filter."</p> })
-                            } else {
-                                Either::Right(
-                                view! {
+                            if !any_device() {
+                                Either::Left(view! {
                                     <p class="empty">
                                         "No devices yet. Point a device at " <code>"/ws/device"</code>
                                         " and send a line such as " <code>"7,42,23.5"</code> "."
                                     </p>
                                 })
+                            } else {
+                                Either::Right(view! { <p class="empty">"No device matches the filter."</p> })
                             }
                         }
                     >
@@ -89,8 +174,7 @@ pub fn OverviewPage() -> impl IntoView {
                     </Show>
                     <RecentCommands />
                 </aside>
-                },
-            )}
+            })}
         </main>
     }
 }

@@ -87,7 +87,7 @@ pub fn TokensPage() -> impl IntoView {
         <TopBar />
         <main class="tokens-page" data-hydrated=move || live.hydrated.get().to_string()>
             // Fills the top bar (counts, who is signed in); the page itself shows no devices.
-            {first_paint(None, || ())}
+            {first_paint(|| ())}
             <section class="token-create" aria-label="New device token">
                 <h2>"New device token"</h2>
                 <p class="hint">

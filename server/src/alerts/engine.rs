@@ -259,7 +259,11 @@ impl Engine {
     /// Starts (or restarts) following the registry's events, taking who is online from a
     /// snapshot taken together with the receiver (nothing falls between the two).
     async fn follow(&mut self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
-        let (snapshot, events) = self.alerts.inner.registry.subscribe(Some(""));
+        let (snapshot, events) = self
+            .alerts
+            .inner
+            .registry
+            .subscribe(crate::registry::Selection::Summaries);
         let now = crate::now_ms();
         for device in snapshot.devices {
             let summary = device.summary;

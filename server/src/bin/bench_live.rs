@@ -3,21 +3,22 @@
 //!
 //! `--devices` WebSocket devices connect (ids `lat-1`, `lat-2`, …) and each sends `--rate`
 //! key=value lines per second carrying its send time: `id=lat-7,sent=1763815845123.456`
-//! (milliseconds since the epoch). One subscriber reads the dashboard's live stream, the same
-//! server function the page uses, and for every reading of these devices takes arrival − sent
-//! (one machine, one clock). Meanwhile it times `--pages` GETs of the overview page to the first
-//! byte of the body. Readings in the first `--warmup` seconds are not counted.
+//! (milliseconds since the epoch). One subscriber reads the dashboard's live stream as the
+//! overview opens it (its first page of cards, so the readings of the first 48 devices by
+//! name), and for every reading takes arrival − sent (one machine, one clock). Meanwhile it
+//! times `--pages` GETs of the overview page to the first byte of the body, and measures the
+//! whole page's size. Readings in the first `--warmup` seconds are not counted.
 //!
 //! Output (stdout), `key=value` lines:
 //!
 //! ```text
 //! phase=latency devices=1000 rate=1 readings=17000 p50_ms=1.9 p99_ms=6.1 max_ms=12.0
-//! phase=ttfb pages=20 median_ms=35.2 p95_ms=41.0
+//! phase=ttfb pages=20 median_ms=35.2 p95_ms=41.0 html_bytes=61234
 //! ```
 
 use anyhow::{bail, Context};
 use app::api::LiveUpdates;
-use app::model::LiveEvent;
+use app::model::{DeviceQuery, LiveEvent, Scope};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use leptos::server_fn::ServerFn;
@@ -104,8 +105,7 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let stream = http
         .post(args.base.join(LiveUpdates::PATH)?)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("")
+        .json(&serde_json::json!({ "scope": Scope::Devices(DeviceQuery::default()) }))
         .send()
         .await
         .context("opening the live stream")?;
@@ -194,16 +194,20 @@ async fn main() -> anyhow::Result<()> {
     // Page loads while the devices send.
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let mut ttfb = Vec::new();
+    let mut html_bytes = Vec::new();
     for _ in 0..args.pages {
         let begun = Instant::now();
         let mut response = http.get(args.base.clone()).send().await?;
         if !response.status().is_success() {
             bail!("the overview answered {}", response.status());
         }
-        response.chunk().await?;
+        let mut bytes = response.chunk().await?.map_or(0, |c| c.len());
         ttfb.push(begun.elapsed().as_secs_f64() * 1000.0);
         // Drain the rest so the connection is reused and the page is really produced.
-        while response.chunk().await?.is_some() {}
+        while let Some(chunk) = response.chunk().await? {
+            bytes += chunk.len();
+        }
+        html_bytes.push(bytes);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -230,11 +234,13 @@ async fn main() -> anyhow::Result<()> {
         quantile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
     );
+    html_bytes.sort_unstable();
     println!(
-        "phase=ttfb pages={} median_ms={:.1} p95_ms={:.1}",
+        "phase=ttfb pages={} median_ms={:.1} p95_ms={:.1} html_bytes={}",
         ttfb.len(),
         quantile(&ttfb, 0.5),
-        quantile(&ttfb, 0.95)
+        quantile(&ttfb, 0.95),
+        html_bytes.get(html_bytes.len() / 2).copied().unwrap_or(0),
     );
     if latencies.is_empty() {
         bail!("no reading of the test devices reached the live stream");

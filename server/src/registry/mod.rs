@@ -18,8 +18,9 @@ mod restore;
 use crate::now_ms;
 use crate::protocol::{DeviceId, Dialect};
 use app::model::{
-    ConsoleLine, DashboardSnapshot, DeviceSnapshot, DeviceSummary, Direction, FieldValue,
-    LiveEvent, Name, Reading, Registration, CONSOLE_LINES, RECENT_COMMANDS, SPARKLINE_POINTS,
+    ConsoleLine, DashboardSnapshot, DeviceSnapshot, DeviceSummary, Direction, FieldValue, Fleet,
+    Listed, LiveEvent, Name, Reading, Registration, Scope, CONSOLE_LINES, RECENT_COMMANDS,
+    SPARKLINE_POINTS,
 };
 pub use commands::CommandError;
 use commands::Tracked;
@@ -496,17 +497,27 @@ impl Registry {
         true
     }
 
-    /// Every device; `focus` (a device id) in detail, see [`DashboardSnapshot::focus`].
-    pub fn snapshot(&self, focus: Option<&str>) -> DashboardSnapshot {
-        snapshot_of(&self.lock(), focus)
+    /// The devices `selection` names, with the counts, recent commands and alarms up.
+    pub fn snapshot(&self, selection: Selection<'_>) -> DashboardSnapshot {
+        snapshot_of(&self.lock(), selection)
     }
 
+    /// A snapshot and a receiver for every event after it, taken together (under the lock
+    /// events are published under) so that nothing falls between the two.
     pub fn subscribe(
         &self,
-        focus: Option<&str>,
+        selection: Selection<'_>,
     ) -> (DashboardSnapshot, broadcast::Receiver<LiveEvent>) {
         let state = self.lock();
-        (snapshot_of(&state, focus), self.shared.events.subscribe())
+        (
+            snapshot_of(&state, selection),
+            self.shared.events.subscribe(),
+        )
+    }
+
+    /// How many devices are known and online.
+    pub fn fleet(&self) -> Fleet {
+        fleet_of(&self.lock())
     }
 
     pub fn summary(&self, device: &DeviceId) -> Option<DeviceSummary> {
@@ -514,35 +525,65 @@ impl Registry {
     }
 }
 
-/// With hundreds of devices a snapshot with every device's recent readings would weigh
-/// megabytes; a page needs the detail of at most one device, and sparklines for the others.
-fn snapshot_of(state: &State, focus: Option<&str>) -> DashboardSnapshot {
-    let mut devices: Vec<DeviceSnapshot> = state
-        .devices
-        .values()
-        .map(|e| {
-            let (recent, console) = match focus {
-                Some(id) if id == e.summary.id => (
-                    e.recent.iter().map(|r| (**r).clone()).collect(),
-                    e.console.iter().cloned().collect(),
-                ),
-                Some(_) => (Vec::new(), Vec::new()),
-                None => {
-                    let skip = e.recent.len().saturating_sub(SPARKLINE_POINTS);
-                    (
-                        e.recent.iter().skip(skip).map(|r| (**r).clone()).collect(),
-                        Vec::new(),
-                    )
-                }
-            };
-            DeviceSnapshot {
+/// Which devices a snapshot carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection<'a> {
+    /// What a page shows ([`Scope`]): none, one page of the overview (with sparklines), or one
+    /// device in detail.
+    Page(&'a Scope),
+    /// Every device, summaries only (the REST API's device list, the alarm engine).
+    Summaries,
+    /// Every device with its sparkline readings (the REST API's event stream).
+    Sparklines,
+}
+
+/// With thousands of devices a snapshot of every device's recent readings would weigh
+/// megabytes and take the lock for long: a page gets its own devices (at most a page of cards,
+/// picked without sorting the fleet) and the counts.
+fn snapshot_of(state: &State, selection: Selection<'_>) -> DashboardSnapshot {
+    let sparkline = |e: &Entry| {
+        let skip = e.recent.len().saturating_sub(SPARKLINE_POINTS);
+        DeviceSnapshot {
+            summary: e.summary.clone(),
+            recent: e.recent.iter().skip(skip).map(|r| (**r).clone()).collect(),
+            console: Vec::new(),
+        }
+    };
+    let summary_only = |e: &Entry| DeviceSnapshot {
+        summary: e.summary.clone(),
+        recent: Vec::new(),
+        console: Vec::new(),
+    };
+    let every = |each: &dyn Fn(&Entry) -> DeviceSnapshot| {
+        let mut devices: Vec<DeviceSnapshot> = state.devices.values().map(|e| each(e)).collect();
+        devices.sort_by(|a, b| a.summary.id.cmp(&b.summary.id));
+        devices
+    };
+    let mut matching = 0;
+    let devices = match selection {
+        Selection::Page(Scope::Fleet) => Vec::new(),
+        Selection::Page(Scope::Device(id)) => state
+            .devices
+            .get(id.as_str())
+            .map(|e| DeviceSnapshot {
                 summary: e.summary.clone(),
-                recent,
-                console,
-            }
-        })
-        .collect();
-    devices.sort_by(|a, b| a.summary.id.cmp(&b.summary.id));
+                recent: e.recent.iter().map(|r| (**r).clone()).collect(),
+                console: e.console.iter().cloned().collect(),
+            })
+            .into_iter()
+            .collect(),
+        Selection::Page(Scope::Devices(query)) => {
+            let listed = state
+                .devices
+                .values()
+                .map(|e| (Listed::of(&e.summary), &**e));
+            let (matched, page) = query.select_page(listed);
+            matching = u32::try_from(matched).unwrap_or(u32::MAX);
+            page.into_iter().map(sparkline).collect()
+        }
+        Selection::Summaries => every(&summary_only),
+        Selection::Sparklines => every(&sparkline),
+    };
     let skip = state.commands.len().saturating_sub(RECENT_COMMANDS);
     let commands = state
         .commands
@@ -552,13 +593,26 @@ fn snapshot_of(state: &State, focus: Option<&str>) -> DashboardSnapshot {
         .collect();
     DashboardSnapshot {
         seq: state.seq,
-        focus: focus.map(str::to_string),
+        focus: match selection {
+            Selection::Page(scope) => scope.focus().map(str::to_string),
+            _ => None,
+        },
         devices,
+        matching,
+        fleet: fleet_of(state),
         commands,
         viewer: None,
-        // All of them, whatever the focus: every page shows how many are up.
+        // All of them, whatever the page: every page shows how many are up.
         alarms: state.alarms.values().cloned().collect(),
         rules: Vec::new(),
+    }
+}
+
+fn fleet_of(state: &State) -> Fleet {
+    let online = state.devices.values().filter(|e| e.summary.online).count();
+    Fleet {
+        known: u32::try_from(state.devices.len()).unwrap_or(u32::MAX),
+        online: u32::try_from(online).unwrap_or(u32::MAX),
     }
 }
 

@@ -7,8 +7,8 @@
 //! Nothing is kept until the first such stream: the browsers' live view does not need it,
 //! and keeping costs a copy of every event.
 
-use super::{snapshot_of, Registry};
-use app::model::{DashboardSnapshot, LiveEvent};
+use super::{snapshot_of, Registry, Selection};
+use app::model::{DashboardSnapshot, LiveEvent, Scope};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,7 +92,13 @@ impl Registry {
         };
         let (snapshot, missed) = match missed {
             Some(missed) => (None, missed),
-            None => (Some(snapshot_of(&state, focus)), Vec::new()),
+            None => {
+                let scope = focus.map(|id| Scope::Device(id.to_string()));
+                let selection = scope
+                    .as_ref()
+                    .map_or(Selection::Sparklines, Selection::Page);
+                (Some(snapshot_of(&state, selection)), Vec::new())
+            }
         };
         Resumed {
             snapshot,

@@ -1,7 +1,9 @@
 //! The registry's own tests: presence, readings, consoles, commands.
 
 use super::*;
-use app::model::{CommandRequest, CommandStatus, CommandTarget};
+use app::model::{
+    CommandRequest, CommandStatus, CommandTarget, DeviceOrder, DeviceQuery, PAGE_SIZE,
+};
 
 fn registry(recent: usize, events: usize) -> Registry {
     Registry::new(RegistryConfig {
@@ -81,7 +83,7 @@ fn recent_readings_and_console_lines_are_bounded() {
         );
         registry.record(&att, Dialect::Csv, None, temp(i as f64));
     }
-    let snap = registry.snapshot(Some("7"));
+    let snap = detail(&registry, "7");
     let n = (CONSOLE_LINES + 10) as u64;
     let recent: Vec<u64> = snap.devices[0].recent.iter().map(|r| r.seq).collect();
     assert_eq!(recent, [n - 2, n - 1, n]);
@@ -98,7 +100,7 @@ fn recent_readings_and_console_lines_are_bounded() {
         },
     );
     assert!(
-        registry.snapshot(Some("7")).devices[0]
+        detail(&registry, "7").devices[0]
             .console
             .last()
             .unwrap()
@@ -146,7 +148,7 @@ fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
         },
     );
 
-    let snap = registry.snapshot(Some("8"));
+    let snap = registry.snapshot(Selection::Sparklines);
     assert_eq!(snap.devices.len(), 2, "an invalid stored id is skipped");
     let seven = &snap.devices[0].summary;
     assert!(seven.online, "the live connection stays");
@@ -160,6 +162,10 @@ fn restoring_lists_a_stored_device_offline_but_never_replaces_a_live_one() {
         temp(4.0),
         "the newest reading's values"
     );
+}
+
+fn detail(registry: &Registry, device: &str) -> DashboardSnapshot {
+    registry.snapshot(Selection::Page(&Scope::Device(device.into())))
 }
 
 #[test]
@@ -180,22 +186,80 @@ fn snapshots_carry_detail_only_for_the_device_in_focus() {
             registry.record(att, Dialect::Csv, None, temp(i as f64));
         }
     }
-    let overview = registry.snapshot(None);
+    let overview = registry.snapshot(Selection::Page(&Scope::Devices(DeviceQuery::default())));
     assert_eq!(overview.focus, None);
+    assert_eq!(overview.devices.len(), 2);
     for device in &overview.devices {
         assert_eq!(device.recent.len(), SPARKLINE_POINTS);
         assert!(device.console.is_empty());
     }
-    let detail = registry.snapshot(Some("8"));
+    let detail = detail(&registry, "8");
     assert_eq!(detail.focus.as_deref(), Some("8"));
-    let by_id = |id: &str| detail.devices.iter().find(|d| d.summary.id == id).unwrap();
-    assert_eq!(by_id("8").recent.len(), SPARKLINE_POINTS + 40);
-    assert_eq!(by_id("8").console.len(), SPARKLINE_POINTS + 40);
-    assert!(by_id("7").recent.is_empty() && by_id("7").console.is_empty());
-    assert!(
-        by_id("7").summary.online,
-        "the others still have their summary"
+    assert_eq!(detail.devices.len(), 1, "only the device in focus");
+    assert_eq!(detail.devices[0].recent.len(), SPARKLINE_POINTS + 40);
+    assert_eq!(detail.devices[0].console.len(), SPARKLINE_POINTS + 40);
+    assert_eq!(
+        detail.fleet,
+        Fleet {
+            known: 2,
+            online: 2
+        },
+        "and the counts of all"
     );
+}
+
+#[test]
+fn the_overview_gets_one_page_of_the_devices_its_filter_matches() {
+    let registry = registry(10, 16);
+    let (tx, _rx) = mailbox();
+    let mut attached = Vec::new();
+    for i in 0..150 {
+        let kind = if i % 3 == 0 { "kitchen" } else { "garden" };
+        let att = registry
+            .attach(id(&format!("{kind}-{i:03}")), "t".into(), tx.clone())
+            .unwrap();
+        registry.record(&att, Dialect::Csv, None, temp(i as f64));
+        attached.push(att);
+    }
+    // Every third one goes offline.
+    attached.retain(|att| !att.device.as_str().starts_with("kitchen"));
+    let page = |filter: &str, page: u32| {
+        let query = DeviceQuery {
+            filter: filter.into(),
+            order: DeviceOrder::OfflineFirst,
+            page,
+        };
+        registry.snapshot(Selection::Page(&Scope::Devices(query)))
+    };
+    let first = page("", 0);
+    assert_eq!(first.matching, 150);
+    assert_eq!(first.devices.len(), PAGE_SIZE);
+    assert_eq!(
+        first.fleet,
+        Fleet {
+            known: 150,
+            online: 100
+        }
+    );
+    assert!(
+        first.devices.iter().all(|d| !d.summary.online),
+        "offline first"
+    );
+    assert_eq!(first.devices[0].summary.id, "kitchen-000");
+    assert_eq!(first.devices[0].recent.len(), 1, "with its sparkline");
+    let kitchen = page("KITCHEN-", 1);
+    assert_eq!(kitchen.matching, 50);
+    let ids: Vec<&str> = kitchen
+        .devices
+        .iter()
+        .map(|d| d.summary.id.as_str())
+        .collect();
+    assert_eq!(ids, ["kitchen-144", "kitchen-147"], "the second page of 50");
+    assert!(page("", 4).devices.is_empty(), "past the end");
+    assert!(registry
+        .snapshot(Selection::Page(&Scope::Fleet))
+        .devices
+        .is_empty());
 }
 
 #[test]
@@ -204,7 +268,7 @@ fn subscribers_see_each_event_in_the_snapshot_or_the_stream_exactly_once() {
     let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
     registry.record(&att, Dialect::Csv, None, temp(1.0));
-    let (snap, mut rx) = registry.subscribe(None);
+    let (snap, mut rx) = registry.subscribe(Selection::Page(&Scope::Fleet));
     registry.record(&att, Dialect::Csv, None, temp(2.0));
     assert_eq!(snap.seq, 1);
     match rx.try_recv().unwrap() {
@@ -219,7 +283,7 @@ fn a_slow_subscriber_lags_without_blocking_ingest() {
     let registry = registry(10, 4);
     let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
-    let (_, mut slow) = registry.subscribe(None);
+    let (_, mut slow) = registry.subscribe(Selection::Page(&Scope::Fleet));
     for i in 0..100 {
         registry.record(&att, Dialect::Csv, None, temp(i as f64));
     }
@@ -227,7 +291,7 @@ fn a_slow_subscriber_lags_without_blocking_ingest() {
         slow.try_recv(),
         Err(broadcast::error::TryRecvError::Lagged(_))
     ));
-    assert_eq!(registry.snapshot(None).seq, 100);
+    assert_eq!(registry.snapshot(Selection::Page(&Scope::Fleet)).seq, 100);
 }
 
 #[test]
@@ -390,7 +454,7 @@ fn a_batch_records_its_lines_and_readings_together() {
     let registry = registry(10, 64);
     let (tx, _rx) = mailbox();
     let att = registry.attach(id("7"), "t".into(), tx).unwrap();
-    let (_, mut events) = registry.subscribe(None);
+    let (_, mut events) = registry.subscribe(Selection::Page(&Scope::Fleet));
     let new = |value| NewReading {
         dialect: Dialect::Csv,
         device_ms: None,
@@ -402,7 +466,7 @@ fn a_batch_records_its_lines_and_readings_together() {
     };
     let recorded = registry.record_batch(&att, heard, [new(20.5), new(21.5)]);
     assert_eq!(recorded.len(), 2);
-    let device = registry.snapshot(Some("7")).devices.remove(0);
+    let device = detail(&registry, "7").devices.remove(0);
     let console: Vec<&str> = device.console.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(console, ["7,1,20.5", "7,2,21.5"]);
     assert_eq!(device.summary.bytes_in, 18);

@@ -1,10 +1,11 @@
 //! `/api/v1/commands…`: send a command to one device or all, follow its status.
 
 use super::{ApiError, ApiResult};
+use crate::registry::Selection;
 use crate::state::AppState;
 use app::api::ssr::Hub;
 use app::error::AppError;
-use app::model::{CommandInfo, CommandRequest};
+use app::model::{CommandInfo, CommandRequest, Scope};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -43,7 +44,10 @@ pub async fn recent(
     State(state): State<AppState>,
     Query(query): Query<RecentQuery>,
 ) -> Json<Vec<CommandInfo>> {
-    let mut commands = state.snapshot(Some("")).commands;
+    let mut commands = state
+        .registry
+        .snapshot(Selection::Page(&Scope::Fleet))
+        .commands;
     if let Some(device) = &query.device {
         commands.retain(|c| &c.device_id == device);
     }

@@ -3,6 +3,7 @@
 
 use super::{done, ApiError, ApiResult};
 use crate::protocol::DeviceId;
+use crate::registry::Selection;
 use crate::state::AppState;
 use app::api::ssr::Hub;
 use app::error::AppError;
@@ -23,7 +24,7 @@ fn summary(state: &AppState, id: &str) -> Result<DeviceSummary, ApiError> {
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices",
     responses((status = 200, description = "Every device", body = [DeviceSummary])))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<DeviceSummary>> {
-    let snapshot = state.snapshot(Some(""));
+    let snapshot = state.registry.snapshot(Selection::Summaries);
     Json(snapshot.devices.into_iter().map(|d| d.summary).collect())
 }
 

@@ -167,7 +167,10 @@ impl Follow {
             LiveEvent::Reading(r) => *r.device_id == **focus,
             LiveEvent::Command(c) => &c.device_id == focus,
             LiveEvent::Alarm(a) => &a.device_id == focus,
-            LiveEvent::Snapshot(_) | LiveEvent::Lagged { .. } | LiveEvent::Heartbeat => true,
+            LiveEvent::Snapshot(_)
+            | LiveEvent::Fleet(_)
+            | LiveEvent::Lagged { .. }
+            | LiveEvent::Heartbeat => true,
         }
     }
 }
@@ -187,8 +190,9 @@ fn sse_event(run: u64, id: u64, event: &LiveEvent) -> Option<Event> {
             "console",
             serde_json::to_string(&serde_json::json!({ "device_id": device_id, "line": line })),
         ),
-        // The registry publishes neither; the stream has its own keep-alive.
-        LiveEvent::Lagged { .. } | LiveEvent::Heartbeat => return None,
+        // The registry publishes none of these (the dashboard's stream makes them); the stream
+        // has its own keep-alive.
+        LiveEvent::Fleet(_) | LiveEvent::Lagged { .. } | LiveEvent::Heartbeat => return None,
     };
     Some(
         Event::default()

@@ -323,7 +323,7 @@ async fn a_signed_in_post_that_says_nothing_of_its_origin_is_refused() {
         let mut request = anonymous()
             .post(app.url(app::api::LoadDashboard::PATH))
             .header("cookie", &app.session_cookie)
-            .header("content-type", "application/x-www-form-urlencoded");
+            .json(&serde_json::json!({ "scope": "fleet" }));
         if let Some(origin) = origin {
             request = request.header("origin", origin.to_string());
         }
@@ -337,6 +337,17 @@ async fn a_signed_in_post_that_says_nothing_of_its_origin_is_refused() {
     assert_eq!(post(None, Some("same-origin")).await, 200);
     assert_eq!(post(Some(&app.base), None).await, 200);
     assert_eq!(post(Some("https://evil.example"), None).await, 403);
+    // A body the function cannot read is the caller's mistake: 400, not a server error.
+    let garbled = anonymous()
+        .post(app.url(app::api::LoadDashboard::PATH))
+        .header("cookie", &app.session_cookie)
+        .header("origin", &app.base)
+        .header("content-type", "application/json")
+        .body(r#"{"scope":{"devices":{"page":-1}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbled.status(), 400, "{:?}", garbled.text().await);
     app.stop().await;
 }
 

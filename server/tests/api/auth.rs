@@ -17,8 +17,8 @@ pub fn server_fn_calls() -> BTreeMap<&'static str, (&'static str, String)> {
     let form = "application/x-www-form-urlencoded";
     let json = "application/json";
     BTreeMap::from([
-        (app::api::LoadDashboard::PATH, (form, String::new())),
-        (app::api::LiveUpdates::PATH, (form, String::new())),
+        (app::api::LoadDashboard::PATH, (json, r#"{"scope":"fleet"}"#.into())),
+        (app::api::LiveUpdates::PATH, (json, r#"{"scope":"fleet"}"#.into())),
         (
             app::api::DeviceHistory::PATH,
             (form, "device_id=7&since_ms=0&limit=10".into()),
@@ -202,7 +202,7 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_signing_out_ends_the_sess
                 .post(url)
                 .header("cookie", cookie)
                 .header("origin", origin)
-                .header("content-type", "application/x-www-form-urlencoded")
+                .json(&serde_json::json!({ "scope": "fleet" }))
                 .send()
                 .await
                 .unwrap()
@@ -254,6 +254,15 @@ async fn signing_out_ends_that_sessions_open_live_stream_and_no_other() {
     // The other session's stream goes on.
     let mut device = app.device("").await;
     device.send("7,1,20").await;
+    // The new device joins the page's cards, then its readings follow.
+    loop {
+        if let LiveEvent::Snapshot(s) = staying_stream.next_event().await {
+            if s.devices.iter().any(|d| d.summary.id == "7") {
+                break;
+            }
+        }
+    }
+    device.send("7,2,20").await;
     loop {
         if let LiveEvent::Reading(reading) = staying_stream.next_event().await {
             assert_eq!(&*reading.device_id, "7");

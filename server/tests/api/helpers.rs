@@ -1,6 +1,6 @@
 use app::model::{
-    CommandInfo, CommandRequest, CommandStatus, CommandTarget, DashboardSnapshot, LiveEvent,
-    NewDeviceToken, Reading,
+    CommandInfo, CommandRequest, CommandStatus, CommandTarget, DashboardSnapshot, DeviceQuery,
+    LiveEvent, NewDeviceToken, Reading, Scope,
 };
 use futures::{SinkExt, StreamExt};
 use leptos::server_fn::ServerFn;
@@ -273,14 +273,18 @@ impl TestApp {
 
     /// The overview's snapshot: every device, sparkline readings, no consoles.
     pub async fn dashboard(&self) -> DashboardSnapshot {
-        self.call::<app::api::LoadDashboard, _>(&[])
+        self.dashboard_of(&Scope::Devices(DeviceQuery::default()))
             .await
-            .expect("load_dashboard succeeds")
     }
 
     /// A device page's snapshot: that device in detail.
     pub async fn dashboard_for(&self, device: &str) -> DashboardSnapshot {
-        self.call::<app::api::LoadDashboard, _>(&[("focus", device)])
+        self.dashboard_of(&Scope::Device(device.into())).await
+    }
+
+    /// What the page showing `scope` loads first.
+    pub async fn dashboard_of(&self, scope: &Scope) -> DashboardSnapshot {
+        self.call_json::<app::api::LoadDashboard, _>(&serde_json::json!({ "scope": scope }))
             .await
             .expect("load_dashboard succeeds")
     }
@@ -302,11 +306,19 @@ impl TestApp {
 
     /// The live stream of a page: the overview (`None`) or a device page.
     pub async fn live_for(&self, focus: Option<&str>) -> LiveClient {
-        let form: Vec<(&str, &str)> = focus.map(|f| ("focus", f)).into_iter().collect();
+        let scope = match focus {
+            Some(device) => Scope::Device(device.into()),
+            None => Scope::Devices(DeviceQuery::default()),
+        };
+        self.live_of(&scope).await
+    }
+
+    /// The live stream of the page showing `scope`.
+    pub async fn live_of(&self, scope: &Scope) -> LiveClient {
         self.open_live(
             self.http
                 .post(self.url(app::api::LiveUpdates::PATH))
-                .form(&form),
+                .json(&serde_json::json!({ "scope": scope })),
         )
         .await
     }
@@ -317,7 +329,7 @@ impl TestApp {
             .post(self.url(app::api::LiveUpdates::PATH))
             .header(reqwest::header::COOKIE, cookie)
             .header(reqwest::header::ORIGIN, &self.base)
-            .form(&[] as &[(&str, &str)]);
+            .json(&serde_json::json!({ "scope": Scope::Devices(DeviceQuery::default()) }));
         self.open_live(request).await
     }
 

@@ -117,7 +117,7 @@ async fn readings_come_in_and_commands_go_out_through_the_broker() {
         ],
     )
     .await;
-    let mut live = app.live().await;
+    let mut live = app.live_for(Some(&id)).await;
 
     // The bridge subscribes once it is connected: until then a reading may go nowhere.
     let readings = format!("{prefix}/{id}/readings");

@@ -164,7 +164,7 @@ async fn the_pages_say_who_is_looking_and_what_they_may_do() {
     let snapshot: app::model::DashboardSnapshot = serde_json::from_str(
         &vera
             .post(app.url(app::api::LoadDashboard::PATH))
-            .header("content-type", "application/x-www-form-urlencoded")
+            .json(&serde_json::json!({ "scope": "fleet" }))
             .send()
             .await
             .unwrap()
@@ -210,7 +210,7 @@ async fn api_tokens_act_as_their_user_within_their_scope() {
     let dashboard = |client: &reqwest::Client| {
         client
             .post(app.url(app::api::LoadDashboard::PATH))
-            .header("content-type", "application/x-www-form-urlencoded")
+            .json(&serde_json::json!({ "scope": "fleet" }))
             .send()
     };
     let command = |client: &reqwest::Client| {

@@ -40,7 +40,7 @@ async fn browser_requests_from_another_origin_are_refused() {
         let mut request = app
             .http
             .post(app.url(app::api::LoadDashboard::PATH))
-            .header("content-type", "application/x-www-form-urlencoded");
+            .json(&serde_json::json!({ "scope": "fleet" }));
         if let Some(origin) = origin {
             request = request.header("origin", origin);
         }
@@ -84,7 +84,7 @@ async fn with_a_public_origin_only_that_origin_is_accepted() {
         let request = app
             .http
             .post(app.url(app::api::LoadDashboard::PATH))
-            .header("content-type", "application/x-www-form-urlencoded")
+            .json(&serde_json::json!({ "scope": "fleet" }))
             .header("origin", origin);
         async move { request.send().await.unwrap().status().as_u16() }
     };

@@ -43,7 +43,7 @@ async fn a_serial_device_streams_takes_commands_and_comes_back_after_an_unplug()
         }];
     })
     .await;
-    let mut live = app.live().await;
+    let mut live = app.live_for(Some("7")).await;
 
     // Until the hub has the port open, what the device says may go nowhere: say it again.
     for counter in 1.. {

@@ -90,7 +90,7 @@ async fn tcp_app(configure: impl FnOnce(&mut server::config::ServeArgs)) -> (Tes
 async fn line_devices_send_readings_and_get_commands() {
     let (app, addr) = tcp_app(|_| {}).await;
     let secret = app.create_token("7", "").await.secret;
-    let mut live = app.live().await;
+    let mut live = app.live_for(Some("7")).await;
 
     let mut device = TcpDevice::connect(addr).await;
     device
