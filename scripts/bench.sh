@@ -9,15 +9,15 @@
 #      CPU-second; server memory per idle connection with 10,000 connections;
 #   2. scripts/bench-store.sh --backend sqlite: the 24 h history window over 10 M stored value
 #      rows (median of 7), through the store and through the HTTP server function;
-#   3. iothub-bench-live against a fresh release server: device → live-stream latency with
-#      1,000 devices at 1 Hz, and time to first byte of the overview page with those 1,000
-#      devices (3 runs, medians);
+#   3. iothub-bench-live against a fresh release server, with 1,000 and with 10,000 devices at
+#      1 Hz: device → live-stream latency (the overview's stream), time to first byte and size
+#      of the overview page, and the hub's peak RSS (3 runs each, medians);
 #   4. criterion (`cargo bench`): line parsing per dialect, drawing a 1,000-point chart;
 #   5. the release .wasm size.
 #
-# Takes about twenty minutes on 2 cores. Knobs: BENCH_LIVE_RUNS=3 BENCH_LIVE_DEVICES=1000
+# Takes about half an hour on 2 cores. Knobs: BENCH_LIVE_RUNS=3 BENCH_LIVE_DEVICES="1000 10000"
 # BENCH_LIVE_DURATION=20, BENCH_WARM_UP_S=1 BENCH_MEASURE_S=3 (criterion),
-# BENCH_STORE_ARGS (e.g. "--rows 100000"), BENCH_SKIP_STORE=1 (step 2), BENCH_SKIP_LIVE=1 (step
+# BENCH_STORE_ARGS (e.g. "--rows 100000"), BENCH_SKIP_GATEWAY=1 (step 1), BENCH_SKIP_STORE=1 (step 2), BENCH_SKIP_LIVE=1 (step
 # 3), BENCH_SKIP_CRITERION=1 (step 4), BENCH_PROFILE=server-release (the cargo profile built and
 # measured; dev takes the debug binaries `cargo test` already built), and those of
 # scripts/bench-gateway.sh (BENCH_RUNS, BENCH_DURATION, BENCH_BATCHES="1 10", BENCH_PEER=0,
@@ -41,7 +41,8 @@ case $PROFILE in
 esac
 BIN="$TARGET_DIR/$PROFILE_DIR"
 LIVE_RUNS=${BENCH_LIVE_RUNS:-3}
-LIVE_DEVICES=${BENCH_LIVE_DEVICES:-1000}
+# Fleet sizes for step 3, each its own runs.
+LIVE_DEVICES=${BENCH_LIVE_DEVICES:-1000 10000}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
@@ -53,8 +54,10 @@ bash scripts/setup.sh
 bash scripts/build-site.sh | tee "$out/site.txt"
 cargo build --locked -p server --profile "$PROFILE" --bins
 
-step "1. device gateway"
-BENCH_BATCHES=${BENCH_BATCHES:-"1 10"} bash scripts/bench-gateway.sh | tee "$out/gateway.txt"
+if [ "${BENCH_SKIP_GATEWAY:-0}" != 1 ]; then
+    step "1. device gateway"
+    BENCH_BATCHES=${BENCH_BATCHES:-"1 10"} bash scripts/bench-gateway.sh | tee "$out/gateway.txt"
+fi
 
 if [ "${BENCH_SKIP_STORE:-0}" != 1 ]; then
     step "2. store (SQLite)"
@@ -63,7 +66,8 @@ if [ "${BENCH_SKIP_STORE:-0}" != 1 ]; then
 fi
 
 if [ "${BENCH_SKIP_LIVE:-0}" != 1 ]; then
-    step "3. live latency and page render, $LIVE_DEVICES devices"
+    for devices in $LIVE_DEVICES; do
+    step "3. live latency and page render, $devices devices"
     for run in $(seq 1 "$LIVE_RUNS"); do
         data=$(mktemp -d)
         rm -f "$out/ready.json"
@@ -87,12 +91,16 @@ if [ "${BENCH_SKIP_LIVE:-0}" != 1 ]; then
             echo "bench: the server did not write $out/ready.json" >&2
             exit 1
         }
-        "$BIN/iothub-bench-live" --base "$base" --devices "$LIVE_DEVICES" \
+        "$BIN/iothub-bench-live" --base "$base" --devices "$devices" \
             --password bench-password --rate 1 --duration "${BENCH_LIVE_DURATION:-20}" | tee -a "$out/live.txt"
+        # The hub's memory with every device still connected (they close when the tool ends,
+        # so this is just after: a little low, never high).
+        echo "phase=rss devices=$devices kib=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")" | tee -a "$out/live.txt"
         kill -TERM "$server"
         wait "$server" || true
         rm -rf "$data"
         echo "   run $run done"
+    done
     done
 fi
 
@@ -149,19 +157,27 @@ if memory:
                  f"{memory[2]} KiB ({memory[3]} connections, median of {memory[1]} runs)",
                  "RSS before and 3 s after connecting, divided"))
 live = text("live.txt")
-lat = [dict(kv.split("=") for kv in l.split()[1:]) for l in live.splitlines() if l.startswith("phase=latency")]
-ttfb = [dict(kv.split("=") for kv in l.split()[1:]) for l in live.splitlines() if l.startswith("phase=ttfb")]
+parsed = lambda phase: [dict(kv.split("=") for kv in l.split()[1:]) for l in live.splitlines() if l.startswith(f"phase={phase} ")]
 med = lambda xs, k: statistics.median(float(x[k]) for x in xs)
-devices = lat[0]["devices"] if lat else "?"
-if lat:
-    rows.append((f"device → live stream latency, {devices} devices × 1 Hz",
+# The runs of each fleet size: bench-live prints latency then ttfb, the script then rss.
+lat_all, ttfb_all, rss_all = parsed("latency"), parsed("ttfb"), parsed("rss")
+for devices in sorted({x["devices"] for x in lat_all}, key=int):
+    lat = [x for x in lat_all if x["devices"] == devices]
+    ttfb = [t for t, l in zip(ttfb_all, lat_all) if l["devices"] == devices]
+    rss = [x for x in rss_all if x["devices"] == devices]
+    rows.append((f"device → live stream latency, {int(devices):,} devices × 1 Hz",
                  f"p50 {med(lat, 'p50_ms'):.1f} ms · p99 {med(lat, 'p99_ms'):.1f} ms "
                  f"(medians of {len(lat)} runs, {int(med(lat, 'readings'))} readings each)",
-                 "a subscriber on the dashboard's live stream; send time carried in each reading"))
-if ttfb:
-    rows.append((f"overview page, time to first byte, {devices} devices online",
-                 f"median {med(ttfb, 'median_ms'):.1f} ms · p95 {med(ttfb, 'p95_ms'):.1f} ms",
-                 f"{ttfb[0]['pages']} GETs per run while the devices send"))
+                 "a subscriber on the overview's live stream (its page: 48 devices); send time carried in each reading"))
+    if ttfb:
+        html = f" · {med(ttfb, 'html_bytes') / 1000:.0f} kB of HTML" if "html_bytes" in ttfb[0] else ""
+        rows.append((f"overview page, time to first byte, {int(devices):,} devices online at 1 Hz",
+                     f"median {med(ttfb, 'median_ms'):.1f} ms · p95 {med(ttfb, 'p95_ms'):.1f} ms{html}",
+                     f"{ttfb[0]['pages']} GETs per run while the devices send"))
+    if rss:
+        rows.append((f"hub peak RSS, {int(devices):,} devices online at 1 Hz",
+                     f"{med(rss, 'kib') / 1024:.0f} MiB (median of {len(rss)} runs)",
+                     "VmHWM of the server at the end of the run"))
 if text("store.txt"):
     value_rows = find(r"stored: \d+ readings, (\d+) value rows", "store.txt")
     history = find(r"median: ([0-9.]+) ms", "store.txt")
