@@ -19,6 +19,8 @@ pub mod chart;
 pub mod error;
 pub mod links;
 pub mod live;
+#[cfg(feature = "ssr")]
+mod live_stream;
 pub mod model;
 pub mod time;
 

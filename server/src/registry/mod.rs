@@ -12,15 +12,16 @@
 mod alarms;
 mod commands;
 mod mailbox;
+mod recent;
 mod replay;
 mod restore;
+mod snapshot;
 
 use crate::now_ms;
 use crate::protocol::{DeviceId, Dialect};
 use app::model::{
-    ConsoleLine, DashboardSnapshot, DeviceSnapshot, DeviceSummary, Direction, FieldValue, Fleet,
-    Listed, LiveEvent, Name, Reading, Registration, Scope, CONSOLE_LINES, RECENT_COMMANDS,
-    SPARKLINE_POINTS,
+    ConsoleLine, DashboardSnapshot, DeviceSummary, Direction, FieldValue, Fleet, LiveEvent, Name,
+    Reading, Registration, CONSOLE_LINES,
 };
 pub use commands::CommandError;
 use commands::Tracked;
@@ -28,6 +29,8 @@ pub use mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use parking_lot::{Mutex, MutexGuard};
 pub use replay::{Resumed, REPLAY_EVENTS};
 pub use restore::Restored;
+pub use snapshot::Selection;
+use snapshot::{fleet_of, snapshot_of};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,8 +104,8 @@ struct State {
 
 struct Entry {
     summary: DeviceSummary,
-    /// Shared with the store's queue: recording a reading copies nothing.
-    recent: VecDeque<Arc<Reading>>,
+    /// Its newest readings, for the live charts (in columns: see `recent.rs`).
+    recent: recent::Recent,
     console: VecDeque<ConsoleLine>,
     /// The dialect of its last reading: commands go out in it.
     dialect: Dialect,
@@ -126,7 +129,7 @@ impl Entry {
                 registration: None,
                 display_name: None,
             },
-            recent: VecDeque::new(),
+            recent: recent::Recent::default(),
             console: VecDeque::new(),
             dialect: Dialect::Csv,
             connection: None,
@@ -303,9 +306,6 @@ impl Registry {
         let publish = self.shared.events.receiver_count() > 0;
         let State { devices, seq, .. } = &mut *state;
         let mut entry = devices.get_mut(&attachment.device);
-        // Readings pushed out of the ring are dropped after the lock is released: for most of
-        // them the ring held the last reference, and freeing is work the lock need not wait for.
-        let mut expired = Vec::new();
         if let Some(entry) = entry.as_mut() {
             self.hear(&attachment.device, entry, heard);
         }
@@ -321,10 +321,7 @@ impl Registry {
             if let Some(entry) = entry.as_mut() {
                 entry.dialect = new.dialect;
                 entry.summary.readings += 1;
-                if entry.recent.len() >= recent_cap {
-                    expired.extend(entry.recent.pop_front());
-                }
-                entry.recent.push_back(reading.clone());
+                entry.recent.push(&reading, recent_cap);
             }
             if publish {
                 self.publish(LiveEvent::Reading((*reading).clone()));
@@ -336,7 +333,6 @@ impl Registry {
             entry.summary.latest = last.values.clone();
         }
         drop(state);
-        drop(expired);
         recorded
     }
 
@@ -522,97 +518,6 @@ impl Registry {
 
     pub fn summary(&self, device: &DeviceId) -> Option<DeviceSummary> {
         self.lock().devices.get(device).map(|e| e.summary.clone())
-    }
-}
-
-/// Which devices a snapshot carries.
-#[derive(Debug, Clone, Copy)]
-pub enum Selection<'a> {
-    /// What a page shows ([`Scope`]): none, one page of the overview (with sparklines), or one
-    /// device in detail.
-    Page(&'a Scope),
-    /// Every device, summaries only (the REST API's device list, the alarm engine).
-    Summaries,
-    /// Every device with its sparkline readings (the REST API's event stream).
-    Sparklines,
-}
-
-/// With thousands of devices a snapshot of every device's recent readings would weigh
-/// megabytes and take the lock for long: a page gets its own devices (at most a page of cards,
-/// picked without sorting the fleet) and the counts.
-fn snapshot_of(state: &State, selection: Selection<'_>) -> DashboardSnapshot {
-    let sparkline = |e: &Entry| {
-        let skip = e.recent.len().saturating_sub(SPARKLINE_POINTS);
-        DeviceSnapshot {
-            summary: e.summary.clone(),
-            recent: e.recent.iter().skip(skip).map(|r| (**r).clone()).collect(),
-            console: Vec::new(),
-        }
-    };
-    let summary_only = |e: &Entry| DeviceSnapshot {
-        summary: e.summary.clone(),
-        recent: Vec::new(),
-        console: Vec::new(),
-    };
-    let every = |each: &dyn Fn(&Entry) -> DeviceSnapshot| {
-        let mut devices: Vec<DeviceSnapshot> = state.devices.values().map(|e| each(e)).collect();
-        devices.sort_by(|a, b| a.summary.id.cmp(&b.summary.id));
-        devices
-    };
-    let mut matching = 0;
-    let devices = match selection {
-        Selection::Page(Scope::Fleet) => Vec::new(),
-        Selection::Page(Scope::Device(id)) => state
-            .devices
-            .get(id.as_str())
-            .map(|e| DeviceSnapshot {
-                summary: e.summary.clone(),
-                recent: e.recent.iter().map(|r| (**r).clone()).collect(),
-                console: e.console.iter().cloned().collect(),
-            })
-            .into_iter()
-            .collect(),
-        Selection::Page(Scope::Devices(query)) => {
-            let listed = state
-                .devices
-                .values()
-                .map(|e| (Listed::of(&e.summary), &**e));
-            let (matched, page) = query.select_page(listed);
-            matching = u32::try_from(matched).unwrap_or(u32::MAX);
-            page.into_iter().map(sparkline).collect()
-        }
-        Selection::Summaries => every(&summary_only),
-        Selection::Sparklines => every(&sparkline),
-    };
-    let skip = state.commands.len().saturating_sub(RECENT_COMMANDS);
-    let commands = state
-        .commands
-        .iter()
-        .skip(skip)
-        .map(|c| c.info.clone())
-        .collect();
-    DashboardSnapshot {
-        seq: state.seq,
-        focus: match selection {
-            Selection::Page(scope) => scope.focus().map(str::to_string),
-            _ => None,
-        },
-        devices,
-        matching,
-        fleet: fleet_of(state),
-        commands,
-        viewer: None,
-        // All of them, whatever the page: every page shows how many are up.
-        alarms: state.alarms.values().cloned().collect(),
-        rules: Vec::new(),
-    }
-}
-
-fn fleet_of(state: &State) -> Fleet {
-    let online = state.devices.values().filter(|e| e.summary.online).count();
-    Fleet {
-        known: u32::try_from(state.devices.len()).unwrap_or(u32::MAX),
-        online: u32::try_from(online).unwrap_or(u32::MAX),
     }
 }
 

@@ -3,7 +3,6 @@
 
 use super::{DeviceId, Entry, Registry};
 use app::model::{LiveEvent, Reading, Registration};
-use std::sync::Arc;
 
 /// What the store remembers of a device, for the registry to start from after a restart.
 #[derive(Debug, Default)]
@@ -30,16 +29,17 @@ impl Registry {
         let Ok(id) = DeviceId::parse(id) else {
             return;
         };
-        let skip = recent
-            .len()
-            .saturating_sub(self.shared.config.recent_per_device);
+        let cap = self.shared.config.recent_per_device;
+        let skip = recent.len().saturating_sub(cap);
         let mut state = self.lock();
         state.devices.entry(id.clone()).or_insert_with(|| {
             let mut entry = Entry::new(&id, last_seen_ms);
             entry.summary.registration = registration;
             entry.summary.display_name = display_name;
             entry.summary.latest = recent.last().map(|r| r.values.clone()).unwrap_or_default();
-            entry.recent = recent.into_iter().skip(skip).map(Arc::new).collect();
+            for reading in recent.iter().skip(skip) {
+                entry.recent.push(reading, cap);
+            }
             Box::new(entry)
         });
     }

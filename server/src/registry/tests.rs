@@ -2,7 +2,8 @@
 
 use super::*;
 use app::model::{
-    CommandRequest, CommandStatus, CommandTarget, DeviceOrder, DeviceQuery, PAGE_SIZE,
+    CommandRequest, CommandStatus, CommandTarget, DeviceOrder, DeviceQuery, Scope, PAGE_SIZE,
+    SPARKLINE_POINTS,
 };
 
 fn registry(recent: usize, events: usize) -> Registry {
