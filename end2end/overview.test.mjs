@@ -105,6 +105,19 @@ test('hostile device names and units are shown as text, never run', async () => 
   assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
   named.close();
   byId.close();
+
+  // A 64-character id with nothing to break at: its card heading gives it the card's width.
+  const longId = 'greenhouse-north-wing-soil-moisture-sensor-bed-7-probe-a-0123456';
+  const long = await env.server.device(longId);
+  await long.send(`${longId},1,20`);
+  await page.goto(`${env.server.baseUrl}/?q=${longId}`);
+  const longCard = page.locator(`li.card[data-device-id="${longId}"]`);
+  await longCard.waitFor({ timeout: 5_000 });
+  const cardBox = await longCard.boundingBox();
+  const nameBox = await longCard.locator('.device-name').boundingBox();
+  assert.ok(nameBox.width > cardBox.width * 0.75, `the name wraps in the card's width (${nameBox.width} of ${cardBox.width} px)`);
+  assert.ok(await sidewaysOverflow(page) <= 0, 'the page must not scroll sideways');
+  long.close();
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -184,6 +184,24 @@ mod tests {
     }
 
     #[test]
+    fn time_labels_never_repeat_even_over_a_few_seconds() {
+        for span in [1_000, 3_000, 30_000, 3_600_000] {
+            let svg = render_series_svg(spec("temp", &[(1_000_000, 1.0), (1_000_000 + span, 2.0)]));
+            let labels: Vec<&str> = svg
+                .split("<text")
+                .skip(1)
+                .filter_map(|t| t.split('>').nth(1)?.split('<').next())
+                .filter(|t| t.contains(':'))
+                .collect();
+            assert!(labels.len() >= 3, "span {span}: {labels:?}");
+            let mut unique = labels.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), labels.len(), "span {span}: {labels:?}");
+        }
+    }
+
+    #[test]
     fn charts_are_drawn_as_wide_as_a_phone_shows_them() {
         assert_eq!(chart_width_for(390.0), 350);
         assert_eq!(chart_width_for(1440.0), CHART_WIDTH);

@@ -63,10 +63,14 @@ impl Zone {
         format_date(ms + self.offset_ms(ms))
     }
 
-    /// A label for a chart's time axis: seconds for short spans, the date for long ones.
+    /// A label for a chart's time axis: tenths of a second for spans of a few seconds (five
+    /// labels over three seconds would otherwise say the same second twice), seconds for short
+    /// spans, the date for long ones.
     pub fn tick(self, ms: i64, span_ms: i64) -> String {
         let wall = ms + self.offset_ms(ms);
-        if span_ms <= 10 * 60_000 {
+        if span_ms < 5_000 {
+            format!("{}.{}", format_clock(wall), wall.rem_euclid(1000) / 100)
+        } else if span_ms <= 10 * 60_000 {
             format_clock(wall)
         } else if span_ms <= 36 * 3_600_000 {
             format_clock(wall)[..5].to_string()
@@ -190,6 +194,7 @@ mod tests {
     #[test]
     fn ticks_get_coarser_as_the_span_grows() {
         let ms = 1_763_815_845_000; // 2025-11-22 12:50:45 UTC
+        assert_eq!(Zone::Utc.tick(ms + 450, 3_000), "12:50:45.4");
         assert_eq!(Zone::Utc.tick(ms, 60_000), "12:50:45");
         assert_eq!(Zone::Utc.tick(ms, 3_600_000), "12:50");
         assert_eq!(Zone::Utc.tick(ms, 7 * 86_400_000), "11-22 12:50");
