@@ -484,15 +484,7 @@ async fn an_alarm_switches_a_device_on_and_off_and_each_run_is_logged_with_its_a
         .unwrap();
     device.send(&format!("ack={seq}")).await;
     let runs: Vec<app::model::AutomationRun> = eventually("the run with its ack", || async {
-        let runs: Vec<app::model::AutomationRun> = app
-            .http
-            .get(app.url("/api/v1/automation-runs"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let runs: Vec<app::model::AutomationRun> = app.get_json("/api/v1/automation-runs").await?;
         runs.first()
             .is_some_and(|r| {
                 r.commands
@@ -524,15 +516,7 @@ async fn an_alarm_switches_a_device_on_and_off_and_each_run_is_logged_with_its_a
     let mut porch = app.device("?id=porch").await;
     porch.send("porch,1,-3").await;
     let run = eventually("the failed run", || async {
-        let runs: Vec<app::model::AutomationRun> = app
-            .http
-            .get(app.url("/api/v1/automation-runs"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let runs: Vec<app::model::AutomationRun> = app.get_json("/api/v1/automation-runs").await?;
         runs.into_iter().find(|r| r.action.variable == "HEAT")
     })
     .await;
@@ -578,15 +562,7 @@ async fn a_schedule_sends_its_command_at_its_times_until_it_is_deleted() {
     assert!(line.starts_with("LED=1,seq="), "{line}");
     // Logged just after the command went out.
     eventually("the schedule's run logged", || async {
-        let runs: Vec<app::model::AutomationRun> = app
-            .http
-            .get(app.url("/api/v1/automation-runs"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let runs: Vec<app::model::AutomationRun> = app.get_json("/api/v1/automation-runs").await?;
         runs.iter()
             .any(|r| r.source == format!("schedule {}", schedule.id))
             .then_some(())

@@ -282,6 +282,19 @@ impl TestApp {
         self.dashboard_of(&Scope::Device(device.into())).await
     }
 
+    /// `GET path` with the admin session, read as JSON; `None` if it fails or does not parse
+    /// (for `eventually`).
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
     /// What the page showing `scope` loads first.
     pub async fn dashboard_of(&self, scope: &Scope) -> DashboardSnapshot {
         self.call_json::<app::api::LoadDashboard, _>(&serde_json::json!({ "scope": scope }))

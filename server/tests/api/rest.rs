@@ -151,15 +151,7 @@ pub async fn api_fixture(app: &TestApp) -> Device {
     assert_eq!(made.status(), 200);
     device.send("7,4,24.5").await;
     eventually("alarm 1 up", || async {
-        let alarms: Vec<app::model::Alarm> = app
-            .http
-            .get(app.url("/api/v1/alarms?active=true"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let alarms: Vec<app::model::Alarm> = app.get_json("/api/v1/alarms?active=true").await?;
         alarms.iter().any(|a| a.id == 1).then_some(())
     })
     .await;
