@@ -26,6 +26,31 @@ test('the manifest and icons make the dashboard installable', async () => {
   }
 });
 
+test('the bundle is sent gzipped, and revalidated rather than kept', async () => {
+  const { request } = await import('node:http');
+  // node's fetch would decompress and hide the size on the wire: a raw request instead.
+  const get = (path, headers) => new Promise((resolve, reject) => {
+    request(`${env.server.baseUrl}${path}`, { headers }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk) => { bytes += chunk.length; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, bytes }));
+    }).on('error', reject).end();
+  });
+  const plain = await get('/pkg/iothub_bg.wasm', {});
+  const zipped = await get('/pkg/iothub_bg.wasm', { 'accept-encoding': 'gzip, deflate, br' });
+  assert.equal(plain.status, 200);
+  assert.equal(plain.headers['content-encoding'], undefined);
+  assert.equal(zipped.headers['content-encoding'], 'gzip');
+  assert.equal(zipped.headers['cache-control'], 'no-cache');
+  assert.ok(zipped.bytes < plain.bytes / 2, `gzip ${zipped.bytes} B of ${plain.bytes} B`);
+  for (const path of ['/pkg/iothub.js', '/pkg/iothub.css']) {
+    assert.equal((await get(path, { 'accept-encoding': 'gzip' })).headers['content-encoding'], 'gzip', path);
+  }
+  // Unchanged: a 304, nothing sent again.
+  const again = await get('/pkg/iothub_bg.wasm', { 'accept-encoding': 'gzip', 'if-modified-since': zipped.headers['last-modified'] });
+  assert.equal(again.status, 304);
+});
+
 test('phone: with the hub unreachable a page load shows the offline page', async () => {
   const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.phone);
   assert.equal(await page.getAttribute('link[rel="manifest"]', 'href'), '/manifest.webmanifest');

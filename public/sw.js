@@ -20,6 +20,14 @@ self.addEventListener('activate', (event) => {
 });
 
 self.addEventListener('fetch', (event) => {
-  if (event.request.mode !== 'navigate') return;
-  event.respondWith(fetch(event.request).catch(() => caches.match(OFFLINE_PAGE)));
+  if (event.request.mode === 'navigate') {
+    event.respondWith(fetch(event.request).catch(() => caches.match(OFFLINE_PAGE)));
+    return;
+  }
+  // What the offline page itself loads comes from the network too, and from the kept copy
+  // when the network fails (the hub asks browsers to revalidate its stylesheet every time).
+  const path = new URL(event.request.url).pathname;
+  if (event.request.method === 'GET' && KEPT.includes(path)) {
+    event.respondWith(fetch(event.request).catch(() => caches.match(path)));
+  }
 });

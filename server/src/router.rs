@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::POST);
         router = router.route(path, on(filter, handler));
     }
+    router = router.nest("/pkg", bundle(&state));
     let public_origin = Arc::new(state.config.http.public_origin.clone());
     router
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
@@ -97,6 +98,27 @@ pub fn router(state: AppState) -> Router {
             security::request_deadline,
         ))
         .with_state(state)
+}
+
+/// The browser bundle (`<site>/pkg`): the wasm, its JavaScript and the stylesheet, each also
+/// gzipped at build time (`scripts/build-site.sh`), so a browser gets the 1.4 MB module as
+/// about 0.5 MB without the hub compressing anything per request. The names are not
+/// content-hashed yet, so browsers revalidate (`no-cache`: a 304 by `Last-Modified` when
+/// unchanged) rather than keep them for good.
+fn bundle(state: &AppState) -> Router<AppState> {
+    use tower_http::services::ServeDir;
+    let options = &state.leptos_options;
+    let dir = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
+    async fn revalidate(mut response: Response) -> Response {
+        response.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-cache"),
+        );
+        response
+    }
+    Router::new()
+        .fallback_service(ServeDir::new(dir).precompressed_gzip())
+        .layer(middleware::map_response(revalidate))
 }
 
 /// A server function whose arguments cannot be read never runs, and Leptos answers 500 with
