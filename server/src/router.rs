@@ -239,9 +239,9 @@ async fn metrics_page(State(state): State<AppState>) -> Response {
     let Some(handle) = crate::metrics::handle() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no metrics\n").into_response();
     };
-    let (online, known) = state.registry.device_counts();
-    metrics::gauge!("iothub_devices_online").set(online as f64);
-    metrics::gauge!("iothub_devices_known").set(known as f64);
+    let fleet = state.registry.fleet();
+    metrics::gauge!("iothub_devices_online").set(f64::from(fleet.online));
+    metrics::gauge!("iothub_devices_known").set(f64::from(fleet.known));
     metrics::gauge!("iothub_live_subscribers").set(state.registry.subscriber_count() as f64);
     metrics::gauge!("iothub_store_queue_depth").set(state.store.queued() as f64);
     (

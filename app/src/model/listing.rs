@@ -104,13 +104,9 @@ pub struct Listed<'a> {
 impl<'a> Listed<'a> {
     /// What the overview looks at of a device's summary.
     pub fn of(summary: &'a super::DeviceSummary) -> Listed<'a> {
-        let registered = summary
-            .registration
-            .as_ref()
-            .and_then(|r| r.name.as_deref());
         Listed {
             id: &summary.id,
-            name: summary.display_name.as_deref().or(registered),
+            name: summary.name(),
             online: summary.online,
             last_seen_ms: summary.last_seen_ms,
         }

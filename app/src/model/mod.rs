@@ -122,6 +122,14 @@ pub struct DeviceSummary {
     pub display_name: Option<String>,
 }
 
+impl DeviceSummary {
+    /// The name a person gave the device, else the one it registered, if any.
+    pub fn name(&self) -> Option<&str> {
+        let registered = self.registration.as_ref().and_then(|r| r.name.as_deref());
+        self.display_name.as_deref().or(registered)
+    }
+}
+
 /// A device's optional description of itself (sent as a JSON `{"register": {…}}` line).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -323,8 +331,7 @@ impl DeviceView {
 
     /// The name a person gave the device, else the one it registered, if any.
     pub fn name(&self) -> Option<&str> {
-        let given = self.summary.as_ref()?.display_name.as_deref();
-        given.or_else(|| self.registration()?.name.as_deref())
+        self.summary.as_ref()?.name()
     }
 
     /// The unit the device registered for a field, if any.

@@ -444,13 +444,6 @@ impl Registry {
         }
     }
 
-    /// Devices online, and devices known (online or not).
-    pub fn device_counts(&self) -> (usize, usize) {
-        let state = self.lock();
-        let online = state.devices.values().filter(|e| e.summary.online).count();
-        (online, state.devices.len())
-    }
-
     /// Browsers (live streams) listening now.
     pub fn subscriber_count(&self) -> usize {
         self.shared.events.receiver_count()
