@@ -25,10 +25,7 @@ pub const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 struct Subscription {
     hub: SharedHub,
     scope: Scope,
-    /// The devices the page shows (the overview's page, or the device page's device).
-    shown: HashSet<String>,
-    /// The last card of a full overview page: a device listed after it changes nothing here.
-    last_shown: Option<DeviceSummary>,
+    shown: Shown,
     rx: Receiver<LiveEvent>,
     pending: Option<LiveEvent>,
     stopping: CancellationToken,
@@ -48,15 +45,13 @@ pub(crate) fn live_stream(
     session: Option<Credential>,
 ) -> TextStream<AppError> {
     let (snapshot, rx) = hub.subscribe(&scope);
-    let shown = shown_in(&scope, &snapshot);
-    let last_shown = last_of_full_page(&snapshot);
+    let shown = Shown::of(&scope, &snapshot);
     let stopping = hub.stopping();
     let now = tokio::time::Instant::now();
     let sub = Subscription {
         hub,
         scope,
         shown,
-        last_shown,
         rx,
         pending: Some(LiveEvent::Snapshot(snapshot)),
         stopping,
@@ -69,23 +64,35 @@ pub(crate) fn live_stream(
     TextStream::new(futures::stream::unfold(sub, next_chunk))
 }
 
-/// The devices a page shows: the overview's page as listed, or the device page's device
-/// (also before it is first heard from).
-fn shown_in(scope: &Scope, snapshot: &DashboardSnapshot) -> HashSet<String> {
-    match scope {
-        Scope::Device(id) => HashSet::from([id.clone()]),
-        _ => snapshot
-            .devices
-            .iter()
-            .map(|d| d.summary.id.clone())
-            .collect(),
-    }
+/// What a page shows, as its latest snapshot says.
+struct Shown {
+    /// The overview's page as listed, or the device page's device (also before it is first
+    /// heard from).
+    ids: HashSet<String>,
+    /// The last card of a full overview page: a device listed after it changes nothing here.
+    last: Option<DeviceSummary>,
 }
 
-fn last_of_full_page(snapshot: &DashboardSnapshot) -> Option<DeviceSummary> {
-    (snapshot.devices.len() >= crate::model::PAGE_SIZE)
-        .then(|| snapshot.devices.last().map(|d| d.summary.clone()))
-        .flatten()
+impl Shown {
+    fn of(scope: &Scope, snapshot: &DashboardSnapshot) -> Shown {
+        let ids = match scope {
+            Scope::Device(id) => HashSet::from([id.clone()]),
+            _ => snapshot
+                .devices
+                .iter()
+                .map(|d| d.summary.id.clone())
+                .collect(),
+        };
+        let full = snapshot.devices.len() >= crate::model::PAGE_SIZE;
+        let last = full
+            .then(|| snapshot.devices.last().map(|d| d.summary.clone()))
+            .flatten();
+        Shown { ids, last }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 async fn next_chunk(mut sub: Subscription) -> Option<(Result<String, AppError>, Subscription)> {
@@ -156,7 +163,7 @@ impl Subscription {
     /// may now hold other devices.
     fn take(&mut self, event: LiveEvent) -> Option<String> {
         let wanted = match &event {
-            LiveEvent::Reading(r) => self.shown.contains(&*r.device_id),
+            LiveEvent::Reading(r) => self.shown.contains(&r.device_id),
             LiveEvent::Console { device_id, .. } => self.scope.focus() == Some(device_id.as_str()),
             LiveEvent::Device(summary) => {
                 self.fleet_changed = true;
@@ -171,7 +178,8 @@ impl Subscription {
                     } else {
                         query.matches(device)
                             && self
-                                .last_shown
+                                .shown
+                                .last
                                 .as_ref()
                                 .is_none_or(|last| query.precedes(device, Listed::of(last)))
                     };
@@ -209,8 +217,7 @@ impl Subscription {
         self.fleet_changed = false;
         let (snapshot, rx) = self.hub.subscribe(&self.scope);
         self.rx = rx;
-        self.shown = shown_in(&self.scope, &snapshot);
-        self.last_shown = last_of_full_page(&snapshot);
+        self.shown = Shown::of(&self.scope, &snapshot);
         LiveEvent::Snapshot(snapshot).to_line()
     }
 }
