@@ -130,16 +130,21 @@ pub struct AlarmFilter {
     pub limit: u32,
 }
 
+/// A rule's condition and automations, as their columns hold them.
+fn rule_json(new: &NewRule) -> Result<(String, Option<String>, Option<String>), StorageError> {
+    let json = |value: &dyn erased::Json| value.json();
+    let on_raised = new.on_raised.as_ref().map(|a| json(a)).transpose()?;
+    let on_cleared = new.on_cleared.as_ref().map(|a| json(a)).transpose()?;
+    Ok((json(&new.condition)?, on_raised, on_cleared))
+}
+
 impl Store {
     pub async fn create_rule(
         &self,
         new: &NewRule,
         now_ms: i64,
     ) -> Result<StoredRule, StorageError> {
-        let json = |value: &dyn erased::Json| value.json();
-        let condition = json(&new.condition)?;
-        let on_raised = new.on_raised.as_ref().map(|a| json(a)).transpose()?;
-        let on_cleared = new.on_cleared.as_ref().map(|a| json(a)).transpose()?;
+        let (condition, on_raised, on_cleared) = rule_json(new)?;
         let sql = format!(
             "INSERT INTO alarm_rules (name, devices, condition_json, webhook_url, webhook_secret,
                                       ntfy_url, email_to, on_raised, on_cleared, created_ms)
@@ -178,10 +183,7 @@ impl Store {
         new: &NewRule,
         now_ms: i64,
     ) -> Result<Option<StoredRule>, StorageError> {
-        let json = |value: &dyn erased::Json| value.json();
-        let condition = json(&new.condition)?;
-        let on_raised = new.on_raised.as_ref().map(|a| json(a)).transpose()?;
-        let on_cleared = new.on_cleared.as_ref().map(|a| json(a)).transpose()?;
+        let (condition, on_raised, on_cleared) = rule_json(new)?;
         let sql = format!(
             "UPDATE alarm_rules SET name = $2, devices = $3, condition_json = $4,
                  webhook_url = $5, webhook_secret = $6, ntfy_url = $7, email_to = $8,
