@@ -191,6 +191,32 @@ struct Pairs {
   static uint8_t clamp(long n) { return n > 255 ? 255 : (uint8_t)n; }
 };
 
+// A command's parts as lines and frames carry them (`LED=1,seq=12,dur=500`, `…|LED=1|SEQ=12|DUR=500`):
+// `seq` and `dur` by name, the first other pair is the variable and its value.
+struct CommandParts {
+  const char *name, *value, *seq, *dur;
+  uint8_t nameLen, valueLen, seqLen, durLen;
+
+  CommandParts() : name(0), value(0), seq(0), dur(0), nameLen(0), valueLen(0), seqLen(0), durLen(0) {}
+
+  void take(const Pairs& pair) {
+    if (same(pair.key, pair.keyLen, F_("seq"))) {
+      seq = pair.value;
+      seqLen = pair.valueLen;
+    } else if (same(pair.key, pair.keyLen, F_("dur"))) {
+      dur = pair.value;
+      durLen = pair.valueLen;
+    } else if (name == 0) {
+      name = pair.key;
+      nameLen = pair.keyLen;
+      value = pair.value;
+      valueLen = pair.valueLen;
+    }
+  }
+
+  bool complete() const { return seq != 0 && name != 0; }
+};
+
 // `"key": value` in a flat JSON object from the hub: the value's text (a string without its
 // quotes). Enough for what the hub sends devices; anything else is not found.
 bool jsonValue(const char* text, const char* key, const char** value, uint8_t* len) {
@@ -1046,25 +1072,12 @@ IoTHubStatus IoTHub::handleLine(const char* text) {
   if (text[0] == '{') return handleJson(text);
   // `stored=12`, or a command `LED=1,seq=12,dur=500`.
   Pairs pairs(text, ',');
-  const char *name = 0, *value = 0, *seq = 0, *dur = 0;
-  uint8_t nameLen = 0, valueLen = 0, seqLen = 0, durLen = 0;
+  CommandParts c;
   while (pairs.next()) {
-    if (same(pairs.key, pairs.keyLen, F_("stored"))) {
-      return handleStored(pairs.value, pairs.valueLen);
-    } else if (same(pairs.key, pairs.keyLen, F_("seq"))) {
-      seq = pairs.value;
-      seqLen = pairs.valueLen;
-    } else if (same(pairs.key, pairs.keyLen, F_("dur"))) {
-      dur = pairs.value;
-      durLen = pairs.valueLen;
-    } else if (name == 0) {
-      name = pairs.key;
-      nameLen = pairs.keyLen;
-      value = pairs.value;
-      valueLen = pairs.valueLen;
-    }
+    if (same(pairs.key, pairs.keyLen, F_("stored"))) return handleStored(pairs.value, pairs.valueLen);
+    c.take(pairs);
   }
-  if (seq != 0 && name != 0) return runCommand(name, nameLen, value, valueLen, seq, seqLen, dur, durLen);
+  if (c.complete()) return runCommand(c.name, c.nameLen, c.value, c.valueLen, c.seq, c.seqLen, c.dur, c.durLen);
   // Anything else is a line someone typed in the dashboard's console.
   if (onLine_) onLine_(text);
   return IOTHUB_OK;
@@ -1086,8 +1099,7 @@ IoTHubStatus IoTHub::handleJson(const char* text) {
 IoTHubStatus IoTHub::handleFrame(const char* text) {
   // `COMMAND=HELLO!`, `STORED=12`, `ERROR=…`, `COMMAND=SET|LED=1|SEQ=12|DUR=500`.
   Pairs pairs(text, '|');
-  const char *name = 0, *value = 0, *seq = 0, *dur = 0;
-  uint8_t nameLen = 0, valueLen = 0, seqLen = 0, durLen = 0;
+  CommandParts c;
   bool set = false;
   while (pairs.next()) {
     if (same(pairs.key, pairs.keyLen, F_("command"))) {
@@ -1098,20 +1110,11 @@ IoTHubStatus IoTHub::handleFrame(const char* text) {
     } else if (same(pairs.key, pairs.keyLen, F_("error"))) {
       if (onError_) onError_(pairs.value);
       return IOTHUB_HUB_ERROR;
-    } else if (same(pairs.key, pairs.keyLen, F_("seq"))) {
-      seq = pairs.value;
-      seqLen = pairs.valueLen;
-    } else if (same(pairs.key, pairs.keyLen, F_("dur"))) {
-      dur = pairs.value;
-      durLen = pairs.valueLen;
-    } else if (name == 0) {
-      name = pairs.key;
-      nameLen = pairs.keyLen;
-      value = pairs.value;
-      valueLen = pairs.valueLen;
+    } else {
+      c.take(pairs);
     }
   }
-  if (set && seq != 0 && name != 0) return runCommand(name, nameLen, value, valueLen, seq, seqLen, dur, durLen);
+  if (set && c.complete()) return runCommand(c.name, c.nameLen, c.value, c.valueLen, c.seq, c.seqLen, c.dur, c.durLen);
   if (onLine_) onLine_(text);
   return IOTHUB_OK;
 }
