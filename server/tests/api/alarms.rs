@@ -373,12 +373,7 @@ async fn an_alarm_is_pushed_to_ntfy_and_emailed_within_two_seconds() {
     .await;
 
     // Counted for monitoring: the alarm up by rule, what was sent by channel.
-    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr.unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let has = |line: &str| metrics.lines().any(|l| l == line);
     assert!(
         has(r#"iothub_alarms_active{rule="freezer warm"} 1"#),

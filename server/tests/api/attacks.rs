@@ -265,12 +265,7 @@ async fn new_device_ids_past_the_limit_are_refused_and_counted() {
     let mut again = app.device("?id=one").await;
     again.send("temp=2").await;
     assert!(again.silent_for(Duration::from_millis(300)).await);
-    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr.unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let refused = metrics
         .lines()
         .find_map(|l| l.strip_prefix("iothub_devices_refused_total "))

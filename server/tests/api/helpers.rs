@@ -282,6 +282,17 @@ impl TestApp {
         self.dashboard_of(&Scope::Device(device.into())).await
     }
 
+    /// The hub's metrics page (`--metrics-listen`), as text.
+    pub async fn metrics_text(&self) -> String {
+        let address = self.metrics_addr.expect("the metrics listener is on");
+        reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `GET path` with the admin session, read as JSON; `None` if it fails or does not parse
     /// (for `eventually`).
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
