@@ -26,7 +26,7 @@ test('the manifest and icons make the dashboard installable', async () => {
   }
 });
 
-test('the bundle is sent gzipped, and revalidated rather than kept', async () => {
+test('the bundle is loaded by content-hashed names, sent compressed and kept for good', async () => {
   const { request } = await import('node:http');
   // node's fetch would decompress and hide the size on the wire: a raw request instead.
   const get = (path, headers) => new Promise((resolve, reject) => {
@@ -36,18 +36,30 @@ test('the bundle is sent gzipped, and revalidated rather than kept', async () =>
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, bytes }));
     }).on('error', reject).end();
   });
-  const plain = await get('/pkg/iothub_bg.wasm', {});
-  const zipped = await get('/pkg/iothub_bg.wasm', { 'accept-encoding': 'gzip, deflate, br' });
+  const login = await (await fetch(`${env.server.baseUrl}/login`)).text();
+  const named = (ext) => {
+    const found = login.match(new RegExp(`/pkg/iothub\\.[0-9a-f]{16}\\.${ext}`));
+    assert.ok(found, `the page loads a hashed .${ext}`);
+    return found[0];
+  };
+  const [wasm, js, css] = [named('wasm'), named('js'), named('css')];
+  const plain = await get(wasm, {});
+  const brotli = await get(wasm, { 'accept-encoding': 'gzip, deflate, br' });
+  const zipped = await get(wasm, { 'accept-encoding': 'gzip' });
   assert.equal(plain.status, 200);
   assert.equal(plain.headers['content-encoding'], undefined);
+  assert.equal(brotli.headers['content-encoding'], 'br');
   assert.equal(zipped.headers['content-encoding'], 'gzip');
-  assert.equal(zipped.headers['cache-control'], 'no-cache');
+  assert.equal(brotli.headers['cache-control'], 'public, max-age=31536000, immutable');
+  assert.ok(brotli.bytes < zipped.bytes, `brotli ${brotli.bytes} B, gzip ${zipped.bytes} B`);
   assert.ok(zipped.bytes < plain.bytes / 2, `gzip ${zipped.bytes} B of ${plain.bytes} B`);
-  for (const path of ['/pkg/iothub.js', '/pkg/iothub.css']) {
-    assert.equal((await get(path, { 'accept-encoding': 'gzip' })).headers['content-encoding'], 'gzip', path);
+  for (const path of [js, css, '/pkg/iothub.css']) {
+    assert.equal((await get(path, { 'accept-encoding': 'br' })).headers['content-encoding'], 'br', path);
   }
-  // Unchanged: a 304, nothing sent again.
-  const again = await get('/pkg/iothub_bg.wasm', { 'accept-encoding': 'gzip', 'if-modified-since': zipped.headers['last-modified'] });
+  // The offline page's stylesheet keeps its plain name, so it is revalidated: a 304 when unchanged.
+  const sheet = await get('/pkg/iothub.css', { 'accept-encoding': 'br' });
+  assert.equal(sheet.headers['cache-control'], 'no-cache');
+  const again = await get('/pkg/iothub.css', { 'accept-encoding': 'br', 'if-modified-since': sheet.headers['last-modified'] });
   assert.equal(again.status, 304);
 });
 

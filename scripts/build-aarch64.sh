@@ -32,7 +32,7 @@ sysroot=/usr/aarch64-linux-gnu
 bash scripts/setup.sh --aarch64
 if $build_site; then
   bash scripts/build-site.sh
-elif [[ ! -f target/site/pkg/iothub_bg.wasm ]]; then
+elif [[ ! -f target/site/pkg/bundle.txt ]]; then
   echo "build-aarch64: --site-built, but target/site has no bundle" >&2
   exit 1
 fi

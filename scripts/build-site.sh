@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds the browser bundle into target/site — the layout cargo-leptos produces, without needing
 # cargo-leptos (whose install alone takes a quarter of an hour on a small machine):
-#   target/site/pkg/iothub.js, iothub_bg.wasm   (cargo → wasm-bindgen → wasm-opt -Oz)
-#   target/site/pkg/iothub.css                  (style/main.css)
-#   target/site/pkg/*.gz                        (each of the three, gzip -9: served as is)
-#   target/site/*                               (public/)
+#   target/site/pkg/iothub.<hash>.js, .wasm  (cargo → wasm-bindgen → wasm-opt -Oz)
+#   target/site/pkg/iothub.<hash>.css        (style/main.css; also as iothub.css for the
+#                                             static pages: offline page, API docs)
+#   target/site/pkg/*.gz, *.br               (each, gzip -9 and brotli -q 11: served as is)
+#   target/site/pkg/bundle.txt               (which names the pages load; read at start)
+#   target/site/*                            (public/)
+# <hash> is the first 16 hex digits of the file's SHA-256, so a name always means the same
+# bytes and the hub lets browsers keep them for a year (Cache-Control: immutable).
 # Prints the wasm size, raw and gzipped, and fails when the gzipped wasm is over the budget
 # (WASM_BUDGET_KIB, default below): the bundle may only grow by someone deciding it may.
 set -euo pipefail
@@ -38,15 +42,31 @@ node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-t
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
   "$pkg/${name}_bg.wasm" -o "$pkg/${name}_bg.wasm"
 cp style/main.css "$pkg/$name.css"
-# Compressed once here rather than per request: the server sends the .gz to browsers that
-# accept gzip (all do).
-gzip -9 -k -f "$pkg/${name}_bg.wasm" "$pkg/$name.js" "$pkg/$name.css"
+
+# Content-hashed names. The JavaScript glue is given the wasm's name by the page (the
+# hydration script passes it), so renaming either breaks nothing inside them.
+hashed() { echo "$name.$(sha256sum "$1" | cut -c1-16).$2"; }
+wasm=$(hashed "$pkg/${name}_bg.wasm" wasm)
+js=$(hashed "$pkg/$name.js" js)
+css=$(hashed "$pkg/$name.css" css)
+mv "$pkg/${name}_bg.wasm" "$pkg/$wasm"
+mv "$pkg/$name.js" "$pkg/$js"
+cp "$pkg/$name.css" "$pkg/$css"
+printf 'js %s\nwasm %s\ncss %s\n' "$js" "$wasm" "$css" >"$pkg/bundle.txt"
+
+# Compressed once here rather than per request: the server sends the .br or .gz to browsers
+# that accept it (all do).
+for file in "$pkg/$wasm" "$pkg/$js" "$pkg/$css" "$pkg/$name.css"; do
+  gzip -9 -k -f "$file"
+  brotli -q 11 -k -f "$file"
+done
 cp -r public/. "$site/"
 
-raw=$(wc -c <"$pkg/${name}_bg.wasm")
-gz=$(gzip -9 -c "$pkg/${name}_bg.wasm" | wc -c)
-echo "site built in $site: ${name}_bg.wasm $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzip"
+raw=$(wc -c <"$pkg/$wasm")
+gz=$(gzip -9 -c "$pkg/$wasm" | wc -c)
+br=$(wc -c <"$pkg/$wasm.br")
+echo "site built in $site: $wasm $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzip, $((br / 1024)) KiB brotli"
 if [ "$gz" -gt $((budget_kib * 1024)) ]; then
-  echo "the browser bundle is over its budget: ${name}_bg.wasm is $((gz / 1024)) KiB gzip, the budget $budget_kib KiB (WASM_BUDGET_KIB in scripts/build-site.sh)" >&2
+  echo "the browser bundle is over its budget: $wasm is $((gz / 1024)) KiB gzip, the budget $budget_kib KiB (WASM_BUDGET_KIB in scripts/build-site.sh)" >&2
   exit 1
 fi

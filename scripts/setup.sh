@@ -29,6 +29,8 @@ done
 as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi; }
 apt_packages=()
 command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
+# build-site.sh compresses the browser bundle with brotli as well as gzip.
+command -v brotli >/dev/null || apt_packages+=(brotli)
 $want_browser && ! command -v chromium >/dev/null && apt_packages+=(chromium)
 # The MQTT bridge tests run against Debian's Mosquitto (scripts/mosquitto-for-tests.sh).
 $want_browser && [[ ! -x /usr/sbin/mosquitto ]] && apt_packages+=(mosquitto)

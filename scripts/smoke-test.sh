@@ -68,7 +68,10 @@ base=$(grep -o 'dashboard listening on http://[0-9.:]*' "$work/hub.log" | head -
 echo "smoke: hub listening on $base"
 
 [[ "$(curl -fsS "$base/healthz")" == ok ]] || fail "/healthz did not answer ok"
-curl -fsS -o /dev/null "$base/pkg/iothub.js" || fail "the browser bundle is not served from $site"
+# The bundle's names carry a hash of their content; the sign-in page says which they are.
+wasm=$(curl -fsS "$base/login" | grep -o '/pkg/iothub\.[0-9a-f]*\.wasm' | head -n1)
+[[ -n "$wasm" ]] || fail "the sign-in page loads no hashed wasm bundle"
+curl -fsS -o /dev/null "$base$wasm" || fail "the browser bundle $wasm is not served from $site"
 front=$(curl -sS -o /dev/null -w "%{http_code} %{redirect_url}" -H "Accept: text/html" "$base/")
 [[ "$front" == "303 $base/login"* ]] || fail "/ without a session answered '$front', not a redirect to /login"
 

@@ -15,6 +15,7 @@
 //!   and `components/` (their pieces).
 
 pub mod api;
+pub mod bundle;
 pub mod chart;
 pub mod error;
 pub mod links;
@@ -29,7 +30,7 @@ mod pages;
 
 use leptos::either::EitherOf6;
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use links::Route;
 
 /// Name of the wasm/js/css bundle under `/pkg` (matches `name` in the workspace's leptos metadata).
@@ -38,8 +39,9 @@ pub const BUNDLE_NAME: &str = "iothub";
 /// programs (`/api/v1/`) lives beside them.
 pub const SERVER_FN_PREFIX: &str = "/api/";
 
-/// The HTML document around the app; the server renders it for every page.
-pub fn shell(options: LeptosOptions) -> impl IntoView {
+/// The HTML document around the app; the server renders it for every page. `files` are the
+/// bundle's names (see [`bundle`]).
+pub fn shell(files: bundle::BundleFiles) -> impl IntoView {
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -53,7 +55,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="apple-touch-icon" href="/icon-192.png" />
                 <meta name="theme-color" content="#2563eb" />
                 <script src="/pwa.js" defer></script>
-                <HydrationScripts options />
+                <bundle::BundleTags files />
                 <MetaTags />
             </head>
             <body>
@@ -103,7 +105,6 @@ pub fn App() -> impl IntoView {
         }
     };
     view! {
-        <Stylesheet id="leptos" href=format!("/pkg/{BUNDLE_NAME}.css") />
         <Title text="IoT Hub" />
         {page}
     }

@@ -314,7 +314,8 @@ pub struct HttpArgs {
     #[arg(long, env = "IOTHUB_BEHIND_PROXY", value_parser = clap::builder::BoolishValueParser::new())]
     pub behind_proxy: bool,
 
-    /// Folder with the built web assets (`pkg/iothub.js`, `.wasm`, `.css`, favicon).
+    /// Folder with the built web assets (`pkg/` with the bundle and its list `bundle.txt`,
+    /// favicon, service worker).
     #[arg(long, env = "IOTHUB_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 

@@ -23,7 +23,8 @@
 //! headers and checks where browser requests come from.
 //!
 //! Around them: [`config`] (flags in groups, with environment fallback), [`state`] (the web
-//! side's [`state::AppState`]), [`router`] (routes and layers), [`sweeps`] (background work),
+//! side's [`state::AppState`]), [`router`] (routes and layers), [`bundle`] (the browser bundle's
+//! names and `/pkg`), [`sweeps`] (background work),
 //! [`startup`] (start-up and graceful shutdown) and [`simulator`] (fake devices). No module
 //! imports one that imports it; `tests/layout.rs` checks that, and file lengths.
 
@@ -31,6 +32,7 @@ pub mod address;
 pub mod admin;
 pub mod alerts;
 pub mod auth;
+pub mod bundle;
 pub mod certificates;
 pub mod client;
 pub mod config;

@@ -4,7 +4,7 @@
 
 use crate::auth::{self, Auth};
 use crate::state::AppState;
-use crate::{devices, export, paths, rest, security};
+use crate::{bundle, devices, export, paths, rest, security};
 use app::api::ssr::SharedHub;
 use axum::body::Body;
 use axum::extract::State;
@@ -27,10 +27,11 @@ pub fn router(state: AppState) -> Router {
     let _ = any_spawner::Executor::init_tokio();
     let hub: SharedHub = Arc::new(state.clone());
     let context = move || provide_context(hub.clone());
-    let page = leptos_axum::render_app_to_stream_with_context(context.clone(), {
-        let options = state.leptos_options.clone();
-        move || app::shell(options.clone())
-    });
+    let shell = {
+        let files = state.bundle.clone();
+        move || app::shell(files.clone())
+    };
+    let page = leptos_axum::render_app_to_stream_with_context(context.clone(), shell.clone());
     let mut router = Router::new()
         .route(paths::DEVICE_SOCKET, get(devices::websocket::upgrade))
         .route(paths::HEALTH, get(health))
@@ -72,11 +73,11 @@ pub fn router(state: AppState) -> Router {
         let filter = MethodFilter::try_from(method).unwrap_or(MethodFilter::POST);
         router = router.route(path, on(filter, handler));
     }
-    router = router.nest("/pkg", bundle(&state));
+    router = router.nest("/pkg", bundle::routes(&state));
     let public_origin = Arc::new(state.config.http.public_origin.clone());
     router
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            app::shell,
+            move |_options| shell(),
         ))
         .layer(middleware::from_fn_with_state(
             Auth::clone(&state.auth),
@@ -98,27 +99,6 @@ pub fn router(state: AppState) -> Router {
             security::request_deadline,
         ))
         .with_state(state)
-}
-
-/// The browser bundle (`<site>/pkg`): the wasm, its JavaScript and the stylesheet, each also
-/// gzipped at build time (`scripts/build-site.sh`), so a browser gets the 1.4 MB module as
-/// about 0.5 MB without the hub compressing anything per request. The names are not
-/// content-hashed yet, so browsers revalidate (`no-cache`: a 304 by `Last-Modified` when
-/// unchanged) rather than keep them for good.
-fn bundle(state: &AppState) -> Router<AppState> {
-    use tower_http::services::ServeDir;
-    let options = &state.leptos_options;
-    let dir = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
-    async fn revalidate(mut response: Response) -> Response {
-        response.headers_mut().insert(
-            axum::http::header::CACHE_CONTROL,
-            axum::http::HeaderValue::from_static("no-cache"),
-        );
-        response
-    }
-    Router::new()
-        .fallback_service(ServeDir::new(dir).precompressed_gzip())
-        .layer(middleware::map_response(revalidate))
 }
 
 /// A server function whose arguments cannot be read never runs, and Leptos answers 500 with

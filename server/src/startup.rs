@@ -17,7 +17,7 @@ use crate::simulator::{self, SimulatorArgs};
 use crate::state::AppState;
 use crate::storage::{Database, StorageError, Store, StoreConfig};
 use crate::sweeps::{self, every};
-use crate::{listener, security};
+use crate::{bundle, listener, security};
 use app::model::{Reading, SPARKLINE_POINTS};
 use axum::middleware;
 use leptos::config::LeptosOptions;
@@ -73,6 +73,8 @@ pub enum StartupError {
     TcpTlsWithoutCertificate,
     #[error("MQTT over TLS: {0}")]
     MqttTls(#[from] devices::mqtt::MqttTlsError),
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
 }
 
 pub struct Application {
@@ -146,6 +148,7 @@ impl Application {
             Some(addr) => Some(bind(addr).await?),
         };
 
+        let bundle = bundle::names(&config.http.site_root.join("pkg"))?;
         let leptos_options = LeptosOptions::builder()
             .output_name(app::BUNDLE_NAME)
             .site_root(config.http.site_root.to_string_lossy().as_ref())
@@ -218,6 +221,7 @@ impl Application {
         }
         let state = AppState {
             leptos_options,
+            bundle,
             registry,
             config: Arc::new(config),
             store,

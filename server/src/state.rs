@@ -18,6 +18,8 @@ use tokio_util::task::TaskTracker;
 #[derive(Clone)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
+    /// The names the browser bundle is served under (see `app::bundle`).
+    pub bundle: app::bundle::BundleFiles,
     pub config: Arc<ServeArgs>,
     pub registry: Registry,
     pub store: Store,

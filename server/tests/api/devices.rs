@@ -196,7 +196,7 @@ async fn the_server_rendered_page_shows_devices_and_escapes_their_names() {
 
     let html = body_text(app.http.get(app.url("/"))).await;
     assert!(
-        html.contains("/pkg/iothub.js"),
+        html.contains(r#"<link rel="modulepreload" href="/pkg/iothub"#),
         "hydration script is linked"
     );
     assert!(

@@ -49,3 +49,117 @@ async fn each_page_is_rendered_by_the_server_with_its_data() {
     }
     app.stop().await;
 }
+
+/// A site built by `scripts/build-site.sh` names its files after their content: pages load
+/// those names, browsers may keep them for good, and each is sent brotli- or gzip-compressed
+/// as the browser accepts, from the copies made at build time. Other files are revalidated.
+#[tokio::test]
+async fn the_bundle_is_loaded_by_hashed_names_kept_for_good_and_sent_precompressed() {
+    let site = tempfile::tempdir().unwrap();
+    let pkg = site.path().join("pkg");
+    std::fs::create_dir(&pkg).unwrap();
+    let (js, wasm, css) = (
+        "iothub.00112233aabbccdd.js",
+        "iothub.44556677eeff0011.wasm",
+        "iothub.8899aabbccddeeff.css",
+    );
+    for name in [js, wasm, css, "iothub.css"] {
+        std::fs::write(pkg.join(name), format!("the whole of {name}")).unwrap();
+        std::fs::write(pkg.join(format!("{name}.br")), "brotli").unwrap();
+        std::fs::write(pkg.join(format!("{name}.gz")), "gzip").unwrap();
+    }
+    std::fs::write(
+        pkg.join("bundle.txt"),
+        format!("js {js}\nwasm {wasm}\ncss {css}\n"),
+    )
+    .unwrap();
+    let root = site.path().to_path_buf();
+    let app = TestApp::spawn_with(move |args| args.http.site_root = root).await;
+
+    let page = app
+        .http
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [js, wasm, css] {
+        assert!(
+            page.contains(&format!("\"/pkg/{name}\"")),
+            "{name} in {page}"
+        );
+    }
+    assert!(!page.contains("/pkg/iothub.js"), "no plain names: {page}");
+
+    let get = |name: &str, encodings: &str| {
+        let request = crate::helpers::anonymous()
+            .get(app.url(&format!("/pkg/{name}")))
+            .header("accept-encoding", encodings);
+        async move {
+            let res = request.send().await.unwrap();
+            let header = |h: &str| {
+                res.headers()
+                    .get(h)
+                    .map(|v| v.to_str().unwrap().to_string())
+            };
+            let (encoding, cache) = (header("content-encoding"), header("cache-control"));
+            (
+                res.status().as_u16(),
+                encoding,
+                cache,
+                res.bytes().await.unwrap(),
+            )
+        }
+    };
+    let (status, encoding, cache, body) = get(wasm, "gzip, deflate, br").await;
+    assert_eq!(status, 200);
+    assert_eq!(encoding.as_deref(), Some("br"));
+    assert_eq!(
+        cache.as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(&body[..], b"brotli");
+    let (_, encoding, _, body) = get(js, "gzip").await;
+    assert_eq!(
+        (encoding.as_deref(), &body[..]),
+        (Some("gzip"), &b"gzip"[..])
+    );
+    let (_, encoding, _, body) = get(css, "identity").await;
+    assert_eq!(encoding, None);
+    assert_eq!(body, format!("the whole of {css}").as_bytes());
+
+    // The offline page's stylesheet keeps its plain name: it may change under it.
+    let (status, _, cache, _) = get("iothub.css", "br").await;
+    assert_eq!((status, cache.as_deref()), (200, Some("no-cache")));
+    let (status, _, cache, _) = get("iothub.ffffffffffffffff.wasm", "br").await;
+    assert_eq!((status, cache.as_deref()), (404, Some("no-cache")));
+    app.stop().await;
+}
+
+/// A list naming a file the site does not have would make every page load a missing file:
+/// the hub refuses to start, naming the list and the file.
+#[tokio::test]
+async fn a_bundle_list_naming_a_missing_file_stops_the_start() {
+    let site = tempfile::tempdir().unwrap();
+    let pkg = site.path().join("pkg");
+    std::fs::create_dir(&pkg).unwrap();
+    std::fs::write(pkg.join("a.js"), "").unwrap();
+    std::fs::write(pkg.join("a.css"), "").unwrap();
+    std::fs::write(pkg.join("bundle.txt"), "js a.js\nwasm a.wasm\ncss a.css\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut args = server::config::ServeArgs::defaults();
+    args.http.bind = "127.0.0.1:0".parse().unwrap();
+    args.store.data_dir = data.path().to_path_buf();
+    args.http.site_root = site.path().to_path_buf();
+    let err = server::startup::Application::build(args)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("bundle.txt") && err.contains("a.wasm is not in"),
+        "{err}"
+    );
+}
