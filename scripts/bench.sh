@@ -188,7 +188,7 @@ if text("parse.txt"):
         t = find(rf"parse_line/{name}\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", "parse.txt")
         rows.append((f"parse one line: {label}", t, "criterion (cargo bench -p server --bench parse)"))
 if text("chart.txt"):
-    chart = find(r"render_series_svg/1000_points\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", "chart.txt")
+    chart = find(r"render_chart/1000_points\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", "chart.txt")
     rows.append(("draw a 1,000-point chart (plotters → SVG), native", chart,
                  "criterion (cargo bench -p app --bench chart); in the browser see scripts/bench-dashboard.sh"))
 raw = find(r"(\d+) KiB raw", "site.txt")

@@ -86,8 +86,8 @@ pub fn App() -> impl IntoView {
     }
     let page = match route {
         Route::Overview { .. } => EitherOf6::A(view! { <pages::overview::OverviewPage /> }),
-        Route::Device { id, window } => {
-            EitherOf6::B(view! { <pages::device::DevicePage id window /> })
+        Route::Device { id, window, fields } => {
+            EitherOf6::B(view! { <pages::device::DevicePage id window fields /> })
         }
         Route::Tokens => EitherOf6::C(view! { <pages::tokens::TokensPage /> }),
         Route::Alarms => EitherOf6::F(view! { <pages::alarms::AlarmsPage /> }),

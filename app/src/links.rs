@@ -15,10 +15,12 @@ pub enum Route {
     Overview {
         query: DeviceQuery,
     },
-    /// `/devices/<id>[?window=…]`
+    /// `/devices/<id>[?window=…|?from=…&to=…][&field=…]…`
     Device {
         id: String,
         window: TimeWindow,
+        /// Fields to draw together on one chart (two or more; see [`device_view`]).
+        fields: Vec<String>,
     },
     /// `/tokens`: device tokens.
     Tokens,
@@ -73,11 +75,30 @@ impl Route {
         };
         match decode_path_segment(segment) {
             Some(id) if !id.is_empty() => {
-                let window = query
-                    .split('&')
-                    .find_map(|pair| pair.strip_prefix("window="))
-                    .map_or(TimeWindow::Live, TimeWindow::from_key);
-                Route::Device { id, window }
+                let time = |name: &str| param(name).flatten()?.parse::<i64>().ok();
+                let range = time("from")
+                    .zip(time("to"))
+                    .and_then(|(from, to)| TimeWindow::range(from, to));
+                let window = range.unwrap_or_else(|| {
+                    param("window")
+                        .flatten()
+                        .map_or(TimeWindow::Live, |key| TimeWindow::from_key(&key))
+                });
+                let mut fields: Vec<String> = Vec::new();
+                for pair in query.split('&') {
+                    let Some(field) = pair.strip_prefix("field=").and_then(decode_query_value)
+                    else {
+                        continue;
+                    };
+                    let fits = !field.is_empty() && field.len() <= MAX_FIELD_BYTES;
+                    if fits && !fields.contains(&field) && fields.len() < MAX_FIELDS_TOGETHER {
+                        fields.push(field);
+                    }
+                }
+                if fields.len() < 2 {
+                    fields.clear();
+                }
+                Route::Device { id, window, fields }
             }
             _ => Route::NotFound,
         }
@@ -133,12 +154,37 @@ pub fn overview_page(query: &DeviceQuery) -> String {
     }
 }
 
-/// The device page: `/devices/<id>`, or with a history window `/devices/<id>?window=1h`.
+/// Most fields one chart draws together (one colour each, see `chart::LINE_COLOURS`).
+pub const MAX_FIELDS_TOGETHER: usize = 6;
+/// A field name longer than any a device may register is not one.
+const MAX_FIELD_BYTES: usize = 64;
+
+/// The device page: `/devices/<id>`, with a history window `/devices/<id>?window=1h`, or
+/// zoomed into a chart `/devices/<id>?from=<ms>&to=<ms>`.
 pub fn device_page(id: &str, window: TimeWindow) -> String {
+    device_view(id, window, &[])
+}
+
+/// The device page with `fields` (two or more) drawn together on one chart:
+/// `/devices/<id>?window=1h&field=temp&field=hum`.
+pub fn device_view(id: &str, window: TimeWindow, fields: &[String]) -> String {
+    let mut params = match window {
+        TimeWindow::Live => Vec::new(),
+        TimeWindow::Range { from_ms, to_ms } => vec![format!("from={from_ms}&to={to_ms}")],
+        other => vec![format!("window={}", other.key())],
+    };
+    if fields.len() > 1 {
+        params.extend(
+            fields
+                .iter()
+                .map(|f| format!("field={}", encode_path_segment(f))),
+        );
+    }
     let path = format!("/devices/{}", encode_path_segment(id));
-    match window {
-        TimeWindow::Live => path,
-        other => format!("{path}?window={}", other.key()),
+    if params.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", params.join("&"))
     }
 }
 
@@ -286,6 +332,13 @@ mod tests {
             ("7", TimeWindow::Live),
             ("<img src=x onerror=\"alert(1)\">", TimeWindow::Hours24),
             ("a/b%c é", TimeWindow::Minutes5),
+            (
+                "7",
+                TimeWindow::Range {
+                    from_ms: 1_795_000_000_000,
+                    to_ms: 1_795_000_060_000,
+                },
+            ),
         ] {
             let link = device_page(id, window);
             let (path, query) = link.split_once('?').unwrap_or((&link, ""));
@@ -293,7 +346,8 @@ mod tests {
                 Route::parse(path, query),
                 Route::Device {
                     id: id.to_string(),
-                    window
+                    window,
+                    fields: Vec::new(),
                 }
             );
         }
@@ -301,9 +355,62 @@ mod tests {
             Route::parse("/devices/7", "x=1&window=bogus"),
             Route::Device {
                 id: "7".into(),
-                window: TimeWindow::Live
+                window: TimeWindow::Live,
+                fields: Vec::new(),
             }
         );
+        // Fields drawn together: kept with the window through a link, in the order picked.
+        let fields: Vec<String> = vec!["temp".into(), "a&b é".into()];
+        let link = device_view("7", TimeWindow::Hour1, &fields);
+        assert_eq!(link, "/devices/7?window=1h&field=temp&field=a%26b%20%C3%A9");
+        let (path, query) = link.split_once('?').unwrap();
+        assert_eq!(
+            Route::parse(path, query),
+            Route::Device {
+                id: "7".into(),
+                window: TimeWindow::Hour1,
+                fields: fields.clone(),
+            }
+        );
+        for (query, expected) in [
+            ("field=temp", vec![]),
+            ("field=temp&field=temp", vec![]),
+            ("field=a&field=&field=b&field=a", vec!["a", "b"]),
+            (
+                "field=1&field=2&field=3&field=4&field=5&field=6&field=7",
+                vec!["1", "2", "3", "4", "5", "6"],
+            ),
+        ] {
+            let Route::Device { fields, .. } = Route::parse("/devices/7", query) else {
+                panic!("{query}");
+            };
+            assert_eq!(fields, expected, "{query}");
+        }
+        // A zoomed window that makes no sense is the live view; one too narrow is widened.
+        for (query, window) in [
+            ("from=20&to=10", TimeWindow::Live),
+            ("from=-5&to=10", TimeWindow::Live),
+            ("from=0&to=99999999999999999999", TimeWindow::Live),
+            ("from=0&to=34560000000001", TimeWindow::Live),
+            ("from=x&to=10&window=1h", TimeWindow::Hour1),
+            (
+                "from=5000&to=5000",
+                TimeWindow::Range {
+                    from_ms: 4_500,
+                    to_ms: 5_500,
+                },
+            ),
+        ] {
+            assert_eq!(
+                Route::parse("/devices/7", query),
+                Route::Device {
+                    id: "7".into(),
+                    window,
+                    fields: Vec::new(),
+                },
+                "{query}"
+            );
+        }
         for bad in [
             "/devices/",
             "/devices/a/b",

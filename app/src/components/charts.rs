@@ -1,9 +1,14 @@
+//! The device page's charts: the window picker, the choice of fields drawn together, and one
+//! chart per field (or one for the fields picked, then one for each of the rest), live or over
+//! a window of stored history.
+
+use super::chart_figure::{ChartFigure, Figure, FigureLine, Pointer};
 use crate::api::device_series;
-use crate::chart::{render_series_svg, ChartSpec};
+use crate::chart::ChartPoint;
 use crate::links;
-use crate::live::use_live;
+use crate::live::{use_live, Live};
 use crate::model::TimeWindow;
-use crate::time::{now_ms, Zone};
+use crate::time::now_ms;
 use leptos::either::{Either, EitherOf4};
 use leptos::prelude::*;
 
@@ -11,16 +16,17 @@ use leptos::prelude::*;
 pub const HISTORY_POINTS: u32 = 600;
 
 /// Links to the live view and the history windows. The window lives in the page's address,
-/// so a window can be bookmarked and is rendered on the server too.
+/// so a window can be bookmarked and is rendered on the server too; the fields drawn together
+/// stay as they are.
 #[component]
-pub fn WindowPicker(id: String, window: TimeWindow) -> impl IntoView {
+pub fn WindowPicker(id: String, window: TimeWindow, fields: Vec<String>) -> impl IntoView {
     let links = TimeWindow::ALL
         .into_iter()
         .map(|w| {
             let current = w == window;
             view! {
                 <a
-                    href=links::device_page(&id, w)
+                    href=links::device_view(&id, w, &fields)
                     class:current=current
                     aria-current=current.then_some("page")
                     data-window=w.key()
@@ -30,68 +36,132 @@ pub fn WindowPicker(id: String, window: TimeWindow) -> impl IntoView {
             }
         })
         .collect_view();
+    // A window picked by dragging across a chart is none of the links.
+    let zoomed = matches!(window, TimeWindow::Range { .. }).then(|| {
+        view! {
+            <span class="current" aria-current="page" data-window="range">
+                {window.label()}
+            </span>
+        }
+    });
     view! {
         <nav class="window-picker" aria-label="Time window">
             {links}
+            {zoomed}
         </nav>
     }
 }
 
-/// One chart per field: the live points as they arrive, or a window of stored history.
+/// Which fields to draw on one chart: a form of checkboxes that loads the page with them in
+/// its address (it works before the page is hydrated, and the result can be bookmarked).
+/// Shown for a device with two fields or more.
 #[component]
-pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
+fn FieldPicker(id: String, window: TimeWindow, fields: Vec<String>) -> impl IntoView {
+    let live = use_live();
+    let kept: Vec<(&'static str, String)> = match window {
+        TimeWindow::Live => Vec::new(),
+        TimeWindow::Range { from_ms, to_ms } => {
+            vec![("from", from_ms.to_string()), ("to", to_ms.to_string())]
+        }
+        other => vec![("window", other.key().to_string())],
+    };
+    move || {
+        let names = live.state.with(|s| {
+            s.devices
+                .get(&id)
+                .map(|d| d.series.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        });
+        (names.len() > 1).then(|| {
+            let boxes = names
+                .into_iter()
+                .map(|name| {
+                    let checked = fields.contains(&name);
+                    view! {
+                        <label>
+                            <input type="checkbox" name="field" value=name.clone() checked=checked />
+                            {name}
+                        </label>
+                    }
+                })
+                .collect_view();
+            let kept = kept
+                .iter()
+                .map(|(name, value)| {
+                    view! { <input type="hidden" name=*name value=value.clone() /> }
+                })
+                .collect_view();
+            let separate = (!fields.is_empty()).then(|| {
+                view! {
+                    <a href=links::device_page(&id, window) data-testid="separate">
+                        "One chart each"
+                    </a>
+                }
+            });
+            view! {
+                <form
+                    class="field-picker"
+                    method="get"
+                    action=links::device_page(&id, TimeWindow::Live)
+                    data-testid="field-picker"
+                >
+                    {kept}
+                    <fieldset>
+                        <legend>"Draw together"</legend>
+                        {boxes}
+                        <button type="submit">"Show on one chart"</button>
+                        {separate}
+                    </fieldset>
+                </form>
+            }
+        })
+    }
+}
+
+/// The charts: the live points as they arrive, or a window of stored history.
+#[component]
+pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl IntoView {
     let live = use_live();
     let history_id = id.clone();
     let history = Resource::new(
         move || (history_id.clone(), window),
         |(id, window)| async move {
-            let Some(span) = window.span_ms() else {
+            let Some((from, to)) = window.bounds(now_ms()) else {
                 return Ok(None);
             };
-            let to = now_ms() + 1;
-            device_series(id, to - span, to, HISTORY_POINTS)
-                .await
-                .map(Some)
+            device_series(id, from, to, HISTORY_POINTS).await.map(Some)
         },
     );
 
+    let picker = view! { <FieldPicker id=id.clone() window fields=fields.clone() /> };
+    let together = StoredValue::new(fields);
+    // Outlives the live charts, which are drawn anew with each reading.
+    let pointer = RwSignal::new(None::<Pointer>);
     let live_charts = move || {
-        let zone = live.zone.get();
         live.state.with(|s| {
             let device = s.devices.get(&id)?;
-            let charts = device
+            let lines = device
                 .series
                 .iter()
-                .map(|(field, points)| {
-                    let points: Vec<(i64, f64)> = points.iter().copied().collect();
-                    chart(
-                        field,
-                        device.unit(field),
-                        &points,
-                        None,
-                        zone,
-                        TimeWindow::Live,
-                        marks(live, &id, field),
-                    )
+                .map(|(field, points)| FigureLine {
+                    field: field.clone(),
+                    unit: device.unit(field).map(str::to_string),
+                    points: points
+                        .iter()
+                        .map(|&(t, v)| ChartPoint::reading(t, v))
+                        .collect(),
                 })
-                .collect_view();
+                .collect();
+            let charts = together.with_value(|together| {
+                arrange(live, pointer, &id, lines, together, None, TimeWindow::Live)
+            });
             Some(charts)
         })
     };
     let history_charts = move || {
         Suspend::new(async move {
-            let zone = live.zone.get();
             match history.await {
                 Ok(Some(window_data)) => {
-                    let units = live.state.with(|s| {
-                        s.devices.get(&window_data.device_id).map(|d| {
-                            window_data
-                                .series
-                                .iter()
-                                .map(|series| d.unit(&series.field).map(str::to_string))
-                                .collect::<Vec<_>>()
-                        })
-                    });
                     if window_data.series.is_empty() {
                         return EitherOf4::A(view! {
                             <p class="empty" data-testid="no-history">
@@ -99,33 +169,38 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
                             </p>
                         });
                     }
+                    let device = window_data.device_id.clone();
+                    let lines = live.state.with(|s| {
+                        let known = s.devices.get(&device);
+                        window_data
+                            .series
+                            .iter()
+                            .map(|series| FigureLine {
+                                field: series.field.clone(),
+                                unit: known.and_then(|d| d.unit(&series.field).map(str::to_string)),
+                                points: series
+                                    .points
+                                    .iter()
+                                    .map(|p| ChartPoint {
+                                        t_ms: p.t_ms,
+                                        value: p.avg,
+                                        min: p.min,
+                                        max: p.max,
+                                        count: p.count,
+                                    })
+                                    .collect(),
+                            })
+                            .collect()
+                    });
                     let span = Some((window_data.from_ms, window_data.to_ms));
-                    let level = window_data.level_label();
-                    let charts = window_data
-                        .series
-                        .iter()
-                        .enumerate()
-                        .map(|(i, series)| {
-                            let points: Vec<(i64, f64)> =
-                                series.points.iter().map(|p| (p.t_ms, p.avg)).collect();
-                            let unit = units.as_ref().and_then(|u| u[i].clone());
-                            let marks = marks(live, &window_data.device_id, &series.field);
-                            chart(
-                                &series.field,
-                                unit.as_deref(),
-                                &points,
-                                span,
-                                zone,
-                                window,
-                                marks,
-                            )
-                        })
-                        .collect_view();
+                    let charts = together.with_value(|together| {
+                        arrange(live, pointer, &device, lines, together, span, window)
+                    });
                     EitherOf4::B(view! {
                         <p class="level" data-testid="history-level">
-                            "Each point is an average, computed " {level} "."
+                            "Each point is an average, computed " {window_data.level_label()} "."
                         </p>
-                        {charts}
+                        <div class="chart-grid">{charts}</div>
                     })
                 }
                 Ok(None) => EitherOf4::C(()),
@@ -138,8 +213,9 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
 
     view! {
         <section class="charts" aria-label="Charts">
+            {picker}
             {if window == TimeWindow::Live {
-                Either::Left(live_charts)
+                Either::Left(view! { <div class="chart-grid">{live_charts}</div> })
             } else {
                 Either::Right(view! {
                     <Suspense fallback=|| {
@@ -151,68 +227,73 @@ pub fn DeviceCharts(id: String, window: TimeWindow) -> impl IntoView {
     }
 }
 
-/// What alarms add to a field's chart: the thresholds of the rules on it, and whether one of
-/// them is up (the chart is then marked red).
-struct Marks {
-    thresholds: Vec<f64>,
-    alarm: bool,
-    /// The drawing's width (see [`crate::live::Live::chart_width`]).
-    width: u32,
-}
-
-fn marks(live: crate::live::Live, device: &str, field: &str) -> Marks {
-    live.rules.with(|rules| {
-        let on_field: Vec<&crate::model::AlarmRule> = rules
-            .iter()
-            .filter(|r| r.threshold_for(device, field).is_some())
-            .collect();
-        Marks {
-            thresholds: on_field
-                .iter()
-                .filter_map(|r| r.threshold_for(device, field))
-                .collect(),
-            alarm: live.state.with(|s| {
-                s.alarms_for(Some(device))
-                    .any(|a| on_field.iter().any(|r| r.id == a.rule_id))
-            }),
-            width: live.chart_width.get(),
-        }
-    })
-}
-
-/// One plotters chart. The render time is kept on the figure (`data-render-ms`) for the
-/// dashboard benchmark.
-fn chart(
-    field: &str,
-    unit: Option<&str>,
-    points: &[(i64, f64)],
+/// The fields picked to go `together` on one chart (when two or more of them have data),
+/// first, then one chart for each of the rest.
+fn arrange(
+    live: Live,
+    pointer: RwSignal<Option<Pointer>>,
+    device: &str,
+    lines: Vec<FigureLine>,
+    together: &[String],
     window: Option<(i64, i64)>,
-    zone: Zone,
     shown: TimeWindow,
-    marks: Marks,
 ) -> impl IntoView {
-    let started = crate::time::precise_ms();
-    // plotters' SVG backend escapes the device-supplied field name and unit.
-    let svg = render_series_svg(ChartSpec {
-        title: field,
-        unit,
-        points,
-        window,
-        zone,
-        thresholds: &marks.thresholds,
-        width: marks.width,
+    let (mut picked, rest): (Vec<FigureLine>, Vec<FigureLine>) =
+        lines.into_iter().partition(|l| together.contains(&l.field));
+    let (combined, rest) = if picked.len() > 1 {
+        // In the order the person picked them: the first gets the first colour.
+        picked.sort_by_key(|l| together.iter().position(|f| *f == l.field));
+        let figure = figure(live, device, &picked, window, shown);
+        (
+            Some(view! { <ChartFigure figure lines=picked pointer /> }),
+            rest,
+        )
+    } else {
+        (None, picked.into_iter().chain(rest).collect())
+    };
+    let single = rest
+        .into_iter()
+        .map(|line| {
+            let lines = vec![line];
+            let figure = figure(live, device, &lines, window, shown);
+            view! { <ChartFigure figure lines pointer /> }
+        })
+        .collect_view();
+    (combined, single)
+}
+
+/// What a chart of `lines` shows besides them; with the alarms on their fields: the
+/// thresholds of the rules on them drawn as lines, and the chart framed red while one is up.
+fn figure(
+    live: Live,
+    device: &str,
+    lines: &[FigureLine],
+    window: Option<(i64, i64)>,
+    shown: TimeWindow,
+) -> Figure {
+    let (thresholds, alarm) = live.rules.with(|rules| {
+        let on_fields: Vec<(&crate::model::AlarmRule, f64)> = rules
+            .iter()
+            .filter_map(|r| {
+                let t = lines
+                    .iter()
+                    .find_map(|l| r.threshold_for(device, &l.field))?;
+                Some((r, t))
+            })
+            .collect();
+        let alarm = live.state.with(|s| {
+            s.alarms_for(Some(device))
+                .any(|a| on_fields.iter().any(|(r, _)| r.id == a.rule_id))
+        });
+        (on_fields.iter().map(|(_, t)| *t).collect(), alarm)
     });
-    let took = crate::time::precise_ms() - started;
-    view! {
-        <figure
-            class="chart"
-            class:alarm=marks.alarm
-            data-field=field.to_string()
-            data-points=points.len()
-            data-window=shown.key()
-            data-render-ms=format!("{took:.2}")
-        >
-            <div class="chart-svg" inner_html=svg></div>
-        </figure>
+    Figure {
+        device: device.to_string(),
+        window,
+        zone: live.zone.get(),
+        shown,
+        thresholds,
+        alarm,
+        width: live.chart_width.get(),
     }
 }

@@ -32,11 +32,8 @@ pub fn DeviceHeader(#[prop(into)] id: Signal<String>, window: TimeWindow) -> imp
         let id = id.get();
         let last = summary.with(|s| s.as_ref().map(|s| s.last_seen_ms))?;
         let day = Zone::Utc.date(last);
-        let (from, to) = match window.span_ms() {
-            Some(span) => {
-                let to = live.now.get().unwrap_or_else(now_ms);
-                (to - span, to + 1)
-            }
+        let (from, to) = match window.bounds(live.now.get().unwrap_or_else(now_ms)) {
+            Some(bounds) => bounds,
             None => live.state.with(|s| {
                 let series = s
                     .devices

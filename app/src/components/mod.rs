@@ -2,6 +2,7 @@
 
 mod alarms;
 mod api_tokens;
+mod chart_figure;
 mod charts;
 mod command_form;
 mod connection_badge;

@@ -363,9 +363,47 @@ pub enum TimeWindow {
     Hour1,
     Hours24,
     Days7,
+    /// A window picked by dragging across a chart: `?from=…&to=…` in the page's address.
+    /// Made by [`TimeWindow::range`], which keeps it sensible.
+    Range {
+        from_ms: i64,
+        to_ms: i64,
+    },
 }
 
 impl TimeWindow {
+    /// The narrowest window a zoom may pick; narrower shows no more than it.
+    pub const MIN_RANGE_MS: i64 = 1_000;
+    /// The widest: what one history query may cover (the server's limit too).
+    pub const MAX_RANGE_MS: i64 = 400 * 86_400_000;
+
+    /// The window from `from_ms` to `to_ms`, if it is one the charts can show: in order, at
+    /// least [`Self::MIN_RANGE_MS`] (a narrower one is widened around its middle) and at most
+    /// [`Self::MAX_RANGE_MS`] wide, and within the years a timestamp can name.
+    pub fn range(from_ms: i64, to_ms: i64) -> Option<TimeWindow> {
+        const YEAR_3000_MS: i64 = 32_503_680_000_000;
+        let valid = |t: i64| (0..=YEAR_3000_MS).contains(&t);
+        if !valid(from_ms) || !valid(to_ms) || to_ms < from_ms {
+            return None;
+        }
+        let (from_ms, to_ms) = if to_ms - from_ms < Self::MIN_RANGE_MS {
+            let middle = from_ms + (to_ms - from_ms) / 2;
+            let from = (middle - Self::MIN_RANGE_MS / 2).max(0);
+            (from, from + Self::MIN_RANGE_MS)
+        } else {
+            (from_ms, to_ms)
+        };
+        (to_ms - from_ms <= Self::MAX_RANGE_MS).then_some(TimeWindow::Range { from_ms, to_ms })
+    }
+
+    /// The stored history this window shows, `[from, to)`, at time `now_ms`; `None` for live.
+    pub fn bounds(self, now_ms: i64) -> Option<(i64, i64)> {
+        match self {
+            TimeWindow::Range { from_ms, to_ms } => Some((from_ms, to_ms)),
+            other => other.span_ms().map(|span| (now_ms - span, now_ms + 1)),
+        }
+    }
+
     pub const ALL: [TimeWindow; 5] = [
         TimeWindow::Live,
         TimeWindow::Minutes5,
@@ -382,6 +420,7 @@ impl TimeWindow {
             TimeWindow::Hour1 => "1h",
             TimeWindow::Hours24 => "24h",
             TimeWindow::Days7 => "7d",
+            TimeWindow::Range { .. } => "range",
         }
     }
 
@@ -392,6 +431,7 @@ impl TimeWindow {
             TimeWindow::Hour1 => "1 h",
             TimeWindow::Hours24 => "24 h",
             TimeWindow::Days7 => "7 d",
+            TimeWindow::Range { .. } => "Zoomed",
         }
     }
 
@@ -412,6 +452,7 @@ impl TimeWindow {
             TimeWindow::Hour1 => Some(60 * MIN),
             TimeWindow::Hours24 => Some(24 * 60 * MIN),
             TimeWindow::Days7 => Some(7 * 24 * 60 * MIN),
+            TimeWindow::Range { from_ms, to_ms } => Some(to_ms - from_ms),
         }
     }
 }

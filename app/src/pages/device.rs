@@ -10,11 +10,12 @@ use crate::model::{Permission, TimeWindow};
 use leptos::prelude::*;
 
 #[component]
-pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
+pub fn DevicePage(id: String, window: TimeWindow, fields: Vec<String>) -> impl IntoView {
     let live = use_live();
     let content = {
         let id = id.clone();
         move || {
+            let fields = fields.clone();
             let id = id.clone();
             let (command_id, remove_id, controls_id) = (id.clone(), id.clone(), id.clone());
             view! {
@@ -22,8 +23,8 @@ pub fn DevicePage(id: String, window: TimeWindow) -> impl IntoView {
                 <ActiveAlarms device=id.clone() />
                 <div class="device-layout">
                     <div class="main-col">
-                        <WindowPicker id=id.clone() window />
-                        <DeviceCharts id=id.clone() window />
+                        <WindowPicker id=id.clone() window fields=fields.clone() />
+                        <DeviceCharts id=id.clone() window fields=fields.clone() />
                         <Console id=id.clone() />
                     </div>
                     <aside class="side">

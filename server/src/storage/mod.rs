@@ -59,8 +59,8 @@ const QUEUE_CAPACITY: usize = 4_096;
 /// Readings kept in memory while the database refuses writes; beyond it the oldest are dropped
 /// with an error in the log rather than exhausting memory.
 pub const MAX_UNWRITTEN: usize = 1_000_000;
-/// Longest window one history query may cover.
-pub const MAX_WINDOW_MS: i64 = 400 * 86_400_000;
+/// Longest window one history query may cover (the widest a chart may zoom out to).
+pub const MAX_WINDOW_MS: i64 = app::model::TimeWindow::MAX_RANGE_MS;
 
 /// Where the readings live.
 #[derive(Debug, Clone, PartialEq)]
