@@ -76,15 +76,7 @@ async fn the_bundle_is_loaded_by_hashed_names_kept_for_good_and_sent_precompress
     let root = site.path().to_path_buf();
     let app = TestApp::spawn_with(move |args| args.http.site_root = root).await;
 
-    let page = app
-        .http
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::helpers::body_text(app.http.get(app.url("/"))).await;
     for name in [js, wasm, css] {
         assert!(
             page.contains(&format!("\"/pkg/{name}\"")),

@@ -499,15 +499,7 @@ async fn a_renamed_device_keeps_its_name_across_a_restart_until_it_is_cleared() 
         .unwrap();
     assert_eq!(missing.status(), 404);
     // The overview card shows the given name rather than the registered one.
-    let page = app
-        .http
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::helpers::body_text(app.http.get(app.url("/"))).await;
     assert!(page.contains("Porch"), "the card shows the new name");
     drop(device);
 
