@@ -13,12 +13,15 @@
 #      1 Hz: device → live-stream latency (the overview's stream), time to first byte and size
 #      of the overview page, and the hub's peak RSS (3 runs each, medians);
 #   4. criterion (`cargo bench`): line parsing per dialect, drawing a 1,000-point chart;
-#   5. the release .wasm size.
+#   5. scripts/bench-dashboard.sh: the overview in headless chromium with 200 devices at 10 Hz
+#      and 10,000 at 1 Hz (frames/s, long tasks), a 1,000-point chart redrawn live in wasm;
+#   6. the release .wasm size.
 #
 # Takes about half an hour on 2 cores. Knobs: BENCH_LIVE_RUNS=3 BENCH_LIVE_DEVICES="1000 10000"
 # BENCH_LIVE_DURATION=20, BENCH_WARM_UP_S=1 BENCH_MEASURE_S=3 (criterion),
 # BENCH_STORE_ARGS (e.g. "--rows 100000"), BENCH_SKIP_GATEWAY=1 (step 1), BENCH_SKIP_STORE=1 (step 2), BENCH_SKIP_LIVE=1 (step
-# 3), BENCH_SKIP_CRITERION=1 (step 4), BENCH_PROFILE=server-release (the cargo profile built and
+# 3), BENCH_SKIP_CRITERION=1 (step 4), BENCH_SKIP_DASHBOARD=1 (step 5; its knobs BENCH_FLEETS,
+# BENCH_SECONDS, BENCH_DASHBOARD_RUNS), BENCH_PROFILE=server-release (the cargo profile built and
 # measured; dev takes the debug binaries `cargo test` already built), and those of
 # scripts/bench-gateway.sh (BENCH_RUNS, BENCH_DURATION, BENCH_BATCHES="1 10", BENCH_PEER=0,
 # BENCH_IDLE_CONNECTIONS, BENCH_IDLE_DURATION, …). A quick trial run:
@@ -113,6 +116,11 @@ if [ "${BENCH_SKIP_CRITERION:-0}" != 1 ]; then
         "${timing[@]}" 2>&1 | tee "$out/chart.txt"
 fi
 
+if [ "${BENCH_SKIP_DASHBOARD:-0}" != 1 ]; then
+    step "5. the dashboard in the browser"
+    BENCH_SITE_BUILT=1 bash scripts/bench-dashboard.sh | tee "$out/dashboard.txt"
+fi
+
 step "figures"
 echo "date: $(date -u '+%Y-%m-%d') · $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) · $(rustc --version | cut -d' ' -f1-2) · source $(git rev-parse --short HEAD 2> /dev/null || echo '?')"
 python3 - "$out" << 'EOF'
@@ -191,9 +199,27 @@ if text("chart.txt"):
     chart = find(r"render_chart/1000_points\s+time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", "chart.txt")
     rows.append(("draw a 1,000-point chart (plotters → SVG), native", chart,
                  "criterion (cargo bench -p app --bench chart); in the browser see scripts/bench-dashboard.sh"))
+dashboard = text("dashboard.txt")
+for line in dashboard.splitlines():
+    if not line.startswith("phase="):
+        continue
+    f = dict(kv.split("=", 1) for kv in line.split())
+    if f["phase"] == "browser":
+        devices, rate = int(f["devices"]), int(f["rate"])
+        rows.append((f"overview in headless chromium, {devices:,} devices at {rate} Hz ({devices * rate:,} readings/s)",
+                     f"{f['fps']} frames/s · {f['long_tasks']} long tasks (> 50 ms, {f['long_task_ms']} ms in all) · "
+                     f"{f['updates_per_s']} page updates/s · {f['cards']} cards",
+                     f"scripts/bench-dashboard.sh: {f['seconds']} s after a 2 s warm-up, "
+                     f"medians of {f['runs']} runs (long tasks: the worst run)"))
+    elif f["phase"] == "chart":
+        rows.append((f"a {f['points']}-point chart redrawn live in the browser (plotters → SVG, wasm)",
+                     f"median {f['median_ms']} ms · p95 {f['p95_ms']} ms · max {f['max_ms']} ms ({f['samples']} redraws)",
+                     "same script, from the time each chart records (data-render-ms)"))
 raw = find(r"(\d+) KiB raw", "site.txt")
 gz = find(r"(\d+) KiB gzip", "site.txt")
-rows.append(("release .wasm after wasm-opt -Oz", f"{raw} KiB raw, {gz} KiB gzip", "scripts/build-site.sh"))
+br = find(r"(\d+) KiB brotli", "site.txt")
+rows.append(("release .wasm after wasm-opt -Oz", f"{raw} KiB raw, {gz} KiB gzip, {br} KiB brotli (what browsers get)",
+             "scripts/build-site.sh"))
 print("| figure | value | how |")
 print("|---|---|---|")
 for r in rows:
