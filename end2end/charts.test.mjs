@@ -1,6 +1,7 @@
 // Reading a chart in a real browser: pointing at it (a mouse, a finger, the arrow keys) shows
 // the time and value of the nearest point; dragging across it zooms into that stretch, which
-// becomes the page's address; two fields picked are drawn together with a legend.
+// becomes the page's address (with a mouse, and with a finger on a phone); two fields picked
+// are drawn together with a legend.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { serverAndBrowser, saveScreenshot, sidewaysOverflow, until, VIEWPORTS, signIn } from './harness.mjs';
@@ -146,6 +147,22 @@ for (const [size, viewport] of Object.entries(VIEWPORTS)) {
     assert.match(tip, /hum: 49 %/);
     assert.ok(await sidewaysOverflow(page) <= 0, 'the page must not scroll sideways');
     await saveScreenshot(page, `chart-together-${size}.png`);
+
+    if (size === 'phone') {
+      // A finger dragged sideways across the chart zooms too, keeping the fields together.
+      // (Playwright has no touch drag; Chromium's own touch input does what a finger does.)
+      const cdp = await context.newCDPSession(page);
+      const touch = (type, x) => cdp.send('Input.dispatchTouchEvent', {
+        type, touchPoints: type === 'touchEnd' ? [] : [{ x, y: plot.middleY }],
+      });
+      const width = plot.right - plot.left;
+      await touch('touchStart', plot.left + width * 0.2);
+      for (let i = 1; i <= 6; i++) await touch('touchMove', plot.left + width * (0.2 + i * 0.1));
+      await touch('touchEnd');
+      await page.waitForURL(/\?from=\d+&to=\d+&field=\w+&field=\w+$/);
+      await page.waitForSelector('main[data-hydrated="true"]');
+      await page.waitForSelector('figure.combined[data-window="range"]');
+    }
 
     // And back to one chart each, the window kept.
     await page.locator('[data-testid="separate"]').click();
