@@ -88,7 +88,7 @@ impl BundleFiles {
     }
 
     /// Whether `file` (a name under `/pkg/`) is one of these.
-    pub fn names(&self, file: &str) -> bool {
+    pub fn contains(&self, file: &str) -> bool {
         [&self.js, &self.wasm, &self.css].iter().any(|n| *n == file)
     }
 }
@@ -130,8 +130,8 @@ mod tests {
         assert_eq!(files.js, "iothub.0123456789abcdef.js");
         assert_eq!(files.wasm, "iothub.fedcba9876543210.wasm");
         assert_eq!(files.css, "iothub.00ff00ff00ff00ff.css");
-        assert!(files.names("iothub.fedcba9876543210.wasm"));
-        assert!(!files.names("iothub.css"));
+        assert!(files.contains("iothub.fedcba9876543210.wasm"));
+        assert!(!files.contains("iothub.css"));
     }
 
     #[test]

@@ -168,11 +168,10 @@ pub fn device_page(id: &str, window: TimeWindow) -> String {
 /// The device page with `fields` (two or more) drawn together on one chart:
 /// `/devices/<id>?window=1h&field=temp&field=hum`.
 pub fn device_view(id: &str, window: TimeWindow, fields: &[String]) -> String {
-    let mut params = match window {
-        TimeWindow::Live => Vec::new(),
-        TimeWindow::Range { from_ms, to_ms } => vec![format!("from={from_ms}&to={to_ms}")],
-        other => vec![format!("window={}", other.key())],
-    };
+    let mut params: Vec<String> = window_params(window)
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
     if fields.len() > 1 {
         params.extend(
             fields
@@ -188,12 +187,24 @@ pub fn device_view(id: &str, window: TimeWindow, fields: &[String]) -> String {
     }
 }
 
-/// The CSV export of one UTC day (`YYYY-MM-DD`).
+/// The query parameters that name `window` in a device page's address (none for live). The
+/// values are numbers and fixed keys: nothing to encode.
+pub fn window_params(window: TimeWindow) -> Vec<(&'static str, String)> {
+    match window {
+        TimeWindow::Live => Vec::new(),
+        TimeWindow::Range { from_ms, to_ms } => {
+            vec![("from", from_ms.to_string()), ("to", to_ms.to_string())]
+        }
+        other => vec![("window", other.key().to_string())],
+    }
+}
+
 /// Where the device page's form posts to remove the device (answered with the overview).
 pub fn remove_device(id: &str) -> String {
     format!("/devices/{}/remove", encode_path_segment(id))
 }
 
+/// The CSV export of one UTC day (`YYYY-MM-DD`).
 pub fn csv_day(id: &str, day: &str) -> String {
     format!("/export/{}.csv?day={day}", encode_path_segment(id))
 }

@@ -64,7 +64,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         let hashed_files = hashed_files.clone();
         async move {
             let name = request.uri().path().trim_start_matches('/');
-            let keep = hashed_files.is_some_and(|files| files.names(name));
+            let keep = hashed_files.is_some_and(|files| files.contains(name));
             let mut response = next.run(request).await;
             let policy = if keep && response.status().is_success() {
                 "public, max-age=31536000, immutable"

@@ -146,8 +146,7 @@ pub fn ChartFigure(
     // The pointer's position in the drawing's pixels: the drawing is scaled to the width of
     // the element the handlers sit on.
     let drawing_x = move |ev: &web_sys::PointerEvent| -> Option<f64> {
-        let element = ev.current_target()?.dyn_into::<web_sys::Element>().ok()?;
-        let rect = element.get_bounding_client_rect();
+        let rect = handler_element(ev)?.get_bounding_client_rect();
         (rect.width() > 0.0)
             .then(|| (f64::from(ev.client_x()) - rect.left()) * frame.width / rect.width())
     };
@@ -180,10 +179,7 @@ pub fn ChartFigure(
                 return;
             }
             // Keep receiving the moves when the pointer leaves the chart mid-drag.
-            if let Some(element) = ev
-                .current_target()
-                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-            {
+            if let Some(element) = handler_element(&ev) {
                 let _ = element.set_pointer_capture(ev.pointer_id());
             }
             if let Some(t_ms) = point_at(x) {
@@ -192,6 +188,7 @@ pub fn ChartFigure(
         }
     };
     let device = figure.device.clone();
+    // A zoomed page keeps the fields drawn together (one field's chart adds none).
     let zoom_fields = fields.clone();
     let on_up = {
         let (mine_untracked, place) = (mine_untracked.clone(), place.clone());
@@ -207,12 +204,8 @@ pub fn ChartFigure(
             let to = drawing_x(&ev).unwrap_or(from);
             place(t_ms, None, to);
             if let Some(window) = zoom_window(frame, from, to, &ev) {
-                let fields = if zoom_fields.len() > 1 {
-                    zoom_fields.as_slice()
-                } else {
-                    &[]
-                };
-                let _ = window_location().set_href(&links::device_view(&device, window, fields));
+                let address = links::device_view(&device, window, &zoom_fields);
+                let _ = window_location().set_href(&address);
             }
         }
     };
@@ -351,7 +344,7 @@ pub fn ChartFigure(
             class="chart"
             class:alarm=figure.alarm
             class:combined=combined
-            data-field=fields.join(",")
+            data-field=key.to_string()
             data-points=count
             data-window=figure.shown.key()
             data-render-ms=format!("{took:.2}")
@@ -386,8 +379,7 @@ fn zoom_window(
     to: f64,
     ev: &web_sys::PointerEvent,
 ) -> Option<TimeWindow> {
-    let element = ev.current_target()?.dyn_into::<web_sys::Element>().ok()?;
-    let css_per_drawing = element.get_bounding_client_rect().width() / frame.width;
+    let css_per_drawing = handler_element(ev)?.get_bounding_client_rect().width() / frame.width;
     if (to - from).abs() * css_per_drawing < MIN_DRAG_PX {
         return None;
     }
@@ -395,6 +387,11 @@ fn zoom_window(
     let start = frame.time_at(a.max(frame.left))?;
     let end = frame.time_at(b.min(frame.right))?;
     TimeWindow::range(start, end)
+}
+
+/// The element whose handler is running (the plot), which the drawing is scaled to.
+fn handler_element(ev: &web_sys::PointerEvent) -> Option<web_sys::Element> {
+    ev.current_target()?.dyn_into::<web_sys::Element>().ok()
 }
 
 fn window_location() -> web_sys::Location {

@@ -58,13 +58,8 @@ pub fn WindowPicker(id: String, window: TimeWindow, fields: Vec<String>) -> impl
 #[component]
 fn FieldPicker(id: String, window: TimeWindow, fields: Vec<String>) -> impl IntoView {
     let live = use_live();
-    let kept: Vec<(&'static str, String)> = match window {
-        TimeWindow::Live => Vec::new(),
-        TimeWindow::Range { from_ms, to_ms } => {
-            vec![("from", from_ms.to_string()), ("to", to_ms.to_string())]
-        }
-        other => vec![("window", other.key().to_string())],
-    };
+    // The form keeps the window as the page's address names it.
+    let kept = links::window_params(window);
     move || {
         let names = live.state.with(|s| {
             s.devices
