@@ -26,7 +26,7 @@ test('the manifest and icons make the dashboard installable', async () => {
   }
 });
 
-test('the bundle is loaded by content-hashed names, sent compressed and kept for good', async () => {
+test('each page loads its own bundle by content-hashed names, sent compressed and kept for good', async () => {
   const { request } = await import('node:http');
   // node's fetch would decompress and hide the size on the wire: a raw request instead.
   const get = (path, headers) => new Promise((resolve, reject) => {
@@ -36,13 +36,31 @@ test('the bundle is loaded by content-hashed names, sent compressed and kept for
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, bytes }));
     }).on('error', reject).end();
   });
-  const login = await (await fetch(`${env.server.baseUrl}/login`)).text();
-  const named = (ext) => {
-    const found = login.match(new RegExp(`/pkg/iothub\\.[0-9a-f]{16}\\.${ext}`));
-    assert.ok(found, `the page loads a hashed .${ext}`);
+  // What the browser fetches from /pkg/ on the overview, then on a device page: each page its
+  // own module and nothing of the other's.
+  const { page, errors, context } = await openPage(env.browser, env.server.baseUrl, VIEWPORTS.desktop);
+  const fetched = [];
+  page.on('request', (r) => { const path = new URL(r.url()).pathname; if (path.startsWith('/pkg/')) fetched.push(path); });
+  await page.reload();
+  await page.waitForSelector('main[data-hydrated="true"]');
+  const overview = [...new Set(fetched)];
+  const named = (paths, page, ext) => {
+    const found = paths.filter((p) => /^\/pkg\/iothub(-[a-z]+)?\.[0-9a-f]{16}\.[a-z]+$/.test(p) && p.endsWith(`.${ext}`));
+    assert.equal(found.length, 1, `one hashed .${ext} in ${paths}`);
+    if (page) assert.ok(found[0].startsWith(`/pkg/iothub-${page}.`), `${found[0]} is the ${page} page's`);
     return found[0];
   };
-  const [wasm, js, css] = [named('wasm'), named('js'), named('css')];
+  const [wasm, js, css] = [named(overview, 'overview', 'wasm'), named(overview, 'overview', 'js'), named(overview, null, 'css')];
+  fetched.length = 0;
+  await page.goto(`${env.server.baseUrl}/devices/some-device`);
+  await page.waitForSelector('main[data-hydrated="true"]');
+  named([...new Set(fetched)], 'device', 'wasm');
+  assert.deepEqual(errors, []);
+  await context.close();
+  // Signing in is a plain form: that page loads no code at all.
+  const login = await (await fetch(`${env.server.baseUrl}/login`)).text();
+  assert.ok(login.includes(css), 'the sign-in page has the stylesheet');
+  assert.doesNotMatch(login, /\.wasm|<script type="module"/);
   const plain = await get(wasm, {});
   const brotli = await get(wasm, { 'accept-encoding': 'gzip, deflate, br' });
   const zipped = await get(wasm, { 'accept-encoding': 'gzip' });

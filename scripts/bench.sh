@@ -215,11 +215,13 @@ for line in dashboard.splitlines():
         rows.append((f"a {f['points']}-point chart redrawn live in the browser (plotters → SVG, wasm)",
                      f"median {f['median_ms']} ms · p95 {f['p95_ms']} ms · max {f['max_ms']} ms ({f['samples']} redraws)",
                      "same script, from the time each chart records (data-render-ms)"))
-raw = find(r"(\d+) KiB raw", "site.txt")
-gz = find(r"(\d+) KiB gzip", "site.txt")
-br = find(r"(\d+) KiB brotli", "site.txt")
-rows.append(("release .wasm after wasm-opt -Oz", f"{raw} KiB raw, {gz} KiB gzip, {br} KiB brotli (what browsers get)",
-             "scripts/build-site.sh"))
+bundles = re.findall(r"(\w+) page: \S+ (\d+) KiB raw, (\d+) KiB gzip, (\d+) KiB brotli", text("site.txt"))
+if len(bundles) != 4:
+    sys.exit(f"bench: expected the sizes of 4 page bundles in site.txt, found {len(bundles)}")
+for page, raw, gz, br in bundles:
+    rows.append((f"release .wasm after wasm-opt -Oz, the {page} page's bundle",
+                 f"{raw} KiB raw, {gz} KiB gzip, {br} KiB brotli (what browsers get)",
+                 "scripts/build-site.sh"))
 print("| figure | value | how |")
 print("|---|---|---|")
 for r in rows:

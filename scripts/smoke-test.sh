@@ -68,16 +68,17 @@ base=$(grep -o 'dashboard listening on http://[0-9.:]*' "$work/hub.log" | head -
 echo "smoke: hub listening on $base"
 
 [[ "$(curl -fsS "$base/healthz")" == ok ]] || fail "/healthz did not answer ok"
-# The bundle's names carry a hash of their content; the sign-in page says which they are.
-wasm=$(curl -fsS "$base/login" | grep -o '/pkg/iothub\.[0-9a-f]*\.wasm' | head -n1)
-[[ -n "$wasm" ]] || fail "the sign-in page loads no hashed wasm bundle"
-curl -fsS -o /dev/null "$base$wasm" || fail "the browser bundle $wasm is not served from $site"
 front=$(curl -sS -o /dev/null -w "%{http_code} %{redirect_url}" -H "Accept: text/html" "$base/")
 [[ "$front" == "303 $base/login"* ]] || fail "/ without a session answered '$front', not a redirect to /login"
 
 login=$(curl -sS -o /dev/null -w '%{http_code}' -c "$work/cookies" \
   --data-urlencode user=admin --data-urlencode "password=$password" "$base/login")
 [[ "$login" == 303 ]] || fail "signing in answered $login"
+
+# The bundles' names carry a hash of their content; each page says which is its own.
+wasm=$(curl -fsS -b "$work/cookies" "$base/" | grep -o '/pkg/iothub-overview\.[0-9a-f]*\.wasm' | head -n1)
+[[ -n "$wasm" ]] || fail "the overview loads no hashed wasm bundle of its own"
+curl -fsS -o /dev/null "$base$wasm" || fail "the browser bundle $wasm is not served from $site"
 
 readings_flowing() {
   curl -fsS -b "$work/cookies" "$base/metrics" >"$work/metrics" || return 1

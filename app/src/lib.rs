@@ -55,7 +55,7 @@ pub fn shell(files: bundle::BundleFiles) -> impl IntoView {
                 <link rel="apple-touch-icon" href="/icon-192.png" />
                 <meta name="theme-color" content="#2563eb" />
                 <script src="/pwa.js" defer></script>
-                <bundle::BundleTags files />
+                <bundle::BundleTags files page=Route::current().page() />
                 <MetaTags />
             </head>
             <body>
@@ -65,48 +65,146 @@ pub fn shell(files: bundle::BundleFiles) -> impl IntoView {
     }
 }
 
+/// The whole app: the page the address names. The server renders every page through this; a
+/// browser hydrates only its page's root (see [`hydrate`]), which renders the same markup.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     #[cfg(feature = "ssr")]
     set_content_security_policy();
-    let route = Route::current();
-    // Every page but the login page shows live data (the login page has no session yet).
-    match &route {
-        Route::Login { .. } => {}
-        Route::Device { id, .. } => {
-            live::Live::provide(model::Scope::Device(id.clone()));
-        }
-        Route::Overview { query } => {
-            live::Live::provide(model::Scope::Devices(query.clone()));
-        }
-        _ => {
-            live::Live::provide(model::Scope::Fleet);
+    match Route::current().page() {
+        Some(Page::Overview) => EitherOf6::A(roots::overview()),
+        Some(Page::Device) => EitherOf6::B(roots::device()),
+        Some(Page::Tokens) => EitherOf6::C(roots::tokens()),
+        Some(Page::Alarms) => EitherOf6::D(roots::alarms()),
+        None => match Route::current() {
+            Route::Login { failed, next } => EitherOf6::E(view! {
+                <Title text="IoT Hub" />
+                <pages::login::LoginPage failed next />
+            }),
+            _ => EitherOf6::F(roots::not_found()),
+        },
+    }
+}
+
+/// The pages that run code in the browser. Each has a bundle of its own (`frontend`'s features,
+/// `scripts/build-site.sh`), so a page downloads the code it runs and no other page's; the
+/// sign-in and not-found pages are plain HTML and load none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Page {
+    Overview,
+    Device,
+    Tokens,
+    Alarms,
+}
+
+impl Page {
+    pub const ALL: [Page; 4] = [Page::Overview, Page::Device, Page::Tokens, Page::Alarms];
+
+    /// The name in bundle file names and in `pkg/bundle.txt`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Page::Overview => "overview",
+            Page::Device => "device",
+            Page::Tokens => "tokens",
+            Page::Alarms => "alarms",
         }
     }
-    let page = match route {
-        Route::Overview { .. } => EitherOf6::A(view! { <pages::overview::OverviewPage /> }),
-        Route::Device { id, window, fields } => {
-            EitherOf6::B(view! { <pages::device::DevicePage id window fields /> })
+
+    pub fn from_name(name: &str) -> Option<Page> {
+        Page::ALL.into_iter().find(|page| page.name() == name)
+    }
+}
+
+/// Each page's root: the live signals for its scope, its title and the page. Plain functions
+/// rather than branches of one `match`, so that a page's bundle holds its own root only.
+mod roots {
+    use super::*;
+
+    pub fn overview() -> impl IntoView {
+        let query = match Route::current() {
+            Route::Overview { query } => query,
+            _ => model::DeviceQuery::default(),
+        };
+        live::Live::provide(model::Scope::Devices(query));
+        view! {
+            <Title text="IoT Hub" />
+            <pages::overview::OverviewPage />
         }
-        Route::Tokens => EitherOf6::C(view! { <pages::tokens::TokensPage /> }),
-        Route::Alarms => EitherOf6::F(view! { <pages::alarms::AlarmsPage /> }),
-        Route::Login { failed, next } => {
-            EitherOf6::D(view! { <pages::login::LoginPage failed next /> })
+    }
+
+    pub fn device() -> impl IntoView {
+        let (id, window, fields) = match Route::current() {
+            Route::Device { id, window, fields } => (id, window, fields),
+            _ => Default::default(),
+        };
+        live::Live::provide(model::Scope::Device(id.clone()));
+        view! {
+            <Title text="IoT Hub" />
+            <pages::device::DevicePage id window fields />
         }
-        Route::NotFound => {
-            #[cfg(feature = "ssr")]
-            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                response.set_status(http::StatusCode::NOT_FOUND);
-            }
-            EitherOf6::E(view! {
-                <p class="not-found">"Page not found. " <a href="/">"To the overview"</a></p>
-            })
+    }
+
+    pub fn tokens() -> impl IntoView {
+        live::Live::provide(model::Scope::Fleet);
+        view! {
+            <Title text="IoT Hub" />
+            <pages::tokens::TokensPage />
         }
-    };
-    view! {
-        <Title text="IoT Hub" />
-        {page}
+    }
+
+    pub fn alarms() -> impl IntoView {
+        live::Live::provide(model::Scope::Fleet);
+        view! {
+            <Title text="IoT Hub" />
+            <pages::alarms::AlarmsPage />
+        }
+    }
+
+    pub fn not_found() -> impl IntoView {
+        #[cfg(feature = "ssr")]
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(http::StatusCode::NOT_FOUND);
+        }
+        view! {
+            <Title text="IoT Hub" />
+            <p class="not-found">"Page not found. " <a href="/">"To the overview"</a></p>
+        }
+    }
+}
+
+/// Hydrating a server-rendered page in the browser: `frontend` calls the one its bundle is
+/// built for, or [`hydrate::any`] in a bundle for every page (what `cargo leptos` builds).
+#[cfg(feature = "hydrate")]
+pub mod hydrate {
+    use super::*;
+
+    fn mount<V: IntoView + 'static>(root: fn() -> V) {
+        leptos::mount::hydrate_body(move || {
+            provide_meta_context();
+            root()
+        });
+    }
+
+    /// Whichever page the address names.
+    pub fn any() {
+        leptos::mount::hydrate_body(App);
+    }
+
+    pub fn overview() {
+        mount(roots::overview);
+    }
+
+    pub fn device() {
+        mount(roots::device);
+    }
+
+    pub fn tokens() {
+        mount(roots::tokens);
+    }
+
+    pub fn alarms() {
+        mount(roots::alarms);
     }
 }
 

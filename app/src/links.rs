@@ -106,6 +106,17 @@ impl Route {
 
     /// The page being rendered: the request's address on the server, the browser's location
     /// in the browser.
+    /// The page's own code in the browser (see [`crate::Page`]); `None` for plain-HTML pages.
+    pub fn page(&self) -> Option<crate::Page> {
+        match self {
+            Route::Overview { .. } => Some(crate::Page::Overview),
+            Route::Device { .. } => Some(crate::Page::Device),
+            Route::Tokens => Some(crate::Page::Tokens),
+            Route::Alarms => Some(crate::Page::Alarms),
+            Route::Login { .. } | Route::NotFound => None,
+        }
+    }
+
     pub fn current() -> Route {
         #[cfg(feature = "ssr")]
         {

@@ -36,7 +36,7 @@ pub fn names(pkg: &Path) -> Result<BundleFiles, BundleError> {
         Err(err) => return Err(error(err.to_string())),
     };
     let files = BundleFiles::parse(&text).map_err(|err| error(err.to_string()))?;
-    for name in [&files.js, &files.wasm, &files.css] {
+    for name in files.names() {
         if !pkg.join(name).is_file() {
             return Err(error(format!("{name} is not in {}", pkg.display())));
         }
@@ -44,9 +44,10 @@ pub fn names(pkg: &Path) -> Result<BundleFiles, BundleError> {
     Ok(files)
 }
 
-/// The browser bundle (`<site>/pkg`): the wasm, its JavaScript and the stylesheet, each also
-/// compressed at build time with brotli and gzip (`scripts/build-site.sh`), so a browser gets
-/// the 1.4 MB module as under 0.5 MB without the hub compressing anything per request. The
+/// The browser bundles (`<site>/pkg`): each page's wasm and its JavaScript, and the stylesheet,
+/// each also compressed at build time with brotli and gzip (`scripts/build-site.sh`), so a
+/// browser gets a page's module as about a third of its size without the hub compressing
+/// anything per request. The
 /// files the pages load are named after their content (see `app::bundle`): browsers keep them
 /// for a year without asking again. Anything else here (the plain-named stylesheet of the
 /// offline page, a site built without hashes) is revalidated each time (`no-cache`: a 304 by

@@ -50,32 +50,41 @@ async fn each_page_is_rendered_by_the_server_with_its_data() {
     app.stop().await;
 }
 
-/// A site built by `scripts/build-site.sh` names its files after their content: pages load
-/// those names, browsers may keep them for good, and each is sent brotli- or gzip-compressed
-/// as the browser accepts, from the copies made at build time. Other files are revalidated.
+/// A site built by `scripts/build-site.sh` names its files after their content, with a
+/// bundle per page: a page loads its own bundle's names (a plain-HTML page none), browsers may
+/// keep them for good, and each is sent brotli- or gzip-compressed as the browser accepts,
+/// from the copies made at build time. Other files are revalidated.
 #[tokio::test]
 async fn the_bundle_is_loaded_by_hashed_names_kept_for_good_and_sent_precompressed() {
     let site = tempfile::tempdir().unwrap();
     let pkg = site.path().join("pkg");
     std::fs::create_dir(&pkg).unwrap();
-    let (js, wasm, css) = (
-        "iothub.00112233aabbccdd.js",
-        "iothub.44556677eeff0011.wasm",
-        "iothub.8899aabbccddeeff.css",
-    );
-    for name in [js, wasm, css, "iothub.css"] {
+    let css = "iothub.8899aabbccddeeff.css";
+    let mut manifest = format!("css {css}\n");
+    let mut names = vec![css.to_string(), "iothub.css".to_string()];
+    for (i, page) in ["overview", "device", "tokens", "alarms"]
+        .iter()
+        .enumerate()
+    {
+        for kind in ["js", "wasm"] {
+            let name = format!("iothub-{page}.{i}0112233aabbccdd.{kind}");
+            manifest.push_str(&format!("{kind} {page} {name}\n"));
+            names.push(name);
+        }
+    }
+    for name in &names {
         std::fs::write(pkg.join(name), format!("the whole of {name}")).unwrap();
         std::fs::write(pkg.join(format!("{name}.br")), "brotli").unwrap();
         std::fs::write(pkg.join(format!("{name}.gz")), "gzip").unwrap();
     }
-    std::fs::write(
-        pkg.join("bundle.txt"),
-        format!("js {js}\nwasm {wasm}\ncss {css}\n"),
-    )
-    .unwrap();
+    std::fs::write(pkg.join("bundle.txt"), manifest).unwrap();
     let root = site.path().to_path_buf();
     let app = TestApp::spawn_with(move |args| args.http.site_root = root).await;
 
+    let (js, wasm) = (
+        "iothub-overview.00112233aabbccdd.js",
+        "iothub-overview.00112233aabbccdd.wasm",
+    );
     let page = crate::helpers::body_text(app.http.get(app.url("/"))).await;
     for name in [js, wasm, css] {
         assert!(
@@ -84,6 +93,23 @@ async fn the_bundle_is_loaded_by_hashed_names_kept_for_good_and_sent_precompress
         );
     }
     assert!(!page.contains("/pkg/iothub.js"), "no plain names: {page}");
+    assert!(
+        !page.contains("iothub-device"),
+        "no other page's bundle: {page}"
+    );
+    let page = crate::helpers::body_text(app.http.get(app.url("/alarms"))).await;
+    assert!(
+        page.contains("\"/pkg/iothub-alarms.30112233aabbccdd.wasm\""),
+        "{page}"
+    );
+    assert!(!page.contains("iothub-overview"), "{page}");
+    // Signing in is a plain form: the page loads the stylesheet and no code.
+    let login = crate::helpers::body_text(crate::helpers::anonymous().get(app.url("/login"))).await;
+    assert!(login.contains(&format!("\"/pkg/{css}\"")), "{login}");
+    assert!(
+        !login.contains(".wasm") && !login.contains("<script type=\"module\""),
+        "{login}"
+    );
 
     let get = |name: &str, encodings: &str| {
         let request = crate::helpers::anonymous()
@@ -137,9 +163,18 @@ async fn a_bundle_list_naming_a_missing_file_stops_the_start() {
     let site = tempfile::tempdir().unwrap();
     let pkg = site.path().join("pkg");
     std::fs::create_dir(&pkg).unwrap();
-    std::fs::write(pkg.join("a.js"), "").unwrap();
+    let mut manifest = "css a.css\n".to_string();
+    for page in ["overview", "device", "tokens", "alarms"] {
+        for kind in ["js", "wasm"] {
+            let name = format!("{page}.{kind}");
+            manifest.push_str(&format!("{kind} {page} {name}\n"));
+            if name != "device.wasm" {
+                std::fs::write(pkg.join(&name), "").unwrap();
+            }
+        }
+    }
     std::fs::write(pkg.join("a.css"), "").unwrap();
-    std::fs::write(pkg.join("bundle.txt"), "js a.js\nwasm a.wasm\ncss a.css\n").unwrap();
+    std::fs::write(pkg.join("bundle.txt"), manifest).unwrap();
     let data = tempfile::tempdir().unwrap();
     let mut args = server::config::ServeArgs::defaults();
     args.http.bind = "127.0.0.1:0".parse().unwrap();
@@ -151,7 +186,7 @@ async fn a_bundle_list_naming_a_missing_file_stops_the_start() {
         .expect("refused")
         .to_string();
     assert!(
-        err.contains("bundle.txt") && err.contains("a.wasm is not in"),
+        err.contains("bundle.txt") && err.contains("device.wasm is not in"),
         "{err}"
     );
 }
