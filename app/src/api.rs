@@ -19,18 +19,11 @@ pub const HISTORY_LIMIT_MAX: u32 = 10_000;
 /// recent commands and alarms up, who is signed in and the alarm rules.
 #[server(input = Json)]
 pub async fn load_dashboard(scope: Scope) -> Result<DashboardSnapshot, AppError> {
-    let result = async {
-        let hub = ssr::hub()?;
-        let mut snapshot = hub.snapshot(&ssr::checked(scope));
-        snapshot.viewer = ssr::signed_in().map(|who| crate::model::Viewer {
-            user: who.user,
-            role: who.role,
-            tokenless_devices: hub.tokenless_devices(),
-        });
-        snapshot.rules = hub.alarm_rules().await?;
-        Ok(snapshot)
+    let result = match ssr::hub() {
+        Ok(hub) => ssr::snapshot(&hub, scope, ssr::signed_in()).await,
+        Err(err) => Err(err),
     };
-    ssr::respond(result.await)
+    ssr::respond(result)
 }
 
 /// Stored readings of one device received at or after `since_ms`, oldest first, at most the
@@ -431,6 +424,22 @@ pub mod ssr {
             ));
         }
         Ok(())
+    }
+
+    /// What a page of `scope` shows (see [`super::load_dashboard`]), for `who`.
+    pub async fn snapshot(
+        hub: &SharedHub,
+        scope: Scope,
+        who: Option<SignedIn>,
+    ) -> Result<DashboardSnapshot, AppError> {
+        let mut snapshot = hub.snapshot(&checked(scope));
+        snapshot.viewer = who.map(|who| crate::model::Viewer {
+            user: who.user,
+            role: who.role,
+            tokenless_devices: hub.tokenless_devices(),
+        });
+        snapshot.rules = hub.alarm_rules().await?;
+        Ok(snapshot)
     }
 
     /// A scope as asked for, within bounds (the filter is trimmed and cut).

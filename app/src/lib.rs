@@ -23,6 +23,8 @@ pub mod live;
 #[cfg(feature = "ssr")]
 mod live_stream;
 pub mod model;
+pub mod page_data;
+pub mod server_call;
 pub mod time;
 
 mod components;
@@ -56,6 +58,7 @@ pub fn shell(files: bundle::BundleFiles) -> impl IntoView {
                 <meta name="theme-color" content="#2563eb" />
                 <script src="/pwa.js" defer></script>
                 <bundle::BundleTags files page=Route::current().page() />
+                <page_data::PageDataScript />
                 <MetaTags />
             </head>
             <body>
@@ -121,12 +124,13 @@ impl Page {
 mod roots {
     use super::*;
 
+    /// The live signals for the page's scope (see [`Route::scope`]).
+    fn provide_live(route: &Route) {
+        live::Live::provide(route.scope().unwrap_or(model::Scope::Fleet));
+    }
+
     pub fn overview() -> impl IntoView {
-        let query = match Route::current() {
-            Route::Overview { query } => query,
-            _ => model::DeviceQuery::default(),
-        };
-        live::Live::provide(model::Scope::Devices(query));
+        provide_live(&Route::current());
         view! {
             <Title text="IoT Hub" />
             <pages::overview::OverviewPage />
@@ -134,11 +138,12 @@ mod roots {
     }
 
     pub fn device() -> impl IntoView {
-        let (id, window, fields) = match Route::current() {
+        let route = Route::current();
+        provide_live(&route);
+        let (id, window, fields) = match route {
             Route::Device { id, window, fields } => (id, window, fields),
             _ => Default::default(),
         };
-        live::Live::provide(model::Scope::Device(id.clone()));
         view! {
             <Title text="IoT Hub" />
             <pages::device::DevicePage id window fields />
@@ -146,7 +151,7 @@ mod roots {
     }
 
     pub fn tokens() -> impl IntoView {
-        live::Live::provide(model::Scope::Fleet);
+        provide_live(&Route::current());
         view! {
             <Title text="IoT Hub" />
             <pages::tokens::TokensPage />
@@ -154,7 +159,7 @@ mod roots {
     }
 
     pub fn alarms() -> impl IntoView {
-        live::Live::provide(model::Scope::Fleet);
+        provide_live(&Route::current());
         view! {
             <Title text="IoT Hub" />
             <pages::alarms::AlarmsPage />
@@ -179,8 +184,13 @@ mod roots {
 pub mod hydrate {
     use super::*;
 
+    /// Hydrates the body with `root`, given the data the server drew the page with.
     fn mount<V: IntoView + 'static>(root: fn() -> V) {
+        let data = page_data::PageData::from_document();
         leptos::mount::hydrate_body(move || {
+            if let Some(data) = data {
+                provide_context(data);
+            }
             provide_meta_context();
             root()
         });
@@ -188,7 +198,7 @@ pub mod hydrate {
 
     /// Whichever page the address names.
     pub fn any() {
-        leptos::mount::hydrate_body(App);
+        mount(App);
     }
 
     pub fn overview() {

@@ -106,6 +106,17 @@ impl Route {
 
     /// The page being rendered: the request's address on the server, the browser's location
     /// in the browser.
+    /// What the page's live data covers ([`crate::model::Scope`]); `None` for plain-HTML pages.
+    pub fn scope(&self) -> Option<crate::model::Scope> {
+        use crate::model::Scope;
+        match self {
+            Route::Overview { query } => Some(Scope::Devices(query.clone())),
+            Route::Device { id, .. } => Some(Scope::Device(id.clone())),
+            Route::Tokens | Route::Alarms => Some(Scope::Fleet),
+            Route::Login { .. } | Route::NotFound => None,
+        }
+    }
+
     /// The page's own code in the browser (see [`crate::Page`]); `None` for plain-HTML pages.
     pub fn page(&self) -> Option<crate::Page> {
         match self {

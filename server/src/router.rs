@@ -5,7 +5,7 @@
 use crate::auth::{self, Auth};
 use crate::state::AppState;
 use crate::{bundle, devices, export, paths, rest, security};
-use app::api::ssr::SharedHub;
+use app::api::ssr::{SharedHub, SignedIn};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -26,12 +26,37 @@ pub fn router(state: AppState) -> Router {
     // ourselves.) Setting it a second time, as each test server does, is refused harmlessly.
     let _ = any_spawner::Executor::init_tokio();
     let hub: SharedHub = Arc::new(state.clone());
-    let context = move || provide_context(hub.clone());
+    let context = {
+        let hub = hub.clone();
+        move || provide_context(hub.clone())
+    };
     let shell = {
         let files = state.bundle.clone();
         move || app::shell(files.clone())
     };
-    let page = leptos_axum::render_app_to_stream_with_context(context.clone(), shell.clone());
+    // A page is rendered once its data is loaded (see `app::page_data`): in one pass, with
+    // the data in it for the browser to hydrate from.
+    let page = {
+        let (hub, shell) = (hub.clone(), shell.clone());
+        move |request: Request<Body>| {
+            let (hub, shell) = (hub.clone(), shell.clone());
+            async move {
+                let route = app::links::Route::parse(
+                    request.uri().path(),
+                    request.uri().query().unwrap_or_default(),
+                );
+                let who = request.extensions().get::<SignedIn>().cloned();
+                let data = app::page_data::load(&hub, &route, who).await;
+                let context = move || {
+                    provide_context(hub.clone());
+                    if let Some(data) = &data {
+                        provide_context(data.clone());
+                    }
+                };
+                leptos_axum::render_app_to_stream_with_context(context, shell)(request).await
+            }
+        }
+    };
     let mut router = Router::new()
         .route(paths::DEVICE_SOCKET, get(devices::websocket::upgrade))
         .route(paths::HEALTH, get(health))

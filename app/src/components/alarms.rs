@@ -5,6 +5,7 @@ use crate::api::acknowledge_alarm;
 use crate::links::{device_page, ALARMS_PAGE};
 use crate::live::use_live;
 use crate::model::{Alarm, Permission, TimeWindow};
+use crate::server_call::ServerCall;
 use crate::time::format_value;
 use leptos::prelude::*;
 
@@ -17,17 +18,8 @@ pub fn ActiveAlarms(#[prop(optional, into)] device: Option<String>) -> impl Into
         live.state
             .with(|s| s.alarms_for(device.as_deref()).cloned().collect::<Vec<_>>())
     });
-    let acknowledge = Action::new(|id: &i64| {
-        let id = *id;
-        async move { acknowledge_alarm(id).await }
-    });
-    let error = move || {
-        acknowledge
-            .value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| e.to_string())
-    };
+    let acknowledge = ServerCall::new();
+    let error = move || acknowledge.error();
     let row = move |alarm: Alarm| {
         let id = alarm.id;
         let value = alarm
@@ -59,7 +51,7 @@ pub fn ActiveAlarms(#[prop(optional, into)] device: Option<String>) -> impl Into
                                 type="button"
                                 class="ack"
                                 on:click=move |_| {
-                                    acknowledge.dispatch(id);
+                                    acknowledge.run(acknowledge_alarm(id));
                                 }
                             >
                                 "Acknowledge"

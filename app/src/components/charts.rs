@@ -3,17 +3,13 @@
 //! a window of stored history.
 
 use super::chart_figure::{ChartFigure, Figure, FigureLine, Pointer};
-use crate::api::device_series;
 use crate::chart::ChartPoint;
 use crate::links;
 use crate::live::{use_live, Live};
 use crate::model::TimeWindow;
-use crate::time::now_ms;
+use crate::page_data::PageData;
 use leptos::either::{Either, EitherOf4};
 use leptos::prelude::*;
-
-/// Points per field a history window asks the database for (it downsamples to this).
-pub const HISTORY_POINTS: u32 = 600;
 
 /// Links to the live view and the history windows. The window lives in the page's address,
 /// so a window can be bookmarked and is rendered on the server too; the fields drawn together
@@ -117,17 +113,9 @@ fn FieldPicker(id: String, window: TimeWindow, fields: Vec<String>) -> impl Into
 #[component]
 pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl IntoView {
     let live = use_live();
-    let history_id = id.clone();
-    let history = Resource::new(
-        move || (history_id.clone(), window),
-        |(id, window)| async move {
-            let Some((from, to)) = window.bounds(now_ms()) else {
-                return Ok(None);
-            };
-            device_series(id, from, to, HISTORY_POINTS).await.map(Some)
-        },
-    );
-
+    // The window of stored history the server drew the page with (history windows are links:
+    // a new window is a new page).
+    let history = StoredValue::new(PageData::current().ok().and_then(|data| data.history));
     let picker = view! { <FieldPicker id=id.clone() window fields=fields.clone() /> };
     let together = StoredValue::new(fields);
     // Outlives the live charts, which are drawn anew with each reading.
@@ -153,57 +141,55 @@ pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl
             Some(charts)
         })
     };
-    let history_charts = move || {
-        Suspend::new(async move {
-            match history.await {
-                Ok(Some(window_data)) => {
-                    if window_data.series.is_empty() {
-                        return EitherOf4::A(view! {
-                            <p class="empty" data-testid="no-history">
-                                "Nothing stored in this window."
-                            </p>
-                        });
-                    }
-                    let device = window_data.device_id.clone();
-                    let lines = live.state.with(|s| {
-                        let known = s.devices.get(&device);
-                        window_data
-                            .series
-                            .iter()
-                            .map(|series| FigureLine {
-                                field: series.field.clone(),
-                                unit: known.and_then(|d| d.unit(&series.field).map(str::to_string)),
-                                points: series
-                                    .points
-                                    .iter()
-                                    .map(|p| ChartPoint {
-                                        t_ms: p.t_ms,
-                                        value: p.avg,
-                                        min: p.min,
-                                        max: p.max,
-                                        count: p.count,
-                                    })
-                                    .collect(),
-                            })
-                            .collect()
-                    });
-                    let span = Some((window_data.from_ms, window_data.to_ms));
-                    let charts = together.with_value(|together| {
-                        arrange(live, pointer, &device, lines, together, span, window)
-                    });
-                    EitherOf4::B(view! {
-                        <p class="level" data-testid="history-level">
-                            "Each point is an average, computed " {window_data.level_label()} "."
-                        </p>
-                        <div class="chart-grid">{charts}</div>
-                    })
-                }
-                Ok(None) => EitherOf4::C(()),
-                Err(err) => {
-                    EitherOf4::D(view! { <p class="error" role="alert">{err.to_string()}</p> })
-                }
+    // Drawn anew when what the charts show besides the points changes (the width they get in
+    // this browser, the time zone, an alarm on a field).
+    let history_charts = move || match history.get_value() {
+        Some(Ok(window_data)) => {
+            if window_data.series.is_empty() {
+                return EitherOf4::A(view! {
+                    <p class="empty" data-testid="no-history">
+                        "Nothing stored in this window."
+                    </p>
+                });
             }
-        })
+            let device = window_data.device_id.clone();
+            let lines = live.state.with_untracked(|s| {
+                let known = s.devices.get(&device);
+                window_data
+                    .series
+                    .iter()
+                    .map(|series| FigureLine {
+                        field: series.field.clone(),
+                        unit: known.and_then(|d| d.unit(&series.field).map(str::to_string)),
+                        points: series
+                            .points
+                            .iter()
+                            .map(|p| ChartPoint {
+                                t_ms: p.t_ms,
+                                value: p.avg,
+                                min: p.min,
+                                max: p.max,
+                                count: p.count,
+                            })
+                            .collect(),
+                    })
+                    .collect()
+            });
+            let span = Some((window_data.from_ms, window_data.to_ms));
+            let charts = together.with_value(|together| {
+                arrange(live, pointer, &device, lines, together, span, window)
+            });
+            EitherOf4::B(view! {
+                <p class="level" data-testid="history-level">
+                    "Each point is an average, computed " {window_data.level_label()} "."
+                </p>
+                <div class="chart-grid">{charts}</div>
+            })
+        }
+        None => EitherOf4::C(()),
+        Some(Err(err)) => {
+            EitherOf4::D(view! { <p class="error" role="alert">{err.to_string()}</p> })
+        }
     };
 
     view! {
@@ -212,11 +198,7 @@ pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl
             {if window == TimeWindow::Live {
                 Either::Left(view! { <div class="chart-grid">{live_charts}</div> })
             } else {
-                Either::Right(view! {
-                    <Suspense fallback=|| {
-                        view! { <p class="loading">"Loading history…"</p> }
-                    }>{history_charts}</Suspense>
-                })
+                Either::Right(history_charts)
             }}
         </section>
     }

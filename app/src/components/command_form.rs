@@ -1,6 +1,7 @@
 use crate::api::send_command;
 use crate::live::use_live;
 use crate::model::{CommandRequest, CommandTarget};
+use crate::server_call::ServerCall;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
@@ -22,10 +23,7 @@ pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> im
     // Milliseconds as text, as the select's option values; empty: do not wait.
     let queue = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    let send = Action::new(|request: &CommandRequest| {
-        let request = request.clone();
-        async move { send_command(request).await }
-    });
+    let send = ServerCall::new();
 
     let device_ids = move || state.with(|s| s.devices.keys().cloned().collect::<Vec<_>>());
     // The declared commands of the chosen device, for suggestions and range checks.
@@ -68,17 +66,12 @@ pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> im
         match checked {
             Ok(request) => {
                 error.set(None);
-                send.dispatch(request);
+                send.run(send_command(request));
             }
             Err(message) => error.set(Some(message)),
         }
     };
-    let server_error = move || {
-        send.value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| e.to_string())
-    };
+    let server_error = move || send.error();
 
     view! {
         <form class="command-form" on:submit=on_submit aria-label="Send a command" novalidate>

@@ -1,6 +1,7 @@
 use crate::api::send_console_line;
 use crate::live::use_live;
 use crate::model::{ConsoleLine, Direction, Permission};
+use crate::server_call::ServerCall;
 use leptos::ev::SubmitEvent;
 use leptos::html::Ol;
 use leptos::prelude::*;
@@ -61,24 +62,16 @@ pub fn Console(#[prop(into)] id: Signal<String>) -> impl IntoView {
     };
 
     let draft = RwSignal::new(String::new());
-    let send = Action::new(|(device, line): &(String, String)| {
-        let (device, line) = (device.clone(), line.clone());
-        async move { send_console_line(device, line).await }
-    });
+    let send = ServerCall::new();
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         let line = draft.get();
         if !line.trim().is_empty() {
-            send.dispatch((id.get_untracked(), line));
+            send.run(send_console_line(id.get_untracked(), line));
             draft.set(String::new());
         }
     };
-    let failed = move || {
-        send.value()
-            .get()
-            .and_then(Result::err)
-            .map(|e| e.to_string())
-    };
+    let failed = move || send.error();
 
     view! {
         <section class="console" aria-label="Console">

@@ -9,6 +9,7 @@ use crate::live::use_live;
 use crate::model::{
     control_state, CommandRequest, CommandSpec, CommandTarget, ControlKind, Permission,
 };
+use crate::server_call::ServerCall;
 use crate::time::format_value;
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -65,29 +66,25 @@ fn Control(device: String, spec: CommandSpec) -> impl IntoView {
                 .with(|s| control_state(&s.commands, &device, &name))
         })
     };
+    let call = ServerCall::new();
     let send = {
         let (device, name) = (device.clone(), name.clone());
-        Action::new(move |value: &f64| {
-            let request = CommandRequest {
+        move |value: f64| {
+            call.run(send_command(CommandRequest {
                 target: CommandTarget::Device(device.clone()),
                 variable: name.clone(),
-                value: *value,
+                value,
                 duration_ms: None,
                 queue_ms: None,
-            };
-            async move { send_command(request).await }
-        })
+            }))
+        }
     };
     let waiting = move || state.with(|s| s.pending.is_some());
     let status = move || {
         if waiting() {
             return Some("waiting for the device…".to_string());
         }
-        let refused = send.value().with(|r| {
-            r.as_ref()
-                .and_then(|r| r.as_ref().err())
-                .map(|e| e.to_string())
-        });
+        let refused = call.error();
         state
             .with(|s| s.failed.clone())
             .map(|why| format!("not confirmed ({why}): back to the last confirmed value"))
@@ -106,7 +103,7 @@ fn Control(device: String, spec: CommandSpec) -> impl IntoView {
                     aria-checked=move || on().to_string()
                     aria-busy=move || waiting().to_string()
                     on:click=move |_| {
-                        send.dispatch(if on() { 0.0 } else { 1.0 });
+                        send(if on() { 0.0 } else { 1.0 });
                     }
                 >
                     <span class="knob"></span>
@@ -136,7 +133,7 @@ fn Control(device: String, spec: CommandSpec) -> impl IntoView {
                     aria-busy=move || waiting().to_string()
                     on:change=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
-                            send.dispatch(v);
+                            send(v);
                         }
                     }
                 />
