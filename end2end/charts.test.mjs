@@ -53,6 +53,27 @@ async function plotBox(figure) {
 
 const tipText = async (page) => (await page.locator('[data-testid="chart-tip"]').innerText()).replace(/\s+/g, ' ');
 
+test('desktop: the arrow keys keep stepping through a live chart as readings arrive', async () => {
+  const id = 'chart-keys';
+  const device = await deviceWithTwoFields(id);
+  const { context, page, errors } = await openDevicePage(VIEWPORTS.desktop, id);
+  await page.locator('figure[data-field="temp"]').focus();
+  await page.keyboard.press('ArrowLeft');
+  await page.keyboard.press('ArrowLeft');
+  assert.match(await tipText(page), / 28 °C$/);
+  // A reading arrives and the chart is drawn anew: the new drawing has the focus and the
+  // crosshair where it was, and the next key steps on from there.
+  await device.send('temp=30,hum=50');
+  await page.waitForSelector('figure[data-field="temp"][data-points="11"]');
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.field), 'temp');
+  assert.match(await tipText(page), / 28 °C$/);
+  await page.keyboard.press('ArrowLeft');
+  assert.match(await tipText(page), / 27 °C$/);
+  assert.deepEqual(errors, []);
+  device.close();
+  await context.close();
+});
+
 test('desktop: the crosshair reads the nearest point, the keys step, a drag zooms into a bookmarkable window', async () => {
   const id = 'chart-desk';
   const device = await deviceWithTwoFields(id);
