@@ -47,25 +47,41 @@ css=$(hashed "$name" "$pkg/$name.css" css)
 cp "$pkg/$name.css" "$pkg/$css"
 echo "css $css" >"$pkg/bundle.txt"
 compressed="$pkg/$css $pkg/$name.css"
+# wasm-bindgen and wasm-opt take half a minute a page: their output is kept per page and input
+# (a second run on unchanged code, the benchmark after the test build, copies it), and they run
+# beside the next page's link, which keeps one core busy.
+declare -A cached
+pids=()
 for page in $pages; do
   # Only the frontend crate's features change between pages: the rest is built once, and each
-  # page costs a link (with LTO) and a wasm-opt run.
+  # page costs a link (with LTO).
   cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --release --features "$page"
-  out="$name-$page"
-  # wasm-bindgen and wasm-opt take half a minute a page: their output is kept per page and
-  # input, so a second run on unchanged code (the benchmark after the test build) copies it.
   input="$cargo_target/wasm32-unknown-unknown/release/frontend.wasm"
-  cached="$cargo_target/site-cache/$page-$(sha256sum "$input" | cut -c1-32)"
-  if [[ ! -f "$cached/$out.js" ]]; then
+  dir="$cargo_target/site-cache/$page-$(sha256sum "$input" | cut -c1-32)"
+  cached[$page]=$dir
+  out="$name-$page"
+  if [[ ! -f "$dir/$out.js" ]]; then
     rm -rf "$cargo_target/site-cache/$page-"*
-    mkdir -p "$cached.tmp"
-    wasm-bindgen --target web --no-typescript --out-dir "$cached.tmp" --out-name "$out" "$input"
-    node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-      "$cached.tmp/${out}_bg.wasm" -o "$cached.tmp/${out}_bg.wasm"
-    mv "$cached.tmp" "$cached"
+    mkdir -p "$dir.tmp"
+    cp "$input" "$dir.tmp/frontend.wasm" # the next page's build writes over the input
+    (
+      wasm-bindgen --target web --no-typescript --out-dir "$dir.tmp" --out-name "$out" \
+        "$dir.tmp/frontend.wasm"
+      node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+        --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+        "$dir.tmp/${out}_bg.wasm" -o "$dir.tmp/${out}_bg.wasm"
+      rm "$dir.tmp/frontend.wasm"
+      mv "$dir.tmp" "$dir"
+    ) &
+    pids+=($!)
   fi
-  cp "$cached/${out}_bg.wasm" "$cached/$out.js" "$pkg/"
+done
+for pid in "${pids[@]}"; do
+  wait "$pid" || { echo "build-site: wasm-bindgen or wasm-opt failed" >&2; exit 1; }
+done
+for page in $pages; do
+  out="$name-$page"
+  cp "${cached[$page]}/${out}_bg.wasm" "${cached[$page]}/$out.js" "$pkg/"
   # Content-hashed names. The JavaScript glue is given the wasm's name by the page (the
   # hydration script passes it), so renaming either breaks nothing inside them.
   wasm=$(hashed "$out" "$pkg/${out}_bg.wasm" wasm)
