@@ -60,10 +60,8 @@ pub async fn device_series(
     max_points: u32,
 ) -> Result<HistoryWindow, AppError> {
     let result = async {
-        ssr::check_series(from_ms, to_ms, max_points)?;
-        ssr::hub()?
-            .series(&device_id, from_ms, to_ms, max_points)
-            .await
+        let hub = ssr::hub()?;
+        ssr::series(&*hub, &device_id, from_ms, to_ms, max_points).await
     };
     ssr::respond(result.await)
 }
@@ -440,6 +438,19 @@ pub mod ssr {
         });
         snapshot.rules = hub.alarm_rules().await?;
         Ok(snapshot)
+    }
+
+    /// A device's history over a window (see [`super::device_series`]), once the window and
+    /// the number of points are checked: for the server function, the REST API and pages.
+    pub async fn series(
+        hub: &dyn Hub,
+        device_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        max_points: u32,
+    ) -> Result<HistoryWindow, AppError> {
+        check_series(from_ms, to_ms, max_points)?;
+        hub.series(device_id, from_ms, to_ms, max_points).await
     }
 
     /// A scope as asked for, within bounds (the filter is trimmed and cut).

@@ -145,23 +145,19 @@ impl BundleFiles {
     }
 
     /// Every file named, once.
-    pub fn names(&self) -> Vec<&str> {
-        let scripts: Vec<&Script> = match &self.scripts {
-            Scripts::Shared(script) => vec![script],
-            Scripts::PerPage(scripts) => scripts.values().collect(),
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let (shared, per_page) = match &self.scripts {
+            Scripts::Shared(script) => (Some(script), None),
+            Scripts::PerPage(scripts) => (None, Some(scripts.values())),
         };
-        let mut names = vec![self.css.as_str()];
-        names.extend(
-            scripts
-                .iter()
-                .flat_map(|s| [s.js.as_str(), s.wasm.as_str()]),
-        );
-        names
+        let scripts = shared.into_iter().chain(per_page.into_iter().flatten());
+        std::iter::once(self.css.as_str())
+            .chain(scripts.flat_map(|s| [s.js.as_str(), s.wasm.as_str()]))
     }
 
-    /// Whether `file` (a name under `/pkg/`) is one of these.
+    /// Whether `file` (a name under `/pkg/`) is one of these (asked for each file `/pkg` sends).
     pub fn contains(&self, file: &str) -> bool {
-        self.names().contains(&file)
+        self.names().any(|name| name == file)
     }
 }
 
@@ -217,7 +213,7 @@ mod tests {
         let device = files.script(Page::Device).expect("device");
         assert_eq!(device.js, "iothub-device.1111111111111111.js");
         assert_eq!(device.wasm, "iothub-device.2222222222222222.wasm");
-        assert_eq!(files.names().len(), 9);
+        assert_eq!(files.names().count(), 9);
         assert!(files.contains("iothub-overview.fedcba9876543210.wasm"));
         assert!(!files.contains("iothub.css"));
     }
@@ -231,7 +227,10 @@ mod tests {
                 Some("iothub_bg.wasm")
             );
         }
-        assert_eq!(files.names(), ["iothub.css", "iothub.js", "iothub_bg.wasm"]);
+        assert_eq!(
+            files.names().collect::<Vec<_>>(),
+            ["iothub.css", "iothub.js", "iothub_bg.wasm"]
+        );
     }
 
     #[test]

@@ -75,18 +75,16 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     #[cfg(feature = "ssr")]
     set_content_security_policy();
-    match Route::current().page() {
-        Some(Page::Overview) => EitherOf6::A(roots::overview()),
-        Some(Page::Device) => EitherOf6::B(roots::device()),
-        Some(Page::Tokens) => EitherOf6::C(roots::tokens()),
-        Some(Page::Alarms) => EitherOf6::D(roots::alarms()),
-        None => match Route::current() {
-            Route::Login { failed, next } => EitherOf6::E(view! {
-                <Title text="IoT Hub" />
-                <pages::login::LoginPage failed next />
-            }),
-            _ => EitherOf6::F(roots::not_found()),
-        },
+    match Route::current() {
+        Route::Overview { .. } => EitherOf6::A(roots::overview()),
+        Route::Device { .. } => EitherOf6::B(roots::device()),
+        Route::Tokens => EitherOf6::C(roots::tokens()),
+        Route::Alarms => EitherOf6::D(roots::alarms()),
+        Route::Login { failed, next } => EitherOf6::E(view! {
+            <Title text="IoT Hub" />
+            <pages::login::LoginPage failed next />
+        }),
+        Route::NotFound => EitherOf6::F(roots::not_found()),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::error::AppError;
 use crate::model::{DashboardSnapshot, HistoryWindow};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The `id` of the script element that carries [`PageData`].
 pub const ELEMENT_ID: &str = "page-data";
@@ -33,17 +34,18 @@ pub struct PageData {
 
 impl PageData {
     /// This page's data: provided by the page handler on the server, read from the page by
-    /// [`crate::hydrate`] in the browser.
-    pub fn current() -> Result<PageData, AppError> {
-        use_context::<PageData>()
+    /// [`crate::hydrate`] in the browser. Shared, not copied: the parts that draw with it take
+    /// what they need.
+    pub fn current() -> Result<Arc<PageData>, AppError> {
+        use_context::<Arc<PageData>>()
             .ok_or_else(|| AppError::Transport("this page came without its data: reload it".into()))
     }
 
     /// Reads the data the server put into the page.
     #[cfg(not(feature = "ssr"))]
-    pub fn from_document() -> Option<PageData> {
+    pub fn from_document() -> Option<Arc<PageData>> {
         let text = document().get_element_by_id(ELEMENT_ID)?.text_content()?;
-        serde_json::from_str(&text).ok()
+        serde_json::from_str(&text).ok().map(Arc::new)
     }
 }
 
@@ -51,8 +53,8 @@ impl PageData {
 /// browser does not hydrate). Nothing on pages without data.
 #[component]
 pub fn PageDataScript() -> impl IntoView {
-    let json = use_context::<PageData>()
-        .and_then(|data| serde_json::to_string(&data).ok())
+    let json = use_context::<Arc<PageData>>()
+        .and_then(|data| serde_json::to_string(&*data).ok())
         .map(|json| script_safe(&json));
     json.map(|json| {
         view! { <script type="application/json" id=ELEMENT_ID inner_html=json></script> }
@@ -78,12 +80,9 @@ pub async fn load(
     let snapshot = crate::api::ssr::snapshot(hub, scope, who).await;
     let history = match route {
         Route::Device { id, window, .. } => match window.bounds(crate::time::now_ms()) {
-            Some((from, to)) => Some(
-                match crate::api::ssr::check_series(from, to, HISTORY_POINTS) {
-                    Ok(()) => hub.series(id, from, to, HISTORY_POINTS).await,
-                    Err(err) => Err(err),
-                },
-            ),
+            Some((from, to)) => {
+                Some(crate::api::ssr::series(&**hub, id, from, to, HISTORY_POINTS).await)
+            }
             None => None,
         },
         _ => None,

@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
                     request.uri().query().unwrap_or_default(),
                 );
                 let who = request.extensions().get::<SignedIn>().cloned();
-                let data = app::page_data::load(&hub, &route, who).await;
+                let data = app::page_data::load(&hub, &route, who).await.map(Arc::new);
                 let context = move || {
                     provide_context(hub.clone());
                     if let Some(data) = &data {

@@ -115,7 +115,7 @@ pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl
     let live = use_live();
     // The window of stored history the server drew the page with (history windows are links:
     // a new window is a new page).
-    let history = StoredValue::new(PageData::current().ok().and_then(|data| data.history));
+    let data = PageData::current().ok();
     let picker = view! { <FieldPicker id=id.clone() window fields=fields.clone() /> };
     let together = StoredValue::new(fields);
     // Outlives the live charts, which are drawn anew with each reading.
@@ -143,7 +143,7 @@ pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl
     };
     // Drawn anew when what the charts show besides the points changes (the width they get in
     // this browser, the time zone, an alarm on a field).
-    let history_charts = move || match history.get_value() {
+    let history_charts = move || match data.as_ref().and_then(|d| d.history.as_ref()) {
         Some(Ok(window_data)) => {
             if window_data.series.is_empty() {
                 return EitherOf4::A(view! {

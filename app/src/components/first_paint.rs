@@ -18,7 +18,7 @@ where
     F: Fn() -> V + Send + Sync + 'static,
 {
     let live = use_live();
-    match PageData::current().and_then(|data| data.snapshot) {
+    match PageData::current().and_then(|data| data.snapshot.clone()) {
         Ok(snapshot) => {
             live.seed(snapshot);
             Either::Left(content())

@@ -163,11 +163,8 @@ pub async fn series(
     Query(query): Query<SeriesQuery>,
 ) -> ApiResult<HistoryWindow> {
     let points = query.max_points.unwrap_or(500);
-    app::api::ssr::check_series(query.from_ms, query.to_ms, points)?;
     Ok(Json(
-        state
-            .series(&id, query.from_ms, query.to_ms, points)
-            .await?,
+        app::api::ssr::series(&state, &id, query.from_ms, query.to_ms, points).await?,
     ))
 }
 
