@@ -2,6 +2,7 @@
 //! (its own) and the Alarms page, each with who acknowledged it or a button to do so.
 
 use crate::api::acknowledge_alarm;
+use crate::components::shown;
 use crate::links::{device_page, ALARMS_PAGE};
 use crate::live::use_live;
 use crate::model::{Alarm, Permission, TimeWindow};
@@ -62,7 +63,9 @@ pub fn ActiveAlarms(#[prop(optional, into)] device: Option<String>) -> impl Into
         }
     };
     view! {
-        <Show when=move || alarms.with(|a| !a.is_empty())>
+        {shown(
+            move || alarms.with(|a| !a.is_empty()),
+            move || view! {
             <section class="alarms-up" aria-label="Alarms up" role="alert">
                 <h2>
                     <a href=ALARMS_PAGE>
@@ -82,6 +85,7 @@ pub fn ActiveAlarms(#[prop(optional, into)] device: Option<String>) -> impl Into
                 </ul>
                 <p class="form-error" role="alert">{error}</p>
             </section>
-        </Show>
+            },
+        )}
     }
 }

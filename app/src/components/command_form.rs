@@ -1,4 +1,5 @@
 use crate::api::send_command;
+use crate::components::shown_or;
 use crate::live::use_live;
 use crate::model::{CommandRequest, CommandTarget};
 use crate::server_call::ServerCall;
@@ -171,10 +172,9 @@ pub fn RecentCommands(#[prop(optional, into)] device: Option<Signal<String>>) ->
     view! {
         <section class="commands" aria-label="Recent commands">
             <h2>"Recent commands"</h2>
-            <Show
-                when=move || recent.with(|r| !r.is_empty())
-                fallback=|| view! { <p class="empty">"None sent yet."</p> }
-            >
+            {shown_or(
+                move || recent.with(|r| !r.is_empty()),
+                move || view! {
                 <ul class="command-list">
                     <For each=move || recent.get() key=|c| (c.seq, c.status.label().to_string()) let:c>
                         <li data-seq=c.seq data-device-id=c.device_id.clone() data-status=c.status.label().to_string()>
@@ -188,7 +188,9 @@ pub fn RecentCommands(#[prop(optional, into)] device: Option<Signal<String>>) ->
                         </li>
                     </For>
                 </ul>
-            </Show>
+                },
+                || view! { <p class="empty">"None sent yet."</p> },
+            )}
         </section>
     }
 }

@@ -1,4 +1,5 @@
 use crate::api::send_console_line;
+use crate::components::shown;
 use crate::live::use_live;
 use crate::model::{ConsoleLine, Direction, Permission};
 use crate::server_call::ServerCall;
@@ -119,18 +120,23 @@ pub fn Console(#[prop(into)] id: Signal<String>) -> impl IntoView {
                         .collect_view()
                 }}
             </ol>
-            <Show when=move || live.may(Permission::Control)>
-                <form class="console-send" on:submit=on_submit>
-                    <input
-                        aria-label="Line to send to the device"
-                        autocomplete="off"
-                        prop:value=move || draft.get()
-                        on:input=move |ev| draft.set(event_target_value(&ev))
-                    />
-                    <button type="submit">"Send line"</button>
-                </form>
-                <p class="form-error" role="alert">{failed}</p>
-            </Show>
+            {shown(
+                move || live.may(Permission::Control),
+                move || {
+                    view! {
+                        <form class="console-send" on:submit=on_submit>
+                            <input
+                                aria-label="Line to send to the device"
+                                autocomplete="off"
+                                prop:value=move || draft.get()
+                                on:input=move |ev| draft.set(event_target_value(&ev))
+                            />
+                            <button type="submit">"Send line"</button>
+                        </form>
+                        <p class="form-error" role="alert">{failed}</p>
+                    }
+                },
+            )}
         </section>
     }
 }

@@ -5,6 +5,7 @@
 //! no acknowledgement comes. Operators and admins only (the server checks again).
 
 use crate::api::send_command;
+use crate::components::shown;
 use crate::live::use_live;
 use crate::model::{
     control_state, CommandRequest, CommandSpec, CommandTarget, ControlKind, Permission,
@@ -36,22 +37,25 @@ pub fn DeviceControls(id: String) -> impl IntoView {
             })
         })
     };
-    let shown = move || live.may(Permission::Control) && specs.with(|s| !s.is_empty());
+    let when = move || live.may(Permission::Control) && specs.with(|s| !s.is_empty());
     view! {
-        <Show when=shown>
-            <div class="controls" role="group" aria-label="Controls">
-                {
-                    let id = id.clone();
-                    move || {
-                        specs
-                            .get()
-                            .into_iter()
-                            .map(|spec| view! { <Control device=id.clone() spec /> })
-                            .collect_view()
-                    }
+        {shown(
+            when,
+            move || {
+                let id = id.clone();
+                view! {
+                    <div class="controls" role="group" aria-label="Controls">
+                        {move || {
+                            specs
+                                .get()
+                                .into_iter()
+                                .map(|spec| view! { <Control device=id.clone() spec /> })
+                                .collect_view()
+                        }}
+                    </div>
                 }
-            </div>
-        </Show>
+            },
+        )}
     }
 }
 

@@ -1,3 +1,4 @@
+use crate::components::shown;
 use crate::components::OnlineBadge;
 use crate::links;
 use crate::live::use_live;
@@ -67,12 +68,15 @@ pub fn DeviceHeader(#[prop(into)] id: Signal<String>, window: TimeWindow) -> imp
             <span class="last-seen">{last_seen}</span>
             <span class="downloads">{csv_links}</span>
         </div>
-        <Show when=move || summary.with(Option::is_none)>
-            <p class="empty" data-testid="unknown-device">
-                "This device has not connected since the server started. "
-                "Its stored history is still available in the time windows."
-            </p>
-        </Show>
+        {shown(
+            move || summary.with(Option::is_none),
+            || view! {
+                <p class="empty" data-testid="unknown-device">
+                    "This device has not connected since the server started. "
+                    "Its stored history is still available in the time windows."
+                </p>
+            },
+        )}
     }
 }
 

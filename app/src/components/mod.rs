@@ -13,6 +13,7 @@ mod device_details;
 mod first_paint;
 mod online_badge;
 mod remove_device;
+mod shown;
 mod top_bar;
 
 pub use alarms::ActiveAlarms;
@@ -27,4 +28,5 @@ pub use device_details::{DeviceDetails, DeviceHeader};
 pub use first_paint::first_paint;
 pub use online_badge::OnlineBadge;
 pub use remove_device::RemoveDevice;
+pub use shown::{shown, shown_or};
 pub use top_bar::TopBar;

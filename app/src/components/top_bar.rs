@@ -1,3 +1,4 @@
+use crate::components::shown;
 use crate::components::ConnectionBadge;
 use crate::links::{ALARMS_PAGE, LOGOUT, TOKENS_PAGE};
 use crate::live::use_live;
@@ -63,9 +64,10 @@ pub fn TopBar() -> impl IntoView {
                     </select>
                 </label>
                 <nav class="account" aria-label="Account">
-                    <Show when=move || live.may(Permission::Administer)>
-                        <a href=TOKENS_PAGE>"Tokens"</a>
-                    </Show>
+                    {shown(
+                        move || live.may(Permission::Administer),
+                        || view! { <a href=TOKENS_PAGE>"Tokens"</a> },
+                    )}
                     <span class="user" data-testid="user">
                         {move || live.viewer.with(|v| v.as_ref().map(|v| v.user.clone()))}
                     </span>

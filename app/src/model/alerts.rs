@@ -12,7 +12,12 @@ pub const MAX_RULE_SECONDS: u32 = 7 * 24 * 3600;
 
 /// What a rule watches for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    try_from = "super::condition_fields::ConditionFields"
+)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum Condition {
     /// `field` above `threshold` for `hold_s` seconds; clears below `clear` (default: the

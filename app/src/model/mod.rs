@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 mod alerts;
 mod commands;
+mod condition_fields;
 mod listing;
 mod roles;
 mod tokens;

@@ -594,3 +594,89 @@ fn a_stored_rule_goes_back_into_the_form_unchanged_but_for_its_secret() {
     assert_eq!(changed.webhook_secret, None);
     assert_eq!(changed.condition, new.condition);
 }
+
+#[test]
+fn conditions_decode_as_each_kind_writes_them_and_refuse_what_it_does_not_have() {
+    let decode = |json: &str| serde_json::from_str::<Condition>(json).map_err(|e| e.to_string());
+    assert_eq!(
+        decode(r#"{"kind":"above","field":"t","threshold":30}"#),
+        Ok(Condition::Above {
+            field: "t".into(),
+            threshold: 30.0,
+            clear: None,
+            hold_s: 0
+        })
+    );
+    assert_eq!(
+        decode(r#"{"kind":"below","field":"t","threshold":5,"clear":7.5,"hold_s":60}"#),
+        Ok(Condition::Below {
+            field: "t".into(),
+            threshold: 5.0,
+            clear: Some(7.5),
+            hold_s: 60
+        })
+    );
+    assert_eq!(
+        decode(r#"{"kind":"offline","after_s":120}"#),
+        Ok(Condition::Offline { after_s: 120 })
+    );
+    assert_eq!(
+        decode(r#"{"kind":"silent","after_s":30}"#),
+        Ok(Condition::Silent { after_s: 30 })
+    );
+    // What each kind writes, it reads back.
+    for condition in [
+        Condition::Above {
+            field: "humidity".into(),
+            threshold: 80.5,
+            clear: Some(75.0),
+            hold_s: 10,
+        },
+        Condition::Below {
+            field: "t".into(),
+            threshold: -3.0,
+            clear: None,
+            hold_s: 0,
+        },
+        Condition::Offline { after_s: 1 },
+        Condition::Silent { after_s: 604_800 },
+    ] {
+        let json = serde_json::to_string(&condition).unwrap();
+        assert_eq!(decode(&json), Ok(condition), "{json}");
+    }
+    let refused = |json: &str, why: &str| {
+        let err = decode(json).expect_err(json);
+        assert!(err.contains(why), "{json}: {err}");
+    };
+    refused(
+        r#"{"kind":"above","field":"t"}"#,
+        "missing field `threshold`",
+    );
+    refused(r#"{"kind":"below","threshold":1}"#, "missing field `field`");
+    refused(r#"{"kind":"offline"}"#, "missing field `after_s`");
+    refused(
+        r#"{"kind":"above","field":"t","threshold":1,"after_s":5}"#,
+        "unknown field `after_s`",
+    );
+    refused(
+        r#"{"kind":"silent","after_s":5,"field":"t"}"#,
+        "unknown field `field`",
+    );
+    refused(
+        r#"{"kind":"offline","after_s":5,"hold_s":1}"#,
+        "unknown field `hold_s`",
+    );
+    refused(
+        r#"{"kind":"above","field":"t","threshold":1,"colour":"red"}"#,
+        "unknown field `colour`",
+    );
+    refused(
+        r#"{"kind":"sideways","after_s":5}"#,
+        "unknown variant `sideways`",
+    );
+    refused(r#"{"field":"t","threshold":1}"#, "missing field `kind`");
+    refused(
+        r#"{"kind":"above","field":"t","threshold":"hot"}"#,
+        "invalid type",
+    );
+}

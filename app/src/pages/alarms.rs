@@ -6,7 +6,7 @@ use crate::api::{
     create_alarm_rule, delete_alarm_rule, list_alarm_rules, list_alarms, list_automation_runs,
     update_alarm_rule,
 };
-use crate::components::{first_paint, ActiveAlarms, TopBar};
+use crate::components::{first_paint, shown, shown_or, ActiveAlarms, TopBar};
 use crate::links::device_page;
 use crate::live::use_live;
 use crate::model::{Alarm, AlarmRule, AutomationRun, Permission, RuleForm, TimeWindow};
@@ -162,20 +162,21 @@ fn Rules() -> impl IntoView {
     view! {
         <section class="rules" aria-label="Alarm rules">
             <h2>"Rules"</h2>
-            <Show
-                when=move || live.rules.with(|r| !r.is_empty())
-                fallback=|| view! { <p class="empty">"No rules yet."</p> }
-            >
-                <ul class="rule-list">
-                    // Keyed by what a row shows: an edited rule is drawn again.
-                    <For
-                        each=move || live.rules.get()
-                        key=|r| (r.id, r.name.clone(), r.devices.clone(), r.condition.describe())
-                        children=row
-                    />
-                </ul>
-            </Show>
-            <Show when=admin>
+            {shown_or(
+                move || live.rules.with(|r| !r.is_empty()),
+                move || view! {
+                    <ul class="rule-list">
+                        // Keyed by what a row shows: an edited rule is drawn again.
+                        <For
+                            each=move || live.rules.get()
+                            key=|r| (r.id, r.name.clone(), r.devices.clone(), r.condition.describe())
+                            children=row
+                        />
+                    </ul>
+                },
+                || view! { <p class="empty">"No rules yet."</p> },
+            )}
+            {shown(admin, move || view! {
                 <form class="rule-form" on:submit=on_submit novalidate aria-label="New rule">
                     <h3>
                         {move || if editing.get().is_some() { "Edit rule" } else { "New rule" }}
@@ -195,11 +196,11 @@ fn Rules() -> impl IntoView {
                             <option value="silent">"no reading comes"</option>
                         </select>
                     </label>
-                    <Show when=threshold_kind>
+                    {shown(threshold_kind, move || view! {
                         {input("Field", "field", "temp", |f| &f.field, |f| &mut f.field)}
                         {input("Threshold", "threshold", "30", |f| &f.threshold, |f| &mut f.threshold)}
                         {input("Clears at", "clear", "optional, e.g. 28", |f| &f.clear, |f| &mut f.clear)}
-                    </Show>
+                    })}
                     {input("For (s)", "seconds", "hold, or how long", |f| &f.seconds, |f| &mut f.seconds)}
                     {input("Webhook URL", "webhook_url", "optional", |f| &f.webhook_url, |f| &mut f.webhook_url)}
                     {input("Webhook secret", "webhook_secret", "16+ characters; empty: unchanged", |f| &f.webhook_secret, |f| &mut f.webhook_secret)}
@@ -210,7 +211,7 @@ fn Rules() -> impl IntoView {
                     <button type="submit">
                         {move || if editing.get().is_some() { "Save rule" } else { "Add rule" }}
                     </button>
-                    <Show when=move || editing.get().is_some()>
+                    {shown(move || editing.get().is_some(), move || view! {
                         <button
                             type="button"
                             class="cancel"
@@ -225,9 +226,9 @@ fn Rules() -> impl IntoView {
                         >
                             "Cancel"
                         </button>
-                    </Show>
+                    })}
                 </form>
-            </Show>
+            })}
             <p class="form-error" role="alert">{move || error.get()}</p>
         </section>
     }

@@ -2,8 +2,8 @@
 //! form for this device, and what the device said about itself; its alarms up on top.
 
 use crate::components::{
-    first_paint, ActiveAlarms, CommandForm, Console, DeviceCharts, DeviceControls, DeviceDetails,
-    DeviceHeader, RecentCommands, RemoveDevice, TopBar, WindowPicker,
+    first_paint, shown, ActiveAlarms, CommandForm, Console, DeviceCharts, DeviceControls,
+    DeviceDetails, DeviceHeader, RecentCommands, RemoveDevice, TopBar, WindowPicker,
 };
 use crate::live::use_live;
 use crate::model::{Permission, TimeWindow};
@@ -29,14 +29,16 @@ pub fn DevicePage(id: String, window: TimeWindow, fields: Vec<String>) -> impl I
                     </div>
                     <aside class="side">
                         <DeviceControls id=controls_id.clone() />
-                        <Show when=move || live.may(Permission::Control)>
-                            <CommandForm device=command_id.clone() />
-                        </Show>
+                        {shown(
+                            move || live.may(Permission::Control),
+                            move || view! { <CommandForm device=command_id.clone() /> },
+                        )}
                         <RecentCommands device=id.clone() />
                         <DeviceDetails id=id.clone() />
-                        <Show when=move || live.may(Permission::Administer)>
-                            <RemoveDevice id=remove_id.clone() />
-                        </Show>
+                        {shown(
+                            move || live.may(Permission::Administer),
+                            move || view! { <RemoveDevice id=remove_id.clone() /> },
+                        )}
                     </aside>
                 </div>
             }

@@ -7,7 +7,7 @@
 //! links.
 
 use crate::components::{
-    first_paint, ActiveAlarms, CommandForm, DeviceCard, RecentCommands, TopBar,
+    first_paint, shown, shown_or, ActiveAlarms, CommandForm, DeviceCard, RecentCommands, TopBar,
 };
 use crate::links::overview_page;
 use crate::live::use_live;
@@ -146,9 +146,16 @@ pub fn OverviewPage() -> impl IntoView {
                         <span class="page-summary" data-testid="page-summary">{summary}</span>
                         {page_link(true, "Next ›")}
                     </nav>
-                    <Show
-                        when=move || ids.with(|ids| !ids.is_empty())
-                        fallback=move || {
+                    {shown_or(
+                        move || ids.with(|ids| !ids.is_empty()),
+                        move || view! {
+                            <ul class="cards">
+                                <For each=move || ids.get() key=|id| id.clone() let:id>
+                                    <DeviceCard id />
+                                </For>
+                            </ul>
+                        },
+                        move || {
                             if !any_device() {
                                 Either::Left(view! {
                                     <p class="empty">
@@ -159,19 +166,11 @@ pub fn OverviewPage() -> impl IntoView {
                             } else {
                                 Either::Right(view! { <p class="empty">"No device matches the filter."</p> })
                             }
-                        }
-                    >
-                        <ul class="cards">
-                            <For each=move || ids.get() key=|id| id.clone() let:id>
-                                <DeviceCard id />
-                            </For>
-                        </ul>
-                    </Show>
+                        },
+                    )}
                 </section>
                 <aside class="side">
-                    <Show when=move || live.may(Permission::Control)>
-                        <CommandForm />
-                    </Show>
+                    {shown(move || live.may(Permission::Control), || view! { <CommandForm /> })}
                     <RecentCommands />
                 </aside>
             })}
