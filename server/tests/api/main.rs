@@ -20,6 +20,7 @@ mod operations;
 mod pages;
 mod rest;
 mod roles;
+mod scale_out;
 mod security;
 mod serial;
 mod storage;
