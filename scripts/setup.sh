@@ -34,6 +34,7 @@ command -v brotli >/dev/null || apt_packages+=(brotli)
 $want_browser && ! command -v chromium >/dev/null && apt_packages+=(chromium)
 # The MQTT bridge tests run against Debian's Mosquitto (scripts/mosquitto-for-tests.sh).
 $want_browser && [[ ! -x /usr/sbin/mosquitto ]] && apt_packages+=(mosquitto)
+$want_browser && [[ ! -x /usr/sbin/nats-server ]] && apt_packages+=(nats-server)
 # The ACME tests (--acme-domain) run against Debian's pebble, the ACME test server.
 $want_browser && ! command -v pebble >/dev/null && apt_packages+=(pebble)
 # The device libraries (devices/test.sh) are built for an Uno with Debian's AVR toolchain and

@@ -42,6 +42,10 @@ step "Mosquitto for the MQTT bridge tests"
 IOTHUB_TEST_MQTT_URL=$(service_url scripts/mosquitto-for-tests.sh mqtt)
 export IOTHUB_TEST_MQTT_URL
 
+step "NATS for the tests of several hubs as one"
+IOTHUB_TEST_NATS_URL=$(service_url scripts/nats-for-tests.sh nats)
+export IOTHUB_TEST_NATS_URL
+
 step "pebble for the ACME tests"
 # The ACME tests start their own pebble (and its DNS server) per test, from this binary.
 IOTHUB_TEST_PEBBLE=$(command -v pebble) || { echo "pebble is missing: apt-get install pebble" >&2; exit 1; }

@@ -240,6 +240,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub smtp: crate::alerts::SmtpArgs,
 
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
+
     /// Print the configuration in effect (flags, environment, config file, defaults; secrets
     /// masked) and exit.
     #[arg(long)]
@@ -466,6 +469,14 @@ impl ServeArgs {
             mask(password);
         }
         if let Some(url) = shown.store.database_url.as_mut() {
+            if let Ok(mut parsed) = url::Url::parse(url) {
+                if parsed.password().is_some() {
+                    let _ = parsed.set_password(Some("***"));
+                    *url = parsed.to_string();
+                }
+            }
+        }
+        if let Some(url) = shown.cluster.cluster_nats.as_mut() {
             if let Ok(mut parsed) = url::Url::parse(url) {
                 if parsed.password().is_some() {
                     let _ = parsed.set_password(Some("***"));

@@ -25,7 +25,8 @@
 //! Around them: [`config`] (flags in groups, with environment fallback), [`state`] (the web
 //! side's [`state::AppState`]), [`router`] (routes and layers), [`bundle`] (the browser bundle's
 //! names and `/pkg`), [`sweeps`] (background work),
-//! [`startup`] (start-up and graceful shutdown) and [`simulator`] (fake devices). No module
+//! [`startup`] (start-up and graceful shutdown) and [`simulator`] (fake devices); [`cluster`]
+//! links hubs that share a NATS server (`--cluster-nats`). No module
 //! imports one that imports it; `tests/layout.rs` checks that, and file lengths.
 
 pub mod address;
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod bundle;
 pub mod certificates;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod config_file;
 pub mod devices;

@@ -75,6 +75,8 @@ pub enum StartupError {
     MqttTls(#[from] devices::mqtt::MqttTlsError),
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
+    #[error("--cluster-nats: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 pub struct Application {
@@ -91,6 +93,8 @@ pub struct Application {
     acme: Option<AcmeStart>,
     /// The client side of an `mqtts://` broker.
     mqtt_tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--cluster-nats`: the link to the other hubs.
+    cluster: Option<crate::cluster::Link>,
 }
 
 impl Application {
@@ -232,6 +236,7 @@ impl Application {
             tasks,
         };
         restore_devices(&state.store, &state.registry).await?;
+        let cluster = crate::cluster::link(&state.config.cluster).await?;
         Ok(Application {
             listener,
             tcp_listener,
@@ -241,6 +246,7 @@ impl Application {
             tls,
             acme,
             mqtt_tls,
+            cluster,
         })
     }
 
@@ -284,6 +290,13 @@ impl Application {
             (self.listener, self.tcp_listener, self.metrics_listener);
         let redirect_listener = self.redirect_listener;
         let (state, tls, mqtt_tls) = (self.state, self.tls, self.mqtt_tls);
+        if let Some(link) = self.cluster {
+            state.tasks.spawn(crate::cluster::run(
+                link,
+                state.registry.clone(),
+                state.shutdown.clone(),
+            ));
+        }
         if let (Some((settings, kept)), Some(tls)) = (self.acme, &tls) {
             state.tasks.spawn(certificates::acme::keep_fresh(
                 settings,

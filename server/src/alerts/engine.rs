@@ -263,7 +263,8 @@ impl Engine {
             .alerts
             .inner
             .registry
-            .subscribe(crate::registry::Selection::Summaries);
+            // This hub's own devices: another hub's engine watches those it holds.
+            .subscribe_local(crate::registry::Selection::Summaries);
         let now = crate::now_ms();
         for device in snapshot.devices {
             let summary = device.summary;
@@ -453,9 +454,16 @@ impl Engine {
 
     async fn every_watch(&mut self, input: Input, now: i64) {
         let mut changes = Vec::new();
+        // A device another hub holds now (`--cluster-nats`) is that hub's engine's to watch:
+        // time does not run out for it here (it may have been listed offline from the store
+        // before that hub told of it).
+        let elsewhere = match input {
+            Input::Tick => self.alerts.inner.registry.held_elsewhere(),
+            _ => Default::default(),
+        };
         for rule in &self.rules {
             for ((rule_id, device), watched) in self.watches.iter_mut() {
-                if *rule_id != rule.stored.rule.id {
+                if *rule_id != rule.stored.rule.id || elsewhere.contains(device) {
                     continue;
                 }
                 if let Some(change) = watched.watch.step(&rule.stored.rule.condition, input, now) {

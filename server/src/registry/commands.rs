@@ -3,7 +3,7 @@
 //! or they fail because the device is offline. Console lines typed on the dashboard go out
 //! here too ([`Registry::send_line`]).
 
-use super::{Attachment, Outbound, Registry, State};
+use super::{Attachment, Origin, Outbound, Registry, State};
 use crate::now_ms;
 use crate::protocol::{format_command, DeviceId};
 use app::model::{CommandInfo, CommandRequest, CommandStatus, CommandTarget, Direction, LiveEvent};
@@ -122,7 +122,14 @@ impl Registry {
                         line: line.clone(),
                     }) {
                         Ok(()) => {
-                            self.push_console(&id, entry, Direction::Out, &line, now_ms());
+                            self.push_console(
+                                &id,
+                                entry,
+                                Direction::Out,
+                                &line,
+                                now_ms(),
+                                Origin::Local,
+                            );
                             CommandStatus::Pending
                         }
                         Err(_) => {
@@ -177,7 +184,7 @@ impl Registry {
             .outbound
             .try_send(Outbound::Line(line.to_string()))
             .map_err(|_| CommandError::Busy(id.to_string()))?;
-        self.push_console(&id, entry, Direction::Out, line, now_ms());
+        self.push_console(&id, entry, Direction::Out, line, now_ms(), Origin::Local);
         Ok(())
     }
 
@@ -263,7 +270,7 @@ impl Registry {
                 line: line.clone(),
             }) {
                 Ok(()) => {
-                    self.push_console(id, entry, Direction::Out, &line, now);
+                    self.push_console(id, entry, Direction::Out, &line, now, Origin::Local);
                     CommandStatus::Pending
                 }
                 Err(_) => CommandStatus::Failed(CommandError::Busy(id.to_string()).to_string()),

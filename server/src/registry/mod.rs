@@ -13,6 +13,7 @@ mod alarms;
 mod commands;
 mod mailbox;
 mod recent;
+mod remote;
 mod replay;
 mod restore;
 mod snapshot;
@@ -27,6 +28,7 @@ pub use commands::CommandError;
 use commands::Tracked;
 pub use mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use parking_lot::{Mutex, MutexGuard};
+pub use remote::DeviceState;
 pub use replay::{Resumed, REPLAY_EVENTS};
 pub use restore::Restored;
 pub use snapshot::Selection;
@@ -81,6 +83,9 @@ struct Shared {
     // more than losing the hub, so the next holder simply goes on.
     state: Mutex<State>,
     events: broadcast::Sender<LiveEvent>,
+    /// The events of this hub's own devices only (not those another hub told of): what the
+    /// alarm engine watches and what the cluster tells the other hubs (`crate::cluster`).
+    local: broadcast::Sender<LiveEvent>,
     /// Event ids, and the events kept for streams that reconnect.
     replay: replay::Replay,
     config: RegistryConfig,
@@ -110,6 +115,9 @@ struct Entry {
     /// The dialect of its last reading: commands go out in it.
     dialect: Dialect,
     connection: Option<Connection>,
+    /// Another hub holds its connection and tells of it (see `remote.rs`); `None` for a device
+    /// of this hub's own, or one nobody holds.
+    remote: Option<remote::Holder>,
 }
 
 impl Entry {
@@ -133,6 +141,7 @@ impl Entry {
             console: VecDeque::new(),
             dialect: Dialect::Csv,
             connection: None,
+            remote: None,
         }
     }
 }
@@ -148,6 +157,14 @@ pub struct Heard<'a> {
 impl Heard<'_> {
     /// No lines (readings that did not come as text, or were already heard).
     pub const NOTHING: Heard<'static> = Heard { lines: "", ms: 0 };
+}
+
+/// Who a change came from: this hub's own device, or one another hub told of (published to
+/// this hub's pages only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Remote,
 }
 
 /// A reading as a connection hands it over, before the registry stamps it.
@@ -188,10 +205,12 @@ impl Drop for Attachment {
 impl Registry {
     pub fn new(config: RegistryConfig) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let (local, _) = broadcast::channel(config.event_capacity.max(1));
         Registry {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 events,
+                local,
                 replay: replay::Replay::new(),
                 config: RegistryConfig {
                     recent_per_device: config.recent_per_device.max(1),
@@ -208,6 +227,21 @@ impl Registry {
     // Events are published while the state lock is held, so that `subscribe` (which takes
     // the lock) sees each event either in its snapshot or in its receiver, never both or neither.
     fn publish(&self, event: LiveEvent) {
+        if self.shared.local.receiver_count() > 0 {
+            let _ = self.shared.local.send(event.clone());
+        }
+        self.publish_everywhere_but_local(event);
+    }
+
+    /// Whether anyone listens to events (live streams, the alarm engine, the cluster): when
+    /// nobody does, readings and console lines are not copied into events at all.
+    fn listened_to(&self) -> bool {
+        self.shared.events.receiver_count() > 0 || self.shared.local.receiver_count() > 0
+    }
+
+    /// [`Registry::publish`] for what another hub told of: this hub's pages see it, its alarm
+    /// engine and the cluster do not (the holding hub's do).
+    fn publish_everywhere_but_local(&self, event: LiveEvent) {
         // Every command event is a command entering a status (sent, delivered, acked, …).
         if let LiveEvent::Command(info) = &event {
             metrics::counter!(crate::metrics::COMMANDS, "status" => info.status.label().to_string())
@@ -250,6 +284,9 @@ impl Registry {
                 .outbound
                 .try_send(Outbound::Close("replaced by a newer connection".into()));
         }
+        // Another hub may still think it holds the device (its connection there not yet seen
+        // dead): from now on what that hub tells of it is ignored.
+        entry.remote = None;
         entry.summary.online = true;
         entry.summary.transport = transport;
         entry.summary.connected_since_ms = Some(now);
@@ -303,7 +340,7 @@ impl Registry {
         let mut state = self.lock();
         // Read under the lock: `subscribe` adds receivers under it, so no subscriber can miss
         // what is recorded after its snapshot. Nobody listening, nothing to clone.
-        let publish = self.shared.events.receiver_count() > 0;
+        let publish = self.listened_to();
         let State { devices, seq, .. } = &mut *state;
         let mut entry = devices.get_mut(&attachment.device);
         if let Some(entry) = entry.as_mut() {
@@ -348,7 +385,7 @@ impl Registry {
         for line in heard.lines.lines() {
             entry.summary.bytes_in += line.len() as u64 + 1;
             entry.summary.last_seen_ms = heard.ms;
-            self.push_console(device, entry, Direction::In, line, heard.ms);
+            self.push_console(device, entry, Direction::In, line, heard.ms, Origin::Local);
         }
     }
 
@@ -363,6 +400,7 @@ impl Registry {
                 Direction::Error,
                 message,
                 now_ms(),
+                Origin::Local,
             );
         }
     }
@@ -374,6 +412,7 @@ impl Registry {
         direction: Direction,
         text: &str,
         now: i64,
+        origin: Origin,
     ) {
         // Once the ring is full, the line it drops lends its buffer to the new one: a device
         // streaming lines costs no allocation per line for its console.
@@ -400,11 +439,15 @@ impl Registry {
             text: buffer,
         };
         // Under the lock, as for readings: nobody listening, nothing to clone.
-        if self.shared.events.receiver_count() > 0 {
-            self.publish(LiveEvent::Console {
+        if self.listened_to() {
+            let event = LiveEvent::Console {
                 device_id: device.to_string(),
                 line: line.clone(),
-            });
+            };
+            match origin {
+                Origin::Local => self.publish(event),
+                Origin::Remote => self.publish_everywhere_but_local(event),
+            }
         }
         entry.console.push_back(line);
     }
@@ -444,9 +487,10 @@ impl Registry {
         }
     }
 
-    /// Browsers (live streams) listening now.
+    /// Listeners now: browsers' live streams, the REST event streams, the alarm engine and the
+    /// cluster.
     pub fn subscriber_count(&self) -> usize {
-        self.shared.events.receiver_count()
+        self.shared.events.receiver_count() + self.shared.local.receiver_count()
     }
 
     /// Tells the device's connection, if any, that token `token_id` was revoked (it closes if
@@ -504,6 +548,23 @@ impl Registry {
         )
     }
 
+    /// [`Registry::subscribe`] for this hub's own devices: the snapshot leaves out devices
+    /// another hub holds, and the receiver gets only the events of this hub's own.
+    pub fn subscribe_local(
+        &self,
+        selection: Selection<'_>,
+    ) -> (DashboardSnapshot, broadcast::Receiver<LiveEvent>) {
+        let state = self.lock();
+        let mut snapshot = snapshot_of(&state, selection);
+        snapshot.devices.retain(|d| {
+            DeviceId::parse(&d.summary.id)
+                .ok()
+                .and_then(|id| state.devices.get(&id))
+                .is_some_and(|e| e.remote.is_none())
+        });
+        (snapshot, self.shared.local.subscribe())
+    }
+
     /// How many devices are known and online.
     pub fn fleet(&self) -> Fleet {
         fleet_of(&self.lock())
@@ -514,5 +575,7 @@ impl Registry {
     }
 }
 
+#[cfg(test)]
+mod remote_tests;
 #[cfg(test)]
 mod tests;

@@ -655,6 +655,11 @@ impl HubProcess {
         }
     }
 
+    /// Kills the hub (SIGKILL): it has no chance to say or write anything.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
     /// Resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let pid = self.child.id().unwrap();

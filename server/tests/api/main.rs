@@ -10,6 +10,7 @@ mod acme;
 mod alarms;
 mod attacks;
 mod auth;
+mod cluster;
 mod devices;
 mod gateway;
 mod lifecycle;

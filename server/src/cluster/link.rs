@@ -1,0 +1,343 @@
+//! The hub's link to the others: one NATS connection; what this hub tells (its registry's
+//! local events, readings batched per device) and what it hears (applied to its registry).
+
+use super::{ClusterArgs, ClusterError, Envelope, Subjects, Told, ALIVE_EVERY, LOST_AFTER};
+use crate::registry::{Registry, Selection};
+use app::model::{LiveEvent, Scope};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Events taken from the registry at once before they are published: the readings of one
+/// device among them go out as one message.
+const BATCH: usize = 256;
+
+/// A hub's connection to NATS, made at start-up (see [`connect`]) and run by [`run`].
+pub struct Link {
+    client: async_nats::Client,
+    subjects: Subjects,
+    hub: String,
+    /// The connection's state changes: on each (re)connection the hub says hello again.
+    connection: mpsc::Receiver<async_nats::Event>,
+}
+
+impl Link {
+    pub fn hub(&self) -> &str {
+        &self.hub
+    }
+}
+
+/// Connects to the NATS server of `args` as hub `hub`. A server that is not up yet is retried
+/// in the background (the hub serves its own devices meanwhile); a credentials file that
+/// cannot be read, or a bad address, stops the start.
+pub async fn connect(args: &ClusterArgs, url: &str, hub: String) -> Result<Link, ClusterError> {
+    let (events, connection) = mpsc::channel(16);
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("iothub {hub}"))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        // The hubs of a system sit near their NATS server: try again soon (the client's own
+        // backoff grows to several seconds, which the live views would wait out).
+        .reconnect_delay_callback(|attempts| Duration::from_millis(250 * attempts.min(8) as u64))
+        .event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                // Only the latest state matters; a full queue already holds a reconnection.
+                let _ = events.try_send(event);
+            }
+        });
+    if let Some(path) = &args.cluster_nats_creds {
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|source| ClusterError::Credentials {
+                    path: path.clone(),
+                    source,
+                })?;
+    }
+    if let Some(path) = &args.cluster_nats_ca_file {
+        options = options
+            .add_root_certificates(path.clone())
+            .require_tls(true);
+    }
+    let client = options.connect(url).await?;
+    Ok(Link {
+        client,
+        subjects: Subjects::new(&args.cluster_prefix),
+        hub,
+        connection,
+    })
+}
+
+/// Runs the link until `stop`: tells the other hubs of this hub's devices and applies what
+/// they tell to `registry`.
+pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
+    let Link {
+        client,
+        subjects,
+        hub,
+        mut connection,
+    } = link;
+    let subscribed = async {
+        Ok::<_, ClusterError>((
+            client.subscribe(subjects.devices()).await?,
+            client.subscribe(subjects.hubs()).await?,
+        ))
+    };
+    let (mut devices, mut hubs) = match subscribed.await {
+        Ok(subscriptions) => subscriptions,
+        Err(err) => {
+            tracing::error!(%err, "the cluster link cannot start");
+            return;
+        }
+    };
+    let teller = Teller {
+        client: &client,
+        subjects: &subjects,
+        hub: &hub,
+    };
+    // The page scope with no devices: the snapshot is not needed, the receiver is.
+    let (_, mut local) = registry.subscribe_local(Selection::Page(&Scope::Fleet));
+    teller.tell(Told::Hello).await;
+    teller.tell_state(&registry).await;
+    let mut heard: HashMap<String, Instant> = HashMap::new();
+    let mut alive = tokio::time::interval(ALIVE_EVERY);
+    tracing::info!(hub = %hub, "joined the other hubs on NATS");
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                teller.tell(Told::Gone).await;
+                let _ = client.flush().await;
+                return;
+            }
+            event = local.recv() => {
+                let mut batch = match event {
+                    Ok(event) => vec![event],
+                    Err(RecvError::Lagged(_)) => {
+                        teller.tell_state(&registry).await;
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                let mut lagged = false;
+                while batch.len() < BATCH {
+                    match local.try_recv() {
+                        Ok(event) => batch.push(event),
+                        Err(TryRecvError::Lagged(_)) => {
+                            lagged = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                for told in told_of(batch) {
+                    teller.tell(told).await;
+                }
+                // Events were dropped: what this hub holds, whole, puts the others right.
+                if lagged {
+                    teller.tell_state(&registry).await;
+                }
+            }
+            Some(message) = devices.next() => {
+                hear(&teller, &registry, &mut heard, &message.payload).await;
+            }
+            Some(message) = hubs.next() => {
+                hear(&teller, &registry, &mut heard, &message.payload).await;
+            }
+            _ = alive.tick() => {
+                teller.tell(Told::Alive).await;
+                let now = Instant::now();
+                heard.retain(|other, last| {
+                    let silent = now.duration_since(*last) > LOST_AFTER;
+                    if silent {
+                        tracing::warn!(hub = %other, "a hub went silent: its devices are offline");
+                        registry.hub_lost(other);
+                    }
+                    !silent
+                });
+            }
+            Some(event) = connection.recv() => {
+                tracing::info!(%event, "NATS");
+                if matches!(event, async_nats::Event::Connected) {
+                    // Back after a cut: the others may have given this hub up, and missed
+                    // what it told meanwhile (and it what they told).
+                    teller.tell(Told::Hello).await;
+                    teller.tell_state(&registry).await;
+                }
+            }
+        }
+    }
+}
+
+struct Teller<'a> {
+    client: &'a async_nats::Client,
+    subjects: &'a Subjects,
+    hub: &'a str,
+}
+
+impl Teller<'_> {
+    async fn tell(&self, told: Told) {
+        let subject = self.subjects.of(self.hub, &told);
+        let envelope = Envelope {
+            hub: self.hub.to_string(),
+            told,
+        };
+        let payload = match serde_json::to_vec(&envelope) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(%err, "a cluster message did not serialise");
+                return;
+            }
+        };
+        // Fails only once the client is closed (the hub is stopping): nothing to do then.
+        if let Err(err) = self.client.publish(subject, payload.into()).await {
+            tracing::debug!(%err, "a cluster message was not published");
+        }
+    }
+
+    async fn tell_state(&self, registry: &Registry) {
+        self.tell(Told::State {
+            devices: registry.local_devices(),
+        })
+        .await;
+    }
+}
+
+/// Applies what another hub told to `registry`.
+async fn hear(
+    teller: &Teller<'_>,
+    registry: &Registry,
+    heard: &mut HashMap<String, Instant>,
+    payload: &[u8],
+) {
+    let Envelope { hub, told } = match serde_json::from_slice(payload) {
+        Ok(envelope) => envelope,
+        Err(err) => {
+            tracing::warn!(%err, "ignoring a cluster message that did not parse");
+            return;
+        }
+    };
+    if hub == teller.hub {
+        return;
+    }
+    let new = heard.insert(hub.clone(), Instant::now()).is_none();
+    if new && !matches!(told, Told::Hello | Told::State { .. } | Told::Gone) {
+        // A hub this one had not heard of (or had given up): ask it for all it holds.
+        teller.tell(Told::Hello).await;
+    }
+    match told {
+        Told::Device { summary } => registry.remote_summary(&hub, summary),
+        Told::Readings { device, readings } => registry.remote_readings(&hub, &device, readings),
+        Told::Console { device, line } => registry.remote_console(&hub, &device, line),
+        Told::Removed { device } => registry.remote_removed(&hub, &device),
+        Told::Hello => teller.tell_state(registry).await,
+        Told::State { devices } => registry.remote_state(&hub, devices),
+        Told::Alive => {}
+        Told::Gone => {
+            heard.remove(&hub);
+            registry.hub_lost(&hub);
+        }
+    }
+}
+
+/// What a batch of this hub's events tells the others, in order for each device; a device's
+/// readings not separated by another of its events go as one message.
+fn told_of(events: Vec<LiveEvent>) -> Vec<Told> {
+    let mut told: Vec<Told> = Vec::new();
+    // The device's `Readings` message still open for more, by device.
+    let mut open: HashMap<String, usize> = HashMap::new();
+    for event in events {
+        let (device, next) = match event {
+            LiveEvent::Reading(reading) => {
+                let device = reading.device_id.to_string();
+                if let Some(Told::Readings { readings, .. }) =
+                    open.get(&device).and_then(|&at| told.get_mut(at))
+                {
+                    readings.push(reading);
+                    continue;
+                }
+                open.insert(device.clone(), told.len());
+                told.push(Told::Readings {
+                    device,
+                    readings: vec![reading],
+                });
+                continue;
+            }
+            LiveEvent::Device(summary) => (summary.id.clone(), Told::Device { summary }),
+            LiveEvent::Console { device_id, line } => (
+                device_id.clone(),
+                Told::Console {
+                    device: device_id,
+                    line,
+                },
+            ),
+            LiveEvent::Removed { device_id } => {
+                (device_id.clone(), Told::Removed { device: device_id })
+            }
+            // Commands and alarms stay with the hub that holds the device (issue #21).
+            _ => continue,
+        };
+        open.remove(&device);
+        told.push(next);
+    }
+    told
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::model::{FieldValue, Reading};
+
+    fn reading(device: &str, seq: u64) -> LiveEvent {
+        LiveEvent::Reading(Reading {
+            seq,
+            device_id: device.into(),
+            received_ms: 1,
+            device_ms: None,
+            values: vec![FieldValue {
+                field: "t".into(),
+                value: seq as f64,
+            }],
+        })
+    }
+
+    #[test]
+    fn a_devices_readings_go_together_until_another_of_its_events() {
+        let removed = LiveEvent::Removed {
+            device_id: "a".into(),
+        };
+        let told = told_of(vec![
+            reading("a", 1),
+            reading("b", 2),
+            reading("a", 3),
+            removed,
+            reading("a", 4),
+            reading("b", 5),
+            LiveEvent::Heartbeat,
+        ]);
+        let shape: Vec<(String, Vec<u64>)> = told
+            .iter()
+            .map(|t| match t {
+                Told::Readings { device, readings } => {
+                    (device.clone(), readings.iter().map(|r| r.seq).collect())
+                }
+                Told::Removed { device } => (format!("removed {device}"), Vec::new()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("a".to_string(), vec![1, 3]),
+                ("b".to_string(), vec![2, 5]),
+                ("removed a".to_string(), vec![]),
+                ("a".to_string(), vec![4]),
+            ]
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Devices another hub holds (`--cluster-nats`, see `crate::cluster`). That hub tells of their
+//! presence, readings and console lines; this registry keeps them beside its own devices so
+//! that its pages show every device of the system. They are neither stored here (the holding
+//! hub stores them) nor watched by this hub's alarm engine, and what is told of them goes to
+//! this hub's pages only, never back to the cluster.
+//!
+//! Readings come numbered by the hub that holds the device; each is applied once, in that
+//! order (a reading numbered at or below the last one applied was seen already: told again
+//! when a hub rejoins), and numbered anew here like this hub's own.
+
+use super::{DeviceId, Entry, Origin, Registry, State};
+use app::model::{ConsoleLine, DeviceSummary, LiveEvent, Reading};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Which hub holds a device, and the number (that hub's) of its last reading applied here.
+pub(super) struct Holder {
+    hub: Arc<str>,
+    last_seq: u64,
+}
+
+/// One of this hub's devices as it tells the other hubs when one (re)joins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceState {
+    pub summary: DeviceSummary,
+    /// Its newest readings, oldest first, numbered by this hub.
+    pub recent: Vec<Reading>,
+}
+
+impl Registry {
+    /// The devices connected to this hub itself, with their recent readings.
+    pub fn local_devices(&self) -> Vec<DeviceState> {
+        let state = self.lock();
+        state
+            .devices
+            .values()
+            .filter(|e| e.remote.is_none() && e.connection.is_some())
+            .map(|e| DeviceState {
+                summary: e.summary.clone(),
+                recent: e.recent.readings(&e.summary.id.as_str().into(), usize::MAX),
+            })
+            .collect()
+    }
+
+    /// The devices another hub holds.
+    pub fn held_elsewhere(&self) -> HashSet<String> {
+        let state = self.lock();
+        state
+            .devices
+            .values()
+            .filter(|e| e.remote.is_some())
+            .map(|e| e.summary.id.clone())
+            .collect()
+    }
+
+    /// Hub `hub` tells of one of its devices: connected, changed or disconnected.
+    pub fn remote_summary(&self, hub: &str, summary: DeviceSummary) {
+        let Ok(id) = DeviceId::parse(&summary.id) else {
+            return;
+        };
+        let mut state = self.lock();
+        let Some(entry) = self.remote_entry(&mut state, &id, hub) else {
+            return;
+        };
+        // Which hub it is connected to: "websocket 10.0.0.7:51234 via hub-a".
+        let summary = DeviceSummary {
+            transport: match summary.transport.as_str() {
+                "" => String::new(),
+                transport => format!("{transport} via {hub}"),
+            },
+            ..summary
+        };
+        entry.summary = summary.clone();
+        self.publish_everywhere_but_local(LiveEvent::Device(summary));
+    }
+
+    /// Hub `hub` tells of readings of one of its devices, oldest first.
+    pub fn remote_readings(&self, hub: &str, device: &str, readings: Vec<Reading>) {
+        let Ok(id) = DeviceId::parse(device) else {
+            return;
+        };
+        let cap = self.shared.config.recent_per_device;
+        let publish = self.listened_to();
+        let mut state = self.lock();
+        if self.remote_entry(&mut state, &id, hub).is_none() {
+            return;
+        }
+        let State { devices, seq, .. } = &mut *state;
+        let Some(entry) = devices.get_mut(&id) else {
+            return;
+        };
+        let Some(holder) = entry.remote.as_mut() else {
+            return;
+        };
+        let mut newest = None;
+        for reading in readings {
+            if reading.seq <= holder.last_seq {
+                continue;
+            }
+            holder.last_seq = reading.seq;
+            *seq += 1;
+            let reading = Reading {
+                seq: *seq,
+                ..reading
+            };
+            entry.summary.readings += 1;
+            entry.summary.last_seen_ms = entry.summary.last_seen_ms.max(reading.received_ms);
+            entry.recent.push(&reading, cap);
+            if publish {
+                self.publish_everywhere_but_local(LiveEvent::Reading(reading.clone()));
+            }
+            newest = Some(reading);
+        }
+        if let Some(newest) = newest {
+            entry.summary.latest = newest.values;
+        }
+    }
+
+    /// Hub `hub` tells of a console line of one of its devices.
+    pub fn remote_console(&self, hub: &str, device: &str, line: ConsoleLine) {
+        let Ok(id) = DeviceId::parse(device) else {
+            return;
+        };
+        let mut state = self.lock();
+        let Some(entry) = self.remote_entry(&mut state, &id, hub) else {
+            return;
+        };
+        let direction = line.direction;
+        self.push_console(&id, entry, direction, &line.text, line.ms, Origin::Remote);
+    }
+
+    /// Hub `hub` removed one of its devices.
+    pub fn remote_removed(&self, hub: &str, device: &str) {
+        let Ok(id) = DeviceId::parse(device) else {
+            return;
+        };
+        let mut state = self.lock();
+        if state
+            .devices
+            .get(&id)
+            .is_some_and(|e| e.remote.as_ref().is_some_and(|h| &*h.hub == hub))
+        {
+            state.devices.remove(&id);
+            self.publish_everywhere_but_local(LiveEvent::Removed {
+                device_id: id.to_string(),
+            });
+        }
+    }
+
+    /// Hub `hub` tells of every device it holds (when it joins, or when this hub joins): its
+    /// devices this registry still has online and it no longer lists went offline meanwhile.
+    pub fn remote_state(&self, hub: &str, devices: Vec<DeviceState>) {
+        let listed: HashSet<String> = devices.iter().map(|d| d.summary.id.clone()).collect();
+        for device in devices {
+            // Readings first: the summary counts them already, and replaces what applying
+            // them counted.
+            let id = device.summary.id.clone();
+            self.remote_readings(hub, &id, device.recent);
+            self.remote_summary(hub, device.summary);
+        }
+        self.went_offline(hub, |id| !listed.contains(id));
+    }
+
+    /// Hub `hub` is gone (it stopped telling anything): its devices are offline until they
+    /// connect again, here or to another hub.
+    pub fn hub_lost(&self, hub: &str) {
+        self.went_offline(hub, |_| true);
+    }
+
+    fn went_offline(&self, hub: &str, which: impl Fn(&str) -> bool) {
+        let mut state = self.lock();
+        for entry in state.devices.values_mut() {
+            let held_there = entry.remote.as_ref().is_some_and(|h| &*h.hub == hub);
+            if held_there && entry.summary.online && which(&entry.summary.id) {
+                entry.summary.online = false;
+                entry.summary.connected_since_ms = None;
+                let summary = entry.summary.clone();
+                self.publish_everywhere_but_local(LiveEvent::Device(summary));
+            }
+        }
+    }
+
+    /// The entry for a device `hub` tells of: none if this hub holds the device itself (what
+    /// another hub still says of it is stale), or if it is new and the registry full.
+    fn remote_entry<'a>(
+        &self,
+        state: &'a mut State,
+        id: &DeviceId,
+        hub: &str,
+    ) -> Option<&'a mut Entry> {
+        let max = self.shared.config.max_devices;
+        if !state.devices.contains_key(id) && state.devices.len() >= max {
+            return None;
+        }
+        let entry = state
+            .devices
+            .entry(id.clone())
+            .or_insert_with(|| Box::new(Entry::new(id, crate::now_ms())));
+        if entry.connection.is_some() {
+            return None;
+        }
+        if entry.remote.as_ref().is_none_or(|h| &*h.hub != hub) {
+            // New here, or moved from another hub: that hub numbers its readings afresh.
+            entry.remote = Some(Holder {
+                hub: hub.into(),
+                last_seq: 0,
+            });
+        }
+        Some(entry)
+    }
+}

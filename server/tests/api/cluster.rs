@@ -1,0 +1,360 @@
+//! Several hubs as one (`--cluster-nats`) on a real NATS server (`scripts/nats-for-tests.sh`
+//! starts Debian's nats-server; `scripts/test.sh` passes its URL in `IOTHUB_TEST_NATS_URL`):
+//! a device connected to one hub is live on the others, in order and once; a hub that joins
+//! later learns what the others hold; a hub that stops or dies takes its devices offline on
+//! the others, and a device that moves to another hub is online there.
+
+use crate::helpers::{eventually, HubProcess, TestApp};
+use app::model::{DeviceSummary, LiveEvent};
+use std::time::Duration;
+
+const NATS_URL_VAR: &str = "IOTHUB_TEST_NATS_URL";
+
+fn nats() -> Option<String> {
+    let url = std::env::var(NATS_URL_VAR).ok();
+    if url.is_none() {
+        eprintln!("{NATS_URL_VAR} is not set: skipping (scripts/test.sh sets it)");
+    }
+    url
+}
+
+/// Subjects of this test's own: tests run side by side on one NATS server.
+fn prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("test{}_{nanos}", std::process::id())
+}
+
+async fn hub(nats: &str, prefix: &str, id: &str) -> TestApp {
+    TestApp::spawn_with(|args| {
+        args.cluster.cluster_nats = Some(nats.to_string());
+        args.cluster.cluster_prefix = prefix.to_string();
+        args.cluster.cluster_hub_id = Some(id.to_string());
+    })
+    .await
+}
+
+/// Device `id` as hub `app`'s pages show it, once it is as `wanted` says.
+async fn shown(app: &TestApp, id: &str, wanted: impl Fn(&DeviceSummary) -> bool) -> DeviceSummary {
+    eventually(&format!("device {id} shown as wanted"), || async {
+        app.device_summary(id).await.filter(|s| wanted(s))
+    })
+    .await
+}
+
+/// The second values of readings `n,i,i.5` for `i` in `0..n`.
+fn halves(n: u32) -> Vec<f64> {
+    (0..n).map(|i| f64::from(i) + 0.5).collect()
+}
+
+/// The second values of device `id`'s recent readings, as hub `app`'s device page has them.
+async fn recent(app: &TestApp, id: &str) -> Vec<f64> {
+    app.dashboard_for(id).await.devices[0]
+        .recent
+        .iter()
+        .map(|r| r.values[1].value)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_device_on_one_hub_is_live_on_the_other_in_order_and_once() {
+    let Some(nats) = nats() else { return };
+    let prefix = prefix();
+    let a = hub(&nats, &prefix, "hub-a").await;
+    let b = hub(&nats, &prefix, "hub-b").await;
+    let mut on_b = b.live_for(Some("7")).await;
+
+    let mut device = a.device("").await;
+    for i in 0..50 {
+        device.send(&format!("7,{i},{i}.5")).await;
+    }
+    // B's live stream: the device online, then its 50 readings in order, none twice.
+    let online = on_b
+        .find(|e| match e {
+            LiveEvent::Device(d) if d.id == "7" && d.online => Some(d),
+            _ => None,
+        })
+        .await;
+    assert!(
+        online.transport.starts_with("websocket ") && online.transport.ends_with(" via hub-a"),
+        "{}",
+        online.transport
+    );
+    let mut values = Vec::new();
+    let mut last_seq = 0;
+    while values.len() < 50 {
+        if let LiveEvent::Reading(r) = on_b.next_event().await {
+            assert_eq!(&*r.device_id, "7");
+            assert!(r.seq > last_seq, "B numbers them in order");
+            last_seq = r.seq;
+            values.push(r.values[1].value);
+        }
+    }
+    assert_eq!(values, halves(50));
+    let twice = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let LiveEvent::Reading(r) = on_b.next_event().await {
+                return r;
+            }
+        }
+    })
+    .await;
+    assert!(twice.is_err(), "a reading came twice: {twice:?}");
+
+    // B's device page has its recent readings and its console.
+    let page = b.dashboard_for("7").await;
+    let seven = &page.devices[0];
+    assert!(seven.summary.online);
+    assert_eq!(seven.recent.len(), 50);
+    assert!(seven.console.iter().any(|l| l.text == "7,49,49.5"));
+
+    // B stored none of them: A did (each hub stores its own devices' readings).
+    assert!(b.history("7", 100).await.is_empty());
+    eventually("A stored them", || async {
+        Some(a.history("7", 100).await.len()).filter(|&n| n == 50)
+    })
+    .await;
+
+    // A hub that joins later is told what the others hold.
+    let c = hub(&nats, &prefix, "hub-c").await;
+    let on_c = shown(&c, "7", |s| s.online).await;
+    assert_eq!(on_c.readings, 50);
+    assert_eq!(c.dashboard_for("7").await.devices[0].recent.len(), 50);
+
+    // The device leaves A: offline everywhere.
+    drop(device);
+    shown(&b, "7", |s| !s.online).await;
+    shown(&c, "7", |s| !s.online).await;
+
+    // Back on A, then A stops: its devices are offline on the others at once (it says so),
+    // not after its silence.
+    let mut device = a.device("").await;
+    device.send("7,50,50.5").await;
+    shown(&b, "7", |s| s.online).await;
+    let stopped = tokio::time::Instant::now();
+    let _kept = a.stop().await;
+    shown(&b, "7", |s| !s.online).await;
+    assert!(stopped.elapsed() < Duration::from_secs(3));
+    b.stop().await;
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_hub_killed_loses_its_devices_and_they_come_back_on_another_hub() {
+    let Some(nats) = nats() else { return };
+    let prefix = prefix();
+    let mut a = HubProcess::start(&[
+        "--allow-tokenless-devices",
+        "--cluster-nats",
+        &nats,
+        "--cluster-prefix",
+        &prefix,
+        "--cluster-hub-id",
+        "hub-a",
+    ])
+    .await;
+    let b = hub(&nats, &prefix, "hub-b").await;
+    let url = format!("ws://{}/ws/device", a.addr);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut device = crate::helpers::Device { ws };
+    for i in 0..10 {
+        device.send(&format!("9,{i},{i}.5")).await;
+    }
+    shown(&b, "9", |s| s.online && s.readings == 10).await;
+
+    // kill -9: A says nothing; B notices its silence.
+    a.kill().await;
+    let killed = tokio::time::Instant::now();
+    shown(&b, "9", |s| !s.online).await;
+    let noticed = killed.elapsed();
+    assert!(
+        noticed <= server::cluster::LOST_AFTER + Duration::from_secs(2),
+        "{noticed:?}"
+    );
+
+    // The device reconnects, to B: online there, its readings go on from where they were.
+    let mut on_b = b.live_for(Some("9")).await;
+    let mut device = b.device("").await;
+    for i in 10..15 {
+        device.send(&format!("9,{i},{i}.5")).await;
+    }
+    let mut values = Vec::new();
+    while values.len() < 5 {
+        if let LiveEvent::Reading(r) = on_b.next_event().await {
+            values.push(r.values[1].value);
+        }
+    }
+    assert_eq!(values, [10.5, 11.5, 12.5, 13.5, 14.5]);
+    let summary = shown(&b, "9", |s| s.online).await;
+    assert_eq!(summary.readings, 15, "10 told by A, 5 of its own");
+    assert_eq!(
+        recent(&b, "9").await,
+        halves(15),
+        "none twice, none missing"
+    );
+    b.stop().await;
+}
+
+/// A nats-server of this test's own (the others share one), which it stops and starts.
+struct OwnNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnNats {
+    async fn start() -> OwnNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = OwnNats {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let child = tokio::process::Command::new("/usr/sbin/nats-server")
+            .args(["--addr", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--store_dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nats-server (apt install nats-server)");
+        self.child = Some(child);
+        let port = self.port;
+        eventually("nats-server listens", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_nats_down_each_hub_keeps_ingesting_and_the_live_views_recover() {
+    if nats().is_none() {
+        return;
+    }
+    let mut nats = OwnNats::start().await;
+    let prefix = prefix();
+    let a = hub(&nats.url(), &prefix, "hub-a").await;
+    let b = hub(&nats.url(), &prefix, "hub-b").await;
+    let mut device = a.device("").await;
+    device.send("5,0,0.5").await;
+    shown(&b, "5", |s| s.online && s.readings == 1).await;
+
+    nats.stop().await;
+    // A goes on taking and storing its device's readings.
+    for i in 1..10 {
+        device.send(&format!("5,{i},{i}.5")).await;
+    }
+    eventually("A stores through the outage", || async {
+        Some(a.history("5", 100).await.len()).filter(|&n| n == 10)
+    })
+    .await;
+    // B cannot tell whether A is still there: after A's silence it shows A's device offline
+    // rather than a stale "online".
+    shown(&b, "5", |s| !s.online).await;
+
+    // NATS back: B shows the device online again, with what it missed, once each.
+    nats.restart().await;
+    shown(&b, "5", |s| s.online && s.readings == 10).await;
+    assert_eq!(recent(&b, "5").await, halves(10));
+    // And the live stream goes on.
+    let mut on_b = b.live_for(Some("5")).await;
+    device.send("5,10,10.5").await;
+    let next = on_b
+        .find(|e| match e {
+            LiveEvent::Reading(r) if &*r.device_id == "5" => Some(r),
+            _ => None,
+        })
+        .await;
+    assert_eq!(next.values[1].value, 10.5);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn hubs_on_one_store_watch_only_their_own_devices_for_alarms() {
+    let Some(nats) = nats() else { return };
+    let Some(pg) = server::storage::test_support::TestPostgres::create().await else {
+        return;
+    };
+    let prefix = prefix();
+    let spawn = |id: &'static str| {
+        let (nats, prefix, url) = (nats.clone(), prefix.clone(), pg.url.clone());
+        TestApp::spawn_with(move |args| {
+            args.cluster.cluster_nats = Some(nats);
+            args.cluster.cluster_prefix = prefix;
+            args.cluster.cluster_hub_id = Some(id.to_string());
+            args.store.database_url = Some(url);
+        })
+    };
+    let a = spawn("hub-a").await;
+    let mut device = a.device("").await;
+    device.send("7,1,1.5").await;
+    eventually("A stored the reading", || async {
+        Some(a.history("7", 10).await.len()).filter(|&n| n == 1)
+    })
+    .await;
+    let rule: app::model::AlarmRule = a
+        .call_json::<app::api::CreateAlarmRule, _>(&serde_json::json!({"rule": {
+            "name": "gone",
+            "devices": "*",
+            "condition": {"kind": "offline", "after_s": 1}
+        }}))
+        .await
+        .unwrap();
+    // B starts with device 7 in the store, listed offline until A tells it holds it: B's
+    // engine must not take that for an outage.
+    let b = spawn("hub-b").await;
+    shown(&b, "7", |s| s.online).await;
+    let alarms = || async {
+        let all: Vec<app::model::Alarm> = a.get_json("/api/v1/alarms").await.unwrap();
+        all.iter().filter(|alarm| alarm.rule_id == rule.id).count()
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        alarms().await,
+        0,
+        "no hub raised it for a device online on A"
+    );
+
+    // The device leaves: A's engine raises it, once; B's does not raise a second.
+    drop(device);
+    eventually("A raises the offline alarm", || async {
+        (alarms().await == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        alarms().await,
+        1,
+        "raised once, by the hub that held the device"
+    );
+    a.stop().await;
+    b.stop().await;
+    pg.drop_database().await;
+}
