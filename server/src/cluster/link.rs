@@ -2,8 +2,8 @@
 //! local events, readings batched per device) and what it hears (applied to its registry).
 
 use super::{ClusterArgs, ClusterError, Envelope, Subjects, Told, ALIVE_EVERY, LOST_AFTER};
-use crate::registry::{Registry, Selection};
-use app::model::{LiveEvent, Scope};
+use crate::registry::{Registry, RemoteCommand, Selection};
+use app::model::{CommandInfo, CommandRequest, CommandTarget, LiveEvent, Scope};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -87,9 +87,10 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
         Ok::<_, ClusterError>((
             client.subscribe(subjects.devices()).await?,
             client.subscribe(subjects.hubs()).await?,
+            client.subscribe(subjects.commands(&hub)).await?,
         ))
     };
-    let (mut devices, mut hubs) = match subscribed.await {
+    let (mut devices, mut hubs, mut commands) = match subscribed.await {
         Ok(subscriptions) => subscriptions,
         Err(err) => {
             tracing::error!(%err, "the cluster link cannot start");
@@ -103,6 +104,7 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
     };
     // The page scope with no devices: the snapshot is not needed, the receiver is.
     let (_, mut local) = registry.subscribe_local(Selection::Page(&Scope::Fleet));
+    let mut routed = registry.route_remote_commands();
     teller.tell(Told::Hello).await;
     teller.tell_state(&registry).await;
     let mut heard: HashMap<String, Instant> = HashMap::new();
@@ -148,6 +150,20 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
             }
             Some(message) = hubs.next() => {
                 hear(&teller, &registry, &mut heard, &message.payload).await;
+            }
+            Some(message) = commands.next() => {
+                let answer = send_here(&registry, &message.payload);
+                if let (Some(reply), Ok(answer)) = (message.reply, serde_json::to_vec(&answer)) {
+                    if let Err(err) = client.publish(reply, answer.into()).await {
+                        tracing::debug!(%err, "a command's answer was not published");
+                    }
+                }
+            }
+            // Awaited here, before anything else this hub hears: the holding hub's news of
+            // the command then finds it known.
+            Some(command) = routed.recv() => {
+                let answer = ask(&client, &subjects, &command).await;
+                registry.remote_command_sent(command.seq, &command.hub, answer);
             }
             _ = alive.tick() => {
                 teller.tell(Told::Alive).await;
@@ -208,6 +224,55 @@ impl Teller<'_> {
     }
 }
 
+/// How long a hub waits for another to answer a command for one of its devices.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// Asks the hub that holds the command's device to send it.
+async fn ask(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    command: &RemoteCommand,
+) -> Result<CommandInfo, String> {
+    let payload = serde_json::to_vec(&command.request).map_err(|e| e.to_string())?;
+    let asked = client.request(subjects.commands(&command.hub), payload.into());
+    let answer = match tokio::time::timeout(ANSWER_WITHIN, asked).await {
+        Err(_) => return Err(format!("hub {} did not answer in time", command.hub)),
+        Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(format!(
+                "device {:?} is offline (its hub {} is gone)",
+                device_of(&command.request),
+                command.hub
+            ))
+        }
+        Ok(Err(err)) => return Err(format!("hub {} was not reached: {err}", command.hub)),
+        Ok(Ok(answer)) => answer,
+    };
+    serde_json::from_slice(&answer.payload).map_err(|e| {
+        format!(
+            "hub {} answered what this hub cannot read: {e}",
+            command.hub
+        )
+    })?
+}
+
+fn device_of(request: &CommandRequest) -> &str {
+    match &request.target {
+        CommandTarget::Device(id) => id,
+        CommandTarget::All => "all",
+    }
+}
+
+/// Sends a command another hub asked this one to send to one of its devices.
+fn send_here(registry: &Registry, payload: &[u8]) -> Result<CommandInfo, String> {
+    let request: CommandRequest = serde_json::from_slice(payload)
+        .map_err(|e| format!("a command that did not parse: {e}"))?;
+    if !matches!(request.target, CommandTarget::Device(_)) {
+        return Err("a command for another hub names its device".into());
+    }
+    let mut sent = registry.send_command(&request).map_err(|e| e.to_string())?;
+    sent.pop().ok_or_else(|| "no command was sent".into())
+}
+
 /// Applies what another hub told to `registry`.
 async fn hear(
     teller: &Teller<'_>,
@@ -235,6 +300,8 @@ async fn hear(
         Told::Readings { device, readings } => registry.remote_readings(&hub, &device, readings),
         Told::Console { device, line } => registry.remote_console(&hub, &device, line),
         Told::Removed { device } => registry.remote_removed(&hub, &device),
+        Told::Command { info } => registry.remote_command(&hub, info),
+        Told::Alarm { alarm } => registry.remote_alarm(alarm),
         Told::Hello => teller.tell_state(registry).await,
         Told::State { devices } => registry.remote_state(&hub, devices),
         Told::Alive => {}
@@ -279,7 +346,8 @@ fn told_of(events: Vec<LiveEvent>) -> Vec<Told> {
             LiveEvent::Removed { device_id } => {
                 (device_id.clone(), Told::Removed { device: device_id })
             }
-            // Commands and alarms stay with the hub that holds the device (issue #21).
+            LiveEvent::Command(info) => (info.device_id.clone(), Told::Command { info }),
+            LiveEvent::Alarm(alarm) => (alarm.device_id.clone(), Told::Alarm { alarm }),
             _ => continue,
         };
         open.remove(&device);

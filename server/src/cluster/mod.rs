@@ -2,16 +2,18 @@
 //! store) tell each other what happens to the devices they hold, so that a browser on any of
 //! them sees every device live.
 //!
-//! Each hub publishes its own devices' presence, readings and console lines (the registry's
-//! local events, `Registry::subscribe_local`) and applies what the others publish to its
-//! registry as devices another hub holds (`registry/remote.rs`): its pages show them like its
-//! own, its store and alarm engine leave them to the holding hub. A hub that joins says
-//! `hello` and every hub answers with all it holds; a hub that stops says so, and one that
-//! dies is noticed by its silence ([`LOST_AFTER`]): its devices go offline until they connect
-//! again, to any hub. Without `--cluster-nats` none of this runs.
+//! Each hub publishes its own devices' presence, readings, console lines, commands and alarms
+//! (the registry's local events, `Registry::subscribe_local`) and applies what the others
+//! publish to its registry as devices another hub holds (`registry/remote.rs`): its pages show
+//! them like its own, its store and alarm engine leave them to the holding hub. A command to
+//! such a device is a request to its hub, which sends it and answers with its record; what
+//! becomes of it then comes back like the rest. A hub that joins says `hello` and every hub
+//! answers with all it holds; a hub that stops says so, and one that dies is noticed by its
+//! silence ([`LOST_AFTER`]): its devices go offline until they connect again, to any hub.
+//! Without `--cluster-nats` none of this runs.
 //!
-//! Not yet here (issue #21): commands to a device another hub holds, presence in a JetStream
-//! key-value bucket, and a status of the link on /healthz and in the dashboard.
+//! Not yet here (issue #21): presence in a JetStream key-value bucket (a hub's silence says
+//! it is gone instead), and the link's state on /healthz and in the dashboard.
 
 mod link;
 mod wire;

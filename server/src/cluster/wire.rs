@@ -4,9 +4,11 @@
 //! console lines, removal): one publisher per device at a time, so NATS keeps them in order.
 //! `<prefix>.hub.<hub id>` carries what a hub says of itself: that it joined (`hello`: tell me
 //! what you hold), everything it holds (`state`), that it is alive, and that it is leaving.
+//! `<prefix>.command.<hub id>` is where a hub takes commands for the devices it holds, as
+//! requests: no responder means no such hub is there (the device is offline).
 
 use crate::registry::DeviceState;
-use app::model::{ConsoleLine, DeviceSummary, Reading};
+use app::model::{Alarm, CommandInfo, ConsoleLine, DeviceSummary, Reading};
 use serde::{Deserialize, Serialize};
 
 /// What one hub tells the others.
@@ -24,6 +26,10 @@ pub enum Told {
     Console { device: String, line: ConsoleLine },
     /// One of its devices was removed.
     Removed { device: String },
+    /// A command to one of its devices was sent (from whichever hub) or changed status.
+    Command { info: CommandInfo },
+    /// Its alarm engine raised, acknowledged or cleared an alarm on one of its devices.
+    Alarm { alarm: Alarm },
     /// It (re)joined: every hub answers with its `State`.
     Hello,
     /// Every device it holds.
@@ -61,6 +67,8 @@ impl Subjects {
             Told::Readings { device, .. }
             | Told::Console { device, .. }
             | Told::Removed { device } => self.device(device),
+            Told::Command { info } => self.device(&info.device_id),
+            Told::Alarm { alarm } => self.device(&alarm.device_id),
             Told::Hello | Told::State { .. } | Told::Alive | Told::Gone => {
                 format!("{}.hub.{hub}", self.prefix)
             }
@@ -85,6 +93,12 @@ impl Subjects {
     /// Every hub's subject.
     pub fn hubs(&self) -> String {
         format!("{}.hub.*", self.prefix)
+    }
+
+    /// Where hub `hub` takes commands for its devices (a request: the answer is a
+    /// `Result<CommandInfo, String>`, its record of the command or why it could not send it).
+    pub fn commands(&self, hub: &str) -> String {
+        format!("{}.command.{hub}", self.prefix)
     }
 }
 

@@ -1,19 +1,38 @@
 //! Commands: numbered here, handed to the device's connection as [`Outbound::Command`], and
 //! tracked until the device acknowledges them, they time out ([`Registry::expire_overdue`]),
 //! or they fail because the device is offline. Console lines typed on the dashboard go out
-//! here too ([`Registry::send_line`]).
+//! here too ([`Registry::send_line`]). A command to a device another hub holds
+//! (`--cluster-nats`) goes to the cluster link instead ([`Registry::route_remote_commands`]),
+//! and its record here follows what that hub tells ([`Registry::remote_command`]).
 
 use super::{Attachment, Origin, Outbound, Registry, State};
 use crate::now_ms;
 use crate::protocol::{format_command, DeviceId};
 use app::model::{CommandInfo, CommandRequest, CommandStatus, CommandTarget, Direction, LiveEvent};
+use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Commands tracked at once (for acks and timeouts); a command to "all" creates one per device.
-const MAX_TRACKED_COMMANDS: usize = 20_000;
+pub(super) const MAX_TRACKED_COMMANDS: usize = 20_000;
 
 /// Commands one offline device may have waiting for it: as many as its connection's mailbox
 /// takes at once, so that all of them go out the moment it connects.
 pub const MAX_QUEUED_PER_DEVICE: usize = 64;
+
+/// A command to a device another hub holds is given up here this long after its own hub
+/// should have timed it out, if that hub told nothing (it died meanwhile).
+pub(super) const ROUTE_GRACE_MS: i64 = 5_000;
+
+/// A command to a device another hub holds, for the cluster link to hand to that hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteCommand {
+    /// The hub that holds the device.
+    pub hub: Arc<str>,
+    /// This registry's number of it.
+    pub seq: u64,
+    /// To that one device.
+    pub request: CommandRequest,
+}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommandError {
@@ -37,6 +56,9 @@ pub enum CommandError {
 pub(super) struct Tracked {
     pub(super) info: CommandInfo,
     pub(super) deadline_ms: i64,
+    /// `Remote` for a command to a device another hub holds (its hub tracks it; this record
+    /// follows what it tells): its changes go to this hub's pages only.
+    pub(super) origin: Origin,
 }
 
 /// How many commands wait for device `id` to connect.
@@ -48,6 +70,76 @@ fn queued_for(commands: &std::collections::VecDeque<Tracked>, id: &DeviceId) -> 
 }
 
 impl Registry {
+    /// From now on commands to devices other hubs hold go to the returned receiver (the
+    /// cluster link), instead of failing as offline.
+    pub fn route_remote_commands(&self) -> mpsc::UnboundedReceiver<RemoteCommand> {
+        let (route, commands) = mpsc::unbounded_channel();
+        self.lock().command_route = Some(route);
+        commands
+    }
+
+    /// What the holding hub answered for the command this registry numbered `seq`: its own
+    /// record of it (its number and status), or why it could not send it.
+    pub fn remote_command_sent(&self, seq: u64, hub: &str, answer: Result<CommandInfo, String>) {
+        let mut state = self.lock();
+        let status = match answer {
+            Ok(theirs) => {
+                if !theirs.status.is_final() {
+                    state.remote_commands.insert((hub.into(), theirs.seq), seq);
+                }
+                theirs.status
+            }
+            Err(why) => CommandStatus::Failed(why),
+        };
+        self.update_command(&mut state, seq, |info| {
+            let changed = !info.status.is_final() && info.status != status;
+            if changed {
+                info.status = status;
+            }
+            changed
+        });
+    }
+
+    /// Hub `hub` tells of a command to one of its devices, sent from whichever hub: one sent
+    /// from here follows it; one sent elsewhere is listed here too, numbered here.
+    pub fn remote_command(&self, hub: &str, theirs: CommandInfo) {
+        let mut state = self.lock();
+        let key: (Arc<str>, u64) = (hub.into(), theirs.seq);
+        let ours = match state.remote_commands.get(&key) {
+            Some(&ours) => ours,
+            None => {
+                state.next_command += 1;
+                let ours = state.next_command;
+                state.remote_commands.insert(key.clone(), ours);
+                let info = CommandInfo {
+                    seq: ours,
+                    ..theirs.clone()
+                };
+                if state.commands.len() >= MAX_TRACKED_COMMANDS {
+                    state.commands.pop_front();
+                }
+                state.commands.push_back(Tracked {
+                    info: info.clone(),
+                    // Its hub decides when it is final.
+                    deadline_ms: i64::MAX,
+                    origin: Origin::Remote,
+                });
+                self.publish_everywhere_but_local(LiveEvent::Command(info));
+                ours
+            }
+        };
+        if theirs.status.is_final() {
+            state.remote_commands.remove(&key);
+        }
+        self.update_command(&mut state, ours, |info| {
+            let changed = info.status != theirs.status;
+            if changed {
+                info.status = theirs.status;
+            }
+            changed
+        });
+    }
+
     /// Sends a command to one device or to every online device; returns one record per device.
     /// A command to a known but offline device is recorded as failed, or queued for its next
     /// connection if the request says how long it may wait.
@@ -72,10 +164,13 @@ impl Registry {
             }
             CommandTarget::All => {
                 request.validate(None).map_err(CommandError::Invalid)?;
+                // Those other hubs hold too (each gets its command through its hub).
                 let mut online: Vec<DeviceId> = state
                     .devices
                     .iter()
-                    .filter(|(_, e)| e.connection.is_some())
+                    .filter(|(_, e)| {
+                        e.connection.is_some() || (e.remote.is_some() && e.summary.online)
+                    })
                     .map(|(id, _)| id.clone())
                     .collect();
                 if online.is_empty() {
@@ -86,6 +181,7 @@ impl Registry {
             }
         };
 
+        let route = state.command_route.clone();
         let mut sent = Vec::with_capacity(targets.len());
         for id in targets {
             state.next_command += 1;
@@ -95,8 +191,37 @@ impl Registry {
                 continue;
             };
             let mut deadline_ms = now + timeout_ms;
-            let status = match &entry.connection {
-                None => match request.queue_ms {
+            let routed = match (&entry.connection, &entry.remote, &route) {
+                (None, Some(holder), Some(route)) => Some((holder.hub.clone(), route)),
+                _ => None,
+            };
+            let origin = if routed.is_some() {
+                Origin::Remote
+            } else {
+                Origin::Local
+            };
+            let status = match (&entry.connection, routed) {
+                // Another hub holds the device: the command goes there (the cluster link asks
+                // that hub to send it), and what that hub tells of it updates it here.
+                (None, Some((hub, route))) => {
+                    let single = CommandRequest {
+                        target: CommandTarget::Device(id.to_string()),
+                        ..request.clone()
+                    };
+                    // Its own hub times it out; here only if that hub goes quiet.
+                    deadline_ms = now + 2 * timeout_ms + ROUTE_GRACE_MS;
+                    match route.send(RemoteCommand {
+                        hub,
+                        seq,
+                        request: single,
+                    }) {
+                        Ok(()) => CommandStatus::Pending,
+                        Err(_) => {
+                            CommandStatus::Failed(CommandError::Offline(id.to_string()).to_string())
+                        }
+                    }
+                }
+                (None, None) => match request.queue_ms {
                     Some(_) if waiting >= MAX_QUEUED_PER_DEVICE => {
                         return Err(CommandError::QueueFull(id.to_string()));
                     }
@@ -109,7 +234,7 @@ impl Registry {
                         CommandStatus::Failed(CommandError::Offline(id.to_string()).to_string())
                     }
                 },
-                Some(connection) => {
+                (Some(connection), _) => {
                     let line = format_command(
                         entry.dialect,
                         seq,
@@ -154,15 +279,16 @@ impl Registry {
                     if oldest.info.status == CommandStatus::Queued {
                         oldest.info.status = CommandStatus::Expired;
                         oldest.info.updated_ms = now;
-                        self.publish(LiveEvent::Command(oldest.info));
+                        self.publish_from(oldest.origin, LiveEvent::Command(oldest.info));
                     }
                 }
             }
             state.commands.push_back(Tracked {
                 info: info.clone(),
                 deadline_ms,
+                origin,
             });
-            self.publish(LiveEvent::Command(info.clone()));
+            self.publish_from(origin, LiveEvent::Command(info.clone()));
             sent.push(info);
         }
         Ok(sent)
@@ -188,7 +314,7 @@ impl Registry {
         Ok(())
     }
 
-    fn update_command(
+    pub(super) fn update_command(
         &self,
         state: &mut State,
         seq: u64,
@@ -197,12 +323,12 @@ impl Registry {
         let Ok(index) = state.commands.binary_search_by_key(&seq, |c| c.info.seq) else {
             return false;
         };
-        let info = &mut state.commands[index].info;
-        if !update(info) {
+        let tracked = &mut state.commands[index];
+        if !update(&mut tracked.info) {
             return false;
         }
-        info.updated_ms = now_ms();
-        self.publish(LiveEvent::Command(info.clone()));
+        tracked.info.updated_ms = now_ms();
+        self.publish_from(tracked.origin, LiveEvent::Command(tracked.info.clone()));
         true
     }
 

@@ -24,8 +24,8 @@ use app::model::{
     ConsoleLine, DashboardSnapshot, DeviceSummary, Direction, FieldValue, Fleet, LiveEvent, Name,
     Reading, Registration, CONSOLE_LINES,
 };
-pub use commands::CommandError;
 use commands::Tracked;
+pub use commands::{CommandError, RemoteCommand};
 pub use mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use parking_lot::{Mutex, MutexGuard};
 pub use remote::DeviceState;
@@ -105,6 +105,11 @@ struct State {
     /// The alarms up, by id: the alarm engine tells ([`Registry::alarm_changed`]), snapshots
     /// carry them.
     alarms: std::collections::BTreeMap<i64, app::model::Alarm>,
+    /// Commands to devices other hubs hold: this registry's number of each, by the holding
+    /// hub and its number (see `remote.rs`).
+    remote_commands: HashMap<(Arc<str>, u64), u64>,
+    /// Where commands to devices other hubs hold go (the cluster link), if anywhere.
+    command_route: Option<tokio::sync::mpsc::UnboundedSender<RemoteCommand>>,
 }
 
 struct Entry {
@@ -231,6 +236,13 @@ impl Registry {
             let _ = self.shared.local.send(event.clone());
         }
         self.publish_everywhere_but_local(event);
+    }
+
+    fn publish_from(&self, origin: Origin, event: LiveEvent) {
+        match origin {
+            Origin::Local => self.publish(event),
+            Origin::Remote => self.publish_everywhere_but_local(event),
+        }
     }
 
     /// Whether anyone listens to events (live streams, the alarm engine, the cluster): when
@@ -444,10 +456,7 @@ impl Registry {
                 device_id: device.to_string(),
                 line: line.clone(),
             };
-            match origin {
-                Origin::Local => self.publish(event),
-                Origin::Remote => self.publish_everywhere_but_local(event),
-            }
+            self.publish_from(origin, event);
         }
         entry.console.push_back(line);
     }

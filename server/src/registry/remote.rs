@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// Which hub holds a device, and the number (that hub's) of its last reading applied here.
 pub(super) struct Holder {
-    hub: Arc<str>,
+    pub(super) hub: Arc<str>,
     last_seq: u64,
 }
 

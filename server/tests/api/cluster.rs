@@ -5,7 +5,7 @@
 //! the others, and a device that moves to another hub is online there.
 
 use crate::helpers::{eventually, HubProcess, TestApp};
-use app::model::{DeviceSummary, LiveEvent};
+use app::model::{CommandStatus, CommandTarget, DeviceSummary, LiveEvent};
 use std::time::Duration;
 
 const NATS_URL_VAR: &str = "IOTHUB_TEST_NATS_URL";
@@ -357,4 +357,82 @@ async fn hubs_on_one_store_watch_only_their_own_devices_for_alarms() {
     a.stop().await;
     b.stop().await;
     pg.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_command_sent_on_one_hub_reaches_a_device_on_another_and_its_outcome_comes_back() {
+    let Some(nats) = nats() else { return };
+    let prefix = prefix();
+    let a = hub(&nats, &prefix, "hub-a").await;
+    let b = hub(&nats, &prefix, "hub-b").await;
+    let mut device = a.device("").await;
+    device.send("7,1,1.5").await;
+    shown(&b, "7", |s| s.online).await;
+
+    // From B to the device on A: A sends it (numbered by A), the device acks it to A, and B
+    // shows it acked under its own number.
+    let sent = b
+        .command(CommandTarget::Device("7".into()), "LED", 1.0, None)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    let line = device.recv_text().await;
+    let a_seq: u64 = line
+        .strip_prefix("LED=1,seq=")
+        .unwrap_or_else(|| panic!("the device got {line:?}"))
+        .parse()
+        .unwrap();
+    b.command_status(sent[0].seq, CommandStatus::Delivered)
+        .await;
+    device.send(&format!("ack={a_seq}")).await;
+    b.command_status(sent[0].seq, CommandStatus::Acked).await;
+    a.command_status(a_seq, CommandStatus::Acked).await;
+    for (hub, app) in [("A", &a), ("B", &b)] {
+        let listed = app.dashboard().await.commands;
+        let led = listed.iter().filter(|c| c.variable == "LED").count();
+        assert_eq!(led, 1, "hub {hub} lists the command once: {listed:?}");
+    }
+
+    // A command sent on A shows on B too; and "all devices" on B reaches A's device.
+    let on_a = a
+        .command(CommandTarget::Device("7".into()), "FAN", 0.0, None)
+        .await
+        .unwrap();
+    assert_eq!(on_a.len(), 1);
+    eventually("B lists A's command", || async {
+        b.dashboard()
+            .await
+            .commands
+            .into_iter()
+            .find(|c| c.variable == "FAN" && c.device_id == "7")
+    })
+    .await;
+    assert!(device.recv_text().await.starts_with("FAN=0,seq="));
+    let to_all = b
+        .command(CommandTarget::All, "BUZZ", 1.0, None)
+        .await
+        .unwrap();
+    assert_eq!(to_all.len(), 1);
+    assert!(device.recv_text().await.starts_with("BUZZ=1,seq="));
+
+    // Its hub gone, the device is offline, and a command to it says so.
+    a.stop().await;
+    shown(&b, "7", |s| !s.online).await;
+    let failed = b
+        .command(CommandTarget::Device("7".into()), "LED", 0.0, None)
+        .await
+        .unwrap();
+    let failed = eventually("the command fails", || async {
+        b.dashboard()
+            .await
+            .commands
+            .into_iter()
+            .find(|c| c.seq == failed[0].seq && c.status.is_final())
+    })
+    .await;
+    match failed.status {
+        CommandStatus::Failed(why) => assert!(why.contains("offline"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    b.stop().await;
 }
