@@ -230,13 +230,18 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// `GET /healthz`, for monitors and service managers: 200 `ok` while the store takes writes,
-/// else 503. Public, so it says nothing else (no versions, no counts).
-async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.store.healthy().await {
+/// else 503; with `--cluster-nats`, a second line says whether the link to the other hubs is
+/// up (it does not change the status: a hub cut off from the others still serves its own
+/// devices, and a proxy should keep sending them there). Public, so it says nothing else (no
+/// versions, no counts).
+async fn health(State(state): State<AppState>) -> (StatusCode, String) {
+    let (status, first) = if state.store.healthy().await {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ok\n")
-    }
+    };
+    let cluster = state.cluster.as_ref().map(|c| c.line()).unwrap_or_default();
+    (status, format!("{first}{cluster}"))
 }
 
 /// The metrics page, in Prometheus' text format; the gauges are read now.

@@ -223,6 +223,7 @@ impl Application {
                 "alarm rules from the config file"
             );
         }
+        let cluster = crate::cluster::link(&config.cluster).await?;
         let state = AppState {
             leptos_options,
             bundle,
@@ -234,9 +235,9 @@ impl Application {
             devices,
             shutdown,
             tasks,
+            cluster: cluster.as_ref().map(crate::cluster::Link::status),
         };
         restore_devices(&state.store, &state.registry).await?;
-        let cluster = crate::cluster::link(&state.config.cluster).await?;
         Ok(Application {
             listener,
             tcp_listener,

@@ -32,6 +32,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Device connections, which outlive their HTTP request; shutdown waits for them.
     pub tasks: TaskTracker,
+    /// `--cluster-nats`: whether the link to the other hubs is up (for `/healthz`).
+    pub cluster: Option<crate::cluster::LinkStatus>,
 }
 
 impl FromRef<AppState> for Auth {

@@ -29,6 +29,39 @@ impl Link {
     pub fn hub(&self) -> &str {
         &self.hub
     }
+
+    /// A handle that says whether the link is up, for as long as the hub runs.
+    pub fn status(&self) -> LinkStatus {
+        LinkStatus {
+            client: self.client.clone(),
+            hub: self.hub.clone().into(),
+        }
+    }
+}
+
+/// Whether a hub is linked to the others (its NATS connection is up), as `/healthz` says.
+#[derive(Clone)]
+pub struct LinkStatus {
+    client: async_nats::Client,
+    hub: std::sync::Arc<str>,
+}
+
+impl LinkStatus {
+    pub fn linked(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// One line for `/healthz`. Either way the hub serves its own devices.
+    pub fn line(&self) -> String {
+        if self.linked() {
+            format!("cluster: linked as hub {}\n", self.hub)
+        } else {
+            format!(
+                "cluster: cut off from NATS as hub {}: its own devices only, the others as last told\n",
+                self.hub
+            )
+        }
+    }
 }
 
 /// Connects to the NATS server of `args` as hub `hub`. A server that is not up yet is retried

@@ -13,12 +13,12 @@
 //! Without `--cluster-nats` none of this runs.
 //!
 //! Not yet here (issue #21): presence in a JetStream key-value bucket (a hub's silence says
-//! it is gone instead), and the link's state on /healthz and in the dashboard.
+//! it is gone instead), and the link's state in the dashboard (`/healthz` has it).
 
 mod link;
 mod wire;
 
-pub use link::{connect, run, Link};
+pub use link::{connect, run, Link, LinkStatus};
 pub use wire::{Envelope, Subjects, Told};
 
 use clap::Args;

@@ -8,7 +8,7 @@
 //! order (a reading numbered at or below the last one applied was seen already: told again
 //! when a hub rejoins), and numbered anew here like this hub's own.
 
-use super::{DeviceId, Entry, Origin, Registry, State};
+use super::{DeviceId, Entry, Origin, Outbound, Registry, State};
 use app::model::{ConsoleLine, DeviceSummary, LiveEvent, Reading};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -60,6 +60,19 @@ impl Registry {
             return;
         };
         let mut state = self.lock();
+        if let Some(entry) = state.devices.get_mut(&id) {
+            let here_since = entry.summary.connected_since_ms;
+            let moved = summary.online && summary.connected_since_ms > here_since;
+            if let Some(connection) = entry.connection.as_ref().filter(|_| moved) {
+                // It connected to that hub after it connected here: it moved (this hub's
+                // connection is a dead one not yet noticed, or the device has two). The newest
+                // connection wins, as within a hub: this one lets go.
+                let _ = connection
+                    .outbound
+                    .try_send(Outbound::Close(format!("connected to hub {hub}")));
+                entry.connection = None;
+            }
+        }
         let Some(entry) = self.remote_entry(&mut state, &id, hub) else {
             return;
         };

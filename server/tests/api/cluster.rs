@@ -277,10 +277,26 @@ async fn with_nats_down_each_hub_keeps_ingesting_and_the_live_views_recover() {
     // B cannot tell whether A is still there: after A's silence it shows A's device offline
     // rather than a stale "online".
     shown(&b, "5", |s| !s.online).await;
+    // Each says so on /healthz, still 200: it serves its own devices.
+    let health = |app: &TestApp| {
+        let url = app.url("/healthz");
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, text) = health(&a).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.starts_with("ok\ncluster: cut off from NATS as hub hub-a"),
+        "{text}"
+    );
 
     // NATS back: B shows the device online again, with what it missed, once each.
     nats.restart().await;
     shown(&b, "5", |s| s.online && s.readings == 10).await;
+    let (_, text) = health(&b).await;
+    assert_eq!(text, "ok\ncluster: linked as hub hub-b\n");
     assert_eq!(recent(&b, "5").await, halves(10));
     // And the live stream goes on.
     let mut on_b = b.live_for(Some("5")).await;
@@ -434,5 +450,31 @@ async fn a_command_sent_on_one_hub_reaches_a_device_on_another_and_its_outcome_c
         CommandStatus::Failed(why) => assert!(why.contains("offline"), "{why}"),
         other => panic!("{other:?}"),
     }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_that_connects_to_another_hub_moves_there_and_the_first_lets_go() {
+    let Some(nats) = nats() else { return };
+    let prefix = prefix();
+    let a = hub(&nats, &prefix, "hub-a").await;
+    let b = hub(&nats, &prefix, "hub-b").await;
+    let mut first = a.device("").await;
+    first.send("7,1,1.5").await;
+    shown(&b, "7", |s| s.online).await;
+    // The device comes back on B while A still has its old connection open (a dead network
+    // path A has not noticed yet): B holds it now, A closes its connection and shows it on B.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut second = b.device("").await;
+    second.send("7,2,2.5").await;
+    assert_eq!(first.closed().await, "connected to hub hub-b");
+    let on_a = shown(&a, "7", |s| s.online && s.transport.ends_with(" via hub-b")).await;
+    assert_eq!(on_a.latest[1].value, 2.5);
+    let on_b = shown(&b, "7", |s| s.online).await;
+    assert!(!on_b.transport.contains(" via "), "{}", on_b.transport);
+    // A's late goodbye for its old connection changes nothing on B.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.device_summary("7").await.unwrap().online);
+    a.stop().await;
     b.stop().await;
 }
