@@ -15,7 +15,10 @@
 #   4. criterion (`cargo bench`): line parsing per dialect, drawing a 1,000-point chart;
 #   5. scripts/bench-dashboard.sh: the overview in headless chromium with 200 devices at 10 Hz
 #      and 10,000 at 1 Hz (frames/s, long tasks), a 1,000-point chart redrawn live in wasm;
-#   6. the release .wasm size.
+#   6. the release .wasm size;
+#   7. scripts/bench-cluster.sh: several hubs as one (--cluster-nats, Debian's nats-server):
+#      readings/s of one hub vs two linked hubs on this machine, and device → live stream
+#      latency with the devices on the stream's hub vs on the other.
 #
 # Takes about half an hour on 2 cores. Knobs: BENCH_LIVE_RUNS=3 BENCH_LIVE_DEVICES="1000 10000"
 # BENCH_LIVE_DURATION=20, BENCH_WARM_UP_S=1 BENCH_MEASURE_S=3 (criterion),
@@ -121,6 +124,12 @@ if [ "${BENCH_SKIP_DASHBOARD:-0}" != 1 ]; then
     BENCH_SITE_BUILT=1 bash scripts/bench-dashboard.sh | tee "$out/dashboard.txt"
 fi
 
+# BENCH_SKIP_CLUSTER=1 leaves it out; its knobs are scripts/bench-cluster.sh's.
+if [ "${BENCH_SKIP_CLUSTER:-0}" != 1 ]; then
+    step "7. several hubs as one"
+    bash scripts/bench-cluster.sh | tee "$out/cluster.txt"
+fi
+
 step "figures"
 echo "date: $(date -u '+%Y-%m-%d') · $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) · $(rustc --version | cut -d' ' -f1-2) · source $(git rev-parse --short HEAD 2> /dev/null || echo '?')"
 python3 - "$out" << 'EOF'
@@ -222,6 +231,21 @@ for page, raw, gz, br in bundles:
     rows.append((f"release .wasm after wasm-opt -Oz, the {page} page's bundle",
                  f"{raw} KiB raw, {gz} KiB gzip, {br} KiB brotli (what browsers get)",
                  "scripts/build-site.sh"))
+cluster = text("cluster.txt")
+thr = re.search(r"^MEDIAN cluster throughput \((\d+) runs, (\d+) devices, (\S+) s\): one=(\d+) two=(\d+) "
+                r"one_per_cpu_s=(\d+) two_per_cpu_s=(\d+)", cluster, re.M)
+if thr:
+    rows.append((f"readings/s, {thr[2]} WebSocket devices flooding: one hub vs two hubs linked through NATS (each half the devices)",
+                 f"one {int(thr[4]):,} ({int(thr[6]):,} per CPU-second) · two {int(thr[5]):,} ({int(thr[7]):,} per CPU-second, "
+                 f"each hub also showing the other's) (medians of {thr[1]} runs)",
+                 "scripts/bench-cluster.sh: iothub-load, one machine, each hub its own SQLite store"))
+lat = re.search(r"^MEDIAN cluster latency \((\d+) runs, (\d+) devices at (\S+) Hz\): same_p50=(\S+) same_p99=(\S+) "
+                r"other_p50=(\S+) other_p99=(\S+)", cluster, re.M)
+if lat:
+    rows.append((f"device → live stream latency across hubs, {lat[2]} devices at {lat[3]} Hz",
+                 f"devices on the stream's hub: p50 {lat[4]} ms · p99 {lat[5]} ms; on the other hub: p50 {lat[6]} ms · "
+                 f"p99 {lat[7]} ms (medians of {lat[1]} runs)",
+                 "scripts/bench-cluster.sh: iothub-bench-live --device-base"))
 print("| figure | value | how |")
 print("|---|---|---|")
 for r in rows:

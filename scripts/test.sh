@@ -75,6 +75,8 @@ BENCH_PROFILE=dev BENCH_RUNS=1 BENCH_DURATION=2 BENCH_CONNECTIONS=20 BENCH_IDLE_
   BENCH_LIVE_DURATION=3 BENCH_WARM_UP_S=0.1 BENCH_MEASURE_S=0.2 \
   BENCH_STORE_ARGS="--rows 20000 --devices 5 --repeat 2 --export-repeat 1 --year-devices 3" \
   BENCH_FLEETS="20x2" BENCH_SECONDS=1 BENCH_DASHBOARD_RUNS=1 \
+  BENCH_CLUSTER_RUNS=1 BENCH_CLUSTER_CONNECTIONS=10 BENCH_CLUSTER_DURATION=2 \
+  BENCH_CLUSTER_LIVE_DEVICES=10 BENCH_CLUSTER_LIVE_RATE=5 BENCH_CLUSTER_LIVE_DURATION=3 \
   bash scripts/bench.sh > "${CARGO_TARGET_DIR:-target}/bench-quick.txt" 2>&1 || {
   tail -n 60 "${CARGO_TARGET_DIR:-target}/bench-quick.txt" >&2
   echo "the quick benchmark failed (whole output: ${CARGO_TARGET_DIR:-target}/bench-quick.txt)" >&2

@@ -7,7 +7,9 @@
 //! overview opens it (its first page of cards, so the readings of the first 48 devices by
 //! name), and for every reading takes arrival − sent (one machine, one clock). Meanwhile it
 //! times `--pages` GETs of the overview page to the first byte of the body, and measures the
-//! whole page's size. Readings in the first `--warmup` seconds are not counted.
+//! whole page's size. Readings in the first `--warmup` seconds are not counted. With
+//! `--device-base` the devices connect to another hub of the same system (`--cluster-nats`):
+//! the latency is then from a device on one hub to a browser on the other.
 //!
 //! Output (stdout), `key=value` lines:
 //!
@@ -37,6 +39,10 @@ struct Args {
     /// The hub's base URL.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     base: url::Url,
+    /// Where the devices connect, if not to `--base`: another hub of the same system
+    /// (`--cluster-nats`), to time a reading's way from one hub to a browser on the other.
+    #[arg(long)]
+    device_base: Option<url::Url>,
     /// Device connections.
     #[arg(long, default_value_t = 1000)]
     devices: u32,
@@ -90,14 +96,15 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .default_headers(headers)
         .build()?;
-    let mut ws_base = args.base.clone();
+    let device_base = args.device_base.clone().unwrap_or_else(|| args.base.clone());
+    let mut ws_base = device_base.clone();
     ws_base
-        .set_scheme(if args.base.scheme() == "https" {
+        .set_scheme(if device_base.scheme() == "https" {
             "wss"
         } else {
             "ws"
         })
-        .map_err(|()| anyhow::anyhow!("cannot make a WebSocket URL of {}", args.base))?;
+        .map_err(|()| anyhow::anyhow!("cannot make a WebSocket URL of {device_base}"))?;
 
     // Subscribe first, so that no counted reading can be missed.
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
