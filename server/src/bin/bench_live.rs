@@ -96,7 +96,10 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .default_headers(headers)
         .build()?;
-    let device_base = args.device_base.clone().unwrap_or_else(|| args.base.clone());
+    let device_base = args
+        .device_base
+        .clone()
+        .unwrap_or_else(|| args.base.clone());
     let mut ws_base = device_base.clone();
     ws_base
         .set_scheme(if device_base.scheme() == "https" {
