@@ -1,6 +1,7 @@
 // Several hubs as one (--cluster-nats), in a real browser: a device connected to hub A is live
 // on hub B's device page (its chart gains points as A receives them; the page says which hub
-// holds it), and goes offline there when it leaves A. Needs the NATS server that
+// holds it), a command sent from B's page reaches it and shows acked there, and it goes offline
+// on B when it leaves A. Needs the NATS server that
 // scripts/test.sh starts (IOTHUB_TEST_NATS_URL); without it the test is skipped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,6 +40,15 @@ test('a device on hub A is live in a browser on hub B', { skip: !nats && 'IOTHUB
     const before = Number(await page.locator('figure[data-field="temp"]').getAttribute('data-points'));
     for (let i = 2; i <= 6; i++) await device.send(`${id},${i},${20 + i}`);
     await page.waitForSelector(`figure[data-field="temp"][data-points="${before + 5}"]`, { timeout: 5_000 });
+
+    // A command from B's page reaches the device on A (numbered by A, which sends it); the
+    // device's ack, taken by A, shows on B's page.
+    await page.fill('input[name="variable"]', 'LED');
+    await page.fill('input[name="value"]', '1');
+    await page.click('form.command-form button[type="submit"]');
+    const line = await until('the command at the device', () => device.received.find((m) => m.startsWith('LED=1,seq=')));
+    await device.send(`ack=${line.split('seq=')[1]}`);
+    await page.waitForSelector(`li[data-device-id="${id}"][data-status="acked"]`, { timeout: 5_000 });
 
     // The device leaves A: B's page shows it offline.
     device.close();
