@@ -2,7 +2,7 @@
 //! local events, readings batched per device) and what it hears (applied to its registry).
 
 use super::{ClusterArgs, ClusterError, Envelope, Subjects, Told, ALIVE_EVERY, LOST_AFTER};
-use crate::registry::{Registry, RemoteCommand, Selection};
+use crate::registry::{DeviceState, Registry, RemoteCommand, Selection};
 use app::model::{CommandInfo, CommandRequest, CommandTarget, LiveEvent, Scope};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -243,18 +243,52 @@ impl Teller<'_> {
                 return;
             }
         };
-        // Fails only once the client is closed (the hub is stopping): nothing to do then.
+        // Fails once the client is closed (the hub is stopping), or for a message over the
+        // server's limit (which `state_chunks` keeps the biggest ones under).
         if let Err(err) = self.client.publish(subject, payload.into()).await {
-            tracing::debug!(%err, "a cluster message was not published");
+            tracing::warn!(%err, "a cluster message was not published");
         }
     }
 
+    /// Tells all this hub holds: its devices in messages of at most [`STATE_BYTES`] (NATS
+    /// refuses a message over its `max_payload`, 1 MiB by default), then the list of them.
     async fn tell_state(&self, registry: &Registry) {
-        self.tell(Told::State {
-            devices: registry.local_devices(),
-        })
-        .await;
+        let devices = registry.local_devices();
+        let ids = devices.iter().map(|d| d.summary.id.clone()).collect();
+        for chunk in state_chunks(devices, STATE_BYTES) {
+            self.tell(Told::State { devices: chunk }).await;
+        }
+        self.tell(Told::Holding { devices: ids }).await;
     }
+}
+
+/// The most a `State` message carries (serialised devices), well under NATS's default
+/// `max_payload` of 1 MiB.
+const STATE_BYTES: usize = 256 * 1024;
+
+/// `devices` in groups of at most `limit` bytes as JSON; a device bigger than that alone (its
+/// recent readings with many fields) keeps only its newest readings that fit.
+fn state_chunks(devices: Vec<DeviceState>, limit: usize) -> Vec<Vec<DeviceState>> {
+    let size = |d: &DeviceState| serde_json::to_vec(d).map_or(usize::MAX, |v| v.len());
+    let mut chunks: Vec<Vec<DeviceState>> = Vec::new();
+    let mut bytes = 0;
+    for mut device in devices {
+        let mut own = size(&device);
+        while own > limit && !device.recent.is_empty() {
+            let half = device.recent.len() / 2;
+            device.recent.drain(..half.max(1));
+            own = size(&device);
+        }
+        match chunks.last_mut() {
+            Some(chunk) if bytes + own <= limit => chunk.push(device),
+            _ => {
+                chunks.push(vec![device]);
+                bytes = 0;
+            }
+        }
+        bytes += own;
+    }
+    chunks
 }
 
 /// How long a hub waits for another to answer a command for one of its devices.
@@ -324,7 +358,12 @@ async fn hear(
         return;
     }
     let new = heard.insert(hub.clone(), Instant::now()).is_none();
-    if new && !matches!(told, Told::Hello | Told::State { .. } | Told::Gone) {
+    if new
+        && !matches!(
+            told,
+            Told::Hello | Told::State { .. } | Told::Holding { .. } | Told::Gone
+        )
+    {
         // A hub this one had not heard of (or had given up): ask it for all it holds.
         teller.tell(Told::Hello).await;
     }
@@ -337,6 +376,7 @@ async fn hear(
         Told::Alarm { alarm } => registry.remote_alarm(alarm),
         Told::Hello => teller.tell_state(registry).await,
         Told::State { devices } => registry.remote_state(&hub, devices),
+        Told::Holding { devices } => registry.remote_holding(&hub, &devices),
         Told::Alive => {}
         Told::Gone => {
             heard.remove(&hub);
@@ -405,6 +445,37 @@ mod tests {
                 value: seq as f64,
             }],
         })
+    }
+
+    #[test]
+    fn the_state_goes_in_messages_of_bounded_size() {
+        let device = |id: &str, readings: u64| DeviceState {
+            summary: serde_json::from_value(serde_json::json!({
+                "id": id, "online": true, "transport": "t", "connected_since_ms": 1,
+                "last_seen_ms": 1, "readings": 0, "errors": 0, "bytes_in": 0, "latest": [],
+                "registration": null, "display_name": null
+            }))
+            .unwrap(),
+            recent: (1..=readings)
+                .map(|seq| match reading(id, seq) {
+                    LiveEvent::Reading(r) => r,
+                    _ => unreachable!(),
+                })
+                .collect(),
+        };
+        let devices: Vec<DeviceState> = (0..50).map(|i| device(&format!("d{i}"), 100)).collect();
+        let limit = 20_000;
+        let chunks = state_chunks(devices.clone(), limit);
+        assert!(chunks.len() > 1);
+        for chunk in &chunks {
+            assert!(serde_json::to_vec(chunk).unwrap().len() <= limit + 2 * chunk.len());
+        }
+        assert_eq!(chunks.concat(), devices, "every device, whole, in order");
+        // One device too big alone keeps its newest readings.
+        let big = state_chunks(vec![device("big", 2_000)], limit);
+        let kept = &big[0][0].recent;
+        assert!(!kept.is_empty() && kept.len() < 2_000);
+        assert_eq!(kept.last().unwrap().seq, 2_000);
     }
 
     #[test]

@@ -32,8 +32,12 @@ pub enum Told {
     Alarm { alarm: Alarm },
     /// It (re)joined: every hub answers with its `State`.
     Hello,
-    /// Every device it holds.
+    /// Devices it holds, with their recent readings (all it holds come in one or more of
+    /// these, then `Holding`).
     State { devices: Vec<DeviceState> },
+    /// The ids of every device it holds, after its `State`: one it held before and does not
+    /// list went offline meanwhile.
+    Holding { devices: Vec<String> },
     /// It is still there (every [`super::ALIVE_EVERY`]).
     Alive,
     /// It is stopping: its devices are offline now.
@@ -69,7 +73,7 @@ impl Subjects {
             | Told::Removed { device } => self.device(device),
             Told::Command { info } => self.device(&info.device_id),
             Told::Alarm { alarm } => self.device(&alarm.device_id),
-            Told::Hello | Told::State { .. } | Told::Alive | Told::Gone => {
+            Told::Hello | Told::State { .. } | Told::Holding { .. } | Told::Alive | Told::Gone => {
                 format!("{}.hub.{hub}", self.prefix)
             }
         }

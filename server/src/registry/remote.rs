@@ -161,10 +161,9 @@ impl Registry {
         }
     }
 
-    /// Hub `hub` tells of every device it holds (when it joins, or when this hub joins): its
-    /// devices this registry still has online and it no longer lists went offline meanwhile.
+    /// Hub `hub` tells of devices it holds, with their recent readings (when it joins, or when
+    /// this hub joins).
     pub fn remote_state(&self, hub: &str, devices: Vec<DeviceState>) {
-        let listed: HashSet<String> = devices.iter().map(|d| d.summary.id.clone()).collect();
         for device in devices {
             // Readings first: the summary counts them already, and replaces what applying
             // them counted.
@@ -172,6 +171,12 @@ impl Registry {
             self.remote_readings(hub, &id, device.recent);
             self.remote_summary(hub, device.summary);
         }
+    }
+
+    /// Hub `hub` lists every device it holds: those this registry still has online there and
+    /// it no longer lists went offline meanwhile.
+    pub fn remote_holding(&self, hub: &str, devices: &[String]) {
+        let listed: HashSet<&str> = devices.iter().map(String::as_str).collect();
         self.went_offline(hub, |id| !listed.contains(id));
     }
 

@@ -130,6 +130,8 @@ fn a_hub_gone_or_no_longer_listing_a_device_takes_it_offline() {
             recent: Vec::new(),
         }],
     );
+    assert!(online("8"), "not until the list of all it holds");
+    registry.remote_holding("a", &["7".to_string()]);
     assert!(online("7") && !online("8") && online("9"));
     registry.hub_lost("a");
     assert!(!online("7") && online("9"));

@@ -478,3 +478,51 @@ async fn a_device_that_connects_to_another_hub_moves_there_and_the_first_lets_go
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_hub_that_joins_is_told_of_more_than_fits_one_nats_message() {
+    let Some(nats) = nats() else { return };
+    let prefix = prefix();
+    let spawn = |id: &'static str| {
+        let (nats, prefix) = (nats.clone(), prefix.clone());
+        TestApp::spawn_with(move |args| {
+            args.cluster.cluster_nats = Some(nats);
+            args.cluster.cluster_prefix = prefix;
+            args.cluster.cluster_hub_id = Some(id.to_string());
+            args.devices.max_readings_per_sec = 1_000_000.0;
+        })
+    };
+    let a = spawn("hub-a").await;
+    // 30 devices × 400 readings: well over NATS's 1 MiB message limit as JSON.
+    let mut devices = Vec::new();
+    for d in 0..30 {
+        let mut device = a.device("").await;
+        for frame in 0..40 {
+            let lines: Vec<String> = (0..10)
+                .map(|i| format!("big-{d},{},{}.5", frame * 10 + i, frame * 10 + i))
+                .collect();
+            device.send(&lines.join("\n")).await;
+        }
+        devices.push(device);
+    }
+    eventually("A has every reading", || async {
+        let snapshot = a.dashboard().await;
+        let total: u64 = snapshot.devices.iter().map(|d| d.summary.readings).sum();
+        (total == 12_000).then_some(())
+    })
+    .await;
+    let c = spawn("hub-c").await;
+    eventually("C is told of all of them", || async {
+        let snapshot = c.dashboard().await;
+        let told = snapshot
+            .devices
+            .iter()
+            .filter(|d| d.summary.online && d.summary.readings == 400)
+            .count();
+        (told == 30).then_some(())
+    })
+    .await;
+    assert_eq!(recent(&c, "big-29").await.len(), 400);
+    a.stop().await;
+    c.stop().await;
+}
