@@ -80,6 +80,18 @@ pub fn TopBar() -> impl IntoView {
             </div>
         </header>
         {move || {
+            live.state
+                .with(|s| s.fleet.cut_off)
+                .then(|| {
+                    view! {
+                        <p class="banner warning" role="alert" data-testid="cut-off">
+                            "This hub is cut off from the other hubs (NATS): their devices are "
+                            "shown as they were last told."
+                        </p>
+                    }
+                })
+        }}
+        {move || {
             live.viewer
                 .with(|v| v.as_ref().is_some_and(|v| v.tokenless_devices))
                 .then(|| {

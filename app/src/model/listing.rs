@@ -216,6 +216,10 @@ fn compare(order: DeviceOrder, a: &Listed<'_>, b: &Listed<'_>) -> Ordering {
 pub struct Fleet {
     pub known: u32,
     pub online: u32,
+    /// The hub is one of several (`--cluster-nats`) and cut off from the others: their devices
+    /// are shown as they were last told.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut_off: bool,
 }
 
 #[cfg(test)]

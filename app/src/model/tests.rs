@@ -33,6 +33,7 @@ fn the_counts_follow_the_fleet_events() {
     let fleet = Fleet {
         known: 10_000,
         online: 9_000,
+        cut_off: false,
     };
     state.apply(LiveEvent::Fleet(fleet));
     assert_eq!(state.fleet, fleet);

@@ -138,6 +138,7 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
     // The page scope with no devices: the snapshot is not needed, the receiver is.
     let (_, mut local) = registry.subscribe_local(Selection::Page(&Scope::Fleet));
     let mut routed = registry.route_remote_commands();
+    registry.linked(client.connection_state() == async_nats::connection::State::Connected);
     teller.tell(Told::Hello).await;
     teller.tell_state(&registry).await;
     let mut heard: HashMap<String, Instant> = HashMap::new();
@@ -212,6 +213,11 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
             }
             Some(event) = connection.recv() => {
                 tracing::info!(%event, "NATS");
+                match event {
+                    async_nats::Event::Connected => registry.linked(true),
+                    async_nats::Event::Disconnected => registry.linked(false),
+                    _ => {}
+                }
                 if matches!(event, async_nats::Event::Connected) {
                     // Back after a cut: the others may have given this hub up, and missed
                     // what it told meanwhile (and it what they told).

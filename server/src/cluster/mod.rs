@@ -13,7 +13,7 @@
 //! Without `--cluster-nats` none of this runs.
 //!
 //! Not yet here (issue #21): presence in a JetStream key-value bucket (a hub's silence says
-//! it is gone instead), and the link's state in the dashboard (`/healthz` has it).
+//! it is gone instead).
 
 mod link;
 mod wire;

@@ -110,6 +110,8 @@ struct State {
     remote_commands: HashMap<(Arc<str>, u64), u64>,
     /// Where commands to devices other hubs hold go (the cluster link), if anywhere.
     command_route: Option<tokio::sync::mpsc::UnboundedSender<RemoteCommand>>,
+    /// The cluster link is down (see [`Registry::linked`]); pages say so.
+    cut_off: bool,
 }
 
 struct Entry {

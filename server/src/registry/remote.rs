@@ -8,6 +8,7 @@
 //! order (a reading numbered at or below the last one applied was seen already: told again
 //! when a hub rejoins), and numbered anew here like this hub's own.
 
+use super::snapshot::fleet_of;
 use super::{DeviceId, Entry, Origin, Outbound, Registry, State};
 use app::model::{ConsoleLine, DeviceSummary, LiveEvent, Reading};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,18 @@ impl Registry {
                 recent: e.recent.readings(&e.summary.id.as_str().into(), usize::MAX),
             })
             .collect()
+    }
+
+    /// Whether the link to the other hubs is up: while it is down, the pages say that what
+    /// they show of other hubs' devices is as last told (the counts carry it, see
+    /// [`app::model::Fleet::cut_off`]).
+    pub fn linked(&self, linked: bool) {
+        let mut state = self.lock();
+        if state.cut_off != linked {
+            return;
+        }
+        state.cut_off = !linked;
+        self.publish_everywhere_but_local(LiveEvent::Fleet(fleet_of(&state)));
     }
 
     /// The devices another hub holds.

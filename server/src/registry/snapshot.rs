@@ -93,5 +93,6 @@ pub(super) fn fleet_of(state: &State) -> Fleet {
     Fleet {
         known: u32::try_from(state.devices.len()).unwrap_or(u32::MAX),
         online: u32::try_from(online).unwrap_or(u32::MAX),
+        cut_off: state.cut_off,
     }
 }

@@ -203,7 +203,8 @@ fn snapshots_carry_detail_only_for_the_device_in_focus() {
         detail.fleet,
         Fleet {
             known: 2,
-            online: 2
+            online: 2,
+            cut_off: false,
         },
         "and the counts of all"
     );
@@ -239,7 +240,8 @@ fn the_overview_gets_one_page_of_the_devices_its_filter_matches() {
         first.fleet,
         Fleet {
             known: 150,
-            online: 100
+            online: 100,
+            cut_off: false,
         }
     );
     assert!(

@@ -265,7 +265,12 @@ async fn with_nats_down_each_hub_keeps_ingesting_and_the_live_views_recover() {
     device.send("5,0,0.5").await;
     shown(&b, "5", |s| s.online && s.readings == 1).await;
 
+    let mut b_overview = b.live().await;
     nats.stop().await;
+    // B's pages are told at once that they are cut off.
+    b_overview
+        .find(|e| matches!(e, LiveEvent::Fleet(f) if f.cut_off).then_some(()))
+        .await;
     // A goes on taking and storing its device's readings.
     for i in 1..10 {
         device.send(&format!("5,{i},{i}.5")).await;
@@ -285,6 +290,21 @@ async fn with_nats_down_each_hub_keeps_ingesting_and_the_live_views_recover() {
             (response.status().as_u16(), response.text().await.unwrap())
         }
     };
+    // The pages say so too: the counts carry it, and the top bar shows a banner.
+    assert!(b.dashboard().await.fleet.cut_off);
+    let page = b
+        .http
+        .get(b.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"data-testid="cut-off""#),
+        "the banner on B's overview"
+    );
     let (status, text) = health(&a).await;
     assert_eq!(status, 200);
     assert!(
@@ -297,6 +317,7 @@ async fn with_nats_down_each_hub_keeps_ingesting_and_the_live_views_recover() {
     shown(&b, "5", |s| s.online && s.readings == 10).await;
     let (_, text) = health(&b).await;
     assert_eq!(text, "ok\ncluster: linked as hub hub-b\n");
+    assert!(!b.dashboard().await.fleet.cut_off);
     assert_eq!(recent(&b, "5").await, halves(10));
     // And the live stream goes on.
     let mut on_b = b.live_for(Some("5")).await;
