@@ -109,7 +109,14 @@ for run in $(seq 1 "$RUNS"); do
     sent=$(($(field sent "$(cat "$work/a.done")") + $(field sent "$(cat "$work/b.done")")))
     echo "RUN throughput hubs=2 readings_per_s=$(python3 -c "print(round($rate_a + $rate_b, 1))") readings=$sent cpu_s=$(python3 -c "print(round($(cpu_seconds "$a") + $(cpu_seconds "$b"), 2))")"
 
-    # 2. Latency on the same two hubs: the stream on A, the devices on A, then on B.
+    # 2. Latency, on two fresh hubs (the flood's devices would fill the overview's first page,
+    # whose devices the stream carries): the stream on A, the devices on A, then on B.
+    stop_hub "$a"
+    stop_hub "$b"
+    start_hub "la-$run" "${link[@]}" --cluster-hub-id a
+    a=$HUB_PID a_addr=$HUB_ADDR
+    start_hub "lb-$run" "${link[@]}" --cluster-hub-id b
+    b=$HUB_PID b_addr=$HUB_ADDR
     for where in same other; do
         device_base="http://$a_addr/"
         [ "$where" = other ] && device_base="http://$b_addr/"
