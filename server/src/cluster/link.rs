@@ -1,11 +1,13 @@
 //! The hub's link to the others: one NATS connection; what this hub tells (its registry's
 //! local events, readings batched per device) and what it hears (applied to its registry).
 
-use super::{ClusterArgs, ClusterError, Envelope, Subjects, Told, ALIVE_EVERY, LOST_AFTER};
+use super::presence::{self, Change, Presence};
+use super::{Ask, ClusterArgs, ClusterError, Envelope, Subjects, Told, ALIVE_EVERY, LOST_AFTER};
 use crate::registry::{DeviceState, Registry, RemoteCommand, Selection};
 use app::model::{CommandInfo, CommandRequest, CommandTarget, LiveEvent, Scope};
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::mpsc;
@@ -130,6 +132,19 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
             return;
         }
     };
+    // Which hub holds which device, in a JetStream bucket: its own task (its requests wait
+    // for JetStream's answers), told of this hub's devices as they come and go.
+    let (changes, changed) = mpsc::channel(CHANGES);
+    let presence = Arc::new(OnceLock::new());
+    tokio::spawn(presence::run(
+        client.clone(),
+        subjects.prefix().to_string(),
+        hub.clone(),
+        registry.clone(),
+        changed,
+        presence.clone(),
+        stop.child_token(),
+    ));
     let teller = Teller {
         client: &client,
         subjects: &subjects,
@@ -171,6 +186,10 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
                         Err(_) => break,
                     }
                 }
+                for change in changes_of(&batch) {
+                    // A full queue: the next renewal claims what this one would have.
+                    let _ = changes.try_send(change);
+                }
                 for told in told_of(batch) {
                     teller.tell(told).await;
                 }
@@ -196,7 +215,7 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
             // Awaited here, before anything else this hub hears: the holding hub's news of
             // the command then finds it known.
             Some(command) = routed.recv() => {
-                let answer = ask(&client, &subjects, &command).await;
+                let answer = ask(&client, &subjects, &hub, presence.get(), &command).await;
                 registry.remote_command_sent(command.seq, &command.hub, answer);
             }
             _ = alive.tick() => {
@@ -300,32 +319,44 @@ fn state_chunks(devices: Vec<DeviceState>, limit: usize) -> Vec<Vec<DeviceState>
 /// How long a hub waits for another to answer a command for one of its devices.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
-/// Asks the hub that holds the command's device to send it.
+/// Asks the hub that holds the command's device to send it: the hub the presence bucket
+/// names (if it is open), else the one that last told of the device.
 async fn ask(
     client: &async_nats::Client,
     subjects: &Subjects,
+    own: &str,
+    presence: Option<&Presence>,
     command: &RemoteCommand,
 ) -> Result<CommandInfo, String> {
-    let payload = serde_json::to_vec(&command.request).map_err(|e| e.to_string())?;
-    let asked = client.request(subjects.commands(&command.hub), payload.into());
+    let device = device_of(&command.request);
+    let holder = match presence {
+        Some(presence) => match presence.holder(device).await {
+            Ok(Some(claim)) => claim.hub,
+            Ok(None) => return Err(format!("device {device:?} is offline")),
+            // The bucket did not answer: what the hubs told still stands.
+            Err(_) => command.hub.to_string(),
+        },
+        None => command.hub.to_string(),
+    };
+    let ask = Ask {
+        from: own.to_string(),
+        request: command.request.clone(),
+        queued: command.queued.then_some(command.seq),
+    };
+    let payload = serde_json::to_vec(&ask).map_err(|e| e.to_string())?;
+    let asked = client.request(subjects.commands(&holder), payload.into());
     let answer = match tokio::time::timeout(ANSWER_WITHIN, asked).await {
-        Err(_) => return Err(format!("hub {} did not answer in time", command.hub)),
+        Err(_) => return Err(format!("hub {holder} did not answer in time")),
         Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
             return Err(format!(
-                "device {:?} is offline (its hub {} is gone)",
-                device_of(&command.request),
-                command.hub
+                "device {device:?} is offline (its hub {holder} is gone)"
             ))
         }
-        Ok(Err(err)) => return Err(format!("hub {} was not reached: {err}", command.hub)),
+        Ok(Err(err)) => return Err(format!("hub {holder} was not reached: {err}")),
         Ok(Ok(answer)) => answer,
     };
-    serde_json::from_slice(&answer.payload).map_err(|e| {
-        format!(
-            "hub {} answered what this hub cannot read: {e}",
-            command.hub
-        )
-    })?
+    serde_json::from_slice(&answer.payload)
+        .map_err(|e| format!("hub {holder} answered what this hub cannot read: {e}"))?
 }
 
 fn device_of(request: &CommandRequest) -> &str {
@@ -337,12 +368,20 @@ fn device_of(request: &CommandRequest) -> &str {
 
 /// Sends a command another hub asked this one to send to one of its devices.
 fn send_here(registry: &Registry, payload: &[u8]) -> Result<CommandInfo, String> {
-    let request: CommandRequest = serde_json::from_slice(payload)
+    let ask: Ask = serde_json::from_slice(payload)
         .map_err(|e| format!("a command that did not parse: {e}"))?;
-    if !matches!(request.target, CommandTarget::Device(_)) {
+    if !matches!(ask.request.target, CommandTarget::Device(_)) {
         return Err("a command for another hub names its device".into());
     }
-    let mut sent = registry.send_command(&request).map_err(|e| e.to_string())?;
+    if let Some(adopted) = ask
+        .queued
+        .and_then(|seq| registry.adopt_queued(&ask.from, seq))
+    {
+        return Ok(adopted);
+    }
+    let mut sent = registry
+        .send_command(&ask.request)
+        .map_err(|e| e.to_string())?;
     sent.pop().ok_or_else(|| "no command was sent".into())
 }
 
@@ -389,6 +428,27 @@ async fn hear(
             registry.hub_lost(&hub);
         }
     }
+}
+
+/// Events from this hub's registry taken at once for the presence task (a device's
+/// connection or departure each).
+const CHANGES: usize = 4096;
+
+/// What a batch of this hub's events changes in the presence bucket: devices that connected
+/// here are claimed, those that left are released.
+fn changes_of(events: &[LiveEvent]) -> impl Iterator<Item = Change> + '_ {
+    events.iter().filter_map(|event| match event {
+        LiveEvent::Device(summary) => Some(match summary.connected_since_ms {
+            Some(since_ms) if summary.online => Change::Held {
+                device: summary.id.clone(),
+                since_ms,
+            },
+            _ => Change::Released {
+                device: summary.id.clone(),
+            },
+        }),
+        _ => None,
+    })
 }
 
 /// What a batch of this hub's events tells the others, in order for each device; a device's

@@ -10,16 +10,17 @@
 //! becomes of it then comes back like the rest. A hub that joins says `hello` and every hub
 //! answers with all it holds; a hub that stops says so, and one that dies is noticed by its
 //! silence ([`LOST_AFTER`]): its devices go offline until they connect again, to any hub.
-//! Without `--cluster-nats` none of this runs.
-//!
-//! Not yet here (issue #21): presence in a JetStream key-value bucket (a hub's silence says
-//! it is gone instead).
+//! Which hub holds which device is also written in a JetStream key-value bucket
+//! (`presence.rs`): commands go where it says, and a hub lets go of a device another hub
+//! claims with a newer connection. Without `--cluster-nats` none of this runs.
 
 mod link;
+mod presence;
 mod wire;
 
 pub use link::{connect, run, Link, LinkStatus};
-pub use wire::{Envelope, Subjects, Told};
+pub use presence::{Claim, PRESENCE_TTL, RENEW_EVERY};
+pub use wire::{hex, presence_bucket, Ask, Envelope, Subjects, Told};
 
 use clap::Args;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 //! requests: no responder means no such hub is there (the device is offline).
 
 use crate::registry::DeviceState;
-use app::model::{Alarm, CommandInfo, ConsoleLine, DeviceSummary, Reading};
+use app::model::{Alarm, CommandInfo, CommandRequest, ConsoleLine, DeviceSummary, Reading};
 use serde::{Deserialize, Serialize};
 
 /// What one hub tells the others.
@@ -51,6 +51,19 @@ pub struct Envelope {
     pub told: Told,
 }
 
+/// A command one hub asks another to send to one of that hub's devices (on
+/// [`Subjects::commands`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ask {
+    /// The hub that asks.
+    pub from: String,
+    pub request: CommandRequest,
+    /// The asking hub's number of the command, if it was queued there while the device was
+    /// offline everywhere: the hub it connected to takes that record over.
+    #[serde(default)]
+    pub queued: Option<u64>,
+}
+
 /// The subjects of one system of hubs (`--cluster-prefix`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
@@ -62,6 +75,11 @@ impl Subjects {
         Subjects {
             prefix: prefix.to_string(),
         }
+    }
+
+    /// The system's prefix (`--cluster-prefix`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Where `told` goes, when hub `hub` tells it.
@@ -82,11 +100,7 @@ impl Subjects {
     /// A device's subject. Device ids may hold dots, spaces and wildcards, which NATS reads
     /// as subject syntax: the id goes in as hex.
     pub fn device(&self, id: &str) -> String {
-        let mut subject = format!("{}.device.", self.prefix);
-        for byte in id.bytes() {
-            subject.push_str(&format!("{byte:02x}"));
-        }
-        subject
+        format!("{}.device.{}", self.prefix, hex(id))
     }
 
     /// Every device's subject.
@@ -104,6 +118,33 @@ impl Subjects {
     pub fn commands(&self, hub: &str) -> String {
         format!("{}.command.{hub}", self.prefix)
     }
+}
+
+/// The key-value bucket that says which hub holds which device (see `super::presence`).
+pub fn presence_bucket(prefix: &str) -> String {
+    format!("{prefix}_presence")
+}
+
+/// A device id as one subject token or key: its bytes in hex.
+pub fn hex(id: &str) -> String {
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(2 * id.len());
+    for byte in id.bytes() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// The device id `hex` stands for, if it is one.
+pub fn unhex(hex: &str) -> Option<String> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// Whether `token` may be one token of a subject (a hub id, the prefix): letters, digits, `-`
@@ -130,6 +171,10 @@ mod tests {
         );
         assert_eq!(subjects.of("hub-1", &Told::Alive), "iothub.hub.hub-1");
         assert_eq!(subjects.devices(), "iothub.device.*");
+        assert_eq!(unhex(&hex("a.b *>ü")).as_deref(), Some("a.b *>ü"));
+        for bad in ["6", "zz", "ff"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
         assert_eq!(subjects.hubs(), "iothub.hub.*");
     }
 

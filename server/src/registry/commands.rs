@@ -32,6 +32,9 @@ pub struct RemoteCommand {
     pub seq: u64,
     /// To that one device.
     pub request: CommandRequest,
+    /// It was queued here for the device while it was offline everywhere: the hub it
+    /// connected to takes over this hub's record (see [`Registry::adopt_queued`]).
+    pub queued: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -67,6 +70,17 @@ fn queued_for(commands: &std::collections::VecDeque<Tracked>, id: &DeviceId) -> 
         .iter()
         .filter(|c| c.info.status == CommandStatus::Queued && c.info.device_id == id.as_str())
         .count()
+}
+
+/// The numbers of the commands queued on this hub for device `id`, oldest first: not those
+/// queued on other hubs (listed here as they told), which each of them sends itself.
+fn queued_here(commands: &std::collections::VecDeque<Tracked>, id: &DeviceId) -> Vec<u64> {
+    commands
+        .iter()
+        .filter(|c| c.info.status == CommandStatus::Queued && c.info.device_id == id.as_str())
+        .filter(|c| c.origin == Origin::Local)
+        .map(|c| c.info.seq)
+        .collect()
 }
 
 impl Registry {
@@ -191,8 +205,12 @@ impl Registry {
                 continue;
             };
             let mut deadline_ms = now + timeout_ms;
+            // Not when it is offline there too: then it is offline everywhere (a queued
+            // command waits here, and follows it to the hub it connects to).
             let routed = match (&entry.connection, &entry.remote, &route) {
-                (None, Some(holder), Some(route)) => Some((holder.hub.clone(), route)),
+                (None, Some(holder), Some(route)) if entry.summary.online => {
+                    Some((holder.hub.clone(), route))
+                }
                 _ => None,
             };
             let origin = if routed.is_some() {
@@ -214,6 +232,7 @@ impl Registry {
                         hub,
                         seq,
                         request: single,
+                        queued: false,
                     }) {
                         Ok(()) => CommandStatus::Pending,
                         Err(_) => {
@@ -367,13 +386,7 @@ impl Registry {
     pub(super) fn deliver_queued(&self, state: &mut State, id: &DeviceId) {
         let now = now_ms();
         let timeout_ms = self.shared.config.command_timeout.as_millis() as i64;
-        let queued: Vec<u64> = state
-            .commands
-            .iter()
-            .filter(|c| c.info.status == CommandStatus::Queued && c.info.device_id == id.as_str())
-            .map(|c| c.info.seq)
-            .collect();
-        for seq in queued {
+        for seq in queued_here(&state.commands, id) {
             let Ok(index) = state.commands.binary_search_by_key(&seq, |c| c.info.seq) else {
                 continue;
             };
@@ -407,6 +420,71 @@ impl Registry {
                 true
             });
         }
+    }
+
+    /// Device `id` connected to hub `hub`: the commands queued here for it go there (the
+    /// cluster link asks that hub to send them), and their records here follow what it tells.
+    pub(super) fn route_queued(&self, state: &mut State, id: &DeviceId, hub: &str) {
+        let Some(route) = state.command_route.clone() else {
+            return;
+        };
+        let now = now_ms();
+        let timeout_ms = self.shared.config.command_timeout.as_millis() as i64;
+        for seq in queued_here(&state.commands, id) {
+            let Ok(index) = state.commands.binary_search_by_key(&seq, |c| c.info.seq) else {
+                continue;
+            };
+            let tracked = &mut state.commands[index];
+            let request = CommandRequest {
+                target: CommandTarget::Device(id.to_string()),
+                variable: tracked.info.variable.clone(),
+                value: tracked.info.value,
+                duration_ms: tracked.info.duration_ms,
+                queue_ms: None,
+            };
+            // From now on that hub tells of it, to every hub: this record follows for this
+            // hub's pages only, like any command to a device another hub holds.
+            tracked.origin = Origin::Remote;
+            tracked.deadline_ms = now + 2 * timeout_ms + ROUTE_GRACE_MS;
+            let status = match route.send(RemoteCommand {
+                hub: hub.into(),
+                seq,
+                request,
+                queued: true,
+            }) {
+                Ok(()) => CommandStatus::Pending,
+                Err(_) => CommandStatus::Failed(CommandError::Offline(id.to_string()).to_string()),
+            };
+            self.update_command(state, seq, |info| {
+                info.status = status;
+                true
+            });
+        }
+    }
+
+    /// Hub `hub` asks this one to send the command it queued as its number `seq` to one of
+    /// this hub's devices, which just connected here. This hub lists that command already
+    /// (told of it when it was queued): that record becomes this hub's own and goes out now,
+    /// so every hub lists the command once. `None` if this hub does not know it.
+    pub fn adopt_queued(&self, hub: &str, seq: u64) -> Option<CommandInfo> {
+        let mut state = self.lock();
+        let ours = state.remote_commands.remove(&(hub.into(), seq))?;
+        let index = state
+            .commands
+            .binary_search_by_key(&ours, |c| c.info.seq)
+            .ok()?;
+        let tracked = &mut state.commands[index];
+        let id = DeviceId::parse(&tracked.info.device_id).ok()?;
+        if tracked.info.status != CommandStatus::Queued {
+            return None;
+        }
+        tracked.origin = Origin::Local;
+        self.deliver_queued(&mut state, &id);
+        let index = state
+            .commands
+            .binary_search_by_key(&ours, |c| c.info.seq)
+            .ok()?;
+        Some(state.commands[index].info.clone())
     }
 
     /// Marks commands not acknowledged by their deadline as timed out (and queued ones whose

@@ -75,15 +75,8 @@ impl Registry {
         let mut state = self.lock();
         if let Some(entry) = state.devices.get_mut(&id) {
             let here_since = entry.summary.connected_since_ms;
-            let moved = summary.online && summary.connected_since_ms > here_since;
-            if let Some(connection) = entry.connection.as_ref().filter(|_| moved) {
-                // It connected to that hub after it connected here: it moved (this hub's
-                // connection is a dead one not yet noticed, or the device has two). The newest
-                // connection wins, as within a hub: this one lets go.
-                let _ = connection
-                    .outbound
-                    .try_send(Outbound::Close(format!("connected to hub {hub}")));
-                entry.connection = None;
+            if summary.online && summary.connected_since_ms > here_since {
+                let_go(entry, hub);
             }
         }
         let Some(entry) = self.remote_entry(&mut state, &id, hub) else {
@@ -98,7 +91,59 @@ impl Registry {
             ..summary
         };
         entry.summary = summary.clone();
+        let online = summary.online;
         self.publish_everywhere_but_local(LiveEvent::Device(summary));
+        if online {
+            // Commands queued here while it was offline everywhere follow it there.
+            self.route_queued(&mut state, &id, hub);
+        }
+    }
+
+    /// The devices this hub holds itself, and since when (what it claims in the presence
+    /// bucket, `crate::cluster`).
+    pub fn held_here(&self) -> Vec<(String, i64)> {
+        let state = self.lock();
+        state
+            .devices
+            .values()
+            .filter(|e| e.remote.is_none() && e.connection.is_some())
+            .map(|e| {
+                let since = e.summary.connected_since_ms.unwrap_or_default();
+                (e.summary.id.clone(), since)
+            })
+            .collect()
+    }
+
+    /// Since when this hub holds `device` itself, if it does.
+    pub fn held_here_since(&self, device: &str) -> Option<i64> {
+        let id = DeviceId::parse(device).ok()?;
+        let state = self.lock();
+        let entry = state.devices.get(&id)?;
+        let here = entry.remote.is_none() && entry.connection.is_some();
+        here.then(|| entry.summary.connected_since_ms.unwrap_or_default())
+    }
+
+    /// Hub `hub` claims `device`, connected there at `since_ms`; this hub is `own`. If this hub
+    /// holds the device with an older connection it lets go of it (equal times: the greater
+    /// hub id keeps it). Says whether this hub still holds it.
+    pub fn claimed_elsewhere(&self, own: &str, hub: &str, device: &str, since_ms: i64) -> bool {
+        let Ok(id) = DeviceId::parse(device) else {
+            return false;
+        };
+        let mut state = self.lock();
+        let Some(entry) = state.devices.get_mut(&id) else {
+            return false;
+        };
+        if entry.remote.is_some() || entry.connection.is_none() {
+            return false;
+        }
+        let here = entry.summary.connected_since_ms.unwrap_or_default();
+        if (since_ms, hub) > (here, own) {
+            let_go(entry, hub);
+            false
+        } else {
+            true
+        }
     }
 
     /// Hub `hub` tells of readings of one of its devices, oldest first.
@@ -239,5 +284,16 @@ impl Registry {
             });
         }
         Some(entry)
+    }
+}
+
+/// This hub lets go of a device that connected to hub `hub` after it connected here: it moved
+/// (this hub's connection is a dead one not yet noticed, or the device has two). The newest
+/// connection wins, as within a hub.
+fn let_go(entry: &mut Entry, hub: &str) {
+    if let Some(connection) = entry.connection.take() {
+        let _ = connection
+            .outbound
+            .try_send(Outbound::Close(format!("connected to hub {hub}")));
     }
 }

@@ -4,13 +4,13 @@
 //! later learns what the others hold; a hub that stops or dies takes its devices offline on
 //! the others, and a device that moves to another hub is online there.
 
-use crate::helpers::{eventually, HubProcess, TestApp};
+use crate::helpers::{eventually, Device, HubProcess, TestApp};
 use app::model::{CommandStatus, CommandTarget, DeviceSummary, LiveEvent};
 use std::time::Duration;
 
 const NATS_URL_VAR: &str = "IOTHUB_TEST_NATS_URL";
 
-fn nats() -> Option<String> {
+pub(crate) fn nats() -> Option<String> {
     let url = std::env::var(NATS_URL_VAR).ok();
     if url.is_none() {
         eprintln!("{NATS_URL_VAR} is not set: skipping (scripts/test.sh sets it)");
@@ -19,7 +19,7 @@ fn nats() -> Option<String> {
 }
 
 /// Subjects of this test's own: tests run side by side on one NATS server.
-fn prefix() -> String {
+pub(crate) fn prefix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -27,7 +27,7 @@ fn prefix() -> String {
     format!("test{}_{nanos}", std::process::id())
 }
 
-async fn hub(nats: &str, prefix: &str, id: &str) -> TestApp {
+pub(crate) async fn hub(nats: &str, prefix: &str, id: &str) -> TestApp {
     TestApp::spawn_with(|args| {
         args.cluster.cluster_nats = Some(nats.to_string());
         args.cluster.cluster_prefix = prefix.to_string();
@@ -36,8 +36,54 @@ async fn hub(nats: &str, prefix: &str, id: &str) -> TestApp {
     .await
 }
 
+/// Hub `id` in a process of its own, to kill.
+pub(crate) async fn hub_process(nats: &str, prefix: &str, id: &str) -> HubProcess {
+    HubProcess::start(&[
+        "--allow-tokenless-devices",
+        "--cluster-nats",
+        nats,
+        "--cluster-prefix",
+        prefix,
+        "--cluster-hub-id",
+        id,
+    ])
+    .await
+}
+
+/// Hubs A and B of a system of their own, and device 7 connected to A, shown online on B.
+pub(crate) async fn two_hubs_with_a_device_on_a(nats: &str) -> (TestApp, TestApp, Device) {
+    let prefix = prefix();
+    let a = hub(nats, &prefix, "hub-a").await;
+    let b = hub(nats, &prefix, "hub-b").await;
+    let mut device = a.device("").await;
+    device.send("7,1,1.5").await;
+    shown(&b, "7", |s| s.online).await;
+    (a, b, device)
+}
+
+/// The number the device's next line gives the command `assignment` (`LED=1`) it carries.
+pub(crate) async fn command_seq(device: &mut Device, assignment: &str) -> u64 {
+    let line = device.recv_text().await;
+    line.strip_prefix(&format!("{assignment},seq="))
+        .and_then(|seq| seq.parse().ok())
+        .unwrap_or_else(|| panic!("the device got {line:?}, not {assignment}"))
+}
+
+/// Each of `hubs` lists one command to `variable`.
+pub(crate) async fn listed_once(hubs: &[(&str, &TestApp)], variable: &str) {
+    for (hub, app) in hubs {
+        let listed = app.dashboard().await.commands;
+        let count = listed.iter().filter(|c| c.variable == variable).count();
+        assert_eq!(count, 1, "hub {hub} lists the command once: {listed:?}");
+    }
+}
+
 /// Device `id` as hub `app`'s pages show it, once it is as `wanted` says.
-async fn shown(app: &TestApp, id: &str, wanted: impl Fn(&DeviceSummary) -> bool) -> DeviceSummary {
+pub(crate) async fn shown(
+    app: &TestApp,
+    id: &str,
+    wanted: impl Fn(&DeviceSummary) -> bool,
+) -> DeviceSummary {
     eventually(&format!("device {id} shown as wanted"), || async {
         app.device_summary(id).await.filter(|s| wanted(s))
     })
@@ -145,16 +191,7 @@ async fn a_device_on_one_hub_is_live_on_the_other_in_order_and_once() {
 async fn a_hub_killed_loses_its_devices_and_they_come_back_on_another_hub() {
     let Some(nats) = nats() else { return };
     let prefix = prefix();
-    let mut a = HubProcess::start(&[
-        "--allow-tokenless-devices",
-        "--cluster-nats",
-        &nats,
-        "--cluster-prefix",
-        &prefix,
-        "--cluster-hub-id",
-        "hub-a",
-    ])
-    .await;
+    let mut a = hub_process(&nats, &prefix, "hub-a").await;
     let b = hub(&nats, &prefix, "hub-b").await;
     let url = format!("ws://{}/ws/device", a.addr);
     let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
@@ -399,12 +436,7 @@ async fn hubs_on_one_store_watch_only_their_own_devices_for_alarms() {
 #[tokio::test]
 async fn a_command_sent_on_one_hub_reaches_a_device_on_another_and_its_outcome_comes_back() {
     let Some(nats) = nats() else { return };
-    let prefix = prefix();
-    let a = hub(&nats, &prefix, "hub-a").await;
-    let b = hub(&nats, &prefix, "hub-b").await;
-    let mut device = a.device("").await;
-    device.send("7,1,1.5").await;
-    shown(&b, "7", |s| s.online).await;
+    let (a, b, mut device) = two_hubs_with_a_device_on_a(&nats).await;
 
     // From B to the device on A: A sends it (numbered by A), the device acks it to A, and B
     // shows it acked under its own number.
@@ -413,22 +445,13 @@ async fn a_command_sent_on_one_hub_reaches_a_device_on_another_and_its_outcome_c
         .await
         .unwrap();
     assert_eq!(sent.len(), 1);
-    let line = device.recv_text().await;
-    let a_seq: u64 = line
-        .strip_prefix("LED=1,seq=")
-        .unwrap_or_else(|| panic!("the device got {line:?}"))
-        .parse()
-        .unwrap();
+    let a_seq = command_seq(&mut device, "LED=1").await;
     b.command_status(sent[0].seq, CommandStatus::Delivered)
         .await;
     device.send(&format!("ack={a_seq}")).await;
     b.command_status(sent[0].seq, CommandStatus::Acked).await;
     a.command_status(a_seq, CommandStatus::Acked).await;
-    for (hub, app) in [("A", &a), ("B", &b)] {
-        let listed = app.dashboard().await.commands;
-        let led = listed.iter().filter(|c| c.variable == "LED").count();
-        assert_eq!(led, 1, "hub {hub} lists the command once: {listed:?}");
-    }
+    listed_once(&[("A", &a), ("B", &b)], "LED").await;
 
     // A command sent on A shows on B too; and "all devices" on B reaches A's device.
     let on_a = a
@@ -489,8 +512,13 @@ async fn a_device_that_connects_to_another_hub_moves_there_and_the_first_lets_go
     let mut second = b.device("").await;
     second.send("7,2,2.5").await;
     assert_eq!(first.closed().await, "connected to hub hub-b");
-    let on_a = shown(&a, "7", |s| s.online && s.transport.ends_with(" via hub-b")).await;
-    assert_eq!(on_a.latest[1].value, 2.5);
+    // Its summary comes before its reading: wait for both.
+    shown(&a, "7", |s| {
+        s.online
+            && s.transport.ends_with(" via hub-b")
+            && s.latest.get(1).map(|v| v.value) == Some(2.5)
+    })
+    .await;
     let on_b = shown(&b, "7", |s| s.online).await;
     assert!(!on_b.transport.contains(" via "), "{}", on_b.transport);
     // A's late goodbye for its old connection changes nothing on B.

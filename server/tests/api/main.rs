@@ -19,6 +19,7 @@ mod migration;
 mod mqtt;
 mod operations;
 mod pages;
+mod presence;
 mod rest;
 mod roles;
 mod scale_out;
