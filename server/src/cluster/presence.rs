@@ -141,6 +141,8 @@ pub async fn run(
     };
     let _ = opened.set(presence.clone());
     let mut claims = Claims {
+        client: client.clone(),
+        prefix,
         store: presence.store,
         hub,
         registry,
@@ -169,9 +171,12 @@ pub async fn run(
             }
             entry = next(&mut watch) => match entry {
                 Some(Ok(entry)) => claims.heard(&entry).await,
-                Some(Err(err)) => tracing::debug!(%err, "the presence watch"),
-                None => {
-                    // Ended (NATS was away too long): watch again, after a breath.
+                ended => {
+                    // NATS was away, or lost the bucket (it keeps it in memory): watch
+                    // again, after a breath.
+                    if let Some(Err(err)) = ended {
+                        tracing::debug!(%err, "the presence watch ended");
+                    }
                     watch = None;
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
@@ -190,6 +195,8 @@ async fn next(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, kv::Wat
 
 /// This hub's claims: the revision of each, as last written by this hub.
 struct Claims {
+    client: async_nats::Client,
+    prefix: String,
     store: kv::Store,
     hub: String,
     registry: Registry,
@@ -272,7 +279,14 @@ impl Claims {
                 }
                 _ => self.claim(device, since_ms).await,
             },
-            Err(err) => tracing::debug!(%err, device, "the presence bucket did not answer"),
+            Err(err) => {
+                // The NATS server may have restarted without it (it keeps the bucket in
+                // memory): make it again. The handles on it stay good (they name it).
+                tracing::debug!(%err, device, "the presence bucket did not answer");
+                if let Err(err) = Presence::open(&self.client, &self.prefix).await {
+                    tracing::warn!(%err, "the presence bucket cannot be made again");
+                }
+            }
         }
     }
 

@@ -234,15 +234,16 @@ async fn a_hub_killed_loses_its_devices_and_they_come_back_on_another_hub() {
     b.stop().await;
 }
 
-/// A nats-server of this test's own (the others share one), which it stops and starts.
-struct OwnNats {
+/// A nats-server (with JetStream) of this test's own (the others share one), which it stops
+/// and starts.
+pub(crate) struct OwnNats {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<tokio::process::Child>,
 }
 
 impl OwnNats {
-    async fn start() -> OwnNats {
+    pub(crate) async fn start() -> OwnNats {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -257,13 +258,14 @@ impl OwnNats {
         nats
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         let child = tokio::process::Command::new("/usr/sbin/nats-server")
             .args(["--addr", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--jetstream")
             .arg("--store_dir")
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
@@ -282,7 +284,7 @@ impl OwnNats {
         .await;
     }
 
-    async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
         }

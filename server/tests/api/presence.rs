@@ -5,6 +5,7 @@
 
 use crate::cluster::{
     command_seq, hub, hub_process, listed_once, nats, prefix, shown, two_hubs_with_a_device_on_a,
+    OwnNats,
 };
 use crate::helpers::eventually;
 use app::model::{CommandInfo, CommandRequest, CommandStatus, CommandTarget};
@@ -167,4 +168,29 @@ async fn a_command_queued_on_one_hub_follows_its_device_to_another() {
     listed_once(&[("A", &a), ("B", &b)], "LED").await;
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn the_claims_come_back_when_nats_restarts_without_them() {
+    if nats().is_none() {
+        return;
+    }
+    let mut nats = OwnNats::start().await;
+    let prefix = prefix();
+    let a = hub(&nats.url(), &prefix, "hub-a").await;
+    let mut device = a.device("").await;
+    device.send("5,0,0.5").await;
+    let held = |bucket: kv::Store| async move {
+        eventually("A claims the device", || async {
+            claim(&bucket, "5").await.filter(|(c, _)| c.hub == "hub-a")
+        })
+        .await
+    };
+    held(bucket(&nats.url(), &prefix).await).await;
+    // The bucket lives in the NATS server's memory: a restart loses it. A makes it again and
+    // claims its device anew.
+    nats.stop().await;
+    nats.restart().await;
+    held(bucket(&nats.url(), &prefix).await).await;
+    a.stop().await;
 }
