@@ -48,7 +48,8 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 
 start_nats() {
     NATS_PORT=$(free_port)
-    "$NATS_SERVER" --addr 127.0.0.1 --port "$NATS_PORT" > "$work/nats.log" 2>&1 &
+    "$NATS_SERVER" --addr 127.0.0.1 --port "$NATS_PORT" --jetstream --store_dir "$work/nats" \
+        > "$work/nats.log" 2>&1 &
     NATS_PID=$!
     pids+=("$NATS_PID")
     for _ in $(seq 100); do
