@@ -2,7 +2,7 @@
 //! their times), each run logged with its commands, whose status is read from the registry
 //! when the runs are listed; and the rules of the config file, applied at start.
 
-use super::engine::{AlertError, Alerts};
+use super::handle::{AlertError, Alerts};
 use app::model::{Action, ActionTarget, AutomationRun, CommandRequest, CommandTarget, NewRule};
 
 impl Alerts {

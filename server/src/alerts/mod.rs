@@ -6,11 +6,12 @@
 
 mod automations;
 pub mod engine;
+mod handle;
 pub mod notify;
 pub mod schedules;
 pub mod watch;
 
-pub use engine::{AlertError, Alerts};
+pub use handle::{AlertError, Alerts};
 pub use notify::{Mailer, SmtpArgs};
 
 impl From<AlertError> for app::error::AppError {

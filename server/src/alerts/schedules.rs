@@ -3,7 +3,7 @@
 //! ([`Alerts::run_schedules`]) asks it once a second with the real one, in the hub's time zone,
 //! and runs what is due like an alarm's automation (logged the same way).
 
-use super::engine::{AlertError, Alerts};
+use super::handle::{AlertError, Alerts};
 use app::model::{Action, NewSchedule, Schedule};
 use chrono::{DateTime, TimeZone};
 use croner::Cron;

@@ -229,6 +229,9 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
                     }
                     !silent
                 });
+                // The devices of hubs that died are watched for alarms by one hub: the one
+                // with the least id among those alive.
+                registry.keep_orphans(heard.keys().all(|other| hub.as_str() < other.as_str()));
             }
             Some(event) = connection.recv() => {
                 tracing::info!(%event, "NATS");

@@ -28,7 +28,7 @@ use commands::Tracked;
 pub use commands::{CommandError, RemoteCommand};
 pub use mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use parking_lot::{Mutex, MutexGuard};
-pub use remote::DeviceState;
+pub use remote::{Away, DeviceState};
 pub use replay::{Resumed, REPLAY_EVENTS};
 pub use restore::Restored;
 pub use snapshot::Selection;
@@ -112,6 +112,9 @@ struct State {
     command_route: Option<tokio::sync::mpsc::UnboundedSender<RemoteCommand>>,
     /// The cluster link is down (see [`Registry::linked`]); pages say so.
     cut_off: bool,
+    /// This hub's alarm engine watches the devices of hubs that died (see
+    /// [`Registry::keep_orphans`]).
+    keeps_orphans: bool,
 }
 
 struct Entry {

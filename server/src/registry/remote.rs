@@ -12,13 +12,28 @@ use super::snapshot::fleet_of;
 use super::{DeviceId, Entry, Origin, Outbound, Registry, State};
 use app::model::{ConsoleLine, DeviceSummary, LiveEvent, Reading};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Which hub holds a device, and the number (that hub's) of its last reading applied here.
 pub(super) struct Holder {
     pub(super) hub: Arc<str>,
     last_seq: u64,
+    /// When that hub was found gone while the device was online there: nobody holds it since
+    /// (an orphan), until that hub tells of it again or another hub does.
+    lost_ms: Option<i64>,
+}
+
+/// Where a device another hub holds (or held) stands, for this hub's alarm engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Away {
+    /// Online on its hub, whose engine watches it.
+    Online,
+    /// Offline, and its hub's engine watches it.
+    Offline,
+    /// Its hub died while it was online there, at `since_ms`, and no hub holds it since: this
+    /// hub's engine watches it (see [`Registry::keep_orphans`]).
+    Orphaned { since_ms: i64 },
 }
 
 /// One of this hub's devices as it tells the other hubs when one (re)joins.
@@ -56,15 +71,30 @@ impl Registry {
         self.publish_everywhere_but_local(LiveEvent::Fleet(fleet_of(&state)));
     }
 
-    /// The devices another hub holds.
-    pub fn held_elsewhere(&self) -> HashSet<String> {
+    /// The devices another hub holds, or held until it died, and where each stands.
+    pub fn held_elsewhere(&self) -> HashMap<String, Away> {
         let state = self.lock();
+        let keeps = state.keeps_orphans && !state.cut_off;
         state
             .devices
             .values()
-            .filter(|e| e.remote.is_some())
-            .map(|e| e.summary.id.clone())
+            .filter_map(|e| {
+                let holder = e.remote.as_ref()?;
+                let away = match holder.lost_ms {
+                    Some(since_ms) if keeps => Away::Orphaned { since_ms },
+                    _ if e.summary.online => Away::Online,
+                    _ => Away::Offline,
+                };
+                Some((e.summary.id.clone(), away))
+            })
             .collect()
+    }
+
+    /// Whether this hub's alarm engine watches the devices of hubs that died, until they
+    /// connect again (one hub does: the cluster link picks the one with the least id among
+    /// those alive). Not while this hub is cut off from the others: they may be fine.
+    pub fn keep_orphans(&self, keep: bool) {
+        self.lock().keeps_orphans = keep;
     }
 
     /// Hub `hub` tells of one of its devices: connected, changed or disconnected.
@@ -235,20 +265,24 @@ impl Registry {
     /// it no longer lists went offline meanwhile.
     pub fn remote_holding(&self, hub: &str, devices: &[String]) {
         let listed: HashSet<&str> = devices.iter().map(String::as_str).collect();
-        self.went_offline(hub, |id| !listed.contains(id));
+        self.went_offline(hub, None, |id| !listed.contains(id));
     }
 
     /// Hub `hub` is gone (it stopped telling anything): its devices are offline until they
     /// connect again, here or to another hub.
     pub fn hub_lost(&self, hub: &str) {
-        self.went_offline(hub, |_| true);
+        self.went_offline(hub, Some(crate::now_ms()), |_| true);
     }
 
-    fn went_offline(&self, hub: &str, which: impl Fn(&str) -> bool) {
+    /// Devices hub `hub` held go offline; `lost_ms`: because it died then (orphans).
+    fn went_offline(&self, hub: &str, lost_ms: Option<i64>, which: impl Fn(&str) -> bool) {
         let mut state = self.lock();
         for entry in state.devices.values_mut() {
-            let held_there = entry.remote.as_ref().is_some_and(|h| &*h.hub == hub);
-            if held_there && entry.summary.online && which(&entry.summary.id) {
+            let Some(holder) = entry.remote.as_mut().filter(|h| &*h.hub == hub) else {
+                continue;
+            };
+            if entry.summary.online && which(&entry.summary.id) {
+                holder.lost_ms = lost_ms;
                 entry.summary.online = false;
                 entry.summary.connected_since_ms = None;
                 let summary = entry.summary.clone();
@@ -276,12 +310,17 @@ impl Registry {
         if entry.connection.is_some() {
             return None;
         }
-        if entry.remote.as_ref().is_none_or(|h| &*h.hub != hub) {
+        match entry.remote.as_mut() {
+            // That hub is back (or was never gone).
+            Some(holder) if &*holder.hub == hub => holder.lost_ms = None,
             // New here, or moved from another hub: that hub numbers its readings afresh.
-            entry.remote = Some(Holder {
-                hub: hub.into(),
-                last_seq: 0,
-            });
+            _ => {
+                entry.remote = Some(Holder {
+                    hub: hub.into(),
+                    last_seq: 0,
+                    lost_ms: None,
+                })
+            }
         }
         Some(entry)
     }

@@ -38,7 +38,17 @@ pub(crate) async fn hub(nats: &str, prefix: &str, id: &str) -> TestApp {
 
 /// Hub `id` in a process of its own, to kill.
 pub(crate) async fn hub_process(nats: &str, prefix: &str, id: &str) -> HubProcess {
-    HubProcess::start(&[
+    hub_process_with(nats, prefix, id, &[]).await
+}
+
+/// Hub `id` in a process of its own, with `extra` arguments.
+pub(crate) async fn hub_process_with(
+    nats: &str,
+    prefix: &str,
+    id: &str,
+    extra: &[&str],
+) -> HubProcess {
+    let mut args = vec![
         "--allow-tokenless-devices",
         "--cluster-nats",
         nats,
@@ -46,8 +56,9 @@ pub(crate) async fn hub_process(nats: &str, prefix: &str, id: &str) -> HubProces
         prefix,
         "--cluster-hub-id",
         id,
-    ])
-    .await
+    ];
+    args.extend_from_slice(extra);
+    HubProcess::start(&args).await
 }
 
 /// Hubs A and B of a system of their own, and device 7 connected to A, shown online on B.
@@ -370,69 +381,6 @@ async fn with_nats_down_each_hub_keeps_ingesting_and_the_live_views_recover() {
     assert_eq!(next.values[1].value, 10.5);
     a.stop().await;
     b.stop().await;
-}
-
-#[tokio::test]
-async fn hubs_on_one_store_watch_only_their_own_devices_for_alarms() {
-    let Some(nats) = nats() else { return };
-    let Some(pg) = server::storage::test_support::TestPostgres::create().await else {
-        return;
-    };
-    let prefix = prefix();
-    let spawn = |id: &'static str| {
-        let (nats, prefix, url) = (nats.clone(), prefix.clone(), pg.url.clone());
-        TestApp::spawn_with(move |args| {
-            args.cluster.cluster_nats = Some(nats);
-            args.cluster.cluster_prefix = prefix;
-            args.cluster.cluster_hub_id = Some(id.to_string());
-            args.store.database_url = Some(url);
-        })
-    };
-    let a = spawn("hub-a").await;
-    let mut device = a.device("").await;
-    device.send("7,1,1.5").await;
-    eventually("A stored the reading", || async {
-        Some(a.history("7", 10).await.len()).filter(|&n| n == 1)
-    })
-    .await;
-    let rule: app::model::AlarmRule = a
-        .call_json::<app::api::CreateAlarmRule, _>(&serde_json::json!({"rule": {
-            "name": "gone",
-            "devices": "*",
-            "condition": {"kind": "offline", "after_s": 1}
-        }}))
-        .await
-        .unwrap();
-    // B starts with device 7 in the store, listed offline until A tells it holds it: B's
-    // engine must not take that for an outage.
-    let b = spawn("hub-b").await;
-    shown(&b, "7", |s| s.online).await;
-    let alarms = || async {
-        let all: Vec<app::model::Alarm> = a.get_json("/api/v1/alarms").await.unwrap();
-        all.iter().filter(|alarm| alarm.rule_id == rule.id).count()
-    };
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        alarms().await,
-        0,
-        "no hub raised it for a device online on A"
-    );
-
-    // The device leaves: A's engine raises it, once; B's does not raise a second.
-    drop(device);
-    eventually("A raises the offline alarm", || async {
-        (alarms().await == 1).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        alarms().await,
-        1,
-        "raised once, by the hub that held the device"
-    );
-    a.stop().await;
-    b.stop().await;
-    pg.drop_database().await;
 }
 
 #[tokio::test]

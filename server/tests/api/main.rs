@@ -11,6 +11,7 @@ mod alarms;
 mod attacks;
 mod auth;
 mod cluster;
+mod cluster_alarms;
 mod devices;
 mod gateway;
 mod lifecycle;
