@@ -158,6 +158,9 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
     teller.tell_state(&registry).await;
     let mut heard: HashMap<String, Instant> = HashMap::new();
     let mut alive = tokio::time::interval(ALIVE_EVERY);
+    // When this hub last asked the others to tell all again after its NATS client dropped
+    // messages.
+    let mut caught_up: Option<Instant> = None;
     tracing::info!(hub = %hub, "joined the other hubs on NATS");
     loop {
         tokio::select! {
@@ -239,6 +242,16 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
                     async_nats::Event::Connected => registry.linked(true),
                     async_nats::Event::Disconnected => registry.linked(false),
                     _ => {}
+                }
+                if let async_nats::Event::SlowConsumer(_) = event {
+                    // The client dropped messages this hub did not take in time: ask the
+                    // others for all they hold (what was applied already is not applied
+                    // twice), at most once per `LOST_AFTER` so that an overloaded hub does
+                    // not make every other hub resend everything again and again.
+                    if caught_up.is_none_or(|at| at.elapsed() > LOST_AFTER) {
+                        caught_up = Some(Instant::now());
+                        teller.tell(Told::Hello).await;
+                    }
                 }
                 if matches!(event, async_nats::Event::Connected) {
                     // Back after a cut: the others may have given this hub up, and missed
