@@ -85,6 +85,22 @@ pub async fn connect(args: &ClusterArgs, url: &str, hub: String) -> Result<Link,
                 let _ = events.try_send(event);
             }
         });
+    // async-nats does not sign in with what a URL carries: `nats://user:password@host` (or
+    // `nats://token@host`) is taken apart here.
+    if let Ok(parsed) = url::Url::parse(url) {
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        match (parsed.username(), parsed.password()) {
+            ("", _) => {}
+            (user, Some(password)) => {
+                options = options.user_and_password(decode(user), decode(password));
+            }
+            (token, None) => options = options.token(decode(token)),
+        }
+    }
     if let Some(path) = &args.cluster_nats_creds {
         options =
             options
@@ -165,8 +181,12 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => {
-                teller.tell(Told::Gone).await;
-                let _ = client.flush().await;
+                // Bounded: a hub cut off from NATS (or never let in) would wait for ever.
+                let goodbye = async {
+                    teller.tell(Told::Gone).await;
+                    let _ = client.flush().await;
+                };
+                let _ = tokio::time::timeout(GOODBYE_WITHIN, goodbye).await;
                 return;
             }
             event = local.recv() => {
@@ -331,6 +351,9 @@ fn state_chunks(devices: Vec<DeviceState>, limit: usize) -> Vec<Vec<DeviceState>
     }
     chunks
 }
+
+/// How long a stopping hub tries to tell the others it is gone.
+const GOODBYE_WITHIN: Duration = Duration::from_secs(1);
 
 /// How long a hub waits for another to answer a command for one of its devices.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);

@@ -37,7 +37,8 @@ pub const LOST_AFTER: Duration = Duration::from_secs(5);
 pub struct ClusterArgs {
     /// Join the hubs that use this NATS server (and share one PostgreSQL store,
     /// `--database-url`): each shows every hub's devices live. `nats://host:4222`,
-    /// `tls://host:4222` for TLS; `nats://user:password@host:4222` to sign in.
+    /// `tls://host:4222` for TLS; `nats://user:password@host:4222` (or `nats://token@host:4222`)
+    /// to sign in.
     #[arg(long, env = "IOTHUB_CLUSTER_NATS", hide_env_values = true)]
     pub cluster_nats: Option<String>,
 

@@ -245,6 +245,17 @@ async fn a_hub_killed_loses_its_devices_and_they_come_back_on_another_hub() {
     b.stop().await;
 }
 
+/// Waits until a server listens on 127.0.0.1:`port`.
+pub(crate) async fn listening(port: u16) {
+    eventually("the server listens", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+}
+
 /// A nats-server (with JetStream) of this test's own (the others share one), which it stops
 /// and starts.
 pub(crate) struct OwnNats {
@@ -286,13 +297,7 @@ impl OwnNats {
             .expect("nats-server (apt install nats-server)");
         self.child = Some(child);
         let port = self.port;
-        eventually("nats-server listens", || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
+        listening(port).await;
     }
 
     pub(crate) async fn stop(&mut self) {

@@ -12,6 +12,7 @@ mod attacks;
 mod auth;
 mod cluster;
 mod cluster_alarms;
+mod cluster_tls;
 mod devices;
 mod gateway;
 mod lifecycle;
