@@ -119,7 +119,6 @@ impl Store {
         let Some(device) = self.device_key(device_id).await? else {
             return Ok(Vec::new());
         };
-        let names = self.series_names(device).await?;
         let device_id = Name::from(device_id);
         let limit = limit as usize;
         let sql = "SELECT body FROM blocks WHERE device = $1 AND first_ms >= $2
@@ -130,19 +129,27 @@ impl Store {
             .fetch(pool)
             .map(|row| row.map_err(StorageError::from))
             .boxed());
-        let mut newest = Vec::new();
+        let mut packed_newest = Vec::new();
         // Newest blocks first, until enough readings are in hand.
         while let Some(block) = blocks.next().await {
             for packed in packed::decode(&block?.body) {
                 let packed = packed?;
                 if packed.received_ms >= since_ms {
-                    newest.push(reading_from(&device_id, packed, &names)?);
+                    packed_newest.push(packed);
                 }
             }
-            if newest.len() >= limit {
+            if packed_newest.len() >= limit {
                 break;
             }
         }
+        drop(blocks);
+        // The names after the blocks: a block may name a field first stored after a read of
+        // the names (names are only ever added), never one stored after the block.
+        let names = self.series_names(device).await?;
+        let mut newest = packed_newest
+            .into_iter()
+            .map(|packed| reading_from(&device_id, packed, &names))
+            .collect::<Result<Vec<_>, _>>()?;
         newest.sort_by_key(|r| (r.received_ms, r.seq));
         let skip = newest.len().saturating_sub(limit);
         Ok(newest.split_off(skip))
@@ -171,7 +178,6 @@ impl Store {
         let Some(device) = self.device_key(device_id).await? else {
             return Ok(window);
         };
-        let names = self.series_names(device).await?;
         let buckets = usize::try_from(span / bucket_ms + i64::from(span % bucket_ms != 0))
             .unwrap_or(usize::MAX);
         let mut grid = Grid::new(from_ms, bucket_ms, buckets);
@@ -191,6 +197,8 @@ impl Store {
                 }
             }
         }
+        // The names after the readings (see `history`).
+        let names = self.series_names(device).await?;
         window.series = grid.into_series(&names);
         Ok(window)
     }
@@ -322,7 +330,7 @@ impl Store {
         let Some(device) = self.device_key(device_id).await? else {
             return Ok(());
         };
-        let names = self.series_names(device).await?;
+        let mut names = self.series_names(device).await?;
         let device_id = Name::from(device_id);
         let mut after = (i64::MIN, i64::MIN);
         loop {
@@ -339,10 +347,24 @@ impl Store {
                 .fetch_all(pool)
                 .await?);
             let last_page = (page.len() as i64) < EXPORT_PAGE_BLOCKS;
-            for block in page {
+            // Names stored since they were read come with this page's blocks: read again.
+            let page: Vec<(PageRow, Vec<packed::Packed>)> = page
+                .into_iter()
+                .map(|block| {
+                    let readings = packed::decode(&block.body).collect::<Result<Vec<_>, _>>()?;
+                    Ok((block, readings))
+                })
+                .collect::<Result<_, StorageError>>()?;
+            let unknown = |p: &packed::Packed| p.values.iter().any(|(s, _)| !names.contains_key(s));
+            if page
+                .iter()
+                .any(|(_, readings)| readings.iter().any(unknown))
+            {
+                names = self.series_names(device).await?;
+            }
+            for (block, readings) in page {
                 after = (block.first_ms, block.first_seq);
-                for packed in packed::decode(&block.body) {
-                    let packed = packed?;
+                for packed in readings {
                     if packed.received_ms < from_ms || packed.received_ms >= to_ms {
                         continue;
                     }
