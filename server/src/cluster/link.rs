@@ -368,12 +368,13 @@ async fn ask(
     command: &RemoteCommand,
 ) -> Result<CommandInfo, String> {
     let device = device_of(&command.request);
+    // No claim (not written yet: the device connected a moment ago, or NATS came back and
+    // the claims are being made again) or no answer: what the hubs told stands, and that hub
+    // says whether it holds the device.
     let holder = match presence {
         Some(presence) => match presence.holder(device).await {
             Ok(Some(claim)) => claim.hub,
-            Ok(None) => return Err(format!("device {device:?} is offline")),
-            // The bucket did not answer: what the hubs told still stands.
-            Err(_) => command.hub.to_string(),
+            Ok(None) | Err(_) => command.hub.to_string(),
         },
         None => command.hub.to_string(),
     };
