@@ -74,7 +74,8 @@ impl LineBuffer {
         complete
             .lines()
             .filter(|line| !line.trim().is_empty())
-            .filter_map(|line| match serde_json::from_str(line) {
+            // As bytes, like the page data and the server functions: one decoder per type.
+            .filter_map(|line| match serde_json::from_slice(line.as_bytes()) {
                 Ok(event) => Some(event),
                 Err(err) => {
                     leptos::logging::warn!("ignoring a live event that did not parse: {err}");

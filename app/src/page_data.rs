@@ -45,7 +45,9 @@ impl PageData {
     #[cfg(not(feature = "ssr"))]
     pub fn from_document() -> Option<Arc<PageData>> {
         let text = document().get_element_by_id(ELEMENT_ID)?.text_content()?;
-        serde_json::from_str(&text).ok().map(Arc::new)
+        // As bytes: the server functions decode their answers from bytes too, and one reader
+        // type means one copy of every type's decoder in the bundle.
+        serde_json::from_slice(text.as_bytes()).ok().map(Arc::new)
     }
 }
 
