@@ -127,11 +127,19 @@ pub async fn run(
     opened: Arc<OnceLock<Presence>>,
     stop: CancellationToken,
 ) {
+    let mut tries = 0;
     let presence = loop {
         match Presence::open(&client, &prefix).await {
             Ok(presence) => break presence,
             Err(err) => {
-                tracing::warn!(%err, "the presence bucket is not open yet (is JetStream on?)");
+                // Said once; then quietly tried again (commands go by what the hubs tell
+                // meanwhile).
+                tries += 1;
+                if tries == 1 {
+                    tracing::warn!(%err, "the presence bucket is not open yet (is JetStream on?)");
+                } else {
+                    tracing::debug!(%err, "the presence bucket is still not open");
+                }
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(RENEW_EVERY) => {}
