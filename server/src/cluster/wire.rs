@@ -127,24 +127,12 @@ pub fn presence_bucket(prefix: &str) -> String {
 
 /// A device id as one subject token or key: its bytes in hex.
 pub fn hex(id: &str) -> String {
-    use std::fmt::Write;
-    let mut hex = String::with_capacity(2 * id.len());
-    for byte in id.bytes() {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    ::hex::encode(id)
 }
 
 /// The device id `hex` stands for, if it is one.
 pub fn unhex(hex: &str) -> Option<String> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(::hex::decode(hex).ok()?).ok()
 }
 
 /// Whether `token` may be one token of a subject (a hub id, the prefix): letters, digits, `-`
