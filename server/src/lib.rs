@@ -57,6 +57,7 @@ pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod sweeps;
+pub mod url_credentials;
 
 /// Milliseconds since the Unix epoch, the time unit of every reading.
 pub fn now_ms() -> i64 {

@@ -4,6 +4,7 @@
 use super::presence::{self, Change, Presence};
 use super::{Ask, ClusterArgs, ClusterError, Envelope, Subjects, Told, ALIVE_EVERY, LOST_AFTER};
 use crate::registry::{DeviceState, Registry, RemoteCommand, Selection};
+use crate::url_credentials::url_credentials;
 use app::model::{CommandInfo, CommandRequest, CommandTarget, LiveEvent, Scope};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -87,19 +88,11 @@ pub async fn connect(args: &ClusterArgs, url: &str, hub: String) -> Result<Link,
         });
     // async-nats does not sign in with what a URL carries: `nats://user:password@host` (or
     // `nats://token@host`) is taken apart here.
-    if let Ok(parsed) = url::Url::parse(url) {
-        let decode = |part: &str| {
-            percent_encoding::percent_decode_str(part)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        match (parsed.username(), parsed.password()) {
-            ("", _) => {}
-            (user, Some(password)) => {
-                options = options.user_and_password(decode(user), decode(password));
-            }
-            (token, None) => options = options.token(decode(token)),
-        }
+    let credentials = url::Url::parse(url).ok().as_ref().and_then(url_credentials);
+    match credentials {
+        None => {}
+        Some((user, Some(password))) => options = options.user_and_password(user, password),
+        Some((token, None)) => options = options.token(token),
     }
     if let Some(path) = &args.cluster_nats_creds {
         options =

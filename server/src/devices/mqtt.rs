@@ -116,18 +116,8 @@ pub fn parse_broker(raw: &str) -> Result<Broker, String> {
         .ok_or("the URL has no host")?
         .trim_matches(['[', ']'])
         .to_string();
-    let credentials = (!url.username().is_empty()).then(|| {
-        // Percent-decoding only: in the user part of a URL `+` is a plus, not a space.
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        (
-            decode(url.username()),
-            url.password().map(decode).unwrap_or_default(),
-        )
-    });
+    let credentials = crate::url_credentials::url_credentials(&url)
+        .map(|(user, password)| (user, password.unwrap_or_default()));
     Ok(Broker {
         host,
         port: url.port().unwrap_or(default_port),
