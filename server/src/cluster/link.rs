@@ -252,25 +252,25 @@ pub async fn run(link: Link, registry: Registry, stop: CancellationToken) {
             Some(event) = connection.recv() => {
                 tracing::info!(%event, "NATS");
                 match event {
-                    async_nats::Event::Connected => registry.linked(true),
+                    async_nats::Event::Connected => {
+                        registry.linked(true);
+                        // Back after a cut: the others may have given this hub up, and missed
+                        // what it told meanwhile (and it what they told).
+                        teller.tell(Told::Hello).await;
+                        teller.tell_state(&registry).await;
+                    }
                     async_nats::Event::Disconnected => registry.linked(false),
-                    _ => {}
-                }
-                if let async_nats::Event::SlowConsumer(_) = event {
                     // The client dropped messages this hub did not take in time: ask the
                     // others for all they hold (what was applied already is not applied
                     // twice), at most once per `LOST_AFTER` so that an overloaded hub does
                     // not make every other hub resend everything again and again.
-                    if caught_up.is_none_or(|at| at.elapsed() > LOST_AFTER) {
+                    async_nats::Event::SlowConsumer(_)
+                        if caught_up.is_none_or(|at| at.elapsed() > LOST_AFTER) =>
+                    {
                         caught_up = Some(Instant::now());
                         teller.tell(Told::Hello).await;
                     }
-                }
-                if matches!(event, async_nats::Event::Connected) {
-                    // Back after a cut: the others may have given this hub up, and missed
-                    // what it told meanwhile (and it what they told).
-                    teller.tell(Told::Hello).await;
-                    teller.tell_state(&registry).await;
+                    _ => {}
                 }
             }
         }
