@@ -281,7 +281,7 @@ impl Claims {
         match self.store.entry(hex(device)).await {
             Ok(entry) => match entry.as_ref().and_then(claim_of) {
                 Some(claim) if claim.hub != self.hub => {
-                    if self.keeps(device, &claim) {
+                    if self.keeps(device, &claim).is_some() {
                         self.claim(device, since_ms).await;
                     }
                 }
@@ -307,17 +307,17 @@ impl Claims {
         if claim.hub == self.hub || !self.revisions.contains_key(&device) {
             return;
         }
-        if self.keeps(&device, &claim) {
-            let since_ms = self.registry.held_here_since(&device).unwrap_or_default();
-            self.claim(&device, since_ms).await;
-        } else {
-            self.revisions.remove(&device);
+        match self.keeps(&device, &claim) {
+            Some(since_ms) => self.claim(&device, since_ms).await,
+            None => {
+                self.revisions.remove(&device);
+            }
         }
     }
 
-    /// Whether this hub keeps `device`, which `claim` says another hub holds (if not, it has
-    /// let go of it now).
-    fn keeps(&self, device: &str, claim: &Claim) -> bool {
+    /// Since when this hub holds `device`, if it keeps it although `claim` says another hub
+    /// holds it (if not, it has let go of it now).
+    fn keeps(&self, device: &str, claim: &Claim) -> Option<i64> {
         self.registry
             .claimed_elsewhere(&self.hub, &claim.hub, device, claim.since_ms)
     }

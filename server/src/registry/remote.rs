@@ -136,43 +136,29 @@ impl Registry {
         state
             .devices
             .values()
-            .filter(|e| e.remote.is_none() && e.connection.is_some())
-            .map(|e| {
-                let since = e.summary.connected_since_ms.unwrap_or_default();
-                (e.summary.id.clone(), since)
-            })
+            .filter_map(|e| Some((e.summary.id.clone(), held_here_since(e)?)))
             .collect()
-    }
-
-    /// Since when this hub holds `device` itself, if it does.
-    pub fn held_here_since(&self, device: &str) -> Option<i64> {
-        let id = DeviceId::parse(device).ok()?;
-        let state = self.lock();
-        let entry = state.devices.get(&id)?;
-        let here = entry.remote.is_none() && entry.connection.is_some();
-        here.then(|| entry.summary.connected_since_ms.unwrap_or_default())
     }
 
     /// Hub `hub` claims `device`, connected there at `since_ms`; this hub is `own`. If this hub
     /// holds the device with an older connection it lets go of it (equal times: the greater
-    /// hub id keeps it). Says whether this hub still holds it.
-    pub fn claimed_elsewhere(&self, own: &str, hub: &str, device: &str, since_ms: i64) -> bool {
-        let Ok(id) = DeviceId::parse(device) else {
-            return false;
-        };
+    /// hub id keeps it). Since when this hub holds it, if it still does.
+    pub fn claimed_elsewhere(
+        &self,
+        own: &str,
+        hub: &str,
+        device: &str,
+        since_ms: i64,
+    ) -> Option<i64> {
+        let id = DeviceId::parse(device).ok()?;
         let mut state = self.lock();
-        let Some(entry) = state.devices.get_mut(&id) else {
-            return false;
-        };
-        if entry.remote.is_some() || entry.connection.is_none() {
-            return false;
-        }
-        let here = entry.summary.connected_since_ms.unwrap_or_default();
+        let entry = state.devices.get_mut(&id)?;
+        let here = held_here_since(entry)?;
         if (since_ms, hub) > (here, own) {
             let_go(entry, hub);
-            false
+            None
         } else {
-            true
+            Some(here)
         }
     }
 
@@ -324,6 +310,12 @@ impl Registry {
         }
         Some(entry)
     }
+}
+
+/// Since when this hub holds the device of `entry` itself (its connection is here), if it does.
+fn held_here_since(entry: &Entry) -> Option<i64> {
+    let here = entry.remote.is_none() && entry.connection.is_some();
+    here.then(|| entry.summary.connected_since_ms.unwrap_or_default())
 }
 
 /// This hub lets go of a device that connected to hub `hub` after it connected here: it moved
