@@ -20,11 +20,8 @@ LIVE_DEVICES=${BENCH_CLUSTER_LIVE_DEVICES:-100}
 LIVE_RATE=${BENCH_CLUSTER_LIVE_RATE:-10}
 LIVE_DURATION=${BENCH_CLUSTER_LIVE_DURATION:-10}
 PROFILE=${BENCH_PROFILE:-server-release}
-case $PROFILE in
-    dev | test) PROFILE_DIR=debug ;;
-    release | bench) PROFILE_DIR=release ;;
-    *) PROFILE_DIR=$PROFILE ;;
-esac
+. scripts/profile-dir.sh
+PROFILE_DIR=$(profile_dir "$PROFILE")
 BIN="${CARGO_TARGET_DIR:-target}/$PROFILE_DIR"
 NATS_SERVER=${NATS_SERVER:-/usr/sbin/nats-server}
 [ -x "$NATS_SERVER" ] || { echo "bench-cluster: $NATS_SERVER is missing (apt install nats-server)" >&2; exit 1; }

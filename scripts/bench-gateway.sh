@@ -54,11 +54,8 @@ PEER_REQUIREMENTS=scripts/peer/requirements.txt
 PROFILE=${BENCH_PROFILE:-server-release}
 # cargo's output folder for a profile: dev and test build into debug/, release and bench into
 # release/, a custom profile into its own name.
-case $PROFILE in
-    dev | test) PROFILE_DIR=debug ;;
-    release | bench) PROFILE_DIR=release ;;
-    *) PROFILE_DIR=$PROFILE ;;
-esac
+. scripts/profile-dir.sh
+PROFILE_DIR=$(profile_dir "$PROFILE")
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 IOTHUB="$TARGET_DIR/$PROFILE_DIR/iothub"
 LOAD="$TARGET_DIR/$PROFILE_DIR/iothub-load"

@@ -22,11 +22,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 # The cargo profile built and measured (BENCH_PROFILE=dev: the debug build `cargo test` made,
 # for a quick check that the benchmark runs, not for figures).
 PROFILE=${BENCH_PROFILE:-server-release}
-case $PROFILE in
-    dev | test) PROFILE_DIR=debug ;;
-    release | bench) PROFILE_DIR=release ;;
-    *) PROFILE_DIR=$PROFILE ;;
-esac
+. scripts/profile-dir.sh
+PROFILE_DIR=$(profile_dir "$PROFILE")
 BENCH="$TARGET_DIR/$PROFILE_DIR/iothub-bench-store"
 
 echo "== building (profile $PROFILE)" >&2

@@ -40,11 +40,8 @@ PROFILE=${BENCH_PROFILE:-server-release}
 export BENCH_PROFILE=$PROFILE
 # cargo's output folder for a profile: dev and test build into debug/, release and bench into
 # release/, a custom profile into its own name.
-case $PROFILE in
-    dev | test) PROFILE_DIR=debug ;;
-    release | bench) PROFILE_DIR=release ;;
-    *) PROFILE_DIR=$PROFILE ;;
-esac
+. scripts/profile-dir.sh
+PROFILE_DIR=$(profile_dir "$PROFILE")
 BIN="$TARGET_DIR/$PROFILE_DIR"
 LIVE_RUNS=${BENCH_LIVE_RUNS:-3}
 # Fleet sizes for step 3, each its own runs.
