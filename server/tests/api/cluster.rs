@@ -204,9 +204,7 @@ async fn a_hub_killed_loses_its_devices_and_they_come_back_on_another_hub() {
     let prefix = prefix();
     let mut a = hub_process(&nats, &prefix, "hub-a").await;
     let b = hub(&nats, &prefix, "hub-b").await;
-    let url = format!("ws://{}/ws/device", a.addr);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut device = crate::helpers::Device { ws };
+    let mut device = a.device("").await;
     for i in 0..10 {
         device.send(&format!("9,{i},{i}.5")).await;
     }

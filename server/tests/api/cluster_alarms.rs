@@ -100,9 +100,7 @@ async fn the_devices_of_a_hub_that_died_are_watched_by_one_of_the_others() {
     let rule = offline_rule(&b).await;
     // A starts after the rule exists, in a process of its own, to be killed.
     let mut a = hub_process_with(&nats, &prefix, "hub-a", &["--database-url", &pg.url]).await;
-    let url = format!("ws://{}/ws/device", a.addr);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut device = crate::helpers::Device { ws };
+    let mut device = a.device("").await;
     device.send("7,1,1.5").await;
     shown(&b, "7", |s| s.online).await;
     shown(&c, "7", |s| s.online).await;

@@ -181,11 +181,7 @@ impl TestApp {
     }
 
     pub async fn device(&self, query: &str) -> Device {
-        let url = format!("ws://{}/ws/device{query}", self.addr);
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("device connects");
-        Device { ws }
+        Device::connect(self.addr, query).await
     }
 
     /// Creates a device token for `device` through the Tokens page's server function.
@@ -467,6 +463,15 @@ pub struct Device {
 }
 
 impl Device {
+    /// A device connected over WebSocket to the hub at `addr` (`query`: `?id=7`, or empty).
+    pub async fn connect(addr: SocketAddr, query: &str) -> Device {
+        let url = format!("ws://{addr}/ws/device{query}");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("device connects");
+        Device { ws }
+    }
+
     pub async fn send(&mut self, text: &str) {
         self.ws
             .send(Message::Text(text.into()))
@@ -612,6 +617,10 @@ pub struct HubProcess {
 }
 
 impl HubProcess {
+    pub async fn device(&self, query: &str) -> Device {
+        Device::connect(self.addr, query).await
+    }
+
     pub async fn start(extra: &[&str]) -> HubProcess {
         let mut args = vec!["--admin-password", ADMIN_PASSWORD];
         args.extend_from_slice(extra);

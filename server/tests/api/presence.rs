@@ -51,9 +51,7 @@ async fn the_bucket_names_each_devices_hub_and_forgets_a_dead_one() {
     let mut a = hub_process(&nats, &prefix, "hub-a").await;
     let b = hub(&nats, &prefix, "hub-b").await;
     let bucket = bucket(&nats, &prefix).await;
-    let url = format!("ws://{}/ws/device", a.addr);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut device = crate::helpers::Device { ws };
+    let mut device = a.device("").await;
     device.send("9,1,1.5").await;
     let (held, first) = eventually("A claims the device", || async {
         claim(&bucket, "9").await.filter(|(c, _)| c.hub == "hub-a")
