@@ -8,7 +8,8 @@ use crate::api::send_command;
 use crate::components::shown;
 use crate::live::use_live;
 use crate::model::{
-    control_state, CommandRequest, CommandSpec, CommandTarget, ControlKind, Permission,
+    control_state, parse_decimal, CommandRequest, CommandSpec, CommandTarget, ControlKind,
+    Permission,
 };
 use crate::server_call::ServerCall;
 use crate::time::format_value;
@@ -136,7 +137,7 @@ fn Control(device: String, spec: CommandSpec) -> impl IntoView {
                     aria-valuetext=text.clone()
                     aria-busy=move || waiting().to_string()
                     on:change=move |ev| {
-                        if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+                        if let Some(v) = parse_decimal(&event_target_value(&ev)) {
                             send(v);
                         }
                     }

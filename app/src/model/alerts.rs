@@ -292,10 +292,7 @@ impl RuleForm {
     /// The rule the form describes, checked as the server will check it.
     pub fn to_rule(&self) -> Result<NewRule, String> {
         fn number(what: &str, raw: &str) -> Result<f64, String> {
-            raw.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
+            super::parse_decimal(raw.trim())
                 .ok_or_else(|| format!("{what} must be a number, not {:?}", raw.trim()))
         }
         let optional = |raw: &str| Some(raw.trim().to_string()).filter(|s| !s.is_empty());

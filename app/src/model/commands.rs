@@ -112,10 +112,7 @@ impl CommandRequest {
             _ => return Err("choose a device or All devices".into()),
         };
         let value = value.trim();
-        let value: f64 = value
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())
+        let value = super::parse_decimal(value)
             .ok_or_else(|| format!("the value must be a number, not {value:?}"))?;
         let duration_ms = match duration_ms.trim() {
             "" => None,

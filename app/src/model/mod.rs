@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 mod alerts;
 mod commands;
 mod condition_fields;
+mod decimal;
 mod listing;
 mod roles;
 mod tokens;
@@ -20,6 +21,7 @@ pub use commands::{
     control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,
     ControlKind, ControlState, MAX_DURATION_MS, MAX_VARIABLE_CHARS,
 };
+pub use decimal::parse_decimal;
 pub use listing::{DeviceOrder, DeviceQuery, Fleet, Listed, Scope, MAX_FILTER_CHARS, PAGE_SIZE};
 pub use roles::{Permission, Role};
 pub use tokens::{ApiToken, DeviceToken, NewApiToken, NewDeviceToken, Viewer};
