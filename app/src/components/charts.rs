@@ -215,11 +215,16 @@ fn arrange(
     window: Option<(i64, i64)>,
     shown: TimeWindow,
 ) -> impl IntoView {
-    let (mut picked, rest): (Vec<FigureLine>, Vec<FigureLine>) =
-        lines.into_iter().partition(|l| together.contains(&l.field));
+    // In the order the person picked them: the first gets the first colour.
+    let mut rest = lines;
+    let picked: Vec<FigureLine> = together
+        .iter()
+        .filter_map(|field| {
+            let at = rest.iter().position(|l| l.field == *field)?;
+            Some(rest.remove(at))
+        })
+        .collect();
     let (combined, rest) = if picked.len() > 1 {
-        // In the order the person picked them: the first gets the first colour.
-        picked.sort_by_key(|l| together.iter().position(|f| *f == l.field));
         let figure = figure(live, device, &picked, window, shown);
         (
             Some(view! { <ChartFigure figure lines=picked pointer /> }),
