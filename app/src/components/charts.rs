@@ -257,9 +257,7 @@ fn figure(
         let on_fields: Vec<(&crate::model::AlarmRule, f64)> = rules
             .iter()
             .filter_map(|r| {
-                let t = lines
-                    .iter()
-                    .find_map(|l| r.threshold_for(device, &l.field))?;
+                let t = lines.iter().find_map(|l| r.threshold_for(&l.field))?;
                 Some((r, t))
             })
             .collect();

@@ -203,8 +203,9 @@ impl AlarmRule {
         wildmatch::WildMatch::new(&self.devices).matches(device)
     }
 
-    /// The threshold line to draw on `device`'s chart of `field`, if the rule has one.
-    pub fn threshold_for(&self, device: &str, field: &str) -> Option<f64> {
+    /// The threshold line to draw on a chart of `field`, if the rule has one. (A device page
+    /// is sent only the rules that [cover](Self::covers) its device.)
+    pub fn threshold_for(&self, field: &str) -> Option<f64> {
         match &self.condition {
             Condition::Above {
                 field: f,
@@ -215,7 +216,7 @@ impl AlarmRule {
                 field: f,
                 threshold,
                 ..
-            } if f == field && self.covers(device) => Some(*threshold),
+            } if f == field => Some(*threshold),
             _ => None,
         }
     }

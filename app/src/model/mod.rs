@@ -234,7 +234,8 @@ pub struct DashboardSnapshot {
     /// The alarms up (not cleared), oldest first.
     #[serde(default)]
     pub alarms: Vec<Alarm>,
-    /// The alarm rules, for threshold lines: set by `load_dashboard`, like `viewer`.
+    /// The alarm rules, for threshold lines: set by `load_dashboard`, like `viewer`; on a
+    /// device page only those that cover its device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<AlarmRule>,
 }

@@ -501,9 +501,8 @@ fn a_rule_covers_devices_by_pattern_and_draws_its_threshold_on_its_field() {
         created_ms: 0,
     };
     assert!(rule.covers("kitchen-1") && !rule.covers("garage"));
-    assert_eq!(rule.threshold_for("kitchen-1", "temp"), Some(5.0));
-    assert_eq!(rule.threshold_for("kitchen-1", "hum"), None);
-    assert_eq!(rule.threshold_for("garage", "temp"), None);
+    assert_eq!(rule.threshold_for("temp"), Some(5.0));
+    assert_eq!(rule.threshold_for("hum"), None);
     assert_eq!(rule.condition.describe(), "temp below 5");
     assert_eq!(
         Condition::Silent { after_s: 60 }.describe(),

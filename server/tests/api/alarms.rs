@@ -735,3 +735,46 @@ async fn config_file_rules_are_created_then_kept_up_to_date_by_name() {
     assert!(after.iter().any(|r| r.name == "from the dashboard"));
     app.stop().await;
 }
+
+/// A device page is sent the rules that watch its device, for their threshold lines, and no
+/// other (the browser does not match device patterns itself); other pages get them all.
+#[tokio::test]
+async fn a_device_page_carries_the_rules_that_cover_its_device() {
+    let app = TestApp::spawn().await;
+    for (name, devices) in [("kitchen", "kitchen-*"), ("garage", "garage")] {
+        make_rule(
+            &app,
+            json!({
+                "name": name,
+                "devices": devices,
+                "condition": {"kind": "above", "field": "temp", "threshold": 30.0},
+            }),
+        )
+        .await;
+    }
+    let rules_on = |path: &str| {
+        let (request, path) = (app.http.get(app.url(path)), path.to_string());
+        async move {
+            let page = request.send().await.unwrap().text().await.unwrap();
+            let data = page
+                .split(r#"<script type="application/json" id="page-data">"#)
+                .nth(1)
+                .and_then(|rest| rest.split("</script>").next())
+                .unwrap_or_else(|| panic!("{path} carries its data: {page}"));
+            let data: Value = serde_json::from_str(data).unwrap();
+            let mut names: Vec<String> = data["snapshot"]["Ok"]["rules"]
+                .as_array()
+                .unwrap_or(&Vec::new())
+                .iter()
+                .map(|rule| rule["name"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(rules_on("/devices/kitchen-1").await, ["kitchen"]);
+    assert_eq!(rules_on("/devices/garage").await, ["garage"]);
+    assert!(rules_on("/devices/hall").await.is_empty());
+    assert_eq!(rules_on("/alarms").await, ["garage", "kitchen"]);
+    app.stop().await;
+}
