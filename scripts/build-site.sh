@@ -3,7 +3,7 @@
 # cargo-leptos (whose install alone takes a quarter of an hour on a small machine):
 #   target/site/pkg/iothub-<page>.<hash>.js, .wasm  (for each page that runs in the browser:
 #                                             cargo --features <page> → wasm-bindgen →
-#                                             wasm-opt -Oz)
+#                                             wasm-opt -Oz --converge)
 #   target/site/pkg/iothub.<hash>.css        (style/main.css; also as iothub.css for the
 #                                             static pages: offline page, API docs)
 #   target/site/pkg/*.gz, *.br               (each, gzip -9 and brotli -q 11: served as is)
@@ -55,6 +55,10 @@ compressed="$pkg/$css $pkg/$name.css"
 # wasm-bindgen and wasm-opt take half a minute a page: their output is kept per page and input
 # (a second run on unchanged code, the benchmark after the test build, copies it), and they run
 # beside the next page's link, which keeps one core busy.
+# --converge repeats -Oz until the module stops shrinking: 3 KiB gzip less on the device page
+# for 17 s more per page.
+wasm_opt_flags="-Oz --converge --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue"
 declare -A cached
 pids=()
 for page in $pages; do
@@ -62,7 +66,7 @@ for page in $pages; do
   # page costs a link (with LTO).
   cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --release --features "$page"
   input="$cargo_target/wasm32-unknown-unknown/release/frontend.wasm"
-  dir="$cargo_target/site-cache/$page-$(sha256sum "$input" | cut -c1-32)"
+  dir="$cargo_target/site-cache/$page-$( (cat "$input"; echo "$wasm_opt_flags") | sha256sum | cut -c1-32)"
   cached[$page]=$dir
   out="$name-$page"
   if [[ ! -f "$dir/$out.js" ]]; then
@@ -72,9 +76,8 @@ for page in $pages; do
     (
       wasm-bindgen --target web --no-typescript --out-dir "$dir.tmp" --out-name "$out" \
         "$dir.tmp/frontend.wasm"
-      node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-        --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-        "$dir.tmp/${out}_bg.wasm" -o "$dir.tmp/${out}_bg.wasm"
+      # shellcheck disable=SC2086 # the flags are words
+      node_modules/.bin/wasm-opt $wasm_opt_flags "$dir.tmp/${out}_bg.wasm" -o "$dir.tmp/${out}_bg.wasm"
       rm "$dir.tmp/frontend.wasm"
       mv "$dir.tmp" "$dir"
     ) &
