@@ -105,11 +105,12 @@ pub fn Console(#[prop(into)] id: Signal<String>) -> impl IntoView {
                         .get()
                         .into_iter()
                         .map(|line| {
-                            let (class, arrow) = match line.direction {
-                                Direction::In => ("in", "←"),
-                                Direction::Out => ("out", "→"),
-                                Direction::Error => ("error", "✕"),
+                            let arrow = match line.direction {
+                                Direction::In => "←",
+                                Direction::Out => "→",
+                                Direction::Error => "✕",
                             };
+                            let class = line.direction.as_str();
                             view! {
                                 <li class=class>
                                     <time>{zone.clock(line.ms)}</time>

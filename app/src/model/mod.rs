@@ -10,6 +10,7 @@ mod commands;
 mod condition_fields;
 mod decimal;
 mod listing;
+mod names;
 mod roles;
 mod tokens;
 
@@ -176,7 +177,7 @@ pub struct CommandSpec {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum Direction {
     /// Received from the device.
@@ -185,6 +186,26 @@ pub enum Direction {
     Out,
     /// An error reply the server sent about a line it could not use.
     Error,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 3] = [Direction::In, Direction::Out, Direction::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+            Direction::Error => "error",
+        }
+    }
+}
+
+impl TryFrom<String> for Direction {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        names::variant_named(&Direction::ALL, Direction::as_str, &name)
+    }
 }
 
 /// A raw line in a device's console.
