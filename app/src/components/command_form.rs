@@ -6,18 +6,36 @@ use crate::server_call::ServerCall;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
-/// Send a command to one device or to all: address picker, variable (suggested from the
-/// device's declared commands), value, optional duration, and for one device how long the
-/// command may wait if the device is asleep. Invalid input is refused here and nothing is sent;
-/// the server checks again. On a device page, `device` is picked at first.
+/// Send a command to one device or to all (the overview): the device picker lists the devices
+/// the page knows, "All devices" picked at first.
 #[component]
-pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> impl IntoView {
+pub fn CommandForm() -> impl IntoView {
     let state = use_live().state;
-    let target = RwSignal::new(
-        device
-            .map(|d| format!("device:{}", d.get_untracked()))
-            .unwrap_or_else(|| "all".to_string()),
-    );
+    let device_ids = move || state.with(|s| s.devices.keys().cloned().collect::<Vec<_>>());
+    let devices = view! {
+        <For each=device_ids key=|id| id.clone() let:id>
+            <option value=format!("device:{id}")>{id.clone()}</option>
+        </For>
+    };
+    command_form("all".to_string(), devices)
+}
+
+/// The command form of a device page: to this device (picked at first) or to all. A fixed
+/// choice rather than [`CommandForm`]'s live list (a device page knows no other device), which
+/// keeps the list's keyed updating out of the device page's bundle.
+#[component]
+pub fn DeviceCommandForm(device: String) -> impl IntoView {
+    let this = view! { <option value=format!("device:{device}")>{device.clone()}</option> };
+    command_form(format!("device:{device}"), this)
+}
+
+/// Address picker (`devices` are its options after "All devices"), variable (suggested from
+/// the device's declared commands), value, optional duration, and for one device how long the
+/// command may wait if the device is asleep. Invalid input is refused here and nothing is sent;
+/// the server checks again.
+fn command_form(first_target: String, devices: impl IntoView + 'static) -> impl IntoView {
+    let state = use_live().state;
+    let target = RwSignal::new(first_target);
     let variable = RwSignal::new("LED".to_string());
     let value = RwSignal::new(String::new());
     let duration = RwSignal::new(String::new());
@@ -26,7 +44,6 @@ pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> im
     let error = RwSignal::new(None::<String>);
     let send = ServerCall::new();
 
-    let device_ids = move || state.with(|s| s.devices.keys().cloned().collect::<Vec<_>>());
     // The declared commands of the chosen device, for suggestions and range checks.
     let declared = move || {
         let id = target.get();
@@ -85,9 +102,7 @@ pub fn CommandForm(#[prop(optional, into)] device: Option<Signal<String>>) -> im
                     on:change=move |ev| target.set(event_target_value(&ev))
                 >
                     <option value="all">"All devices"</option>
-                    <For each=device_ids key=|id| id.clone() let:id>
-                        <option value=format!("device:{id}")>{id.clone()}</option>
-                    </For>
+                    {devices}
                 </select>
             </label>
             <label>

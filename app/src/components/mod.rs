@@ -19,7 +19,7 @@ mod top_bar;
 pub use alarms::ActiveAlarms;
 pub use api_tokens::ApiTokens;
 pub use charts::{DeviceCharts, WindowPicker};
-pub use command_form::{CommandForm, RecentCommands};
+pub use command_form::{CommandForm, DeviceCommandForm, RecentCommands};
 pub use connection_badge::ConnectionBadge;
 pub use console::Console;
 pub use controls::DeviceControls;

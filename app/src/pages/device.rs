@@ -2,7 +2,7 @@
 //! form for this device, and what the device said about itself; its alarms up on top.
 
 use crate::components::{
-    first_paint, shown, ActiveAlarms, CommandForm, Console, DeviceCharts, DeviceControls,
+    first_paint, shown, ActiveAlarms, Console, DeviceCharts, DeviceCommandForm, DeviceControls,
     DeviceDetails, DeviceHeader, RecentCommands, RemoveDevice, TopBar, WindowPicker,
 };
 use crate::live::use_live;
@@ -31,7 +31,7 @@ pub fn DevicePage(id: String, window: TimeWindow, fields: Vec<String>) -> impl I
                         <DeviceControls id=controls_id.clone() />
                         {shown(
                             move || live.may(Permission::Control),
-                            move || view! { <CommandForm device=command_id.clone() /> },
+                            move || view! { <DeviceCommandForm device=command_id.clone() /> },
                         )}
                         <RecentCommands device=id.clone() />
                         <DeviceDetails id=id.clone() />
