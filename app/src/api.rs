@@ -430,19 +430,12 @@ pub mod ssr {
         scope: Scope,
         who: Option<SignedIn>,
     ) -> Result<DashboardSnapshot, AppError> {
-        let mut snapshot = hub.snapshot(&checked(scope.clone()));
+        let mut snapshot = hub.snapshot(&checked(scope));
         snapshot.viewer = who.map(|who| crate::model::Viewer {
             user: who.user,
             role: who.role,
             tokenless_devices: hub.tokenless_devices(),
         });
-        snapshot.rules = hub.alarm_rules().await?;
-        // A device page draws the thresholds of the rules that watch its device: matched here,
-        // because matching patterns in the browser brings Unicode case tables into its bundle
-        // (12 KiB, for wildmatch's case-insensitive mode that is never used).
-        if let Some(device) = scope.focus() {
-            snapshot.rules.retain(|rule| rule.covers(device));
-        }
         Ok(snapshot)
     }
 

@@ -108,8 +108,6 @@ pub struct Live {
     pub flushes: RwSignal<u64>,
     /// Who is signed in (from the first snapshot).
     pub viewer: RwSignal<Option<Viewer>>,
-    /// The alarm rules (from the first snapshot; the Alarms page updates them).
-    pub rules: RwSignal<Vec<crate::model::AlarmRule>>,
     /// How wide charts are drawn: [`crate::chart::CHART_WIDTH`] on the server, the screen's
     /// own once hydrated (narrower on a phone, so that labels keep their size).
     pub chart_width: RwSignal<u32>,
@@ -133,7 +131,6 @@ impl Live {
             zone: RwSignal::new(Zone::Utc),
             flushes: RwSignal::new(0),
             viewer: RwSignal::new(None),
-            rules: RwSignal::new(Vec::new()),
             chart_width: RwSignal::new(crate::chart::CHART_WIDTH),
             scope: RwSignal::new(scope),
         };
@@ -177,7 +174,6 @@ impl Live {
     pub fn seed(self, mut snapshot: DashboardSnapshot) {
         if let Some(viewer) = snapshot.viewer.take() {
             self.viewer.set(Some(viewer));
-            self.rules.set(std::mem::take(&mut snapshot.rules));
         }
         self.state.update_untracked(|s| {
             if s.focus != snapshot.focus || s.seq < snapshot.seq || s.devices.is_empty() {

@@ -1,5 +1,5 @@
-//! What a page is first drawn with: the snapshot of its scope and, on a device page showing
-//! stored history, that window ([`PageData`]).
+//! What a page is first drawn with: the snapshot of its scope, the alarm rules it shows and,
+//! on a device page showing stored history, that window ([`PageData`]).
 //!
 //! The server loads it before it renders the page ([`load`], called by the page handler), so
 //! the page renders in one pass with real data, and sends it inside the page as a JSON script
@@ -14,7 +14,9 @@
 use crate::error::AppError;
 use crate::model::{DashboardSnapshot, HistoryWindow};
 use leptos::prelude::*;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// The `id` of the script element that carries [`PageData`].
@@ -30,6 +32,12 @@ pub struct PageData {
     pub snapshot: Result<DashboardSnapshot, AppError>,
     /// A device page's window of stored history (`None` for live charts and other pages).
     pub history: Option<Result<HistoryWindow, AppError>>,
+    /// The alarm rules: all of them on the Alarms page, those that cover its device on a device
+    /// page (for their threshold lines), none elsewhere. Carried as JSON for each page to read
+    /// what it needs of them ([`PageData::rules`]): a type here would bring the decoder of
+    /// whole rules into every page's bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Box<RawValue>>,
 }
 
 impl PageData {
@@ -39,6 +47,20 @@ impl PageData {
     pub fn current() -> Result<Arc<PageData>, AppError> {
         use_context::<Arc<PageData>>()
             .ok_or_else(|| AppError::Transport("this page came without its data: reload it".into()))
+    }
+
+    /// The page's alarm rules (see [`PageData::rules`](struct@PageData)) read as `T`: a
+    /// `Vec` of [`crate::model::AlarmRule`]s or of what a page needs of each. None on a page
+    /// without rules.
+    pub fn rules<T: DeserializeOwned>(&self) -> Option<T> {
+        let json = self.rules.as_ref()?.get();
+        match serde_json::from_slice(json.as_bytes()) {
+            Ok(rules) => Some(rules),
+            Err(err) => {
+                leptos::logging::warn!("the page's alarm rules did not read: {err}");
+                None
+            }
+        }
     }
 
     /// Reads the data the server put into the page.
@@ -80,6 +102,25 @@ pub async fn load(
     use crate::links::Route;
     let scope = route.scope()?;
     let snapshot = crate::api::ssr::snapshot(hub, scope, who).await;
+    let rules = match route {
+        Route::Device { id, .. } => Some(hub.alarm_rules().await.map(|mut rules| {
+            // Matched here: matching device patterns in the browser brings Unicode case
+            // tables into its bundle (12 KiB, for wildmatch's case-insensitive mode).
+            rules.retain(|rule| rule.covers(id));
+            rules
+        })),
+        Route::Alarms => Some(hub.alarm_rules().await),
+        _ => None,
+    };
+    // Rules that could not be read fail the page as its snapshot would.
+    let (snapshot, rules) = match rules.transpose() {
+        // Serialising plain structs cannot fail.
+        Ok(rules) => (
+            snapshot,
+            rules.and_then(|r| serde_json::value::to_raw_value(&r).ok()),
+        ),
+        Err(err) => (Err(err), None),
+    };
     let history = match route {
         Route::Device { id, window, .. } => match window.bounds(crate::time::now_ms()) {
             Some((from, to)) => {
@@ -89,7 +130,11 @@ pub async fn load(
         },
         _ => None,
     };
-    Some(PageData { snapshot, history })
+    Some(PageData {
+        snapshot,
+        history,
+        rules,
+    })
 }
 
 #[cfg(test)]
@@ -106,6 +151,7 @@ mod tests {
         let data = PageData {
             snapshot: Ok(snapshot),
             history: Some(Err(AppError::BadRequest(hostile.into()))),
+            rules: None,
         };
         let json = script_safe(&serde_json::to_string(&data).unwrap());
         assert!(!json.contains('<'), "{json}");

@@ -6,7 +6,7 @@ use super::chart_figure::{ChartFigure, Figure, FigureLine, Pointer};
 use crate::chart::ChartPoint;
 use crate::links;
 use crate::live::{use_live, Live};
-use crate::model::TimeWindow;
+use crate::model::{RuleThreshold, TimeWindow};
 use crate::page_data::PageData;
 use leptos::either::{Either, EitherOf4};
 use leptos::prelude::*;
@@ -118,8 +118,16 @@ pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl
     let data = PageData::current().ok();
     let picker = view! { <FieldPicker id=id.clone() window fields=fields.clone() /> };
     let together = StoredValue::new(fields);
-    // Outlives the live charts, which are drawn anew with each reading.
-    let pointer = RwSignal::new(None::<Pointer>);
+    let drawing = Drawing {
+        live,
+        // Outlives the live charts, which are drawn anew with each reading.
+        pointer: RwSignal::new(None::<Pointer>),
+        rules: StoredValue::new(
+            data.as_ref()
+                .and_then(|d| d.rules::<Vec<RuleThreshold>>())
+                .unwrap_or_default(),
+        ),
+    };
     let live_charts = move || {
         live.state.with(|s| {
             let device = s.devices.get(&id)?;
@@ -136,7 +144,7 @@ pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl
                 })
                 .collect();
             let charts = together.with_value(|together| {
-                arrange(live, pointer, &id, lines, together, None, TimeWindow::Live)
+                arrange(drawing, &id, lines, together, None, TimeWindow::Live)
             });
             Some(charts)
         })
@@ -176,9 +184,8 @@ pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl
                     .collect()
             });
             let span = Some((window_data.from_ms, window_data.to_ms));
-            let charts = together.with_value(|together| {
-                arrange(live, pointer, &device, lines, together, span, window)
-            });
+            let charts = together
+                .with_value(|together| arrange(drawing, &device, lines, together, span, window));
             EitherOf4::B(view! {
                 <p class="level" data-testid="history-level">
                     "Each point is an average, computed " {window_data.level_label()} "."
@@ -204,11 +211,20 @@ pub fn DeviceCharts(id: String, window: TimeWindow, fields: Vec<String>) -> impl
     }
 }
 
+/// What every chart of the page is drawn with.
+#[derive(Clone, Copy)]
+struct Drawing {
+    live: Live,
+    /// Where the pointer is over a chart, if it is.
+    pointer: RwSignal<Option<Pointer>>,
+    /// The rules that cover the device (the page data's), for threshold lines.
+    rules: StoredValue<Vec<RuleThreshold>>,
+}
+
 /// The fields picked to go `together` on one chart (when two or more of them have data),
 /// first, then one chart for each of the rest.
 fn arrange(
-    live: Live,
-    pointer: RwSignal<Option<Pointer>>,
+    drawing: Drawing,
     device: &str,
     lines: Vec<FigureLine>,
     together: &[String],
@@ -225,7 +241,8 @@ fn arrange(
         })
         .collect();
     let (combined, rest) = if picked.len() > 1 {
-        let figure = figure(live, device, &picked, window, shown);
+        let figure = figure(drawing, device, &picked, window, shown);
+        let pointer = drawing.pointer;
         (
             Some(view! { <ChartFigure figure lines=picked pointer /> }),
             rest,
@@ -237,8 +254,8 @@ fn arrange(
         .into_iter()
         .map(|line| {
             let lines = vec![line];
-            let figure = figure(live, device, &lines, window, shown);
-            view! { <ChartFigure figure lines pointer /> }
+            let figure = figure(drawing, device, &lines, window, shown);
+            view! { <ChartFigure figure lines pointer=drawing.pointer /> }
         })
         .collect_view();
     (combined, single)
@@ -247,14 +264,15 @@ fn arrange(
 /// What a chart of `lines` shows besides them; with the alarms on their fields: the
 /// thresholds of the rules on them drawn as lines, and the chart framed red while one is up.
 fn figure(
-    live: Live,
+    drawing: Drawing,
     device: &str,
     lines: &[FigureLine],
     window: Option<(i64, i64)>,
     shown: TimeWindow,
 ) -> Figure {
-    let (thresholds, alarm) = live.rules.with(|rules| {
-        let on_fields: Vec<(&crate::model::AlarmRule, f64)> = rules
+    let live = drawing.live;
+    let (thresholds, alarm) = drawing.rules.with_value(|rules| {
+        let on_fields: Vec<(&RuleThreshold, f64)> = rules
             .iter()
             .filter_map(|r| {
                 let t = lines.iter().find_map(|l| r.threshold_for(&l.field))?;

@@ -16,7 +16,7 @@ mod tokens;
 
 pub use alerts::{
     Action, ActionTarget, Alarm, AlarmRule, AutomationRun, Condition, NewRule, NewSchedule,
-    RuleForm, Schedule, MAX_RULE_SECONDS,
+    RuleForm, RuleThreshold, Schedule, MAX_RULE_SECONDS,
 };
 pub use commands::{
     control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,
@@ -255,10 +255,6 @@ pub struct DashboardSnapshot {
     /// The alarms up (not cleared), oldest first.
     #[serde(default)]
     pub alarms: Vec<Alarm>,
-    /// The alarm rules, for threshold lines: set by `load_dashboard`, like `viewer`; on a
-    /// device page only those that cover its device.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<AlarmRule>,
 }
 
 /// One message of the live stream (newline-delimited JSON on the wire), externally tagged:

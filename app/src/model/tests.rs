@@ -501,8 +501,19 @@ fn a_rule_covers_devices_by_pattern_and_draws_its_threshold_on_its_field() {
         created_ms: 0,
     };
     assert!(rule.covers("kitchen-1") && !rule.covers("garage"));
-    assert_eq!(rule.threshold_for("temp"), Some(5.0));
-    assert_eq!(rule.threshold_for("hum"), None);
+    // A chart reads the rule's JSON as far as it needs.
+    let json = serde_json::to_string(&rule).unwrap();
+    let threshold: RuleThreshold = serde_json::from_str(&json).unwrap();
+    assert_eq!(threshold.id, 1);
+    assert_eq!(threshold.threshold_for("temp"), Some(5.0));
+    assert_eq!(threshold.threshold_for("hum"), None);
+    let offline = AlarmRule {
+        condition: Condition::Offline { after_s: 60 },
+        ..rule.clone()
+    };
+    let offline: RuleThreshold =
+        serde_json::from_str(&serde_json::to_string(&offline).unwrap()).unwrap();
+    assert_eq!(offline.threshold_for("temp"), None);
     assert_eq!(rule.condition.describe(), "temp below 5");
     assert_eq!(
         Condition::Silent { after_s: 60 }.describe(),

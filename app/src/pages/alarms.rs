@@ -10,6 +10,7 @@ use crate::components::{first_paint, shown, shown_or, ActiveAlarms, TopBar};
 use crate::links::device_page;
 use crate::live::use_live;
 use crate::model::{Alarm, AlarmRule, AutomationRun, Permission, RuleForm, TimeWindow};
+use crate::page_data::PageData;
 use crate::time::format_value;
 use leptos::either::Either;
 use leptos::ev::SubmitEvent;
@@ -38,6 +39,13 @@ pub fn AlarmsPage() -> impl IntoView {
 #[component]
 fn Rules() -> impl IntoView {
     let live = use_live();
+    // The rules the page was drawn with; read again after each change.
+    let rules = RwSignal::new(
+        PageData::current()
+            .ok()
+            .and_then(|data| data.rules::<Vec<AlarmRule>>())
+            .unwrap_or_default(),
+    );
     let form = RwSignal::new(RuleForm {
         kind: "above".into(),
         devices: "*".into(),
@@ -46,11 +54,11 @@ fn Rules() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // The rule the form is editing, if any (else it makes a new one).
     let editing = RwSignal::new(None::<i64>);
-    // After a change the list is read again, and the charts' threshold lines follow it.
+    // After a change the list is read again.
     let reload = move || {
         leptos::task::spawn_local(async move {
             match list_alarm_rules().await {
-                Ok(rules) => live.rules.set(rules),
+                Ok(list) => rules.set(list),
                 Err(err) => error.set(Some(err.to_string())),
             }
         })
@@ -163,12 +171,12 @@ fn Rules() -> impl IntoView {
         <section class="rules" aria-label="Alarm rules">
             <h2>"Rules"</h2>
             {shown_or(
-                move || live.rules.with(|r| !r.is_empty()),
+                move || rules.with(|r| !r.is_empty()),
                 move || view! {
                     <ul class="rule-list">
                         // Keyed by what a row shows: an edited rule is drawn again.
                         <For
-                            each=move || live.rules.get()
+                            each=move || rules.get()
                             key=|r| (r.id, r.name.clone(), r.devices.clone(), r.condition.describe())
                             children=row
                         />

@@ -84,7 +84,6 @@ pub(super) fn snapshot_of(state: &State, selection: Selection<'_>) -> DashboardS
         viewer: None,
         // All of them, whatever the page: every page shows how many are up.
         alarms: state.alarms.values().cloned().collect(),
-        rules: Vec::new(),
     }
 }
 
