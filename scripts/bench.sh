@@ -225,7 +225,7 @@ bundles = re.findall(r"(\w+) page: \S+ (\d+) KiB raw, (\d+) KiB gzip, (\d+) KiB 
 if len(bundles) != 4:
     sys.exit(f"bench: expected the sizes of 4 page bundles in site.txt, found {len(bundles)}")
 for page, raw, gz, br in bundles:
-    rows.append((f"release .wasm after wasm-opt -Oz, the {page} page's bundle",
+    rows.append((f"release .wasm after wasm-opt, the {page} page's bundle",
                  f"{raw} KiB raw, {gz} KiB gzip, {br} KiB brotli (what browsers get)",
                  "scripts/build-site.sh"))
 cluster = text("cluster.txt")
