@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 mod alerts;
 mod commands;
 mod condition_fields;
+mod console;
 mod decimal;
 mod listing;
 mod names;
@@ -22,6 +23,7 @@ pub use commands::{
     control_state, validate_variable, CommandInfo, CommandRequest, CommandStatus, CommandTarget,
     ControlKind, ControlState, MAX_DURATION_MS, MAX_VARIABLE_CHARS,
 };
+pub use console::{ConsoleLine, Direction};
 pub use decimal::parse_decimal;
 pub use listing::{DeviceOrder, DeviceQuery, Fleet, Listed, Scope, MAX_FILTER_CHARS, PAGE_SIZE};
 pub use roles::{Permission, Role};
@@ -174,47 +176,6 @@ pub struct CommandSpec {
     pub step: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", try_from = "String")]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-pub enum Direction {
-    /// Received from the device.
-    In,
-    /// Sent to the device.
-    Out,
-    /// An error reply the server sent about a line it could not use.
-    Error,
-}
-
-impl Direction {
-    pub const ALL: [Direction; 3] = [Direction::In, Direction::Out, Direction::Error];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-            Direction::Error => "error",
-        }
-    }
-}
-
-impl TryFrom<String> for Direction {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        names::variant_named(&Direction::ALL, Direction::as_str, &name)
-    }
-}
-
-/// A raw line in a device's console.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-pub struct ConsoleLine {
-    pub ms: i64,
-    pub direction: Direction,
-    pub text: String,
 }
 
 /// A device and the readings the server still holds in memory for it, oldest first.
