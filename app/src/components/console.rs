@@ -105,12 +105,11 @@ pub fn Console(#[prop(into)] id: Signal<String>) -> impl IntoView {
                         .get()
                         .into_iter()
                         .map(|line| {
-                            let arrow = match line.direction {
-                                Direction::In => "←",
-                                Direction::Out => "→",
-                                Direction::Error => "✕",
+                            let (class, arrow) = match line.direction {
+                                Direction::In => ("in", "←"),
+                                Direction::Out => ("out", "→"),
+                                Direction::Error => ("error", "✕"),
                             };
-                            let class = line.direction.as_str();
                             view! {
                                 <li class=class>
                                     <time>{zone.clock(line.ms)}</time>

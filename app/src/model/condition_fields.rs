@@ -19,39 +19,13 @@ pub(super) struct ConditionFields {
     after_s: Option<u32>,
 }
 
-#[derive(Clone, Copy, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum ConditionKind {
     Above,
     Below,
     Offline,
     Silent,
-}
-
-impl ConditionKind {
-    const ALL: [ConditionKind; 4] = [
-        ConditionKind::Above,
-        ConditionKind::Below,
-        ConditionKind::Offline,
-        ConditionKind::Silent,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            ConditionKind::Above => "above",
-            ConditionKind::Below => "below",
-            ConditionKind::Offline => "offline",
-            ConditionKind::Silent => "silent",
-        }
-    }
-}
-
-impl TryFrom<String> for ConditionKind {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        super::names::variant_named(&ConditionKind::ALL, ConditionKind::as_str, &name)
-    }
 }
 
 impl TryFrom<ConditionFields> for Condition {

@@ -1,11 +1,10 @@
 //! A device's console: the raw lines to and from it, as the device page shows them.
 
-use super::names;
 use serde::{Deserialize, Serialize};
 
 /// Which way a console line went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", try_from = "String")]
+#[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum Direction {
     /// Received from the device.
@@ -14,26 +13,6 @@ pub enum Direction {
     Out,
     /// An error reply the server sent about a line it could not use.
     Error,
-}
-
-impl Direction {
-    pub const ALL: [Direction; 3] = [Direction::In, Direction::Out, Direction::Error];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-            Direction::Error => "error",
-        }
-    }
-}
-
-impl TryFrom<String> for Direction {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        names::variant_named(&Direction::ALL, Direction::as_str, &name)
-    }
 }
 
 /// A raw line in a device's console.

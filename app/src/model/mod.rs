@@ -11,7 +11,6 @@ mod condition_fields;
 mod console;
 mod decimal;
 mod listing;
-mod names;
 mod roles;
 mod tokens;
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
-#[serde(rename_all = "lowercase", try_from = "String")]
+#[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Sees devices, readings, charts and commands; changes nothing.
@@ -63,14 +63,6 @@ impl Role {
             .into_iter()
             .find(|role| role.as_str() == raw.trim().to_ascii_lowercase())
             .ok_or_else(|| format!("{raw:?} is not a role: viewer, operator or admin"))
-    }
-}
-
-impl TryFrom<String> for Role {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        super::names::variant_named(&Role::ALL, Role::as_str, &name)
     }
 }
 
